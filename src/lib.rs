@@ -1,0 +1,17 @@
+//! foldwise: declarative, cached, comparable ensembling pipelines for
+//! multi-digit street-number recognition.
+//!
+//! Code map:
+//! - [`config`]: TOML → validated, span-free [`config::Pipeline`] with miette
+//!   diagnostics; [`config::schema`] the parameter schemas.
+//! - [`graph`]: the petgraph DAG of instances and its renderings.
+//! - [`fingerprint`]: key pre-images, keys and stale reasons.
+//! - [`store`]: the content-addressed cache.
+//! - [`exec`]: plans and runs instances, in parallel, with progress.
+//! - [`nodes`]: the node kinds, one per file.
+//! - [`data`]: the data-artifact layout shared by data nodes.
+//! - [`cli`]: the command-line front end (`main.rs` only calls it).
+
+pub mod config;
+pub mod data;
+pub mod nodes;

@@ -1,0 +1,24 @@
+//! The `split` node kind. (Being written.)
+
+use crate::config::schema::Param;
+use crate::nodes::{Kind, NodeError, RunCtx};
+
+pub struct Split;
+
+impl Kind for Split {
+    fn name(&self) -> &'static str {
+        "split"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        ""
+    }
+    fn params(&self) -> &'static [Param] {
+        &[]
+    }
+    fn run(&self, _ctx: &RunCtx<'_>) -> Result<(), NodeError> {
+        Err(NodeError::msg("not written yet"))
+    }
+}
