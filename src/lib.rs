@@ -15,3 +15,4 @@
 pub mod config;
 pub mod data;
 pub mod nodes;
+pub mod rng;

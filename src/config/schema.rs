@@ -21,7 +21,10 @@ pub struct Param {
 pub enum Ty {
     Bool,
     /// An integer within `min..=max`.
-    Int { min: i64, max: i64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
     /// A float within the bounds; `open` bounds exclude the end point.
     Float {
         min: f64,
