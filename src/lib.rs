@@ -16,3 +16,4 @@ pub mod config;
 pub mod data;
 pub mod nodes;
 pub mod rng;
+pub mod store;

@@ -1,0 +1,460 @@
+//! The content-addressed artifact cache.
+//!
+//! Layout under the cache root:
+//! - `objects/<k0k1>/<key>/out/`           the files a node wrote
+//! - `objects/<k0k1>/<key>/manifest.json`  every file's path, size and BLAKE3
+//! - `objects/<k0k1>/<key>/preimage.json`  what went into the key
+//! - `objects/<k0k1>/<key>/meta.json`      run facts (duration, time); not hashed
+//! - `tmp/`     artifacts being written; a killed run leaves them here, never read
+//! - `locks/<key>.lock`  an advisory lock held while a key is computed
+//! - `refs/<pipeline>/<instance>.json`  the key and pre-image a node last ran with
+//! - `memo/files`  file digests remembered by (path, size, mtime, inode)
+//! - `trash/`   damaged or replaced objects on their way out
+//! - `runs/`    the run history (one JSON file per run)
+//!
+//! Guarantees (see docs/ARCHITECTURE.md):
+//! - an object folder exists only when complete: it is written under `tmp/`
+//!   and renamed into place;
+//! - only a [`Writer`], which holds the key's lock, can create one, so two
+//!   runs sharing a cache never compute the same key at the same time;
+//! - [`Store::check`] detects a changed, missing or extra file.
+
+mod gc;
+mod manifest;
+mod memo;
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use gc::GcReport;
+pub use manifest::{FileEntry, Manifest};
+pub use memo::{hash_file, FileMemo};
+
+const OUT: &str = "out";
+const MANIFEST: &str = "manifest.json";
+const PREIMAGE: &str = "preimage.json";
+const META: &str = "meta.json";
+
+/// The cache.
+pub struct Store {
+    root: PathBuf,
+    memo: FileMemo,
+}
+
+/// A complete, verified artifact.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    pub key: String,
+    /// The folder with the node's files.
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    /// The artifact digest ([`Manifest::digest`]).
+    pub digest: String,
+}
+
+/// The result of [`Store::check`].
+#[derive(Debug)]
+pub enum Check {
+    Ok(Artifact),
+    Missing,
+    /// The object exists but its files do not match its manifest (or the
+    /// manifest is unreadable).
+    Corrupted(String),
+}
+
+/// The result of [`Store::begin`].
+pub enum Begin<'s> {
+    /// Someone (maybe another process) completed the key meanwhile.
+    Hit(Artifact),
+    /// The caller holds the key's lock and must compute it.
+    Miss(Writer<'s>),
+}
+
+/// The last run of a node under a pipeline name: its key and pre-image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefRecord {
+    pub key: String,
+    pub preimage: Value,
+}
+
+impl Store {
+    /// Opens (creating) a cache rooted at `root`.
+    pub fn open(root: &Path) -> io::Result<Store> {
+        for sub in ["objects", "tmp", "locks", "refs", "memo", "trash", "runs"] {
+            fs::create_dir_all(root.join(sub)).map_err(|e| annotate(e, &root.join(sub)))?;
+        }
+        let memo = FileMemo::load(root.join("memo").join("files"));
+        Ok(Store {
+            root: root.to_path_buf(),
+            memo,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn memo(&self) -> &FileMemo {
+        &self.memo
+    }
+
+    /// The object folder of a key (it may not exist).
+    pub fn object_dir(&self, key: &str) -> PathBuf {
+        self.root.join("objects").join(&key[..2]).join(key)
+    }
+
+    /// Where the files of a key's artifact live (it may not exist).
+    pub fn artifact_dir(&self, key: &str) -> PathBuf {
+        self.object_dir(key).join(OUT)
+    }
+
+    /// Whether an object folder exists for `key`, without verifying it.
+    pub fn exists(&self, key: &str) -> bool {
+        self.object_dir(key).join(MANIFEST).is_file()
+    }
+
+    /// Verifies a key's artifact against its manifest. Files are re-read
+    /// only when their (size, mtime, inode) changed since last hashed.
+    pub fn check(&self, key: &str) -> Check {
+        let obj = self.object_dir(key);
+        let manifest_path = obj.join(MANIFEST);
+        let bytes = match fs::read(&manifest_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return if obj.exists() {
+                    Check::Corrupted("manifest.json missing".into())
+                } else {
+                    Check::Missing
+                };
+            }
+            Err(e) => return Check::Corrupted(format!("manifest.json unreadable: {e}")),
+        };
+        let manifest: Manifest = match serde_json::from_slice(&bytes) {
+            Ok(m) => m,
+            Err(e) => return Check::Corrupted(format!("manifest.json damaged: {e}")),
+        };
+        let dir = obj.join(OUT);
+        for f in &manifest.files {
+            let p = dir.join(&f.path);
+            match self.memo.digest(&p) {
+                Ok((size, digest)) => {
+                    if size != f.size || digest != f.digest {
+                        return Check::Corrupted(format!("{} changed", f.path));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Check::Corrupted(format!("{} missing", f.path));
+                }
+                Err(e) => return Check::Corrupted(format!("{} unreadable: {e}", f.path)),
+            }
+        }
+        if count_files(&dir) != manifest.files.len() {
+            return Check::Corrupted("files added that the manifest does not list".into());
+        }
+        let digest = manifest.digest();
+        Check::Ok(Artifact {
+            key: key.to_string(),
+            dir,
+            manifest,
+            digest,
+        })
+    }
+
+    /// Takes the lock of `key` (waiting for another process that holds it),
+    /// then either finds the artifact complete or hands out a [`Writer`].
+    /// A damaged object found here is moved aside and recomputed.
+    pub fn begin(&self, key: &str) -> io::Result<Begin<'_>> {
+        let lock_path = self.root.join("locks").join(format!("{key}.lock"));
+        let lock = File::create(&lock_path).map_err(|e| annotate(e, &lock_path))?;
+        lock.lock().map_err(|e| annotate(e, &lock_path))?;
+        match self.check(key) {
+            Check::Ok(a) => return Ok(Begin::Hit(a)),
+            Check::Corrupted(_) => self.discard(key)?,
+            Check::Missing => {}
+        }
+        let tmp = self.root.join("tmp").join(format!(
+            "{key}-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        fs::create_dir_all(tmp.join(OUT)).map_err(|e| annotate(e, &tmp))?;
+        Ok(Begin::Miss(Writer {
+            store: self,
+            key: key.to_string(),
+            tmp,
+            _lock: lock,
+            committed: false,
+        }))
+    }
+
+    /// Moves an object out of the way (into `trash/`) and deletes it.
+    pub fn discard(&self, key: &str) -> io::Result<()> {
+        let obj = self.object_dir(key);
+        if !obj.exists() {
+            return Ok(());
+        }
+        let dest = self.root.join("trash").join(format!(
+            "{key}-{}",
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        fs::rename(&obj, &dest).map_err(|e| annotate(e, &obj))?;
+        fs::remove_dir_all(&dest).map_err(|e| annotate(e, &dest))
+    }
+
+    /// The pre-image stored beside an object.
+    pub fn preimage(&self, key: &str) -> Option<Value> {
+        let bytes = fs::read(self.object_dir(key).join(PREIMAGE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// The run facts stored beside an object.
+    pub fn meta(&self, key: &str) -> Option<Value> {
+        let bytes = fs::read(self.object_dir(key).join(META)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn ref_path(&self, pipeline: &str, instance: &str) -> PathBuf {
+        self.root
+            .join("refs")
+            .join(sanitize(pipeline))
+            .join(format!("{}.json", sanitize(instance)))
+    }
+
+    /// The record of the last run of `instance` under pipeline name `pipeline`.
+    pub fn read_ref(&self, pipeline: &str, instance: &str) -> Option<RefRecord> {
+        let bytes = fs::read(self.ref_path(pipeline, instance)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Records the key a node ran (or reused) with, atomically.
+    pub fn write_ref(&self, pipeline: &str, instance: &str, rec: &RefRecord) -> io::Result<()> {
+        let path = self.ref_path(pipeline, instance);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| annotate(e, parent))?;
+        }
+        write_atomic(
+            &path,
+            &serde_json::to_vec_pretty(rec).expect("ref serialises"),
+        )
+    }
+
+    /// Writes the memo back to disk.
+    pub fn save_memo(&self) -> io::Result<()> {
+        self.memo.save()
+    }
+}
+
+/// An artifact being written. Dropping it without [`Writer::commit`]
+/// removes the temporary folder; a killed process leaves it in `tmp/`,
+/// where it is never read and `gc` removes it.
+pub struct Writer<'s> {
+    store: &'s Store,
+    key: String,
+    tmp: PathBuf,
+    _lock: File,
+    committed: bool,
+}
+
+impl Writer<'_> {
+    /// The empty folder the node writes into.
+    pub fn out_dir(&self) -> PathBuf {
+        self.tmp.join(OUT)
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Hashes what was written, stores the manifest, pre-image and meta,
+    /// and renames the folder into place.
+    pub fn commit(mut self, preimage: &Value, meta: &Value) -> io::Result<Artifact> {
+        let out = self.out_dir();
+        let scratch = FileMemo::in_memory();
+        let manifest = Manifest::build(&out, &scratch).map_err(|e| annotate(e, &out))?;
+        let json = |v: &Value| serde_json::to_vec_pretty(v).expect("json serialises");
+        fs::write(
+            self.tmp.join(MANIFEST),
+            serde_json::to_vec(&manifest).expect("manifest serialises"),
+        )?;
+        fs::write(self.tmp.join(PREIMAGE), json(preimage))?;
+        fs::write(self.tmp.join(META), json(meta))?;
+        let obj = self.store.object_dir(&self.key);
+        fs::create_dir_all(obj.parent().expect("object has a parent"))?;
+        if obj.exists() {
+            // Only a forced rerun gets here (we hold the lock): replace.
+            self.store.discard(&self.key)?;
+        }
+        fs::rename(&self.tmp, &obj).map_err(|e| annotate(e, &obj))?;
+        self.committed = true;
+        let dir = obj.join(OUT);
+        for f in &manifest.files {
+            // The files are now known: status need not read them again.
+            let _ = self
+                .store
+                .memo
+                .remember_known(&dir.join(&f.path), &f.digest);
+        }
+        let digest = manifest.digest();
+        Ok(Artifact {
+            key: self.key.clone(),
+            dir,
+            manifest,
+            digest,
+        })
+    }
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
+/// Writes a file through a temporary name and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension(format!(
+        "tmp-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    fs::write(&tmp, bytes).map_err(|e| annotate(e, &tmp))?;
+    fs::rename(&tmp, path).map_err(|e| annotate(e, path))
+}
+
+fn count_files(dir: &Path) -> usize {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_type().is_dir())
+        .count()
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c == '/' || c == '\\' || c == '\0' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Adds the path to an I/O error's message.
+pub fn annotate(e: io::Error, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(c: char) -> String {
+        std::iter::repeat_n(c, 64).collect()
+    }
+
+    fn write_one(store: &Store, k: &str, content: &str) -> Artifact {
+        match store.begin(k).unwrap() {
+            Begin::Miss(w) => {
+                fs::write(w.out_dir().join("a.txt"), content).unwrap();
+                fs::create_dir(w.out_dir().join("sub")).unwrap();
+                fs::write(w.out_dir().join("sub/b.txt"), "b").unwrap();
+                w.commit(&Value::Null, &Value::Null).unwrap()
+            }
+            Begin::Hit(_) => panic!("expected a miss"),
+        }
+    }
+
+    #[test]
+    fn commit_then_hit_and_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let k = key('a');
+        assert!(matches!(store.check(&k), Check::Missing));
+        let a = write_one(&store, &k, "hello");
+        assert_eq!(
+            a.manifest
+                .files
+                .iter()
+                .map(|f| &f.path[..])
+                .collect::<Vec<_>>(),
+            ["a.txt", "sub/b.txt"]
+        );
+        assert!(matches!(store.begin(&k).unwrap(), Begin::Hit(_)));
+        // Nothing is left in tmp/.
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn same_bytes_same_digest_whatever_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = write_one(&store, &key('a'), "x");
+        let b = write_one(&store, &key('b'), "x");
+        let c = write_one(&store, &key('c'), "y");
+        assert_eq!(a.digest, b.digest);
+        assert_ne!(a.digest, c.digest);
+    }
+
+    #[test]
+    fn damage_is_detected_and_begin_recomputes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let k = key('d');
+        let a = write_one(&store, &k, "hello");
+        fs::write(a.dir.join("a.txt"), "HELLO").unwrap();
+        match store.check(&k) {
+            Check::Corrupted(why) => assert_eq!(why, "a.txt changed"),
+            other => panic!("{other:?}"),
+        }
+        fs::remove_file(a.dir.join("sub/b.txt")).unwrap();
+        fs::write(a.dir.join("a.txt"), "hello").unwrap();
+        match store.check(&k) {
+            Check::Corrupted(why) => assert_eq!(why, "sub/b.txt missing"),
+            other => panic!("{other:?}"),
+        }
+        fs::write(a.dir.join("sub/b.txt"), "b").unwrap();
+        fs::write(a.dir.join("extra"), "").unwrap();
+        assert!(matches!(store.check(&k), Check::Corrupted(_)));
+        assert!(matches!(store.begin(&k).unwrap(), Begin::Miss(_)));
+    }
+
+    #[test]
+    fn dropped_writer_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let k = key('e');
+        if let Begin::Miss(w) = store.begin(&k).unwrap() {
+            fs::write(w.out_dir().join("half"), "x").unwrap();
+        }
+        assert!(matches!(store.check(&k), Check::Missing));
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn refs_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.read_ref("p", "cnn[0]").is_none());
+        let rec = RefRecord {
+            key: key('f'),
+            preimage: serde_json::json!({"a": 1}),
+        };
+        store.write_ref("p", "cnn[0]", &rec).unwrap();
+        assert_eq!(store.read_ref("p", "cnn[0]").unwrap().key, rec.key);
+    }
+}
