@@ -1,0 +1,267 @@
+//! Node keys. A key is BLAKE3 over a pre-image holding everything that can
+//! change a node's output: its kind and kind version, its canonical
+//! parameters (defaults filled in; references blanked, since an input is
+//! identified by its digest, not by its node's name), its seed and fold,
+//! the digests of its upstream artifacts (or of the fold part it reads),
+//! and the digests of the external files it declares.
+//!
+//! What is never hashed: node and pipeline names, absolute paths, mtimes,
+//! timings, thread counts. The pre-image also carries an `explain` section
+//! (not hashed) with the names and paths, so staleness explains itself.
+//!
+//! Guarantee: equal pre-images give equal keys across runs, machines and
+//! thread counts (serde_json maps are sorted; structs serialise in field
+//! order).
+
+mod stale;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::schema::{Param, Ty};
+
+pub use stale::{diff, Reason};
+
+/// Bumped when the key layout itself changes.
+const KEY_FORMAT: &str = "foldwise-key-1";
+
+/// What went into a key, plus what explains it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreImage {
+    pub hashed: Hashed,
+    pub explain: Explain,
+}
+
+/// The hashed part of a pre-image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hashed {
+    pub kind: String,
+    pub kind_version: u32,
+    pub seed: u64,
+    pub fold: Option<usize>,
+    /// Canonical parameters with every reference replaced by `"<ref>"`.
+    pub params: Value,
+    /// Upstream digests by parameter path, in parameter order.
+    pub inputs: Vec<Digested>,
+    /// External file/folder digests by parameter path.
+    pub externals: Vec<Digested>,
+}
+
+/// A digest attached to a parameter path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Digested {
+    pub param: String,
+    pub digest: String,
+}
+
+/// The part of a pre-image that explains but is not hashed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Explain {
+    /// Canonical parameters as written (references by name).
+    pub params: Value,
+    /// Upstream instance names, parallel to `Hashed::inputs`.
+    pub inputs: Vec<String>,
+    /// External paths, parallel to `Hashed::externals`.
+    pub externals: Vec<PathBuf>,
+}
+
+/// An upstream input of an instance, resolved.
+pub struct ResolvedInput {
+    pub param: String,
+    pub node: String,
+    pub digest: String,
+}
+
+/// An external file or folder, hashed.
+pub struct ResolvedExternal {
+    pub param: String,
+    pub path: PathBuf,
+    pub digest: String,
+}
+
+impl PreImage {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        kind: &str,
+        kind_version: u32,
+        schema: &[Param],
+        params: &Value,
+        seed: u64,
+        fold: Option<usize>,
+        inputs: Vec<ResolvedInput>,
+        externals: Vec<ResolvedExternal>,
+    ) -> PreImage {
+        let mut hashed_params = params.clone();
+        blank_refs(&mut hashed_params, schema);
+        PreImage {
+            hashed: Hashed {
+                kind: kind.to_string(),
+                kind_version,
+                seed,
+                fold,
+                params: hashed_params,
+                inputs: inputs
+                    .iter()
+                    .map(|i| Digested {
+                        param: i.param.clone(),
+                        digest: i.digest.clone(),
+                    })
+                    .collect(),
+                externals: externals
+                    .iter()
+                    .map(|e| Digested {
+                        param: e.param.clone(),
+                        digest: e.digest.clone(),
+                    })
+                    .collect(),
+            },
+            explain: Explain {
+                params: params.clone(),
+                inputs: inputs.into_iter().map(|i| i.node).collect(),
+                externals: externals.into_iter().map(|e| e.path).collect(),
+            },
+        }
+    }
+
+    /// The key: BLAKE3 (hex) over the hashed part.
+    pub fn key(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        h.update(KEY_FORMAT.as_bytes());
+        h.update(b"\n");
+        h.update(&serde_json::to_vec(&self.hashed).expect("pre-image serialises"));
+        h.finalize().to_hex().to_string()
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("pre-image serialises")
+    }
+
+    pub fn from_value(v: &Value) -> Option<PreImage> {
+        serde_json::from_value(v.clone()).ok()
+    }
+}
+
+/// Replaces every reference value (per the schema) by `"<ref>"`.
+fn blank_refs(v: &mut Value, schema: &[Param]) {
+    let Value::Object(map) = v else { return };
+    for p in schema {
+        if let Some(x) = map.get_mut(p.name) {
+            blank_ty(x, &p.ty);
+        }
+    }
+}
+
+fn blank_ty(v: &mut Value, ty: &Ty) {
+    match ty {
+        Ty::Ref(_) => *v = Value::String("<ref>".into()),
+        Ty::List(t) => {
+            if let Value::Array(a) = v {
+                a.iter_mut().for_each(|x| blank_ty(x, t));
+            }
+        }
+        Ty::Map(t) => {
+            if let Value::Object(m) = v {
+                m.values_mut().for_each(|x| blank_ty(x, t));
+            }
+        }
+        Ty::Table(ps) => blank_refs(v, ps),
+        _ => {}
+    }
+}
+
+/// Digest of a file or a folder (every regular, non-hidden file below it,
+/// by relative path), through the store's memo.
+pub fn external_digest(
+    path: &std::path::Path,
+    memo: &crate::store::FileMemo,
+) -> std::io::Result<String> {
+    let meta = std::fs::metadata(path)?;
+    if meta.is_file() {
+        return Ok(memo.digest(path)?.1);
+    }
+    let mut h = blake3::Hasher::new();
+    h.update(b"dir\n");
+    for entry in walkdir::WalkDir::new(path)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'))
+    {
+        let entry = entry.map_err(std::io::Error::other)?;
+        if !entry.file_type().is_file() && !entry.file_type().is_symlink() {
+            continue;
+        }
+        if entry.file_type().is_symlink() && !entry.path().is_file() {
+            continue;
+        }
+        let rel = entry.path().strip_prefix(path).expect("below root");
+        let (_, d) = memo.digest(entry.path())?;
+        h.update(rel.to_string_lossy().as_bytes());
+        h.update(b"\0");
+        h.update(d.as_bytes());
+        h.update(b"\n");
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::schema::Dflt;
+    use serde_json::json;
+
+    static SCHEMA: &[Param] = &[
+        Param {
+            name: "data",
+            ty: Ty::Ref(&[]),
+            default: Dflt::Required,
+            doc: "",
+        },
+        Param {
+            name: "k",
+            ty: Ty::Int { min: 2, max: 9 },
+            default: Dflt::Required,
+            doc: "",
+        },
+    ];
+
+    fn pre(data: &str, k: i64, digest: &str) -> PreImage {
+        PreImage::new(
+            "split",
+            1,
+            SCHEMA,
+            &json!({"data": data, "k": k}),
+            42,
+            None,
+            vec![ResolvedInput {
+                param: "data".into(),
+                node: data.into(),
+                digest: digest.into(),
+            }],
+            vec![],
+        )
+    }
+
+    #[test]
+    fn names_do_not_enter_the_key_digests_do() {
+        assert_eq!(pre("a", 3, "d1").key(), pre("renamed", 3, "d1").key());
+        assert_ne!(pre("a", 3, "d1").key(), pre("a", 3, "d2").key());
+        assert_ne!(pre("a", 3, "d1").key(), pre("a", 4, "d1").key());
+    }
+
+    #[test]
+    fn key_is_blake3_of_the_documented_bytes() {
+        // The exact pre-image bytes: a change here invalidates every cache.
+        let bytes = concat!(
+            "foldwise-key-1\n",
+            r#"{"kind":"split","kind_version":1,"seed":42,"fold":null,"#,
+            r#""params":{"data":"<ref>","k":3},"#,
+            r#""inputs":[{"param":"data","digest":"d1"}],"externals":[]}"#
+        );
+        assert_eq!(
+            pre("a", 3, "d1").key(),
+            blake3::hash(bytes.as_bytes()).to_hex().to_string()
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! Why a node is stale: the first difference between the pre-image it last
+//! ran with and the one it would run with now, with old and new values.
+
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::PreImage;
+
+/// The first reason a node must run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Reason {
+    /// No run of this node is recorded and no artifact has its key.
+    NeverRun,
+    KindVersion {
+        old: u32,
+        new: u32,
+    },
+    /// A parameter changed, was added (`old` None) or removed (`new` None).
+    Param {
+        path: String,
+        old: Option<Value>,
+        new: Option<Value>,
+    },
+    Seed {
+        old: u64,
+        new: u64,
+    },
+    Fold {
+        old: Option<usize>,
+        new: Option<usize>,
+    },
+    /// An external file or folder the node reads changed.
+    External {
+        param: String,
+        path: String,
+    },
+    /// An upstream artifact has other bytes than when this node last ran.
+    UpstreamChanged {
+        node: String,
+    },
+    /// An upstream node must run first; this one may then be fresh.
+    UpstreamStale {
+        node: String,
+    },
+    /// The inputs are as last time, but the artifact is gone.
+    ArtifactMissing,
+    /// The artifact's files no longer match its manifest.
+    ArtifactCorrupted {
+        detail: String,
+    },
+    /// Asked for with `--force`.
+    Forced,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::NeverRun => write!(f, "never run"),
+            Reason::KindVersion { old, new } => write!(f, "kind version {old} → {new}"),
+            Reason::Param { path, old, new } => match (old, new) {
+                (Some(o), Some(n)) => write!(f, "param `{path}` {} → {}", show(o), show(n)),
+                (None, Some(n)) => write!(f, "param `{path}` added: {}", show(n)),
+                (Some(o), None) => write!(f, "param `{path}` removed (was {})", show(o)),
+                (None, None) => write!(f, "param `{path}` changed"),
+            },
+            Reason::Seed { old, new } => write!(f, "seed {old} → {new}"),
+            Reason::Fold { old, new } => write!(f, "fold {old:?} → {new:?}"),
+            Reason::External { param, path } => write!(f, "input `{param}` changed ({path})"),
+            Reason::UpstreamChanged { node } => write!(f, "upstream `{node}` changed"),
+            Reason::UpstreamStale { node } => write!(f, "upstream `{node}` is stale"),
+            Reason::ArtifactMissing => write!(f, "artifact missing"),
+            Reason::ArtifactCorrupted { detail } => write!(f, "artifact corrupted ({detail})"),
+            Reason::Forced => write!(f, "forced"),
+        }
+    }
+}
+
+fn show(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// The first difference between the pre-image a node last ran with (`old`)
+/// and the current one, or `None` when they hash the same.
+pub fn diff(old: &PreImage, new: &PreImage) -> Option<Reason> {
+    if old.key() == new.key() {
+        return None;
+    }
+    let (o, n) = (&old.hashed, &new.hashed);
+    if o.kind_version != n.kind_version || o.kind != n.kind {
+        return Some(Reason::KindVersion {
+            old: o.kind_version,
+            new: n.kind_version,
+        });
+    }
+    if let Some((path, a, b)) = first_diff("", &old.explain.params, &new.explain.params) {
+        return Some(Reason::Param {
+            path,
+            old: a,
+            new: b,
+        });
+    }
+    if o.seed != n.seed {
+        return Some(Reason::Seed {
+            old: o.seed,
+            new: n.seed,
+        });
+    }
+    if o.fold != n.fold {
+        return Some(Reason::Fold {
+            old: o.fold,
+            new: n.fold,
+        });
+    }
+    for (i, e) in n.externals.iter().enumerate() {
+        let same = o
+            .externals
+            .iter()
+            .any(|x| x.param == e.param && x.digest == e.digest);
+        if !same {
+            let path = new
+                .explain
+                .externals
+                .get(i)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            return Some(Reason::External {
+                param: e.param.clone(),
+                path,
+            });
+        }
+    }
+    for (i, inp) in n.inputs.iter().enumerate() {
+        let same = o.inputs.get(i).is_some_and(|x| x == inp);
+        if !same {
+            let node = new.explain.inputs.get(i).cloned().unwrap_or_default();
+            return Some(Reason::UpstreamChanged { node });
+        }
+    }
+    if o.inputs.len() != n.inputs.len() {
+        let node = old
+            .explain
+            .inputs
+            .get(n.inputs.len())
+            .cloned()
+            .unwrap_or_default();
+        return Some(Reason::UpstreamChanged { node });
+    }
+    // Only the parameter blanking differs (cannot happen with one schema).
+    Some(Reason::Param {
+        path: String::new(),
+        old: None,
+        new: None,
+    })
+}
+
+type ParamDiff = (String, Option<Value>, Option<Value>);
+
+/// The first differing dotted path, in sorted key order.
+fn first_diff(prefix: &str, a: &Value, b: &Value) -> Option<ParamDiff> {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                match (x.get(k), y.get(k)) {
+                    (Some(p), Some(q)) => {
+                        if let Some(d) = first_diff(&path, p, q) {
+                            return Some(d);
+                        }
+                    }
+                    (p, q) => return Some((path, p.cloned(), q.cloned())),
+                }
+            }
+            None
+        }
+        _ if a == b => None,
+        _ => Some((prefix.to_string(), Some(a.clone()), Some(b.clone()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reasons_render() {
+        let r = Reason::Param {
+            path: "schedule.cycles".into(),
+            old: Some(json!(3)),
+            new: Some(json!(5)),
+        };
+        assert_eq!(r.to_string(), "param `schedule.cycles` 3 → 5");
+        assert_eq!(
+            Reason::UpstreamChanged {
+                node: "folds".into()
+            }
+            .to_string(),
+            "upstream `folds` changed"
+        );
+        assert_eq!(
+            Reason::Param {
+                path: "limit".into(),
+                old: None,
+                new: Some(json!(10))
+            }
+            .to_string(),
+            "param `limit` added: 10"
+        );
+    }
+
+    #[test]
+    fn first_diff_walks_nested_tables_in_order() {
+        let a = json!({"a": 1, "m": {"x": 1, "y": 2}, "z": [1]});
+        let b = json!({"a": 1, "m": {"x": 1, "y": 3}, "z": [2]});
+        assert_eq!(
+            first_diff("", &a, &b),
+            Some(("m.y".into(), Some(json!(2)), Some(json!(3))))
+        );
+    }
+}
