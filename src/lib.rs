@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod data;
+pub mod exec;
 pub mod fingerprint;
 pub mod nodes;
 pub mod rng;

@@ -53,6 +53,10 @@ pub enum Reason {
     },
     /// Asked for with `--force`.
     Forced,
+    /// The key cannot be computed (an external input is unreadable).
+    Unreadable {
+        detail: String,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -74,6 +78,7 @@ impl fmt::Display for Reason {
             Reason::ArtifactMissing => write!(f, "artifact missing"),
             Reason::ArtifactCorrupted { detail } => write!(f, "artifact corrupted ({detail})"),
             Reason::Forced => write!(f, "forced"),
+            Reason::Unreadable { detail } => write!(f, "{detail}"),
         }
     }
 }

@@ -110,7 +110,7 @@ mod tests {
             .map(|c| c.to_string().repeat(64))
             .collect();
         for k in &keys {
-            if let Begin::Miss(w) = store.begin(k).unwrap() {
+            if let Begin::Miss(w) = store.begin(k, false).unwrap() {
                 std::fs::write(w.out_dir().join("f"), "12345").unwrap();
                 w.commit(&serde_json::Value::Null, &serde_json::Value::Null)
                     .unwrap();

@@ -168,11 +168,14 @@ impl Store {
     /// Takes the lock of `key` (waiting for another process that holds it),
     /// then either finds the artifact complete or hands out a [`Writer`].
     /// A damaged object found here is moved aside and recomputed.
-    pub fn begin(&self, key: &str) -> io::Result<Begin<'_>> {
+    /// With `force`, the existing artifact (if any) is recomputed and
+    /// replaced on commit.
+    pub fn begin(&self, key: &str, force: bool) -> io::Result<Begin<'_>> {
         let lock_path = self.root.join("locks").join(format!("{key}.lock"));
         let lock = File::create(&lock_path).map_err(|e| annotate(e, &lock_path))?;
         lock.lock().map_err(|e| annotate(e, &lock_path))?;
         match self.check(key) {
+            Check::Ok(_) if force => {}
             Check::Ok(a) => return Ok(Begin::Hit(a)),
             Check::Corrupted(_) => self.discard(key)?,
             Check::Missing => {}
@@ -394,7 +397,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["a.txt", "sub/b.txt"]
         );
-        assert!(matches!(store.begin(&k).unwrap(), Begin::Hit(_)));
+        assert!(matches!(store.begin(&k, false).unwrap(), Begin::Hit(_)));
         // Nothing is left in tmp/.
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
     }
@@ -430,7 +433,7 @@ mod tests {
         fs::write(a.dir.join("sub/b.txt"), "b").unwrap();
         fs::write(a.dir.join("extra"), "").unwrap();
         assert!(matches!(store.check(&k), Check::Corrupted(_)));
-        assert!(matches!(store.begin(&k).unwrap(), Begin::Miss(_)));
+        assert!(matches!(store.begin(&k, false).unwrap(), Begin::Miss(_)));
     }
 
     #[test]
@@ -438,7 +441,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let k = key('e');
-        if let Begin::Miss(w) = store.begin(&k).unwrap() {
+        if let Begin::Miss(w) = store.begin(&k, false).unwrap() {
             fs::write(w.out_dir().join("half"), "x").unwrap();
         }
         assert!(matches!(store.check(&k), Check::Missing));

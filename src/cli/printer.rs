@@ -1,0 +1,249 @@
+//! Terminal output: a progress bar per running node, one line per finished
+//! node, and the tables of `status` and `run --dry-run`.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::config::Pipeline;
+use crate::exec::{NodeOutcome, NodeStatus, Observer, Outcome, RunReport};
+use crate::fingerprint::Reason;
+use crate::nodes::Progress;
+
+/// The CLI's run observer.
+pub struct Printer {
+    multi: MultiProgress,
+    quiet: bool,
+    color: bool,
+    lines: Mutex<()>,
+}
+
+impl Printer {
+    pub fn new(color: bool, quiet: bool) -> Printer {
+        let target = if quiet {
+            ProgressDrawTarget::hidden()
+        } else {
+            // Hidden automatically when stderr is not a terminal.
+            ProgressDrawTarget::stderr()
+        };
+        Printer {
+            multi: MultiProgress::with_draw_target(target),
+            quiet,
+            color,
+            lines: Mutex::new(()),
+        }
+    }
+
+    fn line(&self, s: String) {
+        let _g = self.lines.lock().unwrap();
+        if self.multi.is_hidden() {
+            eprintln!("{s}");
+        } else {
+            let _ = self.multi.println(s);
+        }
+    }
+
+    pub fn finish(&self) {
+        let _ = self.multi.clear();
+    }
+}
+
+fn paint(color: bool, code: &str, s: &str) -> String {
+    if color {
+        format!("\x1b[{code}m{s}\x1b[0m")
+    } else {
+        s.to_string()
+    }
+}
+
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn set_total(&self, total: u64) {
+        self.0.set_length(total);
+        self.0.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>16} [{bar:30}] {pos}/{len} {msg} ({per_sec}, eta {eta})",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+    }
+    fn inc(&self, delta: u64) {
+        self.0.inc(delta);
+    }
+    fn message(&self, msg: &str) {
+        self.0.set_message(msg.to_string());
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+impl Observer for Printer {
+    fn started(&self, instance: &str, reason: &Reason) {
+        if !self.quiet {
+            self.line(format!(
+                "{} {instance} ({reason})",
+                paint(self.color, "1;34", "    running")
+            ));
+        }
+    }
+
+    fn progress(&self, instance: &str) -> Box<dyn Progress + '_> {
+        let bar = self.multi.add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>16} {spinner} {elapsed} {msg}")
+                .expect("valid template"),
+        );
+        bar.set_prefix(instance.to_string());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Box::new(Bar(bar))
+    }
+
+    fn finished(&self, o: &NodeOutcome) {
+        let line = match &o.outcome {
+            Outcome::Executed { .. } => format!(
+                "{} {} in {}",
+                paint(self.color, "1;32", "        ran"),
+                o.instance,
+                secs(o.seconds)
+            ),
+            Outcome::Reused if self.quiet => return,
+            Outcome::Reused => format!("{} {}", paint(self.color, "2", "     reused"), o.instance),
+            Outcome::Failed { error } => format!(
+                "{} {}: {error}",
+                paint(self.color, "1;31", "     FAILED"),
+                o.instance
+            ),
+            Outcome::Skipped { upstream } if !self.quiet => format!(
+                "{} {} (upstream `{upstream}` failed)",
+                paint(self.color, "33", "    skipped"),
+                o.instance
+            ),
+            Outcome::Skipped { .. } => return,
+        };
+        self.line(line);
+    }
+}
+
+pub fn secs(s: f64) -> String {
+    if s < 1.0 {
+        format!("{:.0}ms", s * 1000.0)
+    } else if s < 120.0 {
+        format!("{s:.1}s")
+    } else {
+        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    }
+}
+
+pub fn bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut x = b as f64;
+    let mut u = 0;
+    while x >= 1024.0 && u < UNITS.len() - 1 {
+        x /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{x:.1} {}", UNITS[u])
+    }
+}
+
+/// The closing lines of a run.
+pub fn summary(r: &RunReport, quiet: bool, color: bool) -> String {
+    let mut s = String::new();
+    let failed = r.failed();
+    if quiet && failed.is_empty() {
+        return s;
+    }
+    s.push_str(&format!(
+        "{} executed, {} reused, {} failed, {} skipped in {}\n",
+        r.executed().len(),
+        r.reused().len(),
+        failed.len(),
+        r.skipped().len(),
+        secs(r.seconds)
+    ));
+    for n in &r.nodes {
+        if let Outcome::Failed { error } = &n.outcome {
+            s.push_str(&format!(
+                "{} `{}` failed: {error}\n",
+                paint(color, "1;31", "error:"),
+                n.instance
+            ));
+        }
+    }
+    s
+}
+
+fn width(st: &[NodeStatus]) -> usize {
+    st.iter().map(|s| s.instance.len()).max().unwrap_or(0)
+}
+
+/// `status` output: one line per instance.
+pub fn status_table(st: &[NodeStatus], color: bool) -> String {
+    let w = width(st);
+    let mut out = String::new();
+    for s in st {
+        match &s.stale {
+            None => out.push_str(&format!(
+                "{}  {:w$}  {}\n",
+                paint(color, "32", "fresh"),
+                s.instance,
+                s.kind
+            )),
+            Some(r) => out.push_str(&format!(
+                "{}  {:w$}  {}: {r}\n",
+                paint(color, "33", "stale"),
+                s.instance,
+                s.kind
+            )),
+        }
+    }
+    let stale = st.iter().filter(|s| !s.is_fresh()).count();
+    out.push_str(&format!("{} fresh, {stale} stale\n", st.len() - stale));
+    out
+}
+
+/// `run --dry-run` output: what would run and why.
+pub fn plan(p: &Pipeline, st: &[NodeStatus], forced: &BTreeSet<usize>, color: bool) -> String {
+    let w = width(st);
+    let mut out = String::new();
+    let mut would = 0;
+    for s in st {
+        let i = p.instance(&s.instance).expect("status names instances");
+        let reason = if forced.contains(&i) {
+            Some(Reason::Forced)
+        } else {
+            s.stale.clone()
+        };
+        match reason {
+            Some(r) => {
+                would += 1;
+                out.push_str(&format!(
+                    "{}  {:w$}  {r}\n",
+                    paint(color, "1;34", "would run"),
+                    s.instance
+                ))
+            }
+            None => out.push_str(&format!(
+                "{}  {:w$}\n",
+                paint(color, "2", "    reuse"),
+                s.instance
+            )),
+        }
+    }
+    out.push_str(&format!(
+        "{would} to run, {} to reuse (a node behind a stale upstream runs only if that upstream's output changes)\n",
+        st.len() - would
+    ));
+    out
+}

@@ -1,0 +1,292 @@
+//! The executor: works out each instance's key from its inputs, says which
+//! instances are fresh or stale and why, and runs the stale ones — in
+//! parallel where the graph allows — committing each artifact to the store.
+//!
+//! Guarantees:
+//! - an instance's key is computed only from its upstream artifacts'
+//!   digests, so an upstream rerun that reproduces its bytes leaves it fresh;
+//! - a node executes only on a store miss, under the key's lock;
+//! - a failed node never leaves an artifact; its dependents are skipped,
+//!   independent branches still finish.
+
+mod observer;
+mod run;
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::config::{Edge, Pipeline};
+use crate::fingerprint::{external_digest, PreImage, Reason, ResolvedExternal, ResolvedInput};
+use crate::nodes::InputArtifact;
+use crate::store::{Artifact, Check, Store};
+
+pub use observer::{NullObserver, Observer};
+pub use run::{NodeOutcome, Outcome, RunOptions, RunReport};
+
+/// A pipeline bound to a store, under the pipeline's name.
+pub struct Engine<'a> {
+    pub pipeline: &'a Pipeline,
+    pub store: &'a Store,
+}
+
+/// Fresh or stale, for one instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    pub instance: String,
+    pub kind: String,
+    /// The key, when it can be computed now (every upstream fresh).
+    pub key: Option<String>,
+    /// `None` when fresh.
+    pub stale: Option<Reason>,
+    #[serde(skip)]
+    pub artifact: Option<Artifact>,
+}
+
+impl NodeStatus {
+    pub fn is_fresh(&self) -> bool {
+        self.stale.is_none()
+    }
+}
+
+/// Errors of the engine (not of a node's own work).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no node or instance named `{name}` in the pipeline{}", hint(.suggestion))]
+    UnknownTarget {
+        name: String,
+        suggestion: Option<String>,
+    },
+    #[error("input `{param}`: {path}: {message}")]
+    External {
+        param: String,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("upstream `{node}` has no part file `{file}`")]
+    MissingPart { node: String, file: String },
+    #[error("cache: {0}")]
+    Store(#[from] std::io::Error),
+}
+
+fn hint(s: &Option<String>) -> String {
+    s.as_ref()
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default()
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(pipeline: &'a Pipeline, store: &'a Store) -> Self {
+        Engine { pipeline, store }
+    }
+
+    /// Instances named by `targets` (declared node names give all their
+    /// instances) plus all their ancestors; every instance when empty.
+    pub fn needed(&self, targets: &[String]) -> Result<Vec<bool>, EngineError> {
+        let p = self.pipeline;
+        let n = p.instances.len();
+        if targets.is_empty() {
+            return Ok(vec![true; n]);
+        }
+        let mut needed = vec![false; n];
+        let mut stack = Vec::new();
+        for t in targets {
+            let hits = self.resolve(t)?;
+            stack.extend(hits);
+        }
+        while let Some(i) = stack.pop() {
+            if needed[i] {
+                continue;
+            }
+            needed[i] = true;
+            stack.extend(p.instances[i].inputs.iter().map(|e| e.from));
+        }
+        Ok(needed)
+    }
+
+    /// Instance indices for a declared node name or an instance name.
+    pub fn resolve(&self, name: &str) -> Result<Vec<usize>, EngineError> {
+        let p = self.pipeline;
+        let hits: Vec<usize> = p
+            .instances
+            .iter()
+            .enumerate()
+            .filter(|(_, inst)| inst.name == name || p.nodes[inst.node].name == name)
+            .map(|(i, _)| i)
+            .collect();
+        if hits.is_empty() {
+            let suggestion = p
+                .nodes
+                .iter()
+                .map(|n| n.name.as_str())
+                .chain(p.instances.iter().map(|i| i.name.as_str()))
+                .map(|c| (strsim::jaro_winkler(name, c), c))
+                .filter(|(s, _)| *s > 0.8)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, c)| c.to_string());
+            return Err(EngineError::UnknownTarget {
+                name: name.to_string(),
+                suggestion,
+            });
+        }
+        Ok(hits)
+    }
+
+    /// The input artifacts of instance `i` as a node sees them, and the
+    /// digests that enter its key.
+    fn inputs(
+        &self,
+        i: usize,
+        arts: &[Option<Artifact>],
+    ) -> Result<(Vec<ResolvedInput>, Vec<(String, InputArtifact)>), EngineError> {
+        let p = self.pipeline;
+        let mut resolved = Vec::new();
+        let mut seen = Vec::new();
+        for Edge {
+            param, from, part, ..
+        } in &p.instances[i].inputs
+        {
+            let up = &p.instances[*from];
+            let art = arts[*from]
+                .as_ref()
+                .expect("inputs are resolved only when every upstream is done");
+            let (digest, part_path) = match part {
+                Some(k) => {
+                    let file = p.nodes[up.node].kind.part_file(*k);
+                    let d = art.manifest.file_digest(&file).ok_or_else(|| {
+                        EngineError::MissingPart {
+                            node: up.name.clone(),
+                            file: file.clone(),
+                        }
+                    })?;
+                    (d.to_string(), Some(art.dir.join(&file)))
+                }
+                None => (art.digest.clone(), None),
+            };
+            resolved.push(ResolvedInput {
+                param: param.clone(),
+                node: up.name.clone(),
+                digest,
+            });
+            seen.push((
+                param.clone(),
+                InputArtifact {
+                    node: up.name.clone(),
+                    dir: art.dir.clone(),
+                    part: part_path,
+                },
+            ));
+        }
+        Ok((resolved, seen))
+    }
+
+    /// The pre-image of instance `i` given its upstream artifacts; hashes
+    /// the external files it declares (through the memo).
+    pub fn preimage(
+        &self,
+        i: usize,
+        arts: &[Option<Artifact>],
+    ) -> Result<(PreImage, Vec<(String, InputArtifact)>), EngineError> {
+        let p = self.pipeline;
+        let inst = &p.instances[i];
+        let decl = p.decl(inst);
+        let (inputs, seen) = self.inputs(i, arts)?;
+        let mut externals = Vec::new();
+        for (param, path) in decl.kind.external_inputs(&decl.params, &p.base_dir) {
+            let digest = external_digest(&path, self.store.memo()).map_err(|e| {
+                EngineError::External {
+                    param: param.clone(),
+                    path: path.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            externals.push(ResolvedExternal {
+                param,
+                path,
+                digest,
+            });
+        }
+        let pre = PreImage::new(
+            decl.kind.name(),
+            decl.kind.version(),
+            decl.kind.params(),
+            &decl.params,
+            decl.seed,
+            inst.fold,
+            inputs,
+            externals,
+        );
+        Ok((pre, seen))
+    }
+
+    /// Why instance `i` would run now, given its current pre-image, or
+    /// `Ok(artifact)` when its artifact is complete and intact.
+    pub fn freshness(&self, i: usize, pre: &PreImage) -> Result<Artifact, Reason> {
+        let key = pre.key();
+        match self.store.check(&key) {
+            Check::Ok(a) => Ok(a),
+            Check::Corrupted(detail) => Err(Reason::ArtifactCorrupted { detail }),
+            Check::Missing => {
+                let inst = &self.pipeline.instances[i];
+                let old = self
+                    .store
+                    .read_ref(&self.pipeline.name, &inst.name)
+                    .and_then(|r| PreImage::from_value(&r.preimage));
+                Err(match old {
+                    None => Reason::NeverRun,
+                    Some(old) => {
+                        crate::fingerprint::diff(&old, pre).unwrap_or(Reason::ArtifactMissing)
+                    }
+                })
+            }
+        }
+    }
+
+    /// Status of the needed instances (all when `needed` is all true), in
+    /// topological order. Reads no file whose (size, mtime, inode) is known.
+    pub fn status(&self, needed: &[bool]) -> Vec<NodeStatus> {
+        let p = self.pipeline;
+        let mut arts: Vec<Option<Artifact>> = vec![None; p.instances.len()];
+        let mut stale: Vec<bool> = vec![false; p.instances.len()];
+        let mut out = Vec::new();
+        for (i, inst) in p.instances.iter().enumerate() {
+            if !needed[i] {
+                continue;
+            }
+            let kind = p.decl(inst).kind.name().to_string();
+            let mut st = NodeStatus {
+                instance: inst.name.clone(),
+                kind,
+                key: None,
+                stale: None,
+                artifact: None,
+            };
+            if let Some(e) = inst.inputs.iter().find(|e| stale[e.from]) {
+                st.stale = Some(Reason::UpstreamStale {
+                    node: p.instances[e.from].name.clone(),
+                });
+            } else {
+                match self.preimage(i, &arts) {
+                    Err(e) => {
+                        st.stale = Some(Reason::Unreadable {
+                            detail: e.to_string(),
+                        })
+                    }
+                    Ok((pre, _)) => {
+                        st.key = Some(pre.key());
+                        match self.freshness(i, &pre) {
+                            Ok(a) => {
+                                arts[i] = Some(a.clone());
+                                st.artifact = Some(a);
+                            }
+                            Err(r) => st.stale = Some(r),
+                        }
+                    }
+                }
+            }
+            stale[i] = st.stale.is_some();
+            out.push(st);
+        }
+        out
+    }
+}

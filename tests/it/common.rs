@@ -1,0 +1,96 @@
+//! Shared helpers: a scratch project with a pipeline file and a cache, run
+//! through the library (to read the report) or the binary (to read output).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use foldwise::config;
+use foldwise::exec::{Engine, NodeStatus, NullObserver, RunOptions, RunReport};
+use foldwise::store::Store;
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new(pipeline: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.toml"), pipeline).unwrap();
+        Project { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn pipeline(&self) -> PathBuf {
+        self.path().join("p.toml")
+    }
+
+    pub fn cache(&self) -> PathBuf {
+        self.path().join("cache")
+    }
+
+    pub fn write(&self, pipeline: &str) {
+        std::fs::write(self.pipeline(), pipeline).unwrap();
+    }
+
+    /// Replaces the first occurrence of `from` in the pipeline file.
+    pub fn edit(&self, from: &str, to: &str) {
+        let s = std::fs::read_to_string(self.pipeline()).unwrap();
+        assert!(s.contains(from), "pipeline has no `{from}`");
+        self.write(&s.replacen(from, to, 1));
+    }
+
+    pub fn run_with(&self, opts: RunOptions) -> RunReport {
+        let p = config::load(&self.pipeline()).unwrap_or_else(|e| {
+            panic!("{}", config::render_diagnostic(&e, false, 100));
+        });
+        let store = Store::open(&self.cache()).unwrap();
+        Engine::new(&p, &store).run(&opts, &NullObserver).unwrap()
+    }
+
+    pub fn run(&self) -> RunReport {
+        self.run_with(RunOptions::default())
+    }
+
+    pub fn status(&self) -> Vec<NodeStatus> {
+        let p = config::load(&self.pipeline()).unwrap();
+        let store = Store::open(&self.cache()).unwrap();
+        let e = Engine::new(&p, &store);
+        e.status(&vec![true; p.instances.len()])
+    }
+
+    /// `(instance, reason or "fresh")` for every instance.
+    pub fn reasons(&self) -> Vec<(String, String)> {
+        self.status()
+            .into_iter()
+            .map(|s| {
+                let r = s.stale.map(|r| r.to_string()).unwrap_or("fresh".into());
+                (s.instance, r)
+            })
+            .collect()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_foldwise"))
+            .args(args)
+            .current_dir(self.path())
+            .env("FOLDWISE_CACHE", self.cache())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    }
+}
+
+pub fn names(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}

@@ -1,0 +1,194 @@
+//! Killed runs, concurrent runs, and the file-digest memo.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use foldwise::config;
+use foldwise::exec::Engine;
+use foldwise::store::Store;
+
+use crate::common::{names, stderr, Project};
+
+fn wait_for(path: &std::path::Path) {
+    let t = Instant::now();
+    while !path.exists() {
+        assert!(t.elapsed() < Duration::from_secs(30), "timed out waiting for {path:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `slow` writes half its output, signals that it started, then waits while
+/// the `block` file exists (a file outside its key).
+const KILLABLE: &str = r#"
+[pipeline]
+name = "kill"
+
+[nodes.slow]
+kind = "command"
+shell = """
+echo half > "$FOLDWISE_OUT/half.txt"
+touch started
+while [ -f block ]; do sleep 0.05; done
+echo rest > "$FOLDWISE_OUT/rest.txt"
+"""
+
+[nodes.after]
+kind = "command"
+inputs = { s = "slow" }
+shell = "cat $FOLDWISE_INPUT_S/half.txt $FOLDWISE_INPUT_S/rest.txt > $FOLDWISE_OUT/all.txt"
+"#;
+
+#[test]
+fn a_run_killed_mid_node_leaves_no_artifact_and_the_rerun_completes() {
+    let p = Project::new(KILLABLE);
+    std::fs::write(p.path().join("block"), "").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_foldwise"))
+        .args(["run", "p.toml", "--quiet"])
+        .current_dir(p.path())
+        .env("FOLDWISE_CACHE", p.cache())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&p.path().join("started"));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    std::fs::remove_file(p.path().join("block")).unwrap();
+
+    // The half-written output is not an artifact.
+    assert_eq!(
+        p.reasons(),
+        vec![
+            ("slow".into(), "never run".into()),
+            ("after".into(), "upstream `slow` is stale".into()),
+        ]
+    );
+    let r = p.run();
+    assert_eq!(r.executed(), names(&["slow", "after"]));
+    let after = p.status().pop().unwrap().artifact.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(after.dir.join("all.txt")).unwrap(),
+        "half\nrest\n"
+    );
+    // The killed run's temporary folder is garbage that gc removes.
+    let out = p.cli(&["gc", "p.toml"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("and 1 temporary folder(s)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn two_concurrent_runs_share_the_cache_and_compute_each_node_once() {
+    let p = Project::new(
+        r#"
+[pipeline]
+name = "race"
+
+[nodes.one]
+kind = "command"
+shell = "sleep 0.5; echo 1 > $FOLDWISE_OUT/x"
+
+[nodes.two]
+kind = "command"
+shell = "sleep 0.5; echo 2 > $FOLDWISE_OUT/x"
+
+[nodes.both]
+kind = "command"
+inputs = { a = "one", b = "two" }
+shell = "cat $FOLDWISE_INPUT_A/x $FOLDWISE_INPUT_B/x > $FOLDWISE_OUT/x"
+"#,
+    );
+    let spawn = |jobs: &str| {
+        Command::new(env!("CARGO_BIN_EXE_foldwise"))
+            .args(["run", "p.toml", "--json", "-j", jobs])
+            .current_dir(p.path())
+            .env("FOLDWISE_CACHE", p.cache())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("1"), spawn("2"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(b.status.success(), "{}", stderr(&b));
+    let executed = |o: &std::process::Output| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["outcome"] == "executed")
+            .map(|n| n["instance"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut all = executed(&a);
+    all.extend(executed(&b));
+    all.sort();
+    assert_eq!(all, names(&["both", "one", "two"]));
+    assert!(p.run().executed().is_empty());
+}
+
+/// A dataset of 5,000 images is hashed once; later status calls only
+/// `stat` the files.
+#[test]
+fn an_unchanged_5000_image_dataset_is_not_read_again() {
+    let p = Project::new(
+        r#"
+[pipeline]
+name = "big"
+
+[nodes.data]
+kind = "dataset"
+images = "imgs"
+labels = "labels.csv"
+
+[nodes.folds]
+kind = "split"
+data = "data"
+k = 5
+"#,
+    );
+    let imgs = p.path().join("imgs");
+    std::fs::create_dir(&imgs).unwrap();
+    let mut csv = String::from("file_name,file_code\n");
+    let mut png = Vec::new();
+    image::RgbImage::from_pixel(6, 4, image::Rgb([200, 10, 10]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    for i in 0..5000 {
+        std::fs::write(imgs.join(format!("{i:05}.png")), &png).unwrap();
+        csv.push_str(&format!("{i:05}.png,{}\n", i % 97));
+    }
+    std::fs::write(p.path().join("labels.csv"), csv).unwrap();
+    assert_eq!(p.run().executed(), names(&["data", "folds"]));
+
+    let pipeline = config::load(&p.pipeline()).unwrap();
+    let store = Store::open(&p.cache()).unwrap();
+    let engine = Engine::new(&pipeline, &store);
+    let st = engine.status(&[true, true]);
+    assert!(st.iter().all(|s| s.is_fresh()));
+    assert_eq!(store.memo().files_hashed(), 0);
+    assert!(engine
+        .run(&Default::default(), &foldwise::exec::NullObserver)
+        .unwrap()
+        .executed()
+        .is_empty());
+    assert_eq!(store.memo().files_hashed(), 0);
+
+    // One changed image is read, and named.
+    std::fs::write(imgs.join("00007.png"), &png[..]).unwrap();
+    let mut other = png.clone();
+    other.extend_from_slice(b"\0");
+    std::fs::write(imgs.join("00008.png"), &other).unwrap();
+    let store = Store::open(&p.cache()).unwrap();
+    let engine = Engine::new(&pipeline, &store);
+    let st = engine.status(&[true, true]);
+    assert_eq!(
+        st[0].stale.as_ref().unwrap().to_string(),
+        format!("input `images` changed ({})", imgs.display())
+    );
+    assert_eq!(store.memo().files_hashed(), 2);
+}
