@@ -272,7 +272,7 @@ fn compute(
     let all: Vec<usize> = (0..n).collect();
     let summary = Summary {
         method: p.method.clone(),
-        k: (p.method == "kfold").then(|| folds.len()),
+        k: (p.method == "kfold").then_some(folds.len()),
         ratio: (p.method == "holdout").then(|| p.ratio.unwrap_or(0.2)),
         stratify: p.stratify,
         items: n,
