@@ -1147,4 +1147,24 @@ mod tests {
         assert_eq!(idx.items.len(), 2);
         assert_eq!(idx.items[0].boxes.as_ref().unwrap().len(), 2);
     }
+
+    #[test]
+    fn mnist_seq_val_reads_with_mchar_json() {
+        let dir = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/data/mnist-seq"
+        ));
+        if !dir.join("val.json").is_file() {
+            println!("skipped: ../shared/data not present");
+            return;
+        }
+        let (out, r) = run_with(dir, json!({"images": "val", "labels": "val.json"}));
+        r.unwrap();
+        let idx = DataIndex::load(out.path()).unwrap();
+        assert_eq!(idx.items.len(), 1000);
+        assert!(idx.items.iter().all(|i| {
+            let n = i.label.as_ref().unwrap().len();
+            (1..=6).contains(&n) && i.boxes.as_ref().unwrap().len() == n
+        }));
+    }
 }
