@@ -226,7 +226,12 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
+/// One path as it is; several joined like `PATH` (a path containing the
+/// separator cannot be joined: an error).
 fn join(paths: &[PathBuf], what: &str) -> Result<OsString, NodeError> {
+    if let [one] = paths {
+        return Ok(absolute(one).into_os_string());
+    }
     std::env::join_paths(paths.iter().map(|p| absolute(p)))
         .map_err(|e| NodeError::msg(format!("cannot pass {what}: {e}")))
 }
