@@ -1,8 +1,52 @@
-//! The `split` node kind. (Being written.)
+//! The `split` node kind: a hold-out or k-fold split of a data artifact,
+//! stratified by code length, seeded.
+//!
+//! Artifact layout:
+//! - `folds/fold-{i}.json` for each fold `i` (a hold-out writes only
+//!   `folds/fold-0.json`): `{"train": [..], "valid": [..]}`, indices into the
+//!   data index's `items`, each list sorted ascending;
+//! - `split.json`: a summary (method, k or ratio, stratify, item count, per
+//!   fold the train/valid counts and the valid part's counts per code
+//!   length, and the data's counts per code length).
+//!
+//! Guarantees:
+//! - deterministic: the same data, parameters and seed give byte-identical
+//!   files, whatever the thread count (all randomness comes from
+//!   [`Rng::derive`] on the node's seed);
+//! - k-fold: every index is in exactly one fold's `valid` list, and each
+//!   fold's `train` list is the complement of its `valid` list; fold sizes
+//!   differ by at most one;
+//! - stratified (`stratify = true`): items are bucketed by code length, each
+//!   bucket is shuffled, then dealt round-robin into the folds (k-fold; the
+//!   deal continues across buckets, so both the per-length counts and the
+//!   fold sizes differ by at most one between folds) or cut by `ratio`
+//!   (hold-out; the number held out is `round(ratio * n)`, shared between
+//!   buckets by largest remainder);
+//! - `k` does not enter a hold-out's key and `ratio` does not enter a
+//!   k-fold's key ([`Kind::canonical`] drops them).
+//!
+//! Nodes that follow a split read their fold with [`load_fold`].
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 #[allow(unused_imports)]
 use crate::config::schema::{float_range, int_min, int_range, Dflt, Param, Ty, RATIO};
-use crate::nodes::{Kind, NodeError, RunCtx};
+use crate::data::DataIndex;
+use crate::nodes::{InputArtifact, Kind, NodeError, RunCtx};
+use crate::rng::Rng;
+
+/// Folder of the fold files inside a split artifact.
+pub const FOLDS_DIR: &str = "folds";
+/// The summary file inside a split artifact.
+pub const SUMMARY_FILE: &str = "split.json";
+
+/// Stream id for [`Rng::derive`]: the split's shuffles (one per bucket).
+const RNG_STREAM: u64 = 0x5b11_7000;
 
 pub struct Split;
 
@@ -19,8 +63,35 @@ impl Kind for Split {
     fn params(&self) -> &'static [Param] {
         PARAMS
     }
-    fn run(&self, _ctx: &RunCtx<'_>) -> Result<(), NodeError> {
-        Err(NodeError::msg("not written yet"))
+    fn canonical(&self, mut params: Value) -> Value {
+        if let Some(obj) = params.as_object_mut() {
+            match obj.get("method").and_then(Value::as_str) {
+                Some("holdout") => {
+                    obj.remove("k");
+                }
+                Some("kfold") => {
+                    obj.remove("ratio");
+                }
+                _ => {}
+            }
+        }
+        params
+    }
+    fn parts(&self, params: &Value) -> Option<usize> {
+        match params.get("method").and_then(Value::as_str) {
+            Some("kfold") => params.get("k").and_then(Value::as_u64).map(|k| k as usize),
+            _ => None,
+        }
+    }
+    fn part_file(&self, i: usize) -> String {
+        fold_file(i)
+    }
+    fn run(&self, ctx: &RunCtx<'_>) -> Result<(), NodeError> {
+        let p: SplitParams = ctx.typed()?;
+        let input = ctx.input("data")?;
+        let index = DataIndex::load(&input.dir)?;
+        let (folds, summary) = compute(&index, &p, ctx.seed, &input.node)?;
+        write(ctx.out, &folds, &summary)
     }
 }
 
@@ -56,3 +127,515 @@ static PARAMS: &[Param] = &[
         doc: "Keep the code-length mix equal across folds.",
     },
 ];
+
+#[derive(Debug, Deserialize)]
+struct SplitParams {
+    method: String,
+    k: Option<usize>,
+    ratio: Option<f64>,
+    stratify: bool,
+}
+
+/// The artifact-relative path of fold `i`.
+pub fn fold_file(i: usize) -> String {
+    format!("{FOLDS_DIR}/fold-{i}.json")
+}
+
+/// One fold: indices into the data index's `items`, each list sorted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fold {
+    pub train: Vec<usize>,
+    pub valid: Vec<usize>,
+}
+
+/// Reads the fold a node instance works on: `input.part` when set (a node
+/// following a k-fold split), else `folds/fold-0.json` (a hold-out).
+pub fn load_fold(input: &InputArtifact) -> Result<Fold, NodeError> {
+    let path: PathBuf = match &input.part {
+        Some(p) => p.clone(),
+        None => input.dir.join(fold_file(0)),
+    };
+    let bytes = fs::read(&path).map_err(|e| NodeError::io(&path, e))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| NodeError::file(&path, format!("not a fold file: {e}")))
+}
+
+/// `split.json`.
+#[derive(Debug, Serialize)]
+struct Summary {
+    method: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    k: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratio: Option<f64>,
+    stratify: bool,
+    items: usize,
+    /// Items per code length (labelled data only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    by_length: Option<BTreeMap<usize, usize>>,
+    folds: Vec<FoldSummary>,
+}
+
+#[derive(Debug, Serialize)]
+struct FoldSummary {
+    train: usize,
+    valid: usize,
+    /// Valid items per code length (labelled data only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    valid_by_length: Option<BTreeMap<usize, usize>>,
+}
+
+/// Computes the folds and the summary. `node` names the data in errors.
+fn compute(
+    index: &DataIndex,
+    p: &SplitParams,
+    seed: u64,
+    node: &str,
+) -> Result<(Vec<Fold>, Summary), NodeError> {
+    let n = index.items.len();
+    if p.stratify && !index.labelled {
+        return Err(NodeError::msg(format!(
+            "data `{node}` is unlabelled, so it cannot be stratified by code length; set `stratify = false`"
+        )));
+    }
+    let lengths: Option<Vec<usize>> = index.labelled.then(|| {
+        index
+            .items
+            .iter()
+            .map(|it| it.label.as_ref().map_or(0, Vec::len))
+            .collect()
+    });
+
+    // Buckets (by code length, or one bucket), each shuffled with its own
+    // derived stream.
+    let mut buckets: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for i in 0..n {
+        let key = match (&lengths, p.stratify) {
+            (Some(l), true) => l[i],
+            _ => 0,
+        };
+        buckets.entry(key).or_default().push(i);
+    }
+    for (&key, bucket) in buckets.iter_mut() {
+        Rng::derive(seed, RNG_STREAM, key as u64).shuffle(bucket);
+    }
+
+    // valid_of[i] = the fold whose valid part holds item i (hold-out: 0 for
+    // valid, 1 for train).
+    let mut valid_of = vec![0usize; n];
+    let folds = match p.method.as_str() {
+        "kfold" => {
+            let k = p.k.unwrap_or(5);
+            if k > n {
+                return Err(NodeError::msg(format!(
+                    "k = {k} folds need at least {k} items, but data `{node}` has {n}"
+                )));
+            }
+            let mut next = 0usize;
+            for bucket in buckets.values() {
+                for &i in bucket {
+                    valid_of[i] = next % k;
+                    next += 1;
+                }
+            }
+            (0..k).map(|f| fold_of(&valid_of, f)).collect::<Vec<_>>()
+        }
+        _ => {
+            let ratio = p.ratio.unwrap_or(0.2);
+            let total = (ratio * n as f64).round() as usize;
+            if total == 0 || total >= n {
+                let empty = if total == 0 { "valid" } else { "train" };
+                return Err(NodeError::msg(format!(
+                    "a hold-out with ratio = {ratio} of the {n} items of data `{node}` leaves the {empty} part empty"
+                )));
+            }
+            let quotas = largest_remainder(&buckets, ratio, total);
+            valid_of.iter_mut().for_each(|v| *v = 1);
+            for (bucket, q) in buckets.values().zip(quotas) {
+                for &i in &bucket[..q] {
+                    valid_of[i] = 0;
+                }
+            }
+            vec![fold_of(&valid_of, 0)]
+        }
+    };
+
+    let count_lengths = |idx: &[usize]| -> Option<BTreeMap<usize, usize>> {
+        lengths.as_ref().map(|l| {
+            let mut m = BTreeMap::new();
+            for &i in idx {
+                *m.entry(l[i]).or_insert(0) += 1;
+            }
+            m
+        })
+    };
+    let all: Vec<usize> = (0..n).collect();
+    let summary = Summary {
+        method: p.method.clone(),
+        k: (p.method == "kfold").then_some(folds.len()),
+        ratio: (p.method == "holdout").then(|| p.ratio.unwrap_or(0.2)),
+        stratify: p.stratify,
+        items: n,
+        by_length: count_lengths(&all),
+        folds: folds
+            .iter()
+            .map(|f| FoldSummary {
+                train: f.train.len(),
+                valid: f.valid.len(),
+                valid_by_length: count_lengths(&f.valid),
+            })
+            .collect(),
+    };
+    Ok((folds, summary))
+}
+
+/// Fold `f` of an assignment: valid = items assigned to `f`, train = rest.
+fn fold_of(valid_of: &[usize], f: usize) -> Fold {
+    let (valid, train): (Vec<usize>, Vec<usize>) =
+        (0..valid_of.len()).partition(|&i| valid_of[i] == f);
+    Fold { train, valid }
+}
+
+/// Shares `total` held-out items between the buckets in proportion to their
+/// sizes: floors first, then one more to the largest remainders (ties: the
+/// shorter code length first).
+fn largest_remainder(
+    buckets: &BTreeMap<usize, Vec<usize>>,
+    ratio: f64,
+    total: usize,
+) -> Vec<usize> {
+    let exact: Vec<f64> = buckets.values().map(|b| ratio * b.len() as f64).collect();
+    let mut quotas: Vec<usize> = exact.iter().map(|x| x.floor() as usize).collect();
+    let mut order: Vec<usize> = (0..exact.len()).collect();
+    order.sort_by(|&a, &b| {
+        let ra = exact[a] - exact[a].floor();
+        let rb = exact[b] - exact[b].floor();
+        rb.total_cmp(&ra).then(a.cmp(&b))
+    });
+    // The remainders sum to less than the number of buckets with one, and
+    // `total` exceeds the floors by at most that sum rounded: one pass does.
+    let left = total.saturating_sub(quotas.iter().sum());
+    for &b in order.iter().take(left) {
+        quotas[b] += 1;
+    }
+    quotas
+}
+
+fn write(out: &Path, folds: &[Fold], summary: &Summary) -> Result<(), NodeError> {
+    let dir = out.join(FOLDS_DIR);
+    fs::create_dir_all(&dir).map_err(|e| NodeError::io(&dir, e))?;
+    for (i, f) in folds.iter().enumerate() {
+        let path = out.join(fold_file(i));
+        let json = serde_json::to_vec(f).expect("fold serialises");
+        fs::write(&path, json).map_err(|e| NodeError::io(&path, e))?;
+    }
+    let path = out.join(SUMMARY_FILE);
+    let mut json = serde_json::to_vec_pretty(summary).expect("summary serialises");
+    json.push(b'\n');
+    fs::write(&path, json).map_err(|e| NodeError::io(&path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::DataItem;
+    use crate::nodes::NoProgress;
+    use serde_json::json;
+
+    /// A labelled index whose item i has code length `lens[i]`.
+    fn index_with_lengths(lens: &[usize]) -> DataIndex {
+        DataIndex {
+            labelled: true,
+            items: lens
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| DataItem {
+                    file: format!("{i:05}.png"),
+                    width: 10,
+                    height: 10,
+                    label: Some(vec![1; l]),
+                    boxes: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// The mchar-like mix: lengths 1..=5, mostly 2.
+    fn mixed(n: usize) -> Vec<usize> {
+        (0..n)
+            .map(|i| match i % 20 {
+                0..=2 => 1,
+                3..=13 => 2,
+                14..=18 => 3,
+                _ => 4 + (i / 20) % 2,
+            })
+            .collect()
+    }
+
+    /// Writes `index` as an artifact, runs the split with `params` (defaults
+    /// filled in, canonicalised) and returns the output folder.
+    fn run_split(
+        index: &DataIndex,
+        params: Value,
+        seed: u64,
+    ) -> (tempfile::TempDir, tempfile::TempDir, Result<(), NodeError>) {
+        let data = tempfile::tempdir().unwrap();
+        index.save(data.path()).unwrap();
+        let mut p =
+            json!({"data": "plates", "method": "kfold", "k": 5, "ratio": 0.2, "stratify": true});
+        for (k, v) in params.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        let p = Split.canonical(p);
+        let out = tempfile::tempdir().unwrap();
+        let mut inputs = BTreeMap::new();
+        inputs.insert(
+            "data".to_string(),
+            vec![InputArtifact {
+                node: "plates".into(),
+                dir: data.path().to_path_buf(),
+                part: None,
+            }],
+        );
+        let ctx = RunCtx {
+            instance: "folds",
+            fold: None,
+            params: &p,
+            seed,
+            base_dir: Path::new("."),
+            inputs: &inputs,
+            out: out.path(),
+            progress: &NoProgress,
+            threads: 1,
+        };
+        let r = Split.run(&ctx);
+        (data, out, r)
+    }
+
+    fn read_folds(out: &Path, k: usize) -> Vec<Fold> {
+        (0..k)
+            .map(|i| {
+                load_fold(&InputArtifact {
+                    node: "folds".into(),
+                    dir: out.to_path_buf(),
+                    part: Some(out.join(fold_file(i))),
+                })
+                .unwrap()
+            })
+            .collect()
+    }
+
+    fn all_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<_> = walkdir::WalkDir::new(dir)
+            .into_iter()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| {
+                (
+                    e.path().strip_prefix(dir).unwrap().display().to_string(),
+                    fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn kfold_partitions_every_index_and_is_sorted() {
+        let idx = index_with_lengths(&mixed(103));
+        let (_d, out, r) = run_split(&idx, json!({"k": 4}), 9);
+        r.unwrap();
+        let folds = read_folds(out.path(), 4);
+        assert!(!out.path().join(fold_file(4)).exists());
+        let mut seen = vec![0; 103];
+        for f in &folds {
+            assert!(f.valid.windows(2).all(|w| w[0] < w[1]));
+            assert!(f.train.windows(2).all(|w| w[0] < w[1]));
+            assert_eq!(f.train.len() + f.valid.len(), 103);
+            assert!(f.valid.iter().all(|i| f.train.binary_search(i).is_err()));
+            for &i in &f.valid {
+                seen[i] += 1;
+            }
+        }
+        assert!(seen.iter().all(|&c| c == 1));
+        let sizes: Vec<_> = folds.iter().map(|f| f.valid.len()).collect();
+        assert!(
+            sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1,
+            "{sizes:?}"
+        );
+    }
+
+    #[test]
+    fn kfold_is_stratified_by_length() {
+        let lens = mixed(500);
+        let idx = index_with_lengths(&lens);
+        let (_d, out, r) = run_split(&idx, json!({"k": 7}), 3);
+        r.unwrap();
+        let folds = read_folds(out.path(), 7);
+        for len in 1..=5 {
+            let counts: Vec<usize> = folds
+                .iter()
+                .map(|f| f.valid.iter().filter(|&&i| lens[i] == len).count())
+                .collect();
+            let (lo, hi) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+            assert!(hi - lo <= 1, "length {len}: {counts:?}");
+        }
+        let summary: Value =
+            serde_json::from_slice(&fs::read(out.path().join(SUMMARY_FILE)).unwrap()).unwrap();
+        assert_eq!(summary["method"], "kfold");
+        assert_eq!(summary["k"], 7);
+        assert!(summary.get("ratio").is_none());
+        assert_eq!(summary["items"], 500);
+        assert_eq!(summary["by_length"]["2"], 275);
+        assert_eq!(summary["folds"].as_array().unwrap().len(), 7);
+    }
+
+    #[test]
+    fn split_is_deterministic_and_seeded() {
+        let idx = index_with_lengths(&mixed(200));
+        let (_d1, a, r1) = run_split(&idx, json!({}), 42);
+        let (_d2, b, r2) = run_split(&idx, json!({}), 42);
+        let (_d3, c, r3) = run_split(&idx, json!({}), 43);
+        r1.unwrap();
+        r2.unwrap();
+        r3.unwrap();
+        assert_eq!(all_bytes(a.path()), all_bytes(b.path()));
+        assert_ne!(
+            fs::read(a.path().join(fold_file(0))).unwrap(),
+            fs::read(c.path().join(fold_file(0))).unwrap()
+        );
+        // Not simply index order.
+        let f = &read_folds(a.path(), 5)[0];
+        assert_ne!(f.valid, (0..40).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn holdout_takes_ratio_per_length() {
+        let lens = mixed(1000);
+        let idx = index_with_lengths(&lens);
+        let (_d, out, r) = run_split(&idx, json!({"method": "holdout", "ratio": 0.25}), 5);
+        r.unwrap();
+        assert!(!out.path().join(fold_file(1)).exists());
+        // A hold-out consumer has no part: load_fold reads fold-0.
+        let f = load_fold(&InputArtifact {
+            node: "folds".into(),
+            dir: out.path().to_path_buf(),
+            part: None,
+        })
+        .unwrap();
+        assert_eq!(f.valid.len(), 250);
+        assert_eq!(f.train.len(), 750);
+        for len in 1..=5 {
+            let all = lens.iter().filter(|&&l| l == len).count() as f64;
+            let held = f.valid.iter().filter(|&&i| lens[i] == len).count() as f64;
+            assert!(
+                (held - all * 0.25).abs() <= 1.0,
+                "length {len}: {held} of {all}"
+            );
+        }
+        let summary: Value =
+            serde_json::from_slice(&fs::read(out.path().join(SUMMARY_FILE)).unwrap()).unwrap();
+        assert_eq!(summary["ratio"], 0.25);
+        assert!(summary.get("k").is_none());
+        assert_eq!(summary["folds"][0]["valid"], 250);
+    }
+
+    #[test]
+    fn holdout_total_is_exact_with_many_small_buckets() {
+        // Six buckets of 3: per-bucket rounding alone would hold out 6 or 0.
+        let lens: Vec<usize> = (0..18).map(|i| 1 + i % 6).collect();
+        let idx = index_with_lengths(&lens);
+        let (_d, out, r) = run_split(&idx, json!({"method": "holdout", "ratio": 0.2}), 1);
+        r.unwrap();
+        let f = &read_folds(out.path(), 1)[0];
+        assert_eq!(f.valid.len(), 4); // round(3.6)
+    }
+
+    #[test]
+    fn unstratified_split_works_on_unlabelled_data() {
+        let mut idx = index_with_lengths(&mixed(50));
+        idx.labelled = false;
+        idx.items.iter_mut().for_each(|i| i.label = None);
+        let (_d, out, r) = run_split(&idx, json!({"k": 5, "stratify": false}), 2);
+        r.unwrap();
+        let folds = read_folds(out.path(), 5);
+        assert!(folds.iter().all(|f| f.valid.len() == 10));
+        let summary: Value =
+            serde_json::from_slice(&fs::read(out.path().join(SUMMARY_FILE)).unwrap()).unwrap();
+        assert!(summary.get("by_length").is_none());
+
+        let (_d, _o, r) = run_split(&idx, json!({}), 2);
+        assert_eq!(
+            r.unwrap_err().to_string(),
+            "data `plates` is unlabelled, so it cannot be stratified by code length; set `stratify = false`"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let idx = index_with_lengths(&[1, 2, 3]);
+        let (_d, _o, r) = run_split(&idx, json!({"k": 4}), 1);
+        assert_eq!(
+            r.unwrap_err().to_string(),
+            "k = 4 folds need at least 4 items, but data `plates` has 3"
+        );
+        let (_d, _o, r) = run_split(&idx, json!({"method": "holdout", "ratio": 0.1}), 1);
+        assert_eq!(
+            r.unwrap_err().to_string(),
+            "a hold-out with ratio = 0.1 of the 3 items of data `plates` leaves the valid part empty"
+        );
+        let (_d, _o, r) = run_split(&idx, json!({"method": "holdout", "ratio": 0.9}), 1);
+        assert_eq!(
+            r.unwrap_err().to_string(),
+            "a hold-out with ratio = 0.9 of the 3 items of data `plates` leaves the train part empty"
+        );
+        // k = n is fine: one item per fold.
+        let (_d, out, r) = run_split(&idx, json!({"k": 3}), 1);
+        r.unwrap();
+        assert!(read_folds(out.path(), 3).iter().all(|f| f.valid.len() == 1));
+    }
+
+    #[test]
+    fn canonical_drops_what_cannot_matter() {
+        let p = json!({"data": "d", "method": "holdout", "k": 5, "ratio": 0.2, "stratify": true});
+        assert_eq!(
+            Split.canonical(p),
+            json!({"data": "d", "method": "holdout", "ratio": 0.2, "stratify": true})
+        );
+        let p = json!({"data": "d", "method": "kfold", "k": 5, "ratio": 0.2, "stratify": true});
+        let c = Split.canonical(p);
+        assert_eq!(
+            c,
+            json!({"data": "d", "method": "kfold", "k": 5, "stratify": true})
+        );
+        assert_eq!(Split.parts(&c), Some(5));
+        assert_eq!(
+            Split.parts(&json!({"method": "holdout", "ratio": 0.2})),
+            None
+        );
+        assert_eq!(Split.part_file(3), "folds/fold-3.json");
+    }
+
+    #[test]
+    fn load_fold_names_bad_files() {
+        let d = tempfile::tempdir().unwrap();
+        let input = InputArtifact {
+            node: "folds".into(),
+            dir: d.path().to_path_buf(),
+            part: None,
+        };
+        let e = load_fold(&input).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&d.path().join("folds/fold-0.json").display().to_string()),
+            "{e}"
+        );
+        fs::create_dir(d.path().join("folds")).unwrap();
+        fs::write(d.path().join("folds/fold-0.json"), "{}").unwrap();
+        let e = load_fold(&input).unwrap_err().to_string();
+        assert!(
+            e.contains("fold-0.json: not a fold file: missing field"),
+            "{e}"
+        );
+    }
+}
