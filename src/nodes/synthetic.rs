@@ -361,8 +361,8 @@ pub fn render_plate(
             None => u[2] + margin,
         }
     };
-    let (ml, vl) = (rng.range_f32(0.1, 0.45), rng.range_f32(0.3, 0.65));
-    let (mr, vr) = (rng.range_f32(0.1, 0.45), rng.range_f32(0.3, 0.65));
+    let (ml, vl) = (rng.range_f32(0.1, 0.45), rng.range_f32(0.25, 0.55));
+    let (mr, vr) = (rng.range_f32(0.1, 0.45), rng.range_f32(0.25, 0.55));
     let left = cut(&left_cell, ml, vl, true);
     let right = cut(&right_cell, mr, vr, false);
     let (hmin, hmax) = p.height_range();
@@ -797,7 +797,11 @@ mod tests {
         for (i, w) in p.length_weights.iter().enumerate() {
             let want = w / total;
             let got = counts[i + 1] as f64 / 2000.0;
-            assert!((got - want).abs() < 0.03, "length {}: {got} vs {want}", i + 1);
+            assert!(
+                (got - want).abs() < 0.03,
+                "length {}: {got} vs {want}",
+                i + 1
+            );
         }
         // Restricted to 3..=4: only those lengths, in proportion 0.26 : 0.04.
         let mut p = params(2000);
