@@ -14,5 +14,6 @@
 
 pub mod config;
 pub mod data;
+pub mod graph;
 pub mod nodes;
 pub mod rng;

@@ -6,13 +6,24 @@
 //! canonical parameters (defaults filled in, refs resolved, acyclic) or
 //! reports every problem found, each with a labelled span in the file.
 
+mod error;
+mod params;
+mod parse;
+mod refs;
+mod resolve;
 pub mod schema;
+mod suggest;
+mod view;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use miette::NamedSource;
 use serde_json::Value;
 
-use crate::nodes::Kind;
+use crate::nodes::{Kind, KINDS};
+
+pub use error::{render_diagnostic, Code, ConfigError, Problem};
 
 /// A validated pipeline.
 pub struct Pipeline {
@@ -87,5 +98,67 @@ impl Pipeline {
     }
     pub fn instance(&self, name: &str) -> Option<usize> {
         self.instances.iter().position(|i| i.name == name)
+    }
+}
+
+/// Reads and validates the pipeline file at `path`. The file name in
+/// diagnostics is `path` as given; relative paths in parameters start at
+/// its folder.
+pub fn load(path: &Path) -> Result<Pipeline, ConfigError> {
+    let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let base_dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    load_str(&path.display().to_string(), &src, &base_dir)
+}
+
+/// Validates pipeline text; `name` is the file name shown in diagnostics
+/// (and, by its stem, the default pipeline name).
+pub fn load_str(name: &str, src: &str, base_dir: &Path) -> Result<Pipeline, ConfigError> {
+    load_str_with_kinds(name, src, base_dir, KINDS)
+}
+
+/// [`load_str`] with another kind registry (tests, plug-ins).
+pub fn load_str_with_kinds(
+    name: &str,
+    src: &str,
+    base_dir: &Path,
+    kinds: &[&'static dyn Kind],
+) -> Result<Pipeline, ConfigError> {
+    let source: error::Source = NamedSource::new(name, Arc::<str>::from(src));
+    let mut problems = Vec::new();
+    let raw = parse::parse(&source, src, kinds, &mut problems);
+    let resolved = if problems.iter().any(|p| p.code == Code::Syntax) {
+        None
+    } else {
+        resolve::resolve(&source, &raw, &mut problems)
+    };
+    match resolved {
+        Some((nodes, instances)) if problems.is_empty() => Ok(Pipeline {
+            name: raw.name.clone().unwrap_or_else(|| {
+                Path::new(name)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| name.to_string())
+            }),
+            seed: raw.seed,
+            path: PathBuf::from(name),
+            base_dir: base_dir.to_path_buf(),
+            nodes,
+            instances,
+        }),
+        _ => {
+            // File order reads best; the sort is stable for equal starts.
+            problems.sort_by_key(|p| p.labels.first().map_or(0, |l| l.0.start));
+            Err(ConfigError::Invalid {
+                file: name.to_string(),
+                src: source,
+                problems,
+            })
+        }
     }
 }
