@@ -13,6 +13,10 @@ mod refs;
 mod resolve;
 pub mod schema;
 mod suggest;
+#[cfg(test)]
+pub(crate) mod testkinds;
+#[cfg(test)]
+mod tests;
 mod view;
 
 use std::path::{Path, PathBuf};

@@ -182,3 +182,133 @@ fn mermaid(p: &Pipeline) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testkinds::load;
+
+    const TINY: &str = r#"
+[pipeline]
+name = "tiny"
+
+[nodes.plates]
+kind = "synthetic"
+count = 10
+
+[nodes.folds]
+kind = "split"
+data = "plates"
+k = 2
+
+[nodes.cnn]
+kind = "train"
+split = "folds"
+
+[nodes.ens]
+kind = "ensemble"
+members = ["cnn[*]"]
+inputs = { best = "cnn[1]", fold0 = "folds[0]", all = "folds[*]" }
+"#;
+
+    fn tiny() -> Pipeline {
+        load(TINY)
+            .unwrap_or_else(|e| panic!("{}", crate::config::render_diagnostic(&e, false, 100)))
+    }
+
+    #[test]
+    fn text() {
+        assert_eq!(
+            render(&tiny(), Format::Text),
+            "\
+plates (synthetic)
+folds (split) <- data: plates
+cnn[0] (train) <- split: folds#0
+cnn[1] (train) <- split: folds#1
+ens (ensemble) <- members: cnn[*], inputs.all: folds[*], inputs.best: pick cnn[1], inputs.fold0: pick folds#0
+"
+        );
+    }
+
+    #[test]
+    fn dot() {
+        assert_eq!(
+            render(&tiny(), Format::Dot),
+            r#"digraph "tiny" {
+  rankdir=LR;
+  node [shape=box];
+  i0 [label="plates\nsynthetic"];
+  i1 [label="folds\nsplit"];
+  subgraph "cluster_cnn" {
+    label="cnn";
+    i2 [label="cnn[0]\ntrain"];
+    i3 [label="cnn[1]\ntrain"];
+  }
+  i4 [label="ens\nensemble"];
+  i0 -> i1 [label="data"];
+  i1 -> i2 [label="split, part 0"];
+  i1 -> i3 [label="split, part 1"];
+  i2 -> i4 [label="members", style=dashed];
+  i3 -> i4 [label="members", style=dashed];
+  i1 -> i4 [label="inputs.all", style=dashed];
+  i3 -> i4 [label="inputs.best"];
+  i1 -> i4 [label="inputs.fold0, part 0"];
+}
+"#
+        );
+    }
+
+    #[test]
+    fn mermaid() {
+        assert_eq!(
+            render(&tiny(), Format::Mermaid),
+            r#"flowchart LR
+  i0["plates<br/>synthetic"]
+  i1["folds<br/>split"]
+  subgraph d2 ["cnn"]
+    i2["cnn[0]<br/>train"]
+    i3["cnn[1]<br/>train"]
+  end
+  i4["ens<br/>ensemble"]
+  i0 -->|"data"| i1
+  i1 -->|"split, part 0"| i2
+  i1 -->|"split, part 1"| i3
+  i2 -.->|"members"| i4
+  i3 -.->|"members"| i4
+  i1 -.->|"inputs.all"| i4
+  i3 -->|"inputs.best"| i4
+  i1 -->|"inputs.fold0, part 0"| i4
+"#
+        );
+    }
+
+    #[test]
+    fn formats_parse() {
+        assert_eq!("text".parse(), Ok(Format::Text));
+        assert_eq!("dot".parse(), Ok(Format::Dot));
+        assert_eq!("mermaid".parse(), Ok(Format::Mermaid));
+        assert!("svg"
+            .parse::<Format>()
+            .unwrap_err()
+            .contains("text, dot or mermaid"));
+    }
+
+    #[test]
+    fn dag_and_descendants() {
+        let p = tiny();
+        let g = crate::graph::dag(&p);
+        assert_eq!(g.node_count(), 5);
+        assert_eq!(g.edge_count(), 8);
+        assert!(g.node_indices().all(|n| g[n] == n.index()));
+        for e in g.edge_indices() {
+            let (from, to) = g.edge_endpoints(e).unwrap();
+            let k = g[e];
+            assert_eq!(p.instances[to.index()].inputs[k].from, from.index());
+        }
+        assert_eq!(crate::graph::descendants(&p, 0), [1, 2, 3, 4]);
+        assert_eq!(crate::graph::descendants(&p, 2), [4]);
+        assert_eq!(crate::graph::descendants(&p, 4), Vec::<usize>::new());
+        assert_eq!(crate::graph::descendants(&p, 99), Vec::<usize>::new());
+        assert_eq!(crate::graph::ancestors(&p, 3), [0, 1]);
+    }
+}
