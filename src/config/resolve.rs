@@ -93,6 +93,10 @@ pub(crate) fn resolve(
         .iter()
         .map(|l| l.iter().map(|x| x.ok).collect())
         .collect();
+    // Nodes whose instance count cannot be known (problems of their own, or
+    // following such a node): references to them are not checked further,
+    // so that one mistake gives one problem.
+    let mut unknown: Vec<bool> = nodes.iter().map(|n| n.params.is_none()).collect();
     for &n in &order {
         let node = &nodes[n];
         if let (Some(kind), Some(params)) = (node.kind, &node.params) {
@@ -100,7 +104,10 @@ pub(crate) fn resolve(
         }
         let mut follows: Vec<(usize, usize)> = Vec::new(); // (count, link)
         for (li, l) in links[n].iter().enumerate() {
-            if !l.ok {
+            if !l.ok || unknown[l.target] {
+                if l.mode == RefMode::Follow {
+                    unknown[n] = true;
+                }
                 continue;
             }
             let count = fan[l.target].or(parts[l.target]);
