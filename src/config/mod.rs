@@ -5,6 +5,14 @@
 //! Guarantee: `load` either returns a pipeline whose every node has
 //! canonical parameters (defaults filled in, refs resolved, acyclic) or
 //! reports every problem found, each with a labelled span in the file.
+//! It never panics on any input.
+//!
+//! The stages, one file each: `parse` (file level: syntax, `[pipeline]`,
+//! node names, `kind`, `seed`) → `params` (schema walk into canonical JSON,
+//! collecting references) → `resolve` (references, cycles, fan-out,
+//! expansion, topological order); `view` hides toml_edit's shapes,
+//! `refs` the reference syntax, `suggest` the "did you mean", `error` the
+//! diagnostics and their codes.
 
 mod error;
 mod params;
@@ -60,6 +68,7 @@ pub struct NodeDecl {
 }
 
 /// One instance of a node: the node itself, or one fold of an expanded node.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
     /// `name` or `name[i]`.
     pub name: String,
@@ -73,6 +82,7 @@ pub struct Instance {
 }
 
 /// A dependency of an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Edge {
     /// Dotted parameter path the reference was written at (`data`,
     /// `inputs.fold`, `members`).
@@ -102,6 +112,44 @@ impl Pipeline {
     }
     pub fn instance(&self, name: &str) -> Option<usize> {
         self.instances.iter().position(|i| i.name == name)
+    }
+    /// The declared node named `name`.
+    pub fn node(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+    /// The instances of declared node `node`, in fold order.
+    pub fn instances_of(&self, node: usize) -> impl Iterator<Item = usize> + '_ {
+        self.instances
+            .iter()
+            .enumerate()
+            .filter(move |(_, i)| i.node == node)
+            .map(|(i, _)| i)
+    }
+}
+
+impl std::fmt::Debug for NodeDecl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeDecl")
+            .field("name", &self.name)
+            .field("kind", &self.kind.name())
+            .field("params", &self.params)
+            .field("seed", &self.seed)
+            .field("fan", &self.fan)
+            .field("parts", &self.parts)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("name", &self.name)
+            .field("seed", &self.seed)
+            .field("path", &self.path)
+            .field("base_dir", &self.base_dir)
+            .field("nodes", &self.nodes)
+            .field("instances", &self.instances)
+            .finish()
     }
 }
 

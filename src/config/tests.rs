@@ -98,6 +98,11 @@ fn expansion_and_topological_order() {
         ]
     );
     assert_eq!(p.instance("cnn[1]"), Some(3));
+    assert_eq!(
+        p.instances_of(p.node("cnn").unwrap()).collect::<Vec<_>>(),
+        [2, 3, 4]
+    );
+    assert!(format!("{p:?}").contains("kind: \"train\""));
     // Every edge points backwards.
     for (i, inst) in p.instances.iter().enumerate() {
         assert!(inst.inputs.iter().all(|e| e.from < i), "{}", inst.name);
