@@ -101,7 +101,7 @@ fn golden_diagnostics() {
 #[test]
 fn an_unreadable_file_names_its_path() {
     let path = fixtures().join("no-such-pipeline.toml");
-    let err = config::load(&path).err().expect("missing file must fail");
+    let err = config::load(&path).expect_err("missing file must fail");
     let text = render_diagnostic(&err, false, 100);
     assert!(text.contains("pipeline::read"), "{text}");
     assert!(text.contains("no-such-pipeline.toml"), "{text}");
