@@ -109,7 +109,7 @@ fn an_unreadable_file_names_its_path() {
 }
 
 #[test]
-fn every_golden_case_uses_the_real_registry_the_same_way() {
+fn cases_without_folds_render_the_same_with_the_crate_registry() {
     // Cases that do not depend on k-fold parts render identically with the
     // crate's own registry.
     let dir = fixtures();
