@@ -10,12 +10,15 @@
 //! - [`exec`]: plans and runs instances, in parallel, with progress.
 //! - [`nodes`]: the node kinds, one per file.
 //! - [`data`]: the data-artifact layout shared by data nodes.
+//! - [`rng`]: the project's seeded random numbers.
 //! - [`cli`]: the command-line front end (`main.rs` only calls it).
 
+pub mod cli;
 pub mod config;
 pub mod data;
 pub mod exec;
 pub mod fingerprint;
+pub mod graph;
 pub mod nodes;
 pub mod rng;
 pub mod store;

@@ -5,14 +5,37 @@
 //! Guarantee: `load` either returns a pipeline whose every node has
 //! canonical parameters (defaults filled in, refs resolved, acyclic) or
 //! reports every problem found, each with a labelled span in the file.
+//! It never panics on any input.
+//!
+//! The stages, one file each: `parse` (file level: syntax, `[pipeline]`,
+//! node names, `kind`, `seed`) → `params` (schema walk into canonical JSON,
+//! collecting references) → `resolve` (references, cycles, fan-out,
+//! expansion, topological order); `view` hides toml_edit's shapes,
+//! `refs` the reference syntax, `suggest` the "did you mean", `error` the
+//! diagnostics and their codes.
 
+mod error;
+mod params;
+mod parse;
+mod refs;
+mod resolve;
 pub mod schema;
+mod suggest;
+#[cfg(test)]
+pub(crate) mod testkinds;
+#[cfg(test)]
+mod tests;
+mod view;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use miette::NamedSource;
 use serde_json::Value;
 
-use crate::nodes::Kind;
+use crate::nodes::{Kind, KINDS};
+
+pub use error::{render_diagnostic, Code, ConfigError, Problem};
 
 /// A validated pipeline.
 pub struct Pipeline {
@@ -45,6 +68,7 @@ pub struct NodeDecl {
 }
 
 /// One instance of a node: the node itself, or one fold of an expanded node.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
     /// `name` or `name[i]`.
     pub name: String,
@@ -58,6 +82,7 @@ pub struct Instance {
 }
 
 /// A dependency of an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Edge {
     /// Dotted parameter path the reference was written at (`data`,
     /// `inputs.fold`, `members`).
@@ -87,5 +112,105 @@ impl Pipeline {
     }
     pub fn instance(&self, name: &str) -> Option<usize> {
         self.instances.iter().position(|i| i.name == name)
+    }
+    /// The declared node named `name`.
+    pub fn node(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+    /// The instances of declared node `node`, in fold order.
+    pub fn instances_of(&self, node: usize) -> impl Iterator<Item = usize> + '_ {
+        self.instances
+            .iter()
+            .enumerate()
+            .filter(move |(_, i)| i.node == node)
+            .map(|(i, _)| i)
+    }
+}
+
+impl std::fmt::Debug for NodeDecl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeDecl")
+            .field("name", &self.name)
+            .field("kind", &self.kind.name())
+            .field("params", &self.params)
+            .field("seed", &self.seed)
+            .field("fan", &self.fan)
+            .field("parts", &self.parts)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("name", &self.name)
+            .field("seed", &self.seed)
+            .field("path", &self.path)
+            .field("base_dir", &self.base_dir)
+            .field("nodes", &self.nodes)
+            .field("instances", &self.instances)
+            .finish()
+    }
+}
+
+/// Reads and validates the pipeline file at `path`. The file name in
+/// diagnostics is `path` as given; relative paths in parameters start at
+/// its folder.
+pub fn load(path: &Path) -> Result<Pipeline, ConfigError> {
+    let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let base_dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    load_str(&path.display().to_string(), &src, &base_dir)
+}
+
+/// Validates pipeline text; `name` is the file name shown in diagnostics
+/// (and, by its stem, the default pipeline name).
+pub fn load_str(name: &str, src: &str, base_dir: &Path) -> Result<Pipeline, ConfigError> {
+    load_str_with_kinds(name, src, base_dir, KINDS)
+}
+
+/// [`load_str`] with another kind registry (tests, plug-ins).
+pub fn load_str_with_kinds(
+    name: &str,
+    src: &str,
+    base_dir: &Path,
+    kinds: &[&'static dyn Kind],
+) -> Result<Pipeline, ConfigError> {
+    let source: error::Source = NamedSource::new(name, Arc::<str>::from(src));
+    let mut problems = Vec::new();
+    let raw = parse::parse(&source, src, kinds, &mut problems);
+    let resolved = if problems.iter().any(|p| p.code == Code::Syntax) {
+        None
+    } else {
+        resolve::resolve(&source, &raw, &mut problems)
+    };
+    match resolved {
+        Some((nodes, instances)) if problems.is_empty() => Ok(Pipeline {
+            name: raw.name.clone().unwrap_or_else(|| {
+                Path::new(name)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| name.to_string())
+            }),
+            seed: raw.seed,
+            path: PathBuf::from(name),
+            base_dir: base_dir.to_path_buf(),
+            nodes,
+            instances,
+        }),
+        _ => {
+            // File order reads best; the sort is stable for equal starts.
+            problems.sort_by_key(|p| p.labels.first().map_or(0, |l| l.0.start));
+            Err(ConfigError::Invalid {
+                file: name.to_string(),
+                src: source,
+                problems,
+            })
+        }
     }
 }

@@ -1,0 +1,322 @@
+//! The file level: TOML syntax, the `[pipeline]` table, and each
+//! `[nodes.<name>]` table's name, `kind`, `seed` and parameters.
+//!
+//! Guarantee: produces one [`RawNode`] per declared node (in file order)
+//! even when it has problems, so that references to it still resolve and
+//! problems do not cascade; a node's `params` is `Some` only when its whole
+//! table checked out.
+
+use serde_json::Value as J;
+use toml_edit::Document;
+
+use super::error::{Code, Problem, Source};
+use super::params::{Checker, Owner, RefSite};
+use super::refs::valid_name;
+use super::suggest::{did_you_mean, list};
+use super::view::{Span, View};
+use crate::nodes::Kind;
+
+/// A declared node, before references are resolved.
+pub(crate) struct RawNode {
+    pub name: String,
+    pub name_span: Span,
+    pub kind: Option<&'static dyn Kind>,
+    /// Span of the `kind` value.
+    pub kind_span: Option<Span>,
+    /// Canonical parameters; `None` when the table has problems.
+    pub params: Option<J>,
+    pub seed: Option<u64>,
+    pub refs: Vec<RefSite>,
+}
+
+/// The parsed file.
+pub(crate) struct RawPipeline {
+    pub name: Option<String>,
+    pub seed: u64,
+    pub nodes: Vec<RawNode>,
+}
+
+const TOP: &[&str] = &["pipeline", "nodes"];
+const PIPELINE_KEYS: &[&str] = &["name", "seed"];
+const NODE_KEYS: &[&str] = &["kind", "seed"];
+
+/// Parses and checks the file; problems are appended to `problems`.
+pub(crate) fn parse(
+    src: &Source,
+    text: &str,
+    kinds: &[&'static dyn Kind],
+    problems: &mut Vec<Problem>,
+) -> RawPipeline {
+    let mut raw = RawPipeline {
+        name: None,
+        seed: 0,
+        nodes: Vec::new(),
+    };
+    let doc = match Document::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let message = e.message().trim_end().replace('\n', "; ");
+            problems.push(
+                Problem::new(src, Code::Syntax, format!("invalid TOML: {message}"))
+                    .label(span, "here"),
+            );
+            return raw;
+        }
+    };
+    let mut ck = Checker::new(src, text);
+    let root = View::of(doc.as_item(), &(0..0)).expect("the root is a table");
+    for e in root.entries().unwrap_or_default() {
+        match e.key {
+            "pipeline" => pipeline_table(&mut ck, &e.value, &mut raw),
+            "nodes" => match e.value.entries() {
+                Some(nodes) => {
+                    for n in nodes {
+                        if let Some(node) = node(&mut ck, n, kinds) {
+                            raw.nodes.push(node);
+                        }
+                    }
+                }
+                None => ck.report(
+                    Problem::new(
+                        src,
+                        Code::Type,
+                        format!("`nodes` must be a table, found {}", e.value.found()),
+                    )
+                    .label(e.value.span.clone(), e.value.found())
+                    .help("declare each node as a `[nodes.<name>]` table"),
+                ),
+            },
+            other => {
+                let what = if e.value.entries().is_some() {
+                    "table"
+                } else {
+                    "key"
+                };
+                let help = match did_you_mean(other, TOP.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "a pipeline file has a `[pipeline]` table and `[nodes.<name>]` tables"
+                        .to_string(),
+                };
+                ck.report(
+                    Problem::new(
+                        src,
+                        Code::UnknownKey,
+                        format!("unknown top-level {what} `{other}`"),
+                    )
+                    .label(e.key_span.clone(), format!("unknown {what}"))
+                    .help(help),
+                );
+            }
+        }
+    }
+    problems.append(&mut ck.problems);
+    raw
+}
+
+fn pipeline_table(ck: &mut Checker<'_>, view: &View<'_>, raw: &mut RawPipeline) {
+    let Some(entries) = view.entries() else {
+        ck.report(
+            Problem::new(
+                ck.src,
+                Code::Type,
+                format!("`pipeline` must be a table, found {}", view.found()),
+            )
+            .label(view.span.clone(), view.found())
+            .help("write `[pipeline]` followed by `name = \"…\"` and `seed = …`"),
+        );
+        return;
+    };
+    for e in entries {
+        match e.key {
+            "name" => match e.value.as_str() {
+                Some(s) => raw.name = Some(s.to_string()),
+                None => type_problem(ck, "name", "a string", &e.value),
+            },
+            "seed" => {
+                if let Some(seed) = seed(ck, &e.value) {
+                    raw.seed = seed;
+                }
+            }
+            other => {
+                let help = match did_you_mean(other, PIPELINE_KEYS.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("`[pipeline]` takes {}", list(PIPELINE_KEYS)),
+                };
+                ck.report(
+                    Problem::new(
+                        ck.src,
+                        Code::UnknownKey,
+                        format!("unknown key `{other}` in `[pipeline]`"),
+                    )
+                    .label(e.key_span.clone(), "unknown key")
+                    .help(help),
+                );
+            }
+        }
+    }
+}
+
+fn type_problem(ck: &mut Checker<'_>, key: &str, expected: &str, view: &View<'_>) {
+    ck.report(
+        Problem::new(
+            ck.src,
+            Code::Type,
+            format!(
+                "wrong type for `{key}`: expected {expected}, found {}",
+                view.found()
+            ),
+        )
+        .label(view.span.clone(), view.found()),
+    );
+}
+
+fn seed(ck: &mut Checker<'_>, view: &View<'_>) -> Option<u64> {
+    let Some(i) = view.as_int() else {
+        type_problem(ck, "seed", "an integer >= 0", view);
+        return None;
+    };
+    match u64::try_from(i) {
+        Ok(s) => Some(s),
+        Err(_) => {
+            ck.report(
+                Problem::new(
+                    ck.src,
+                    Code::Range,
+                    format!("`seed` is out of range: expected an integer >= 0, found {i}"),
+                )
+                .label(view.span.clone(), "out of range"),
+            );
+            None
+        }
+    }
+}
+
+fn node(
+    ck: &mut Checker<'_>,
+    e: super::view::Entry<'_>,
+    kinds: &[&'static dyn Kind],
+) -> Option<RawNode> {
+    let name = e.key.to_string();
+    let header = e.value.span.clone();
+    if !valid_name(&name) {
+        ck.report(
+            Problem::new(
+                ck.src,
+                Code::InvalidName,
+                format!("invalid node name \"{name}\""),
+            )
+            .label(e.key_span.clone(), "not a valid node name")
+            .help(
+                "node names are made of letters, digits, `_`, `-`, `.`, `[` and `]` \
+                     (and must not be empty)",
+            ),
+        );
+    }
+    let Some(entries) = e.value.entries() else {
+        ck.report(
+            Problem::new(
+                ck.src,
+                Code::Type,
+                format!("node `{name}` must be a table, found {}", e.value.found()),
+            )
+            .label(e.value.span.clone(), e.value.found())
+            .help(format!(
+                "declare it as `[nodes.{name}]` with `kind = \"…\"`"
+            )),
+        );
+        return None;
+    };
+    let kind_names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+    let mut raw = RawNode {
+        name: name.clone(),
+        name_span: e.key_span.clone(),
+        kind: None,
+        kind_span: None,
+        params: None,
+        seed: None,
+        refs: Vec::new(),
+    };
+    match entries.iter().find(|x| x.key == "kind") {
+        None => ck.report(
+            Problem::new(
+                ck.src,
+                Code::MissingKind,
+                format!("node `{name}` has no `kind`"),
+            )
+            .label(header.clone(), "`kind` is required here")
+            .help(format!("add `kind = \"…\"`, one of {}", list(&kind_names))),
+        ),
+        Some(k) => match k.value.as_str() {
+            None => type_problem(ck, "kind", "a string", &k.value),
+            Some(s) => {
+                raw.kind_span = Some(k.value.span.clone());
+                match kinds.iter().find(|x| x.name() == s) {
+                    Some(kind) => raw.kind = Some(*kind),
+                    None => {
+                        let known = format!("known kinds: {}", list(&kind_names));
+                        let help = match did_you_mean(s, kind_names.iter().copied()) {
+                            Some(m) => format!("did you mean \"{m}\"? ({known})"),
+                            None => known,
+                        };
+                        ck.report(
+                            Problem::new(
+                                ck.src,
+                                Code::UnknownKind,
+                                format!("unknown node kind \"{s}\""),
+                            )
+                            .label(k.value.span.clone(), "unknown kind")
+                            .help(help),
+                        );
+                    }
+                }
+            }
+        },
+    }
+    if let Some(s) = entries.iter().find(|x| x.key == "seed") {
+        raw.seed = seed(ck, &s.value);
+    }
+    let Some(kind) = raw.kind else {
+        return Some(raw);
+    };
+    let refs_before = ck.refs.len();
+    let problems_before = ck.problems.len();
+    let owner = Owner {
+        what: format!("a `{}` node", kind.name()),
+        extra: NODE_KEYS,
+        path: String::new(),
+    };
+    let params = ck.table(&e.value, kind.params(), &owner);
+    raw.refs = ck.refs.split_off(refs_before);
+    if let Some(params) = params {
+        let params = kind.canonical(params);
+        let issues = kind.check(&params);
+        for issue in &issues {
+            let span = lookup(&e.value, &issue.path).unwrap_or_else(|| header.clone());
+            ck.report(
+                Problem::new(
+                    ck.src,
+                    Code::Check,
+                    format!("node `{name}`: {}", issue.message),
+                )
+                .label(span, format!("`{}`", issue.path))
+                .help_opt(issue.help.clone()),
+            );
+        }
+        if issues.is_empty() && ck.problems.len() == problems_before {
+            raw.params = Some(params);
+        }
+    }
+    Some(raw)
+}
+
+/// The span of the value at a dotted path (`model.heads`, `height.1` or
+/// `height[1]`).
+fn lookup(view: &View<'_>, path: &str) -> Option<Span> {
+    let normalized = path.replace('[', ".").replace(']', "");
+    let mut at = view.clone();
+    for seg in normalized.split('.').filter(|s| !s.is_empty()) {
+        at = at.child(seg)?;
+    }
+    Some(at.span)
+}

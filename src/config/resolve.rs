@@ -1,0 +1,513 @@
+//! References, cycles, fan-out and expansion: turns checked [`RawNode`]s
+//! into declared nodes and their instances.
+//!
+//! Guarantee: when no problem is reported, every edge points to an earlier
+//! instance (instances are in a topological order that keeps file order
+//! among independent nodes), every `Follow` of a fanned node or of a parts
+//! node gives a per-fold instance with the matching fold, instance names
+//! are unique, and the declared graph is acyclic.
+
+use std::collections::HashMap;
+
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use super::error::{Code, Problem, Source};
+use super::parse::{RawNode, RawPipeline};
+use super::suggest::{did_you_mean, list};
+use super::{Edge, Instance, NodeDecl, RefMode};
+
+/// A reference that names an existing node.
+struct Link {
+    /// Index of the reference site in the node's `refs`.
+    site: usize,
+    target: usize,
+    mode: RefMode,
+    /// False when the target is of a kind the parameter does not accept.
+    ok: bool,
+}
+
+/// Resolves references and expands nodes; `None` when problems were found
+/// (they are appended to `problems`).
+pub(crate) fn resolve(
+    src: &Source,
+    raw: &RawPipeline,
+    problems: &mut Vec<Problem>,
+) -> Option<(Vec<NodeDecl>, Vec<Instance>)> {
+    let nodes = &raw.nodes;
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        index.entry(n.name.as_str()).or_insert(i);
+    }
+    let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+
+    // 1. Find the node behind each reference.
+    let mut links: Vec<Vec<Link>> = Vec::with_capacity(nodes.len());
+    for n in nodes {
+        let mut out = Vec::new();
+        for (site, r) in n.refs.iter().enumerate() {
+            // An exact node name wins over the bracket forms.
+            let found = match (index.get(r.text.as_str()), &r.spec) {
+                (Some(&t), _) => Some((t, RefMode::Follow)),
+                (None, Some(spec)) => index.get(spec.target.as_str()).map(|&t| (t, spec.mode)),
+                (None, None) => {
+                    problems.push(bad_ref(src, n, site));
+                    continue;
+                }
+            };
+            let Some((target, mode)) = found else {
+                problems.push(missing_node(src, n, site, &names));
+                continue;
+            };
+            let mut ok = true;
+            if let Some(kind) = nodes[target].kind {
+                if !r.kinds.is_empty() && !r.kinds.contains(&kind.name()) {
+                    ok = false;
+                    problems.push(wrong_kind(src, nodes, n, site, &nodes[target], kind.name()));
+                }
+            }
+            out.push(Link {
+                site,
+                target,
+                mode,
+                ok,
+            });
+        }
+        links.push(out);
+    }
+
+    // 2. Cycles.
+    let cycles = cycles(src, nodes, &links);
+    if !cycles.is_empty() {
+        problems.extend(cycles);
+        return None;
+    }
+
+    // 3. A topological order of the declared nodes, earliest declared first.
+    let order = topo_order(nodes.len(), &links);
+
+    // 4. Fan-out.
+    let mut fan: Vec<Option<usize>> = vec![None; nodes.len()];
+    let mut parts: Vec<Option<usize>> = vec![None; nodes.len()];
+    let mut usable: Vec<Vec<bool>> = links
+        .iter()
+        .map(|l| l.iter().map(|x| x.ok).collect())
+        .collect();
+    // Nodes whose instance count cannot be known (problems of their own, or
+    // following such a node): references to them are not checked further,
+    // so that one mistake gives one problem.
+    let mut unknown: Vec<bool> = nodes.iter().map(|n| n.params.is_none()).collect();
+    for &n in &order {
+        let node = &nodes[n];
+        if let (Some(kind), Some(params)) = (node.kind, &node.params) {
+            parts[n] = kind.parts(params);
+        }
+        let mut follows: Vec<(usize, usize)> = Vec::new(); // (count, link)
+        for (li, l) in links[n].iter().enumerate() {
+            if !l.ok || unknown[l.target] {
+                if l.mode == RefMode::Follow {
+                    unknown[n] = true;
+                }
+                continue;
+            }
+            let count = fan[l.target].or(parts[l.target]);
+            let (t, r) = (&nodes[l.target], &node.refs[l.site]);
+            let unit = if fan[l.target].is_some() {
+                "instance"
+            } else {
+                "part"
+            };
+            match (l.mode, count) {
+                (RefMode::Follow, Some(c)) => follows.push((c, li)),
+                (RefMode::Follow, None) => {}
+                (RefMode::Gather | RefMode::Pick(_), None) => {
+                    usable[n][li] = false;
+                    let what = match l.mode {
+                        RefMode::Gather => "gathers every instance of",
+                        _ => "picks one instance of",
+                    };
+                    problems.push(
+                        Problem::new(
+                            src,
+                            Code::SingleInstance,
+                            format!(
+                                "\"{}\" {what} `{}`, but `{}` has a single instance",
+                                r.text, t.name, t.name
+                            ),
+                        )
+                        .label(r.span.clone(), "single instance")
+                        .help(format!(
+                            "write \"{}\" to use it; `[*]` and `[i]` are for k-fold splits \
+                             and the nodes that run once per fold",
+                            t.name
+                        )),
+                    );
+                }
+                (RefMode::Gather, Some(_)) => {}
+                (RefMode::Pick(i), Some(c)) => {
+                    if i >= c {
+                        usable[n][li] = false;
+                        problems.push(
+                            Problem::new(
+                                src,
+                                Code::PickRange,
+                                format!(
+                                    "\"{}\" is out of range: `{}` has {c} {unit}s",
+                                    r.text, t.name
+                                ),
+                            )
+                            .label(r.span.clone(), format!("no {unit} {i}"))
+                            .help(format!("pick an index from 0 to {}", c.saturating_sub(1))),
+                        );
+                    }
+                }
+            }
+        }
+        let mut counts: Vec<usize> = follows.iter().map(|f| f.0).collect();
+        counts.dedup();
+        counts.sort_unstable();
+        counts.dedup();
+        match counts.as_slice() {
+            [] => {}
+            [c] => fan[n] = Some(*c),
+            _ => {
+                let mut p = Problem::new(
+                    src,
+                    Code::FanMismatch,
+                    format!(
+                        "`{}` follows nodes with different numbers of folds",
+                        node.name
+                    ),
+                )
+                .help(
+                    "a node runs once per fold of the nodes it follows, so their counts must \
+                     agree; gather one of them with \"name[*]\" or pick a fold with \"name[i]\"",
+                );
+                for &(c, li) in &follows {
+                    let l = &links[n][li];
+                    let unit = if fan[l.target].is_some() {
+                        "instance"
+                    } else {
+                        "part"
+                    };
+                    p = p.label(
+                        node.refs[l.site].span.clone(),
+                        format!("`{}` has {c} {unit}s", nodes[l.target].name),
+                    );
+                }
+                problems.push(p);
+            }
+        }
+    }
+
+    // 5. Instances, in order.
+    let mut first = vec![0usize; nodes.len()];
+    let mut instances: Vec<Instance> = Vec::new();
+    for &n in &order {
+        first[n] = instances.len();
+        match fan[n] {
+            Some(k) => instances.extend((0..k).map(|i| Instance {
+                name: format!("{}[{i}]", nodes[n].name),
+                node: n,
+                fold: Some(i),
+                inputs: Vec::new(),
+            })),
+            None => instances.push(Instance {
+                name: nodes[n].name.clone(),
+                node: n,
+                fold: None,
+                inputs: Vec::new(),
+            }),
+        }
+    }
+    duplicates(src, nodes, &instances, problems);
+    if !problems.is_empty() {
+        return None;
+    }
+    for inst in instances.iter_mut() {
+        let n = inst.node;
+        for (li, l) in links[n].iter().enumerate() {
+            if !usable[n][li] {
+                continue;
+            }
+            let param = nodes[n].refs[l.site].param.clone();
+            let t = l.target;
+            let edge = |from: usize, part: Option<usize>| Edge {
+                param: param.clone(),
+                from,
+                part,
+                mode: l.mode,
+            };
+            match (l.mode, fan[t], parts[t]) {
+                (RefMode::Follow, Some(_), _) => inst
+                    .inputs
+                    .push(edge(first[t] + inst.fold.unwrap_or(0), None)),
+                (RefMode::Follow, None, Some(_)) => inst.inputs.push(edge(first[t], inst.fold)),
+                (RefMode::Follow, None, None) => inst.inputs.push(edge(first[t], None)),
+                (RefMode::Gather, Some(k), _) => {
+                    inst.inputs.extend((0..k).map(|i| edge(first[t] + i, None)))
+                }
+                (RefMode::Gather, None, _) => inst.inputs.push(edge(first[t], None)),
+                (RefMode::Pick(i), Some(_), _) => inst.inputs.push(edge(first[t] + i, None)),
+                (RefMode::Pick(i), None, _) => inst.inputs.push(edge(first[t], Some(i))),
+            }
+        }
+    }
+    let decls = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| NodeDecl {
+            name: n.name.clone(),
+            kind: n.kind.expect("no problems: every kind is known"),
+            params: n.params.clone().expect("no problems: params are valid"),
+            seed: n.seed.unwrap_or(raw.seed),
+            fan: fan[i],
+            parts: parts[i],
+        })
+        .collect();
+    Some((decls, instances))
+}
+
+fn bad_ref(src: &Source, n: &RawNode, site: usize) -> Problem {
+    let r = &n.refs[site];
+    Problem::new(
+        src,
+        Code::BadRef,
+        format!("malformed reference \"{}\" in `{}`", r.text, r.param),
+    )
+    .label(r.span.clone(), "not a node reference")
+    .help(
+        "write \"name\" (the node, or the same fold of a per-fold node), \
+         \"name[*]\" (every instance) or \"name[2]\" (one instance or part)",
+    )
+}
+
+fn missing_node(src: &Source, n: &RawNode, site: usize, names: &[&str]) -> Problem {
+    let r = &n.refs[site];
+    let target = r
+        .spec
+        .as_ref()
+        .map_or(r.text.as_str(), |s| s.target.as_str());
+    let help = match did_you_mean(target, names.iter().copied().filter(|&x| x != n.name)) {
+        Some(s) => format!("did you mean \"{s}\"?"),
+        None if names.is_empty() => "no nodes are declared".to_string(),
+        None => format!("declared nodes: {}", list(names)),
+    };
+    Problem::new(
+        src,
+        Code::MissingNode,
+        format!("`{}` refers to a missing node `{target}`", r.param),
+    )
+    .label(r.span.clone(), "no such node")
+    .help(help)
+}
+
+fn wrong_kind(
+    src: &Source,
+    nodes: &[RawNode],
+    n: &RawNode,
+    site: usize,
+    target: &RawNode,
+    kind: &str,
+) -> Problem {
+    let r = &n.refs[site];
+    let wanted = r.kinds.join(" or ");
+    let fitting: Vec<&str> = nodes
+        .iter()
+        .filter(|m| m.kind.is_some_and(|k| r.kinds.contains(&k.name())))
+        .map(|m| m.name.as_str())
+        .collect();
+    let help = if fitting.is_empty() {
+        format!(
+            "declare {} {wanted} node for `{}`",
+            article(&wanted),
+            r.param
+        )
+    } else {
+        format!("`{}` can refer to {}", r.param, list(&fitting))
+    };
+    let mut p = Problem::new(
+        src,
+        Code::WrongKind,
+        format!(
+            "`{}` is {} {kind} node, but `{}` needs {} {wanted} node",
+            target.name,
+            article(kind),
+            r.param,
+            article(&wanted)
+        ),
+    )
+    .label(r.span.clone(), format!("{} {kind} node", article(kind)))
+    .help(help);
+    if let Some(span) = &target.kind_span {
+        p = p.label(span.clone(), format!("`{}` is declared here", target.name));
+    }
+    p
+}
+
+fn article(word: &str) -> &'static str {
+    match word.chars().next() {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => "an",
+        _ => "a",
+    }
+}
+
+/// One problem per strongly connected component that holds a cycle.
+fn cycles(src: &Source, nodes: &[RawNode], links: &[Vec<Link>]) -> Vec<Problem> {
+    let mut g: DiGraph<usize, ()> = DiGraph::new();
+    for i in 0..nodes.len() {
+        g.add_node(i);
+    }
+    for (n, ls) in links.iter().enumerate() {
+        for l in ls {
+            g.add_edge(NodeIndex::new(n), NodeIndex::new(l.target), ());
+        }
+    }
+    let mut sccs: Vec<Vec<usize>> = tarjan_scc(&g)
+        .into_iter()
+        .map(|c| {
+            let mut c: Vec<usize> = c.into_iter().map(|i| i.index()).collect();
+            c.sort_unstable();
+            c
+        })
+        .filter(|c| c.len() > 1 || links[c[0]].iter().any(|l| l.target == c[0]))
+        .collect();
+    sccs.sort();
+    sccs.into_iter()
+        .map(|scc| cycle_problem(src, nodes, links, &scc))
+        .collect()
+}
+
+fn cycle_problem(src: &Source, nodes: &[RawNode], links: &[Vec<Link>], scc: &[usize]) -> Problem {
+    // Shortest way round from the earliest declared node, by BFS.
+    let start = scc[0];
+    let mut prev: HashMap<usize, (usize, usize)> = HashMap::new(); // node -> (from, link)
+    let mut queue = std::collections::VecDeque::from([start]);
+    let mut steps: Vec<(usize, usize)> = Vec::new(); // (node, link) along the cycle
+    'bfs: while let Some(n) = queue.pop_front() {
+        for (li, l) in links[n].iter().enumerate() {
+            if !scc.contains(&l.target) {
+                continue;
+            }
+            if l.target == start {
+                steps.push((n, li));
+                let mut at = n;
+                while at != start {
+                    let (from, via) = prev[&at];
+                    steps.push((from, via));
+                    at = from;
+                }
+                steps.reverse();
+                break 'bfs;
+            }
+            if l.target != start && !prev.contains_key(&l.target) {
+                prev.insert(l.target, (n, li));
+                queue.push_back(l.target);
+            }
+        }
+    }
+    let label = |(n, li): (usize, usize)| {
+        let l = &links[n][li];
+        (
+            nodes[n].refs[l.site].span.clone(),
+            format!("`{}` needs `{}`", nodes[n].name, nodes[l.target].name),
+        )
+    };
+    let mut p = if steps.len() == 1 {
+        Problem::new(
+            src,
+            Code::Cycle,
+            format!("node `{}` refers to itself", nodes[start].name),
+        )
+        .help("a node can only use nodes upstream of it")
+    } else {
+        // `steps` follows "needs"; show the data flow, upstream first.
+        let path: Vec<String> = [start]
+            .into_iter()
+            .chain(steps.iter().rev().map(|&(n, _)| n))
+            .map(|n| format!("`{}`", nodes[n].name))
+            .collect();
+        Problem::new(src, Code::Cycle, format!("cycle: {}", path.join(" → ")))
+            .help("each node feeds the next, back to the first; remove one of these references")
+    };
+    for &s in &steps {
+        let (span, text) = label(s);
+        p = p.label(span, text);
+    }
+    p
+}
+
+/// Kahn's algorithm, always taking the earliest declared ready node.
+fn topo_order(n: usize, links: &[Vec<Link>]) -> Vec<usize> {
+    let mut missing: Vec<usize> = links
+        .iter()
+        .map(|ls| {
+            let mut t: Vec<usize> = ls.iter().map(|l| l.target).collect();
+            t.sort_unstable();
+            t.dedup();
+            t.len()
+        })
+        .collect();
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, ls) in links.iter().enumerate() {
+        let mut t: Vec<usize> = ls.iter().map(|l| l.target).collect();
+        t.sort_unstable();
+        t.dedup();
+        for t in t {
+            users[t].push(i);
+        }
+    }
+    let mut ready: std::collections::BTreeSet<usize> =
+        (0..n).filter(|&i| missing[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &u in &users[i] {
+            missing[u] -= 1;
+            if missing[u] == 0 {
+                ready.insert(u);
+            }
+        }
+    }
+    order
+}
+
+/// Instance names must be unique after expansion.
+fn duplicates(
+    src: &Source,
+    nodes: &[RawNode],
+    instances: &[Instance],
+    problems: &mut Vec<Problem>,
+) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for inst in instances {
+        let Some(&other) = seen.get(inst.name.as_str()) else {
+            seen.insert(&inst.name, inst.node);
+            continue;
+        };
+        if other == inst.node {
+            continue;
+        }
+        // Label the node literally named so first, then the expanded one.
+        let (a, b) = if nodes[other].name == inst.name {
+            (other, inst.node)
+        } else {
+            (inst.node, other)
+        };
+        let mut p = Problem::new(
+            src,
+            Code::Duplicate,
+            format!("two node instances are named `{}`", inst.name),
+        )
+        .help("rename one of the nodes");
+        p = p.label(nodes[a].name_span.clone(), "declared here");
+        p = p.label(
+            nodes[b].name_span.clone(),
+            format!(
+                "runs once per fold, as `{}[0]`, `{}[1]`, …",
+                nodes[b].name, nodes[b].name
+            ),
+        );
+        problems.push(p);
+    }
+}

@@ -1,0 +1,373 @@
+//! Unit tests of the loader on valid and invalid pipelines (the rendered
+//! diagnostics themselves are golden-tested in `tests/it/diagnostics.rs`).
+
+use serde_json::json;
+
+use super::testkinds::load;
+use super::*;
+
+const CHAIN: &str = r#"
+[pipeline]
+name = "chain"
+seed = 42
+
+[nodes.ens]
+kind = "ensemble"
+members = ["cnn[*]"]
+inputs = { best = "cnn[1]", fold0 = "folds[0]", all = "folds[*]" }
+
+[nodes.plates]
+kind = "synthetic"
+count = 10
+
+[nodes.cnn]
+kind = "train"
+split = "folds"
+seed = 7
+
+[nodes.folds]
+kind = "split"
+data = "plates"
+k = 3
+
+[nodes.pred]
+kind = "ensemble"
+inputs = { model = "cnn" }
+"#;
+
+fn names(p: &Pipeline) -> Vec<&str> {
+    p.instances.iter().map(|i| i.name.as_str()).collect()
+}
+
+fn codes(src: &str) -> Vec<Code> {
+    match load(src) {
+        Ok(_) => panic!("expected problems"),
+        Err(e) => e.problems().iter().map(|p| p.code).collect(),
+    }
+}
+
+#[test]
+fn expansion_and_topological_order() {
+    let p = load(CHAIN).unwrap_or_else(|e| panic!("{}", render_diagnostic(&e, false, 100)));
+    assert_eq!(p.name, "chain");
+    assert_eq!(p.seed, 42);
+    assert_eq!(
+        names(&p),
+        ["plates", "folds", "cnn[0]", "cnn[1]", "cnn[2]", "ens", "pred[0]", "pred[1]", "pred[2]"]
+    );
+    let cnn = &p.nodes[p.instances[2].node];
+    assert_eq!((cnn.fan, cnn.parts, cnn.seed), (Some(3), None, 7));
+    let folds = &p.nodes[p.instances[1].node];
+    assert_eq!((folds.fan, folds.parts, folds.seed), (None, Some(3), 42));
+    for i in 0..3 {
+        let inst = &p.instances[2 + i];
+        assert_eq!(inst.fold, Some(i));
+        assert_eq!(inst.inputs.len(), 1);
+        let e = &inst.inputs[0];
+        assert_eq!(
+            (e.param.as_str(), e.from, e.part, e.mode),
+            ("split", 1, Some(i), RefMode::Follow)
+        );
+        // A node following an expanded node goes to the same fold.
+        let pred = &p.instances[6 + i];
+        assert_eq!(pred.fold, Some(i));
+        let e = &pred.inputs[0];
+        assert_eq!(
+            (e.param.as_str(), e.from, e.part),
+            ("inputs.model", 2 + i, None)
+        );
+    }
+    // Gathering and picking do not expand; edges in parameter order, maps
+    // by key, lists in list order.
+    let ens = &p.instances[5];
+    assert_eq!(ens.fold, None);
+    let edges: Vec<(&str, usize, Option<usize>, RefMode)> = ens
+        .inputs
+        .iter()
+        .map(|e| (e.param.as_str(), e.from, e.part, e.mode))
+        .collect();
+    assert_eq!(
+        edges,
+        [
+            ("members", 2, None, RefMode::Gather),
+            ("members", 3, None, RefMode::Gather),
+            ("members", 4, None, RefMode::Gather),
+            ("inputs.all", 1, None, RefMode::Gather),
+            ("inputs.best", 3, None, RefMode::Pick(1)),
+            ("inputs.fold0", 1, Some(0), RefMode::Pick(0)),
+        ]
+    );
+    assert_eq!(p.instance("cnn[1]"), Some(3));
+    assert_eq!(
+        p.instances_of(p.node("cnn").unwrap()).collect::<Vec<_>>(),
+        [2, 3, 4]
+    );
+    assert!(format!("{p:?}").contains("kind: \"train\""));
+    // Every edge points backwards.
+    for (i, inst) in p.instances.iter().enumerate() {
+        assert!(inst.inputs.iter().all(|e| e.from < i), "{}", inst.name);
+    }
+}
+
+#[test]
+fn independent_nodes_keep_file_order() {
+    let p = load(
+        r#"
+[nodes.b]
+kind = "synthetic"
+count = 1
+[nodes.user]
+kind = "ensemble"
+members = ["c", "b"]
+[nodes.a]
+kind = "synthetic"
+count = 1
+[nodes.c]
+kind = "synthetic"
+count = 1
+"#,
+    )
+    .unwrap();
+    assert_eq!(names(&p), ["b", "a", "c", "user"]);
+    let from: Vec<usize> = p.instances[3].inputs.iter().map(|e| e.from).collect();
+    assert_eq!(from, [2, 0]);
+}
+
+#[test]
+fn defaults_are_filled_and_optional_params_left_out() {
+    let p = load("[nodes.plates]\nkind = \"synthetic\"\ncount = 5\n[nodes.d]\nkind = \"dataset\"\nimages = \"img\"\n").unwrap();
+    let params = &p.nodes[0].params;
+    assert_eq!(params["count"], json!(5));
+    assert_eq!(params["min_digits"], json!(1));
+    assert_eq!(params["rotation"], json!(6.0));
+    assert_eq!(params["styles"].as_array().map(Vec::len), Some(5));
+    let d = &p.nodes[1].params;
+    assert_eq!(
+        d,
+        &json!({"images": "img", "labels_format": "auto", "unlabelled": "error"})
+    );
+    assert_eq!(p.name, "test", "the default name is the file stem");
+    assert_eq!(p.seed, 0);
+    assert_eq!(p.base_dir, Path::new("/base"));
+}
+
+#[test]
+fn integers_become_floats_where_a_float_is_expected() {
+    let a = load(
+        "[nodes.p]\nkind = \"synthetic\"\ncount = 5\nrotation = 6\nlength_weights = [1, 2, 0.5]\n",
+    )
+    .unwrap();
+    let b = load("[nodes.p]\nkind = \"synthetic\"\ncount = 5\nrotation = 6.0\nlength_weights = [1.0, 2.0, 0.5]\n").unwrap();
+    assert_eq!(a.nodes[0].params, b.nodes[0].params);
+    let text = serde_json::to_string(&a.nodes[0].params).unwrap();
+    assert!(text.contains("\"rotation\":6.0"), "{text}");
+    assert!(text.contains("\"length_weights\":[1.0,2.0,0.5]"), "{text}");
+}
+
+#[test]
+fn writing_a_default_explicitly_changes_nothing() {
+    let a = load("[nodes.p]\nkind = \"synthetic\"\ncount = 5\n").unwrap();
+    let b = load("[nodes.p]\nkind = \"synthetic\"\ncount = 5\nmin_digits = 1\nblur = 1\nstyles = [\"sans\", \"serif\", \"condensed\", \"segment\", \"rounded\"]\n").unwrap();
+    assert_eq!(a.nodes[0].params, b.nodes[0].params);
+}
+
+#[test]
+fn canonical_is_applied() {
+    let p = load(
+        "[nodes.p]\nkind = \"synthetic\"\ncount = 5\n[nodes.s]\nkind = \"split\"\ndata = \"p\"\nmethod = \"holdout\"\nk = 9\n",
+    )
+    .unwrap();
+    assert_eq!(
+        p.nodes[1].params,
+        json!({"data": "p", "method": "holdout", "ratio": 0.2, "stratify": true})
+    );
+    assert_eq!(p.nodes[1].parts, None);
+}
+
+#[test]
+fn nested_tables_inline_dotted_and_defaulted() {
+    let base = "[nodes.p]\nkind = \"synthetic\"\ncount = 5\n[nodes.s]\nkind = \"split\"\ndata = \"p\"\nk = 2\n";
+    let absent = load(&format!(
+        "{base}[nodes.t]\nkind = \"train\"\nsplit = \"s\"\n"
+    ))
+    .unwrap();
+    let inline = load(&format!(
+        "{base}[nodes.t]\nkind = \"train\"\nsplit = \"s\"\nmodel = {{ arch = \"small\", dropout = 0.25 }}\nlr = 1.0\n"
+    ))
+    .unwrap();
+    let dotted = load(&format!(
+        "{base}[nodes.t]\nkind = \"train\"\nsplit = \"s\"\nmodel.arch = \"small\"\nmodel.heads = 5\n"
+    ))
+    .unwrap();
+    let header = load(&format!(
+        "{base}[nodes.t]\nkind = \"train\"\nsplit = \"s\"\n[nodes.t.model]\narch = \"small\"\n"
+    ))
+    .unwrap();
+    let want = json!({"split": "s", "model": {"arch": "small", "heads": 5, "dropout": 0.25}, "lr": 1.0, "epochs": 3});
+    for p in [&absent, &inline, &dotted, &header] {
+        assert_eq!(p.nodes[2].params, want);
+    }
+}
+
+#[test]
+fn nested_problems() {
+    let base = "[nodes.p]\nkind = \"synthetic\"\ncount = 5\n[nodes.s]\nkind = \"split\"\ndata = \"p\"\nk = 2\n[nodes.t]\nkind = \"train\"\nsplit = \"s\"\n";
+    let src = format!("{base}model = {{ arch = \"small\", head = 4 }}\n");
+    let err = load(&src).err().unwrap();
+    let [p] = err.problems() else {
+        panic!("{}", render_diagnostic(&err, false, 100))
+    };
+    assert_eq!(p.code, Code::UnknownKey);
+    assert_eq!(p.message, "unknown key `head` for `model`");
+    assert_eq!(&src[p.labels[0].0.clone()], "head");
+    assert_eq!(p.help.as_deref(), Some("did you mean `heads`?"));
+
+    let src = format!("{base}model.heads = 2\n");
+    let err = load(&src).err().unwrap();
+    let [p] = err.problems() else { panic!() };
+    assert_eq!(p.code, Code::MissingParam);
+    assert_eq!(p.message, "missing parameter `model.arch` for `model`");
+
+    assert_eq!(codes(&format!("{base}model = 3\n")), [Code::Type]);
+    assert_eq!(
+        codes(&format!(
+            "{base}model = {{ arch = \"big\", dropout = 1 }}\n"
+        )),
+        [Code::Choice, Code::Range]
+    );
+}
+
+#[test]
+fn check_issues_point_at_the_value_or_the_header() {
+    let base = "[nodes.p]\nkind = \"synthetic\"\ncount = 5\n[nodes.s]\nkind = \"split\"\ndata = \"p\"\nk = 2\n[nodes.t]\nkind = \"train\"\nsplit = \"s\"\n";
+    let src = format!("{base}model = {{ arch = \"small\", heads = 6 }}\n");
+    let err = load(&src).err().unwrap();
+    let [p] = err.problems() else { panic!() };
+    assert_eq!(p.code, Code::Check);
+    assert_eq!(p.message, "node `t`: the small model has at most 5 heads");
+    assert_eq!(&src[p.labels[0].0.clone()], "6");
+    assert_eq!(p.help.as_deref(), Some("use `arch = \"resnet-mini\"`"));
+
+    let src = format!("{base}epochs = 13\n");
+    let err = load(&src).err().unwrap();
+    let [p] = err.problems() else { panic!() };
+    assert_eq!(&src[p.labels[0].0.clone()], "13");
+
+    // `model.arch` is not written (defaulted): the node header is blamed.
+    let src = format!("{base}epochs = 14\n");
+    let err = load(&src).err().unwrap();
+    let [p] = err.problems() else { panic!() };
+    assert_eq!(p.labels[0].1.as_deref(), Some("`model.arch`"));
+    assert_eq!(&src[p.labels[0].0.clone()], "[nodes.t]");
+}
+
+#[test]
+fn references_problems() {
+    let base = "[nodes.p]\nkind = \"synthetic\"\ncount = 5\n[nodes.s]\nkind = \"split\"\ndata = \"p\"\nk = 3\n";
+    let with = |extra: &str| format!("{base}[nodes.e]\nkind = \"ensemble\"\n{extra}\n");
+    assert_eq!(codes(&with("members = [\"q\"]")), [Code::MissingNode]);
+    assert_eq!(codes(&with("members = [\"p[a]\"]")), [Code::BadRef]);
+    assert_eq!(codes(&with("members = [\"p[0]\"]")), [Code::SingleInstance]);
+    assert_eq!(codes(&with("members = [\"s[3]\"]")), [Code::PickRange]);
+    assert_eq!(codes(&with("members = [\"e\"]")), [Code::Cycle]);
+    assert!(load(&with("members = [\"s[2]\", \"s[*]\", \"p\"]")).is_ok());
+}
+
+#[test]
+fn an_exact_node_name_wins_over_the_bracket_forms() {
+    let p = load("[nodes.\"x[1]\"]\nkind = \"synthetic\"\ncount = 1\n[nodes.e]\nkind = \"ensemble\"\nmembers = [\"x[1]\"]\n").unwrap();
+    assert_eq!(p.instances[1].inputs[0].from, 0);
+    assert_eq!(p.instances[1].inputs[0].mode, RefMode::Follow);
+}
+
+#[test]
+fn any_accepts_anything() {
+    let p = load(
+        "[nodes.e]\nkind = \"ensemble\"\nextra = { a = [1, \"two\", 3.5], when = 1979-05-27 }\n",
+    )
+    .unwrap();
+    assert_eq!(
+        p.nodes[0].params["extra"],
+        json!({"a": [1, "two", 3.5], "when": "1979-05-27"})
+    );
+}
+
+#[test]
+fn odd_files_never_panic_and_always_point_somewhere() {
+    let cases = [
+        "",
+        "[[nodes]]\nkind = 1\n",
+        "nodes = 3\n",
+        "pipeline = 3\n",
+        "[pipeline]\nname = 1\nseed = 1.5\n",
+        "[nodes.x]\nkind = 1\n",
+        "[nodes.x]\nkind = \"synthetic\"\ncount = 1e400\n",
+        "[nodes.x]\nkind = \"synthetic\"\ncount = 1\nrotation = nan\n",
+        "[nodes.x]\nkind = \"synthetic\"\ncount = 1\nrotation = inf\n",
+        "[nodes.x]\nkind = \"synthetic\"\ncount = 1\n[[nodes.x.styles]]\na = 1\n",
+        "[nodes.\"\"]\nkind = \"synthetic\"\ncount = 1\n",
+        "[nodes.e]\nkind = \"ensemble\"\nmembers = [\"\"]\n",
+        "[nodes.x]\nkind = \"synthetic\"\ncount = 9223372036854775807\nmin_digits = -9223372036854775808\n",
+        "\u{feff}[nodes.x]\nkind = \"synthetic\"\ncount = 1\n",
+        "[nodes.x]\nkind = \"synthétique\"\n",
+        "a = \"unterminated",
+    ];
+    for src in cases {
+        match load(src) {
+            Ok(p) => assert!(src.is_empty() || !p.nodes.is_empty(), "{src:?}"),
+            Err(e) => {
+                assert!(!e.problems().is_empty(), "{src:?}");
+                for p in e.problems() {
+                    assert!(!p.labels.is_empty(), "{src:?}: {}", p.message);
+                    assert!(p.labels.iter().all(|l| l.0.end <= src.len()), "{src:?}");
+                }
+                let _ = render_diagnostic(&e, false, 100);
+                let _ = render_diagnostic(&e, true, 40);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_default_of_every_kind_is_valid_json() {
+    fn walk(params: &[schema::Param], at: &str) {
+        for p in params {
+            if let schema::Dflt::Value(lit) = p.default {
+                assert!(
+                    serde_json::from_str::<Value>(lit).is_ok(),
+                    "{at}.{}: {lit}",
+                    p.name
+                );
+            }
+            if let schema::Ty::Table(inner) = &p.ty {
+                walk(inner, &format!("{at}.{}", p.name));
+            }
+        }
+    }
+    for k in crate::nodes::KINDS {
+        walk(k.params(), k.name());
+    }
+}
+
+#[test]
+fn codes_are_stable_strings() {
+    for c in Code::ALL {
+        assert!(c.as_str().starts_with("pipeline::"));
+    }
+    assert_eq!(Code::UnknownKind.to_string(), "pipeline::unknown_kind");
+}
+
+#[test]
+fn load_reads_files_and_uses_their_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quick.toml");
+    std::fs::write(&path, "[nodes.p]\nkind = \"synthetic\"\ncount = 2\n").unwrap();
+    let p = load_path(&path);
+    assert_eq!(p.name, "quick");
+    assert_eq!(p.base_dir, dir.path());
+    assert_eq!(p.path, path);
+}
+
+fn load_path(path: &Path) -> Pipeline {
+    super::load(path).unwrap_or_else(|e| panic!("{}", render_diagnostic(&e, false, 100)))
+}

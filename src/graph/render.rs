@@ -1,0 +1,314 @@
+//! Text, Graphviz DOT and Mermaid renderings of the instance graph.
+//!
+//! Guarantee: the output depends only on the pipeline (instances in their
+//! topological order, inputs in parameter order), never on hashing order.
+
+use std::fmt::Write as _;
+use std::str::FromStr;
+
+use crate::config::{Edge, Pipeline, RefMode};
+
+/// A rendering of the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One line per instance: `name (kind) <- param: input, …`.
+    Text,
+    /// Graphviz DOT, one cluster per expanded node.
+    Dot,
+    /// A Mermaid flowchart, one subgraph per expanded node.
+    Mermaid,
+}
+
+impl FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(Format::Text),
+            "dot" => Ok(Format::Dot),
+            "mermaid" => Ok(Format::Mermaid),
+            other => Err(format!(
+                "unknown graph format `{other}` (expected text, dot or mermaid)"
+            )),
+        }
+    }
+}
+
+/// Renders the pipeline's instance graph.
+pub fn render(p: &Pipeline, format: Format) -> String {
+    match format {
+        Format::Text => text(p),
+        Format::Dot => dot(p),
+        Format::Mermaid => mermaid(p),
+    }
+}
+
+/// How an input reads in the text rendering: `plates`, `cnn[1]`,
+/// `folds#1` (a part), `cnn[*]` (gathered), `pick cnn[2]`.
+fn mark(p: &Pipeline, e: &Edge) -> String {
+    let from = &p.instances[e.from];
+    let decl = &p.decl(from).name;
+    let target = match e.part {
+        Some(i) => format!("{decl}#{i}"),
+        None => from.name.clone(),
+    };
+    match e.mode {
+        RefMode::Follow => target,
+        RefMode::Gather => format!("{decl}[*]"),
+        RefMode::Pick(_) => format!("pick {target}"),
+    }
+}
+
+fn text(p: &Pipeline) -> String {
+    let mut out = String::new();
+    for inst in &p.instances {
+        let _ = write!(out, "{} ({})", inst.name, p.decl(inst).kind.name());
+        let mut marks: Vec<String> = Vec::new();
+        let mut last: Option<(&str, usize, RefMode)> = None;
+        for e in &inst.inputs {
+            // A gathered node gives one edge per instance: show it once.
+            let key = (e.param.as_str(), p.instances[e.from].node, e.mode);
+            if e.mode == RefMode::Gather && last == Some(key) {
+                continue;
+            }
+            last = Some(key);
+            marks.push(format!("{}: {}", e.param, mark(p, e)));
+        }
+        if !marks.is_empty() {
+            let _ = write!(out, " <- {}", marks.join(", "));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn edge_label(e: &Edge) -> String {
+    match e.part {
+        Some(i) => format!("{}, part {i}", e.param),
+        None => e.param.clone(),
+    }
+}
+
+/// Runs of instances of the same declared node, in order.
+fn groups(p: &Pipeline) -> Vec<(usize, std::ops::Range<usize>)> {
+    let mut out: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
+    for (i, inst) in p.instances.iter().enumerate() {
+        match out.last_mut() {
+            Some((node, r)) if *node == inst.node => r.end = i + 1,
+            _ => out.push((inst.node, i..i + 1)),
+        }
+    }
+    out
+}
+
+fn dot_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+fn dot(p: &Pipeline) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "digraph \"{}\" {{", dot_escape(&p.name));
+    out.push_str("  rankdir=LR;\n  node [shape=box];\n");
+    for (node, range) in groups(p) {
+        let decl = &p.nodes[node];
+        let indent = if decl.fan.is_some() {
+            let _ = writeln!(out, "  subgraph \"cluster_{}\" {{", dot_escape(&decl.name));
+            let _ = writeln!(out, "    label=\"{}\";", dot_escape(&decl.name));
+            "    "
+        } else {
+            "  "
+        };
+        for i in range {
+            let _ = writeln!(
+                out,
+                "{indent}i{i} [label=\"{}\\n{}\"];",
+                dot_escape(&p.instances[i].name),
+                decl.kind.name()
+            );
+        }
+        if decl.fan.is_some() {
+            out.push_str("  }\n");
+        }
+    }
+    for (to, inst) in p.instances.iter().enumerate() {
+        for e in &inst.inputs {
+            let style = if e.mode == RefMode::Gather {
+                ", style=dashed"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "  i{} -> i{to} [label=\"{}\"{style}];",
+                e.from,
+                dot_escape(&edge_label(e))
+            );
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn mermaid(p: &Pipeline) -> String {
+    let mut out = String::from("flowchart LR\n");
+    for (node, range) in groups(p) {
+        let decl = &p.nodes[node];
+        let indent = if decl.fan.is_some() {
+            let _ = writeln!(out, "  subgraph d{node} [\"{}\"]", decl.name);
+            "    "
+        } else {
+            "  "
+        };
+        for i in range {
+            let _ = writeln!(
+                out,
+                "{indent}i{i}[\"{}<br/>{}\"]",
+                p.instances[i].name,
+                decl.kind.name()
+            );
+        }
+        if decl.fan.is_some() {
+            out.push_str("  end\n");
+        }
+    }
+    for (to, inst) in p.instances.iter().enumerate() {
+        for e in &inst.inputs {
+            let arrow = if e.mode == RefMode::Gather {
+                "-.->"
+            } else {
+                "-->"
+            };
+            let _ = writeln!(out, "  i{} {arrow}|\"{}\"| i{to}", e.from, edge_label(e));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testkinds::load;
+
+    const TINY: &str = r#"
+[pipeline]
+name = "tiny"
+
+[nodes.plates]
+kind = "synthetic"
+count = 10
+
+[nodes.folds]
+kind = "split"
+data = "plates"
+k = 2
+
+[nodes.cnn]
+kind = "train"
+split = "folds"
+
+[nodes.ens]
+kind = "ensemble"
+members = ["cnn[*]"]
+inputs = { best = "cnn[1]", fold0 = "folds[0]", all = "folds[*]" }
+"#;
+
+    fn tiny() -> Pipeline {
+        load(TINY)
+            .unwrap_or_else(|e| panic!("{}", crate::config::render_diagnostic(&e, false, 100)))
+    }
+
+    #[test]
+    fn text() {
+        assert_eq!(
+            render(&tiny(), Format::Text),
+            "\
+plates (synthetic)
+folds (split) <- data: plates
+cnn[0] (train) <- split: folds#0
+cnn[1] (train) <- split: folds#1
+ens (ensemble) <- members: cnn[*], inputs.all: folds[*], inputs.best: pick cnn[1], inputs.fold0: pick folds#0
+"
+        );
+    }
+
+    #[test]
+    fn dot() {
+        assert_eq!(
+            render(&tiny(), Format::Dot),
+            r#"digraph "tiny" {
+  rankdir=LR;
+  node [shape=box];
+  i0 [label="plates\nsynthetic"];
+  i1 [label="folds\nsplit"];
+  subgraph "cluster_cnn" {
+    label="cnn";
+    i2 [label="cnn[0]\ntrain"];
+    i3 [label="cnn[1]\ntrain"];
+  }
+  i4 [label="ens\nensemble"];
+  i0 -> i1 [label="data"];
+  i1 -> i2 [label="split, part 0"];
+  i1 -> i3 [label="split, part 1"];
+  i2 -> i4 [label="members", style=dashed];
+  i3 -> i4 [label="members", style=dashed];
+  i1 -> i4 [label="inputs.all", style=dashed];
+  i3 -> i4 [label="inputs.best"];
+  i1 -> i4 [label="inputs.fold0, part 0"];
+}
+"#
+        );
+    }
+
+    #[test]
+    fn mermaid() {
+        assert_eq!(
+            render(&tiny(), Format::Mermaid),
+            r#"flowchart LR
+  i0["plates<br/>synthetic"]
+  i1["folds<br/>split"]
+  subgraph d2 ["cnn"]
+    i2["cnn[0]<br/>train"]
+    i3["cnn[1]<br/>train"]
+  end
+  i4["ens<br/>ensemble"]
+  i0 -->|"data"| i1
+  i1 -->|"split, part 0"| i2
+  i1 -->|"split, part 1"| i3
+  i2 -.->|"members"| i4
+  i3 -.->|"members"| i4
+  i1 -.->|"inputs.all"| i4
+  i3 -->|"inputs.best"| i4
+  i1 -->|"inputs.fold0, part 0"| i4
+"#
+        );
+    }
+
+    #[test]
+    fn formats_parse() {
+        assert_eq!("text".parse(), Ok(Format::Text));
+        assert_eq!("dot".parse(), Ok(Format::Dot));
+        assert_eq!("mermaid".parse(), Ok(Format::Mermaid));
+        assert!("svg"
+            .parse::<Format>()
+            .unwrap_err()
+            .contains("text, dot or mermaid"));
+    }
+
+    #[test]
+    fn dag_and_descendants() {
+        let p = tiny();
+        let g = crate::graph::dag(&p);
+        assert_eq!(g.node_count(), 5);
+        assert_eq!(g.edge_count(), 8);
+        assert!(g.node_indices().all(|n| g[n] == n.index()));
+        for e in g.edge_indices() {
+            let (from, to) = g.edge_endpoints(e).unwrap();
+            let k = g[e];
+            assert_eq!(p.instances[to.index()].inputs[k].from, from.index());
+        }
+        assert_eq!(crate::graph::descendants(&p, 0), [1, 2, 3, 4]);
+        assert_eq!(crate::graph::descendants(&p, 2), [4]);
+        assert_eq!(crate::graph::descendants(&p, 4), Vec::<usize>::new());
+        assert_eq!(crate::graph::descendants(&p, 99), Vec::<usize>::new());
+        assert_eq!(crate::graph::ancestors(&p, 3), [0, 1]);
+    }
+}

@@ -1,0 +1,7 @@
+//! The integration-test binary: one module per feature, shared helpers in
+//! `common`.
+
+mod common;
+mod diagnostics;
+mod engine;
+mod robustness;
