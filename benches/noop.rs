@@ -60,6 +60,7 @@ fn main() {
 /// Runs the binary; returns (success, wall seconds, peak RSS in KiB).
 fn invoke(bin: &Path, cache: &Path, args: &[&str], pipeline: &Path) -> (bool, f64, i64) {
     let t = Instant::now();
+    #[allow(clippy::zombie_processes)] // reaped by wait4 below
     let child = Command::new(bin)
         .args(args)
         .arg(pipeline)
@@ -74,6 +75,7 @@ fn invoke(bin: &Path, cache: &Path, args: &[&str], pipeline: &Path) -> (bool, f6
     let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     let secs = t.elapsed().as_secs_f64();
     assert!(r > 0, "wait4 failed");
+    drop(child); // already reaped by wait4
     (
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         secs,
@@ -105,7 +107,9 @@ fn pipeline_13(images: &Path, labels: &Path) -> String {
 
 fn pipeline_1000() -> String {
     let mut s = String::from("[pipeline]\nname = \"bench1000\"\n\n");
-    s.push_str("[nodes.n0]\nkind = \"command\"\nargv = [\"sh\", \"-c\", \"echo 0 > $FOLDWISE_OUT/x\"]\n\n");
+    s.push_str(
+        "[nodes.n0]\nkind = \"command\"\nargv = [\"sh\", \"-c\", \"echo 0 > $FOLDWISE_OUT/x\"]\n\n",
+    );
     for i in 1..1000 {
         s.push_str(&format!(
             "[nodes.n{i}]\nkind = \"command\"\ninputs = {{ up = \"n{}\" }}\nparams = {{ i = {i} }}\n\

@@ -90,9 +90,8 @@ enum Cmd {
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    let color = !cli.no_color
-        && std::env::var_os("NO_COLOR").is_none()
-        && std::io::stderr().is_terminal();
+    let color =
+        !cli.no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal();
     match dispatch(&cli, color) {
         Ok(code) => code,
         Err(Failure::Reported(code)) => code,

@@ -13,7 +13,9 @@ pub fn kinds_markdown() -> String {
         out.push_str(k.doc());
         out.push_str("\n\n| key | type | default | meaning |\n|---|---|---|---|\n");
         rows(&mut out, "", k.params());
-        out.push_str("| `seed` | an integer >= 0 | the pipeline's seed | Seed for this node. |\n\n");
+        out.push_str(
+            "| `seed` | an integer >= 0 | the pipeline's seed | Seed for this node. |\n\n",
+        );
     }
     out
 }

@@ -101,7 +101,7 @@ impl Ty {
                     .join(", ")
             ),
             Ty::Path => "a path (string)".into(),
-            Ty::Ref(kinds) if kinds.is_empty() => "a node reference (string)".into(),
+            Ty::Ref([]) => "a node reference (string)".into(),
             Ty::Ref(kinds) => format!("a reference to a {} node", kinds.join(" or ")),
             Ty::List(t) => format!("a list of {}", strip_article(&t.describe())),
             Ty::Table(_) => "a table".into(),

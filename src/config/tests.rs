@@ -154,14 +154,17 @@ fn defaults_are_filled_and_optional_params_left_out() {
 #[test]
 fn integers_become_floats_where_a_float_is_expected() {
     let a = load(
-        "[nodes.p]\nkind = \"synthetic\"\ncount = 5\nrotation = 6\nlength_weights = [1, 2, 0.5]\n",
+        "[nodes.p]\nkind = \"synthetic\"\ncount = 5\nrotation = 6\nlength_weights = [1, 2, 0.5, 0, 0, 0]\n",
     )
     .unwrap();
-    let b = load("[nodes.p]\nkind = \"synthetic\"\ncount = 5\nrotation = 6.0\nlength_weights = [1.0, 2.0, 0.5]\n").unwrap();
+    let b = load("[nodes.p]\nkind = \"synthetic\"\ncount = 5\nrotation = 6.0\nlength_weights = [1.0, 2.0, 0.5, 0.0, 0.0, 0.0]\n").unwrap();
     assert_eq!(a.nodes[0].params, b.nodes[0].params);
     let text = serde_json::to_string(&a.nodes[0].params).unwrap();
     assert!(text.contains("\"rotation\":6.0"), "{text}");
-    assert!(text.contains("\"length_weights\":[1.0,2.0,0.5]"), "{text}");
+    assert!(
+        text.contains("\"length_weights\":[1.0,2.0,0.5,0.0,0.0,0.0]"),
+        "{text}"
+    );
 }
 
 #[test]

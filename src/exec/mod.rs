@@ -24,6 +24,9 @@ use crate::store::{Artifact, Check, Store};
 pub use observer::{NullObserver, Observer};
 pub use run::{NodeOutcome, Outcome, RunOptions, RunReport};
 
+/// Input artifacts by parameter path, in edge order.
+pub type NamedInputs = Vec<(String, InputArtifact)>;
+
 /// A pipeline bound to a store, under the pipeline's name.
 pub struct Engine<'a> {
     pub pipeline: &'a Pipeline,
@@ -138,7 +141,7 @@ impl<'a> Engine<'a> {
         &self,
         i: usize,
         arts: &[Option<Artifact>],
-    ) -> Result<(Vec<ResolvedInput>, Vec<(String, InputArtifact)>), EngineError> {
+    ) -> Result<(Vec<ResolvedInput>, NamedInputs), EngineError> {
         let p = self.pipeline;
         let mut resolved = Vec::new();
         let mut seen = Vec::new();
@@ -186,20 +189,19 @@ impl<'a> Engine<'a> {
         &self,
         i: usize,
         arts: &[Option<Artifact>],
-    ) -> Result<(PreImage, Vec<(String, InputArtifact)>), EngineError> {
+    ) -> Result<(PreImage, NamedInputs), EngineError> {
         let p = self.pipeline;
         let inst = &p.instances[i];
         let decl = p.decl(inst);
         let (inputs, seen) = self.inputs(i, arts)?;
         let mut externals = Vec::new();
         for (param, path) in decl.kind.external_inputs(&decl.params, &p.base_dir) {
-            let digest = external_digest(&path, self.store.memo()).map_err(|e| {
-                EngineError::External {
+            let digest =
+                external_digest(&path, self.store.memo()).map_err(|e| EngineError::External {
                     param: param.clone(),
                     path: path.clone(),
                     message: e.to_string(),
-                }
-            })?;
+                })?;
             externals.push(ResolvedExternal {
                 param,
                 path,

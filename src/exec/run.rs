@@ -46,12 +46,18 @@ impl Default for RunOptions {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// Computed now.
-    Executed { reason: Reason },
+    Executed {
+        reason: Reason,
+    },
     /// Its artifact was already in the cache.
     Reused,
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
     /// Not run because an upstream failed.
-    Skipped { upstream: String },
+    Skipped {
+        upstream: String,
+    },
 }
 
 /// One instance's result.

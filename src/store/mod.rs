@@ -371,7 +371,7 @@ mod tests {
     }
 
     fn write_one(store: &Store, k: &str, content: &str) -> Artifact {
-        match store.begin(k).unwrap() {
+        match store.begin(k, false).unwrap() {
             Begin::Miss(w) => {
                 fs::write(w.out_dir().join("a.txt"), content).unwrap();
                 fs::create_dir(w.out_dir().join("sub")).unwrap();

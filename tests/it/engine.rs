@@ -65,7 +65,10 @@ fn an_upstream_rerun_with_identical_bytes_leaves_dependents_fresh() {
     let p = Project::new(CHAIN);
     p.run();
     // Another command line, the same output bytes.
-    p.edit("echo a > $FOLDWISE_OUT/a.txt", "printf 'a\\n' > $FOLDWISE_OUT/a.txt");
+    p.edit(
+        "echo a > $FOLDWISE_OUT/a.txt",
+        "printf 'a\\n' > $FOLDWISE_OUT/a.txt",
+    );
     let r = p.run();
     assert_eq!(r.executed(), names(&["a"]));
     assert_eq!(r.reused(), names(&["b", "c", "d"]));
@@ -172,7 +175,14 @@ fn a_failure_skips_dependents_and_independent_branches_finish() {
         err.contains("0 executed, 2 reused, 1 failed, 1 skipped"),
         "{err}"
     );
-    assert!(err.contains("error: `b` failed: command `sh` exited with status 3"), "{err}");
+    assert!(
+        err.contains("error: `b` failed: command `sh -c \"echo broken >&2; exit 3;"),
+        "{err}"
+    );
+    assert!(
+        err.contains("exited with status 3; last lines of its stderr:\n  broken"),
+        "{err}"
+    );
     assert!(err.contains("broken"), "{err}");
 }
 
@@ -214,14 +224,25 @@ fn path_prints_the_artifact_folder_and_gc_frees_unreached_entries() {
     let out = p.cli(&["path", "p.toml", "c"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let dir = stdout(&out).trim().to_string();
-    assert_eq!(std::fs::read_to_string(format!("{dir}/c.txt")).unwrap(), "a\n1\n");
+    assert_eq!(
+        std::fs::read_to_string(format!("{dir}/c.txt")).unwrap(),
+        "a\n1\n"
+    );
 
     p.edit("params = { n = 1 }", "params = { n = 2 }");
     p.run();
     let dry = p.cli(&["gc", "p.toml", "--dry-run"]);
-    assert!(stdout(&dry).starts_with("would remove 2 object(s)"), "{}", stdout(&dry));
+    assert!(
+        stdout(&dry).starts_with("would remove 2 object(s)"),
+        "{}",
+        stdout(&dry)
+    );
     let real = p.cli(&["gc", "p.toml"]);
-    assert!(stdout(&real).starts_with("removed 2 object(s)"), "{}", stdout(&real));
+    assert!(
+        stdout(&real).starts_with("removed 2 object(s)"),
+        "{}",
+        stdout(&real)
+    );
     assert!(p.run().executed().is_empty());
 }
 

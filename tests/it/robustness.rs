@@ -12,7 +12,10 @@ use crate::common::{names, stderr, Project};
 fn wait_for(path: &std::path::Path) {
     let t = Instant::now();
     while !path.exists() {
-        assert!(t.elapsed() < Duration::from_secs(30), "timed out waiting for {path:?}");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {path:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
