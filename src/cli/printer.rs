@@ -108,6 +108,7 @@ impl Observer for Printer {
 
     fn finished(&self, o: &NodeOutcome) {
         let line = match &o.outcome {
+            Outcome::Executed { .. } if self.quiet => return,
             Outcome::Executed { .. } => format!(
                 "{} {} in {}",
                 paint(self.color, "1;32", "        ran"),

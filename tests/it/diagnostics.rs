@@ -7,48 +7,6 @@
 use std::path::{Path, PathBuf};
 
 use foldwise::config::{self, render_diagnostic};
-use foldwise::nodes::{command, dataset, split, synthetic, Kind, NodeError, ParamIssue, RunCtx};
-use serde_json::Value;
-
-/// The split kind, with k-fold parts even while `Split::parts` is not
-/// written yet (it gives the same answer once it is).
-struct SplitWithParts;
-
-impl Kind for SplitWithParts {
-    fn name(&self) -> &'static str {
-        split::Split.name()
-    }
-    fn version(&self) -> u32 {
-        split::Split.version()
-    }
-    fn doc(&self) -> &'static str {
-        split::Split.doc()
-    }
-    fn params(&self) -> &'static [foldwise::config::schema::Param] {
-        split::Split.params()
-    }
-    fn check(&self, params: &Value) -> Vec<ParamIssue> {
-        split::Split.check(params)
-    }
-    fn canonical(&self, params: Value) -> Value {
-        split::Split.canonical(params)
-    }
-    fn parts(&self, params: &Value) -> Option<usize> {
-        split::Split.parts(params).or_else(|| {
-            (params["method"] == "kfold").then(|| params["k"].as_u64().unwrap_or(0) as usize)
-        })
-    }
-    fn run(&self, ctx: &RunCtx<'_>) -> Result<(), NodeError> {
-        split::Split.run(ctx)
-    }
-}
-
-static KINDS: &[&dyn Kind] = &[
-    &dataset::Dataset,
-    &synthetic::Synthetic,
-    &SplitWithParts,
-    &command::Command,
-];
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad")
@@ -69,7 +27,7 @@ fn golden_diagnostics() {
     for case in &cases {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
         let src = std::fs::read_to_string(case).unwrap();
-        let actual = match config::load_str_with_kinds(&name, &src, &dir, KINDS) {
+        let actual = match config::load_str(&name, &src, &dir) {
             Ok(_) => {
                 failures.push(format!("{name}: loaded without problems"));
                 continue;
@@ -106,24 +64,4 @@ fn an_unreadable_file_names_its_path() {
     assert!(text.contains("pipeline::read"), "{text}");
     assert!(text.contains("no-such-pipeline.toml"), "{text}");
     assert!(err.problems().is_empty());
-}
-
-#[test]
-fn cases_without_folds_render_the_same_with_the_crate_registry() {
-    // Cases that do not depend on k-fold parts render identically with the
-    // crate's own registry.
-    let dir = fixtures();
-    for case in ["unknown_kind", "syntax", "count_zero", "missing_node"] {
-        let path = dir.join(format!("{case}.toml"));
-        let src = std::fs::read_to_string(&path).unwrap();
-        let name = format!("{case}.toml");
-        let a = config::load_str(&name, &src, &dir).err().unwrap();
-        let b = config::load_str_with_kinds(&name, &src, &dir, KINDS)
-            .err()
-            .unwrap();
-        assert_eq!(
-            render_diagnostic(&a, false, 100),
-            render_diagnostic(&b, false, 100)
-        );
-    }
 }

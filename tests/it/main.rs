@@ -4,4 +4,5 @@
 mod common;
 mod diagnostics;
 mod engine;
+mod folds;
 mod robustness;
