@@ -82,6 +82,8 @@ impl Ty {
             } => {
                 if min.is_infinite() && max.is_infinite() {
                     "a number".into()
+                } else if max.is_infinite() {
+                    format!("a number {} {min}", if *min_open { ">" } else { ">=" })
                 } else {
                     format!(
                         "a number in {}{}, {}{}",
@@ -103,19 +105,12 @@ impl Ty {
             Ty::Path => "a path (string)".into(),
             Ty::Ref([]) => "a node reference (string)".into(),
             Ty::Ref(kinds) => format!("a reference to a {} node", kinds.join(" or ")),
-            Ty::List(t) => format!("a list of {}", strip_article(&t.describe())),
+            Ty::List(t) => format!("a list, each {}", t.describe()),
             Ty::Table(_) => "a table".into(),
-            Ty::Map(t) => format!("a table of {}", strip_article(&t.describe())),
+            Ty::Map(t) => format!("a table, each value {}", t.describe()),
             Ty::Any => "any value".into(),
         }
     }
-}
-
-fn strip_article(s: &str) -> String {
-    s.strip_prefix("a ")
-        .or_else(|| s.strip_prefix("an "))
-        .unwrap_or(s)
-        .to_string()
 }
 
 /// Shorthand constructors for schemas.

@@ -25,7 +25,14 @@ fn the_command_example_runs_once_per_fold_then_gathers() {
             "table"
         ])
     );
-    let table = p.status().pop().unwrap().artifact.unwrap().dir.join("table.txt");
+    let table = p
+        .status()
+        .pop()
+        .unwrap()
+        .artifact
+        .unwrap()
+        .dir
+        .join("table.txt");
     assert_eq!(
         std::fs::read_to_string(table).unwrap(),
         "held-out images per fold\nfold 0: 50 held out\nfold 1: 50 held out\n\
@@ -57,8 +64,14 @@ fn a_fold_instance_is_keyed_by_its_own_part_file() {
             .unwrap();
         let key = inst.key.as_ref().unwrap();
         let pre: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(p.cache().join("objects").join(&key[..2]).join(key).join("preimage.json"))
-                .unwrap(),
+            &std::fs::read(
+                p.cache()
+                    .join("objects")
+                    .join(&key[..2])
+                    .join(key)
+                    .join("preimage.json"),
+            )
+            .unwrap(),
         )
         .unwrap();
         let part = std::fs::read(folds_dir.join(format!("folds/fold-{i}.json"))).unwrap();
@@ -96,7 +109,9 @@ fn a_holdout_consumer_runs_once_and_dag_shows_the_expansion() {
     p.write(&format!(
         "{}\n[nodes.peek]\nkind = \"command\"\ninputs = {{ h = \"holdout\", f = \"folds[1]\" }}\n\
          shell = \"cp $FOLDWISE_INPUT_F_PART $FOLDWISE_OUT/\"\n",
-        example("quickstart.toml").replace("count = 3000", "count = 60").replace("count = 1000", "count = 10")
+        example("quickstart.toml")
+            .replace("count = 3000", "count = 60")
+            .replace("count = 1000", "count = 10")
     ));
     let out = p.cli(&["dag", "p.toml"]);
     assert_eq!(

@@ -3,6 +3,8 @@
 
 mod common;
 mod diagnostics;
+mod docs;
 mod engine;
 mod folds;
+mod real_data;
 mod robustness;
