@@ -13,6 +13,7 @@ mod observer;
 mod run;
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use serde::Serialize;
 
@@ -140,7 +141,7 @@ impl<'a> Engine<'a> {
     fn inputs(
         &self,
         i: usize,
-        arts: &[Option<Artifact>],
+        arts: &[OnceLock<Artifact>],
     ) -> Result<(Vec<ResolvedInput>, NamedInputs), EngineError> {
         let p = self.pipeline;
         let mut resolved = Vec::new();
@@ -151,7 +152,7 @@ impl<'a> Engine<'a> {
         {
             let up = &p.instances[*from];
             let art = arts[*from]
-                .as_ref()
+                .get()
                 .expect("inputs are resolved only when every upstream is done");
             let (digest, part_path) = match part {
                 Some(k) => {
@@ -188,7 +189,7 @@ impl<'a> Engine<'a> {
     pub fn preimage(
         &self,
         i: usize,
-        arts: &[Option<Artifact>],
+        arts: &[OnceLock<Artifact>],
     ) -> Result<(PreImage, NamedInputs), EngineError> {
         let p = self.pipeline;
         let inst = &p.instances[i];
@@ -248,7 +249,8 @@ impl<'a> Engine<'a> {
     /// topological order. Reads no file whose (size, mtime, inode) is known.
     pub fn status(&self, needed: &[bool]) -> Vec<NodeStatus> {
         let p = self.pipeline;
-        let mut arts: Vec<Option<Artifact>> = vec![None; p.instances.len()];
+        let arts: Vec<OnceLock<Artifact>> =
+            (0..p.instances.len()).map(|_| OnceLock::new()).collect();
         let mut stale: Vec<bool> = vec![false; p.instances.len()];
         let mut out = Vec::new();
         for (i, inst) in p.instances.iter().enumerate() {
@@ -278,7 +280,7 @@ impl<'a> Engine<'a> {
                         st.key = Some(pre.key());
                         match self.freshness(i, &pre) {
                             Ok(a) => {
-                                arts[i] = Some(a.clone());
+                                let _ = arts[i].set(a.clone());
                                 st.artifact = Some(a);
                             }
                             Err(r) => st.stale = Some(r),

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc;
+use std::sync::{mpsc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -134,35 +134,53 @@ impl Engine<'_> {
             }
         }
         let mut ready: BTreeSet<usize> = (0..n).filter(|&i| needed[i] && waiting[i] == 0).collect();
-        let mut arts: Vec<Option<Artifact>> = vec![None; n];
+        // Set once by the scheduler when an instance completes; workers
+        // only read the entries of completed upstreams.
+        let arts: Vec<OnceLock<Artifact>> = (0..n).map(|_| OnceLock::new()).collect();
+        let arts = &arts;
         let mut outcomes: Vec<Option<NodeOutcome>> = vec![None; n];
         let jobs = opts.jobs.max(1);
 
+        // A fixed pool of `jobs` workers fed through a channel.
+        let (work_tx, work_rx) = mpsc::channel::<usize>();
+        let work_rx = std::sync::Mutex::new(work_rx);
+        let work_rx = &work_rx;
+        let forced = &forced;
         std::thread::scope(|scope| {
             let (tx, rx) = mpsc::channel::<(usize, NodeOutcome, Option<Artifact>)>();
+            for _ in 0..jobs {
+                let tx = tx.clone();
+                scope.spawn(move || loop {
+                    let next = work_rx.lock().unwrap().recv();
+                    let Ok(i) = next else { break };
+                    let t = Instant::now();
+                    let (mut outcome, art) = self.process(i, arts, forced[i], opts, obs);
+                    outcome.seconds = t.elapsed().as_secs_f64();
+                    if tx.send((i, outcome, art)).is_err() {
+                        break;
+                    }
+                });
+            }
             let mut running = 0usize;
             loop {
                 while running < jobs {
                     let Some(i) = ready.pop_first() else { break };
-                    let ups = arts.clone();
-                    let tx = tx.clone();
-                    let force = forced[i];
                     running += 1;
-                    scope.spawn(move || {
-                        let t = Instant::now();
-                        let (mut outcome, art) = self.process(i, &ups, force, opts, obs);
-                        outcome.seconds = t.elapsed().as_secs_f64();
-                        let _ = tx.send((i, outcome, art));
-                    });
+                    work_tx
+                        .send(i)
+                        .expect("workers live until the queue closes");
                 }
                 if running == 0 {
+                    drop(work_tx);
                     break;
                 }
                 let (i, outcome, art) = rx.recv().expect("a worker always reports");
                 running -= 1;
                 obs.finished(&outcome);
                 let failed = art.is_none();
-                arts[i] = art;
+                if let Some(a) = art {
+                    let _ = arts[i].set(a);
+                }
                 outcomes[i] = Some(outcome);
                 if failed {
                     // Skip everything downstream of the failure.
@@ -206,7 +224,7 @@ impl Engine<'_> {
     fn process(
         &self,
         i: usize,
-        arts: &[Option<Artifact>],
+        arts: &[OnceLock<Artifact>],
         force: bool,
         opts: &RunOptions,
         obs: &dyn Observer,

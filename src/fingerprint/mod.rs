@@ -179,27 +179,24 @@ pub fn external_digest(
 ) -> std::io::Result<String> {
     let meta = std::fs::metadata(path)?;
     if meta.is_file() {
-        return Ok(memo.digest(path)?.1);
+        return Ok(memo.digest(path)?.1.to_hex().to_string());
     }
     let mut h = blake3::Hasher::new();
     h.update(b"dir\n");
-    for entry in walkdir::WalkDir::new(path)
-        .sort_by_file_name()
+    use rayon::prelude::*;
+    let files: Vec<_> = crate::store::scan_files(path, true)?
         .into_iter()
-        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'))
-    {
-        let entry = entry.map_err(std::io::Error::other)?;
-        if !entry.file_type().is_file() && !entry.file_type().is_symlink() {
-            continue;
-        }
-        if entry.file_type().is_symlink() && !entry.path().is_file() {
-            continue;
-        }
-        let rel = entry.path().strip_prefix(path).expect("below root");
-        let (_, d) = memo.digest(entry.path())?;
-        h.update(rel.to_string_lossy().as_bytes());
+        .filter(|f| f.meta.is_file())
+        .collect();
+    let digests: Vec<std::io::Result<(u64, blake3::Hash)>> = files
+        .par_iter()
+        .map(|f| memo.digest_with(&f.path, &f.meta))
+        .collect();
+    for (f, d) in files.iter().zip(digests) {
+        let (_, d) = d?;
+        h.update(f.rel.as_bytes());
         h.update(b"\0");
-        h.update(d.as_bytes());
+        h.update(d.to_hex().as_bytes());
         h.update(b"\n");
     }
     Ok(h.finalize().to_hex().to_string())

@@ -57,7 +57,7 @@ impl Manifest {
             files.push(FileEntry {
                 path: rel,
                 size,
-                digest,
+                digest: digest.to_hex().to_string(),
             });
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));

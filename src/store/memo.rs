@@ -9,26 +9,29 @@
 //! costs a rehash), never correctness.
 
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
     size: u64,
     mtime_ns: i128,
     ino: u64,
-    digest: String,
+    digest: blake3::Hash,
 }
 
 /// The memo; cheap to share between threads.
 #[derive(Debug, Default)]
 pub struct FileMemo {
     file: Option<PathBuf>,
-    map: Mutex<HashMap<PathBuf, Entry>>,
+    /// Keyed by the path's bytes (hashing `Path` walks its components,
+    /// which dominated status time).
+    map: RwLock<HashMap<OsString, Entry>>,
     dirty: Mutex<bool>,
     hashed: AtomicU64,
     hashed_bytes: AtomicU64,
@@ -43,7 +46,7 @@ impl FileMemo {
             .unwrap_or_default();
         FileMemo {
             file: Some(file),
-            map: Mutex::new(map),
+            map: RwLock::new(map),
             ..FileMemo::default()
         }
     }
@@ -63,38 +66,45 @@ impl FileMemo {
         self.hashed_bytes.load(Ordering::Relaxed)
     }
 
-    /// Size and BLAKE3 digest (hex) of a file, from the memo when its path,
+    /// Size and BLAKE3 digest of a file, from the memo when its path,
     /// size, mtime and inode are unchanged.
-    pub fn digest(&self, path: &Path) -> io::Result<(u64, String)> {
+    pub fn digest(&self, path: &Path) -> io::Result<(u64, blake3::Hash)> {
         let meta = fs::metadata(path)?;
-        let stamp = stamp(&meta);
-        if let Some(e) = self.map.lock().unwrap().get(path) {
+        self.digest_with(path, &meta)
+    }
+
+    /// [`FileMemo::digest`] for a file whose metadata the caller already
+    /// has (from a directory scan: `DirEntry::metadata` stats relative to
+    /// the open directory instead of walking the whole path again).
+    pub fn digest_with(&self, path: &Path, meta: &fs::Metadata) -> io::Result<(u64, blake3::Hash)> {
+        let stamp = stamp(meta);
+        if let Some(e) = self.map.read().unwrap().get(path.as_os_str()) {
             if (e.size, e.mtime_ns, e.ino) == stamp {
-                return Ok((e.size, e.digest.clone()));
+                return Ok((e.size, e.digest));
             }
         }
-        let digest = hash_file(path)?;
+        let digest = hash_file_raw(path)?;
         self.hashed.fetch_add(1, Ordering::Relaxed);
         self.hashed_bytes.fetch_add(meta.len(), Ordering::Relaxed);
-        self.remember(path, stamp, &digest);
+        self.remember(path, stamp, digest);
         Ok((meta.len(), digest))
     }
 
     /// Records a digest already known (a file just written and hashed).
-    pub fn remember_known(&self, path: &Path, digest: &str) -> io::Result<()> {
+    pub fn remember_known(&self, path: &Path, digest: blake3::Hash) -> io::Result<()> {
         let meta = fs::metadata(path)?;
         self.remember(path, stamp(&meta), digest);
         Ok(())
     }
 
-    fn remember(&self, path: &Path, (size, mtime_ns, ino): (u64, i128, u64), digest: &str) {
-        self.map.lock().unwrap().insert(
-            path.to_path_buf(),
+    fn remember(&self, path: &Path, (size, mtime_ns, ino): (u64, i128, u64), digest: blake3::Hash) {
+        self.map.write().unwrap().insert(
+            path.as_os_str().to_os_string(),
             Entry {
                 size,
                 mtime_ns,
                 ino,
-                digest: digest.to_string(),
+                digest,
             },
         );
         *self.dirty.lock().unwrap() = true;
@@ -111,24 +121,28 @@ impl FileMemo {
         let mut merged = fs::read_to_string(file)
             .map(|s| parse(&s))
             .unwrap_or_default();
-        let map = self.map.lock().unwrap();
+        let map = self.map.read().unwrap();
         for (k, v) in map.iter() {
             merged.insert(k.clone(), v.clone());
         }
         // Forget files that no longer exist, so the memo does not grow forever.
-        merged.retain(|p, _| p.exists());
+        merged.retain(|p, _| Path::new(p).exists());
         let mut out = String::with_capacity(merged.len() * 120);
         let mut keys: Vec<_> = merged.keys().collect();
         keys.sort();
         for k in keys {
             let e = &merged[k];
-            let Some(p) = k.to_str() else { continue };
+            let Some(p) = OsStr::to_str(k) else { continue };
             if p.contains('\n') || p.contains('\t') {
                 continue;
             }
             out.push_str(&format!(
                 "{}\t{}\t{}\t{}\t{}\n",
-                e.digest, e.size, e.mtime_ns, e.ino, p
+                e.digest.to_hex(),
+                e.size,
+                e.mtime_ns,
+                e.ino,
+                p
             ));
         }
         let tmp = file.with_extension(format!("tmp{}", std::process::id()));
@@ -144,7 +158,7 @@ fn stamp(meta: &fs::Metadata) -> (u64, i128, u64) {
     (meta.len(), mtime_ns, meta.ino())
 }
 
-fn parse(s: &str) -> HashMap<PathBuf, Entry> {
+fn parse(s: &str) -> HashMap<OsString, Entry> {
     let mut map = HashMap::new();
     for line in s.lines() {
         let mut it = line.splitn(5, '\t');
@@ -156,16 +170,16 @@ fn parse(s: &str) -> HashMap<PathBuf, Entry> {
         let (Ok(size), Ok(mtime_ns), Ok(ino)) = (sz.parse(), mt.parse(), ino.parse()) else {
             continue;
         };
-        if d.len() != 64 {
+        let Ok(digest) = blake3::Hash::from_hex(d) else {
             continue;
-        }
+        };
         map.insert(
-            PathBuf::from(p),
+            OsString::from(p),
             Entry {
                 size,
                 mtime_ns,
                 ino,
-                digest: d.to_string(),
+                digest,
             },
         );
     }
@@ -174,6 +188,11 @@ fn parse(s: &str) -> HashMap<PathBuf, Entry> {
 
 /// BLAKE3 of a file's bytes, hex.
 pub fn hash_file(path: &Path) -> io::Result<String> {
+    Ok(hash_file_raw(path)?.to_hex().to_string())
+}
+
+/// BLAKE3 of a file's bytes.
+pub fn hash_file_raw(path: &Path) -> io::Result<blake3::Hash> {
     let mut f = fs::File::open(path)?;
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -184,7 +203,7 @@ pub fn hash_file(path: &Path) -> io::Result<String> {
         }
         h.update(&buf[..n]);
     }
-    Ok(h.finalize().to_hex().to_string())
+    Ok(h.finalize())
 }
 
 #[cfg(test)]
@@ -200,7 +219,7 @@ mod tests {
         let m = FileMemo::load(memo_file.clone());
         let (size, d1) = m.digest(&f).unwrap();
         assert_eq!(size, 5);
-        assert_eq!(d1, blake3::hash(b"hello").to_hex().to_string());
+        assert_eq!(d1, blake3::hash(b"hello"));
         assert_eq!(m.files_hashed(), 1);
         m.save().unwrap();
 

@@ -28,6 +28,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -139,22 +140,40 @@ impl Store {
             Err(e) => return Check::Corrupted(format!("manifest.json damaged: {e}")),
         };
         let dir = obj.join(OUT);
-        for f in &manifest.files {
-            let p = dir.join(&f.path);
-            match self.memo.digest(&p) {
-                Ok((size, digest)) => {
-                    if size != f.size || digest != f.digest {
-                        return Check::Corrupted(format!("{} changed", f.path));
-                    }
+        let found = match scan_files(&dir, false) {
+            Ok(f) => f,
+            Err(e) => return Check::Corrupted(format!("cannot list {}: {e}", dir.display())),
+        };
+        // Same names in the same order, then every file's digest (in
+        // parallel: all but changed files are answered by the memo).
+        let (mut a, mut b) = (manifest.files.iter().peekable(), found.iter().peekable());
+        loop {
+            match (a.peek(), b.peek()) {
+                (None, None) => break,
+                (Some(f), Some(g)) if f.path == g.rel => {
+                    a.next();
+                    b.next();
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                (Some(f), g) if g.is_none_or(|g| f.path < g.rel) => {
                     return Check::Corrupted(format!("{} missing", f.path));
                 }
-                Err(e) => return Check::Corrupted(format!("{} unreadable: {e}", f.path)),
+                (_, Some(g)) => return Check::Corrupted(format!("{} added", g.rel)),
+                (_, None) => unreachable!("handled by the arms above"),
             }
         }
-        if count_files(&dir) != manifest.files.len() {
-            return Check::Corrupted("files added that the manifest does not list".into());
+        let bad = manifest
+            .files
+            .par_iter()
+            .zip(found.par_iter())
+            .find_first(|(f, g)| {
+                !matches!(self.memo.digest_with(&g.path, &g.meta),
+                    Ok((size, digest)) if size == f.size && digest.to_hex().as_str() == f.digest)
+            });
+        if let Some((f, g)) = bad {
+            return match self.memo.digest_with(&g.path, &g.meta) {
+                Err(e) => Check::Corrupted(format!("{} unreadable: {e}", f.path)),
+                Ok(_) => Check::Corrupted(format!("{} changed", f.path)),
+            };
         }
         let digest = manifest.digest();
         Check::Ok(Artifact {
@@ -303,10 +322,9 @@ impl Writer<'_> {
         let dir = obj.join(OUT);
         for f in &manifest.files {
             // The files are now known: status need not read them again.
-            let _ = self
-                .store
-                .memo
-                .remember_known(&dir.join(&f.path), &f.digest);
+            if let Ok(d) = blake3::Hash::from_hex(&f.digest) {
+                let _ = self.store.memo.remember_known(&dir.join(&f.path), d);
+            }
         }
         let digest = manifest.digest();
         Ok(Artifact {
@@ -337,12 +355,70 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     fs::rename(&tmp, path).map_err(|e| annotate(e, path))
 }
 
-fn count_files(dir: &Path) -> usize {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| !e.file_type().is_dir())
-        .count()
+/// A file found by [`scan_files`].
+#[derive(Debug)]
+pub struct ScannedFile {
+    /// Path relative to the scanned folder, `/`-separated.
+    pub rel: String,
+    pub path: PathBuf,
+    pub meta: fs::Metadata,
+}
+
+/// Every non-folder entry below `dir`, sorted by relative path. Metadata
+/// comes from the directory scan (`statx` relative to the open folder), so
+/// a large folder costs one cheap call per file. With `skip_hidden`, names
+/// starting with `.` (files and folders) are left out.
+pub fn scan_files(dir: &Path, skip_hidden: bool) -> io::Result<Vec<ScannedFile>> {
+    fn walk(
+        dir: &Path,
+        prefix: &str,
+        skip_hidden: bool,
+        out: &mut Vec<ScannedFile>,
+    ) -> io::Result<()> {
+        let mut files = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if skip_hidden && name.starts_with('.') {
+                continue;
+            }
+            let rel = if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            if entry.file_type()?.is_dir() {
+                walk(&entry.path(), &rel, skip_hidden, out)?;
+            } else {
+                files.push((rel, entry));
+            }
+        }
+        // Both cores stat: this is most of a large data set's status time.
+        let stated: Vec<io::Result<ScannedFile>> = files
+            .into_par_iter()
+            .map(|(rel, entry)| {
+                let meta = if entry.file_type()?.is_symlink() {
+                    fs::metadata(entry.path())?
+                } else {
+                    entry.metadata()?
+                };
+                Ok(ScannedFile {
+                    rel,
+                    path: entry.path(),
+                    meta,
+                })
+            })
+            .collect();
+        for f in stated {
+            out.push(f?);
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, "", skip_hidden, &mut out)?;
+    out.sort_by(|a, b| a.rel.cmp(&b.rel));
+    Ok(out)
 }
 
 fn sanitize(name: &str) -> String {
