@@ -184,9 +184,9 @@ pub fn external_digest(
     let mut h = blake3::Hasher::new();
     h.update(b"dir\n");
     use rayon::prelude::*;
-    let files: Vec<_> = crate::store::scan_files(path, true)?
+    let files: Vec<_> = crate::store::scan_files(path, true, memo)?
         .into_iter()
-        .filter(|f| f.meta.is_file())
+        .filter(|f| f.meta.is_file)
         .collect();
     let digests: Vec<std::io::Result<(u64, blake3::Hash)>> = files
         .par_iter()

@@ -17,6 +17,28 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
+/// What a `stat` says about a file, as far as the memo cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ino: u64,
+    pub dev: u64,
+    pub is_file: bool,
+}
+
+impl From<&fs::Metadata> for Stamp {
+    fn from(meta: &fs::Metadata) -> Stamp {
+        Stamp {
+            size: meta.len(),
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            ino: meta.ino(),
+            dev: meta.dev(),
+            is_file: meta.is_file(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
     size: u64,
@@ -35,6 +57,10 @@ pub struct FileMemo {
     dirty: Mutex<bool>,
     hashed: AtomicU64,
     hashed_bytes: AtomicU64,
+    /// Files stat'ed by this process, by (device, inode): a hard link to a
+    /// file already stat'ed (a data set's images in its artifact) needs no
+    /// second `stat`.
+    inodes: RwLock<HashMap<(u64, u64), Stamp>>,
 }
 
 impl FileMemo {
@@ -70,14 +96,25 @@ impl FileMemo {
     /// size, mtime and inode are unchanged.
     pub fn digest(&self, path: &Path) -> io::Result<(u64, blake3::Hash)> {
         let meta = fs::metadata(path)?;
-        self.digest_with(path, &meta)
+        self.digest_with(path, &Stamp::from(&meta))
+    }
+
+    /// The stamp of a file already stat'ed by this process under any of
+    /// its names (same device and inode).
+    pub fn known_inode(&self, dev: u64, ino: u64) -> Option<Stamp> {
+        self.inodes.read().unwrap().get(&(dev, ino)).copied()
+    }
+
+    /// Records a stamp seen by a `stat`.
+    pub fn saw(&self, st: Stamp) {
+        self.inodes.write().unwrap().insert((st.dev, st.ino), st);
     }
 
     /// [`FileMemo::digest`] for a file whose metadata the caller already
     /// has (from a directory scan: `DirEntry::metadata` stats relative to
     /// the open directory instead of walking the whole path again).
-    pub fn digest_with(&self, path: &Path, meta: &fs::Metadata) -> io::Result<(u64, blake3::Hash)> {
-        let stamp = stamp(meta);
+    pub fn digest_with(&self, path: &Path, st: &Stamp) -> io::Result<(u64, blake3::Hash)> {
+        let stamp = (st.size, st.mtime_ns, st.ino);
         if let Some(e) = self.map.read().unwrap().get(path.as_os_str()) {
             if (e.size, e.mtime_ns, e.ino) == stamp {
                 return Ok((e.size, e.digest));
@@ -85,15 +122,15 @@ impl FileMemo {
         }
         let digest = hash_file_raw(path)?;
         self.hashed.fetch_add(1, Ordering::Relaxed);
-        self.hashed_bytes.fetch_add(meta.len(), Ordering::Relaxed);
+        self.hashed_bytes.fetch_add(st.size, Ordering::Relaxed);
         self.remember(path, stamp, digest);
-        Ok((meta.len(), digest))
+        Ok((st.size, digest))
     }
 
     /// Records a digest already known (a file just written and hashed).
     pub fn remember_known(&self, path: &Path, digest: blake3::Hash) -> io::Result<()> {
-        let meta = fs::metadata(path)?;
-        self.remember(path, stamp(&meta), digest);
+        let st = Stamp::from(&fs::metadata(path)?);
+        self.remember(path, (st.size, st.mtime_ns, st.ino), digest);
         Ok(())
     }
 
@@ -151,11 +188,6 @@ impl FileMemo {
         *self.dirty.lock().unwrap() = false;
         Ok(())
     }
-}
-
-fn stamp(meta: &fs::Metadata) -> (u64, i128, u64) {
-    let mtime_ns = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
-    (meta.len(), mtime_ns, meta.ino())
 }
 
 fn parse(s: &str) -> HashMap<OsString, Entry> {

@@ -34,7 +34,7 @@ use serde_json::Value;
 
 pub use gc::GcReport;
 pub use manifest::{FileEntry, Manifest};
-pub use memo::{hash_file, FileMemo};
+pub use memo::{hash_file, FileMemo, Stamp};
 
 const OUT: &str = "out";
 const MANIFEST: &str = "manifest.json";
@@ -140,7 +140,7 @@ impl Store {
             Err(e) => return Check::Corrupted(format!("manifest.json damaged: {e}")),
         };
         let dir = obj.join(OUT);
-        let found = match scan_files(&dir, false) {
+        let found = match scan_files(&dir, false, &self.memo) {
             Ok(f) => f,
             Err(e) => return Check::Corrupted(format!("cannot list {}: {e}", dir.display())),
         };
@@ -361,18 +361,23 @@ pub struct ScannedFile {
     /// Path relative to the scanned folder, `/`-separated.
     pub rel: String,
     pub path: PathBuf,
-    pub meta: fs::Metadata,
+    pub meta: Stamp,
 }
 
 /// Every non-folder entry below `dir`, sorted by relative path. Metadata
 /// comes from the directory scan (`statx` relative to the open folder), so
-/// a large folder costs one cheap call per file. With `skip_hidden`, names
-/// starting with `.` (files and folders) are left out.
-pub fn scan_files(dir: &Path, skip_hidden: bool) -> io::Result<Vec<ScannedFile>> {
+/// a large folder costs one cheap call per file — and none for a hard link
+/// to a file this process already stat'ed (the directory entry carries the
+/// inode number). With `skip_hidden`, names starting with `.` (files and
+/// folders) are left out.
+pub fn scan_files(dir: &Path, skip_hidden: bool, memo: &FileMemo) -> io::Result<Vec<ScannedFile>> {
+    use std::os::unix::fs::{DirEntryExt, MetadataExt};
     fn walk(
         dir: &Path,
+        dev: u64,
         prefix: &str,
         skip_hidden: bool,
+        memo: &FileMemo,
         out: &mut Vec<ScannedFile>,
     ) -> io::Result<()> {
         let mut files = Vec::new();
@@ -389,7 +394,7 @@ pub fn scan_files(dir: &Path, skip_hidden: bool) -> io::Result<Vec<ScannedFile>>
                 format!("{prefix}/{name}")
             };
             if entry.file_type()?.is_dir() {
-                walk(&entry.path(), &rel, skip_hidden, out)?;
+                walk(&entry.path(), dev, &rel, skip_hidden, memo, out)?;
             } else {
                 files.push((rel, entry));
             }
@@ -398,10 +403,24 @@ pub fn scan_files(dir: &Path, skip_hidden: bool) -> io::Result<Vec<ScannedFile>>
         let stated: Vec<io::Result<ScannedFile>> = files
             .into_par_iter()
             .map(|(rel, entry)| {
-                let meta = if entry.file_type()?.is_symlink() {
-                    fs::metadata(entry.path())?
+                let ft = entry.file_type()?;
+                let known = if ft.is_file() {
+                    memo.known_inode(dev, entry.ino())
                 } else {
-                    entry.metadata()?
+                    None
+                };
+                let meta = match known {
+                    Some(st) => st,
+                    None => {
+                        let m = if ft.is_symlink() {
+                            fs::metadata(entry.path())?
+                        } else {
+                            entry.metadata()?
+                        };
+                        let st = Stamp::from(&m);
+                        memo.saw(st);
+                        st
+                    }
                 };
                 Ok(ScannedFile {
                     rel,
@@ -415,8 +434,9 @@ pub fn scan_files(dir: &Path, skip_hidden: bool) -> io::Result<Vec<ScannedFile>>
         }
         Ok(())
     }
+    let dev = fs::metadata(dir)?.dev();
     let mut out = Vec::new();
-    walk(dir, "", skip_hidden, &mut out)?;
+    walk(dir, dev, "", skip_hidden, memo, &mut out)?;
     out.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(out)
 }
