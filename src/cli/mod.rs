@@ -150,7 +150,11 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32, Failure> {
         Cmd::Dag { pipeline, format } => {
             let p = load(pipeline, color)?;
             let f: graph::Format = format.parse()?;
-            print!("{}", graph::render(&p, f));
+            let out = graph::render(&p, f);
+            print!("{out}");
+            if !out.ends_with('\n') {
+                println!();
+            }
             Ok(0)
         }
         Cmd::Status {

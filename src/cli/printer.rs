@@ -236,7 +236,7 @@ pub fn plan(p: &Pipeline, st: &[NodeStatus], forced: &BTreeSet<usize>, color: bo
                 ))
             }
             None => out.push_str(&format!(
-                "{}  {:w$}\n",
+                "{}  {}\n",
                 paint(color, "2", "    reuse"),
                 s.instance
             )),
