@@ -65,3 +65,41 @@ fn an_unreadable_file_names_its_path() {
     assert!(text.contains("no-such-pipeline.toml"), "{text}");
     assert!(err.problems().is_empty());
 }
+
+/// Every prefix of the example pipelines and of a few bad cases, and every
+/// one-byte deletion of the quickstart, loads or fails with diagnostics —
+/// never a panic.
+#[test]
+fn mangled_files_never_panic() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = Vec::new();
+    for f in ["pipelines/quickstart.toml", "pipelines/command.toml"] {
+        sources.push(std::fs::read_to_string(root.join(f)).unwrap());
+    }
+    for case in ["several", "cycle", "fan_mismatch", "duplicate_instance"] {
+        sources.push(std::fs::read_to_string(fixtures().join(format!("{case}.toml"))).unwrap());
+    }
+    let mut variants = Vec::new();
+    for src in &sources {
+        for (i, _) in src.char_indices() {
+            variants.push(src[..i].to_string());
+        }
+    }
+    let q = &sources[0];
+    for (i, c) in q.char_indices() {
+        variants.push(format!("{}{}", &q[..i], &q[i + c.len_utf8()..]));
+    }
+    assert!(variants.len() > 3000, "{} variants", variants.len());
+    let mut failed = 0;
+    for v in &variants {
+        if let Err(e) = config::load_str("m.toml", v, root) {
+            failed += 1;
+            let text = render_diagnostic(&e, false, 100);
+            assert!(text.contains("pipeline::"), "{text}");
+        }
+    }
+    assert!(
+        failed > variants.len() / 2,
+        "most mangled files are invalid"
+    );
+}
