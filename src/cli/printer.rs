@@ -65,7 +65,7 @@ impl Progress for Bar {
         self.0.set_length(total);
         self.0.set_style(
             ProgressStyle::with_template(
-                "{prefix:>16} [{bar:30}] {pos}/{len} {msg} ({per_sec}, eta {eta})",
+                "{prefix:>16} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
             )
             .expect("valid template")
             .progress_chars("=> "),
