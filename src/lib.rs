@@ -20,5 +20,6 @@ pub mod exec;
 pub mod fingerprint;
 pub mod graph;
 pub mod nodes;
+pub mod predictions;
 pub mod rng;
 pub mod store;
