@@ -24,6 +24,7 @@
 //! [`SUM_TOLERANCE`]; everything downstream relies on it.
 
 pub mod decode;
+pub mod ensemble;
 
 use crate::nodes::NodeError;
 
