@@ -25,6 +25,7 @@
 
 pub mod decode;
 pub mod ensemble;
+pub mod metrics;
 
 use crate::nodes::NodeError;
 
