@@ -26,6 +26,7 @@
 pub mod decode;
 pub mod ensemble;
 pub mod metrics;
+pub mod store;
 pub mod submission;
 
 use crate::nodes::NodeError;
