@@ -11,6 +11,9 @@
 //! - [`nodes`]: the node kinds, one per file.
 //! - [`data`]: the data-artifact layout shared by data nodes.
 //! - [`rng`]: the project's seeded random numbers.
+//! - [`predictions`]: the arithmetic after the network — decoding,
+//!   ensembling (mean, weighted, vote), metrics, submission CSV, probability
+//!   files (used by the learning nodes).
 //! - [`cli`]: the command-line front end (`main.rs` only calls it).
 
 pub mod cli;
