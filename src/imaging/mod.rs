@@ -1,0 +1,153 @@
+//! Model input from images of any size and colour mode.
+//!
+//! The path from an image file to the f32 tensor a model reads:
+//!
+//! 1. [`decode`]: any PNG or JPEG the `image` crate reads (RGB, RGBA, grey,
+//!    grey+alpha, 8- or 16-bit, palette) becomes packed RGB u8 (HWC).
+//!    Transparent pixels are composited over **white** (plates are printed
+//!    on a light background; dropping alpha would expose whatever colour
+//!    the encoder left under transparent pixels, often black).
+//! 2. [`resize`]: our own separable resampler — bilinear (triangle filter)
+//!    when enlarging, and the same triangle filter widened by the shrink
+//!    factor (area-averaging, antialiased, as PIL's `BILINEAR`) when
+//!    shrinking. Plain sequential f32 arithmetic: the bytes are the same on
+//!    every machine and thread count.
+//!
+//! Guarantees: every function here is deterministic for its inputs;
+//! every error about a file names the file.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::nodes::NodeError;
+
+pub mod decode;
+pub mod resize;
+
+pub use decode::{decode_rgb, RgbImage};
+pub use resize::resize_rgb;
+
+/// Channels of every image here (RGB).
+pub const CHANNELS: usize = 3;
+
+/// Per-channel normalisation: `x = (v / 255 - mean[c]) / std[c]` for a
+/// pixel value `v` in 0..=255. The default (mean 0.5, std 0.5) maps pixels
+/// to [-1, 1].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Norm {
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Default for Norm {
+    fn default() -> Self {
+        Norm {
+            mean: [0.5; 3],
+            std: [0.5; 3],
+        }
+    }
+}
+
+impl Norm {
+    /// The ImageNet statistics, for backbones trained with them.
+    pub fn imagenet() -> Norm {
+        Norm {
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+        }
+    }
+
+    /// (scale, bias) per channel such that `x = v * scale + bias` for a
+    /// pixel value `v` in 0..=255.
+    pub fn affine(&self) -> [(f32, f32); 3] {
+        std::array::from_fn(|c| {
+            let s = 1.0 / (255.0 * self.std[c]);
+            (s, -self.mean[c] / self.std[c])
+        })
+    }
+}
+
+/// Writes a u8 HWC RGB image as normalised f32 CHW into `out`
+/// (`out.len() == 3 * h * w`).
+pub fn to_chw(img: &[u8], h: usize, w: usize, norm: &Norm, out: &mut [f32]) {
+    assert_eq!(img.len(), h * w * CHANNELS, "to_chw: image size");
+    assert_eq!(out.len(), h * w * CHANNELS, "to_chw: output size");
+    let aff = norm.affine();
+    let plane = h * w;
+    for (c, &(s, b)) in aff.iter().enumerate() {
+        let dst = &mut out[c * plane..(c + 1) * plane];
+        for (d, px) in dst.iter_mut().zip(img.chunks_exact(CHANNELS)) {
+            *d = px[c] as f32 * s + b;
+        }
+    }
+}
+
+/// Decodes any image file, resizes it to `h` x `w` and returns the
+/// normalised f32 CHW model input (no augmentation). Errors name the file.
+pub fn load_input(path: &Path, h: u32, w: u32, norm: &Norm) -> Result<Vec<f32>, NodeError> {
+    let img = decode_rgb(path)?;
+    let px = resize_rgb(&img.pixels, img.height, img.width, h, w);
+    let mut out = vec![0.0; px.len()];
+    to_chw(&px, h as usize, w as usize, norm, &mut out);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_norm_maps_to_minus_one_one() {
+        let img = [0u8, 255, 51];
+        let mut out = [0.0f32; 3];
+        to_chw(&img, 1, 1, &Norm::default(), &mut out);
+        assert_eq!(out[0], -1.0);
+        assert!((out[1] - 1.0).abs() < 1e-6);
+        assert!((out[2] - (0.2 - 0.5) / 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn custom_norm_and_chw_layout() {
+        let norm = Norm {
+            mean: [0.0, 0.5, 1.0],
+            std: [1.0, 0.25, 0.5],
+        };
+        // 1 x 2 image: pixels (255, 255, 255) and (0, 0, 0).
+        let img = [255u8, 255, 255, 0, 0, 0];
+        let mut out = [0.0f32; 6];
+        to_chw(&img, 1, 2, &norm, &mut out);
+        let want = [1.0, 0.0, 2.0, -2.0, 0.0, -2.0];
+        for (g, w) in out.iter().zip(want) {
+            assert!((g - w).abs() < 1e-6, "{out:?}");
+        }
+    }
+
+    #[test]
+    fn real_samples_decode_resize_and_are_finite() {
+        let dir = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/data/real-samples"
+        ));
+        if !dir.is_dir() {
+            println!("skipped: ../shared/data not present");
+            return;
+        }
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "png" || x == "jpg"))
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), 17, "{files:?}");
+        for f in &files {
+            let x = load_input(f, 64, 128, &Norm::default()).unwrap();
+            assert_eq!(x.len(), 3 * 64 * 128);
+            assert!(
+                x.iter().all(|v| v.is_finite() && (-1.0..=1.0).contains(v)),
+                "{f:?}"
+            );
+        }
+    }
+}
