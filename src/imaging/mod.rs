@@ -12,6 +12,9 @@
 //!    factor (area-averaging, antialiased, as PIL's `BILINEAR`) when
 //!    shrinking. Plain sequential f32 arithmetic: the bytes are the same on
 //!    every machine and thread count.
+//! 3. [`cache`]: a whole data artifact decoded once per (dataset, size) into
+//!    one packed file of u8 HWC pixels at the *pre-augmentation* size (e.g.
+//!    68x136 for a 64x128 model), so training never decodes PNGs per epoch.
 //!
 //! Guarantees: every function here is deterministic for its inputs;
 //! every error about a file names the file.
@@ -22,9 +25,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::nodes::NodeError;
 
+pub mod cache;
 pub mod decode;
 pub mod resize;
 
+pub use cache::{decode_set, DecodedSet};
 pub use decode::{decode_rgb, RgbImage};
 pub use resize::resize_rgb;
 
