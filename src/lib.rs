@@ -22,6 +22,7 @@ pub mod data;
 pub mod exec;
 pub mod fingerprint;
 pub mod graph;
+pub mod imaging;
 pub mod nodes;
 pub mod predictions;
 pub mod rng;
