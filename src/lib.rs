@@ -11,6 +11,8 @@
 //! - [`nodes`]: the node kinds, one per file.
 //! - [`data`]: the data-artifact layout shared by data nodes.
 //! - [`rng`]: the project's seeded random numbers.
+//! - [`imaging`]: model input from images of any size and colour mode —
+//!   decoding, resizing, augmentation, the decoded-set cache (no tensors).
 //! - [`predictions`]: the arithmetic after the network — decoding,
 //!   ensembling (mean, weighted, vote), metrics, submission CSV, probability
 //!   files (used by the learning nodes).
