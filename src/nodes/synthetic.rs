@@ -5,7 +5,7 @@
 //! Each plate carries 1-6 digits (length drawn from `length_weights`
 //! restricted to `min_digits..=max_digits`, digits uniform). Glyphs are drawn
 //! from vector strokes — no font files — in five visibly different styles
-//! (`sans`, `serif`, `condensed`, `segment`, `rounded`, see [`glyphs`]) with
+//! (`sans`, `serif`, `condensed`, `segment`, `rounded`, see the `glyphs` submodule) with
 //! per-plate stroke widths, cell widths and bowl shapes, then laid out with
 //! spacing and baseline jitter, slanted (shear), rotated, scaled to a height
 //! drawn from `height`, painted over a gradient background, optionally with
