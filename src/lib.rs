@@ -19,6 +19,7 @@ pub mod data;
 pub mod exec;
 pub mod fingerprint;
 pub mod graph;
+pub mod model;
 pub mod nodes;
 pub mod rng;
 pub mod store;
