@@ -13,6 +13,8 @@
 //! - [`rng`]: the project's seeded random numbers.
 //! - [`imaging`]: model input from images of any size and colour mode —
 //!   decoding, resizing, augmentation, the decoded-set cache (no tensors).
+//! - [`model`]: the CNNs (svhn-small, resnet-mini) on candle — the only
+//!   module that imports the tensor crate.
 //! - [`predictions`]: the arithmetic after the network — decoding,
 //!   ensembling (mean, weighted, vote), metrics, submission CSV, probability
 //!   files (used by the learning nodes).
@@ -25,6 +27,7 @@ pub mod exec;
 pub mod fingerprint;
 pub mod graph;
 pub mod imaging;
+pub mod model;
 pub mod nodes;
 pub mod predictions;
 pub mod rng;

@@ -1,0 +1,364 @@
+//! The layers both architectures are built from: convolution, linear,
+//! BatchNorm, seeded dropout, and the [`Network`] trait the model drives.
+//!
+//! Guarantees: parameters are candle [`Var`]s initialised by
+//! [`super::init`]; BatchNorm uses batch statistics in training (biased
+//! variance for normalising, unbiased for the running variance, momentum 0.1,
+//! eps 1e-5, as PyTorch) and running statistics in evaluation; dropout masks
+//! come from the project's [`Rng`] and exist only in training.
+
+use candle_core::{Device, Result, Tensor, Var};
+
+use super::init::kaiming_uniform;
+use crate::rng::Rng;
+
+/// Per-forward state: the mode, the dropout stream, and the batch statistics
+/// BatchNorm layers produced (applied to the running statistics afterwards,
+/// so the forward pass itself can borrow the network immutably).
+pub(crate) struct Ctx {
+    pub train: bool,
+    pub rng: Rng,
+    /// (BatchNorm index, batch mean, unbiased batch variance).
+    pub bn_stats: Vec<(usize, Vec<f32>, Vec<f32>)>,
+}
+
+impl Ctx {
+    pub fn eval() -> Ctx {
+        Ctx {
+            train: false,
+            rng: Rng::new(0),
+            bn_stats: Vec::new(),
+        }
+    }
+
+    pub fn train(rng: Rng) -> Ctx {
+        Ctx {
+            train: true,
+            rng,
+            bn_stats: Vec::new(),
+        }
+    }
+}
+
+/// One architecture.
+pub(crate) trait Network: Send + Sync {
+    /// Logits [N, heads, 11] for images [N, 3, H, W].
+    fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor>;
+    /// Every trainable parameter with a stable, unique name.
+    fn params(&self) -> Vec<(String, Var)>;
+    /// Every BatchNorm layer (index `i` is the one created with index `i`).
+    fn bns_mut(&mut self) -> Vec<&mut BatchNorm>;
+    /// The same layers as [`Network::bns_mut`], in the same order.
+    fn bns(&self) -> Vec<&BatchNorm>;
+}
+
+fn var(v: Vec<f32>, shape: &[usize]) -> Result<Var> {
+    Var::from_vec(v, shape, &Device::Cpu)
+}
+
+/// 2-D convolution, square kernel, optional bias.
+pub(crate) struct Conv {
+    pub w: Var,
+    pub b: Option<Var>,
+    stride: usize,
+    pad: usize,
+}
+
+impl Conv {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        rng: &mut Rng,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        bias: bool,
+    ) -> Result<Conv> {
+        let fan_in = cin * k * k;
+        let w = var(
+            kaiming_uniform(rng, cout * fan_in, fan_in),
+            &[cout, cin, k, k],
+        )?;
+        let b = if bias {
+            Some(var(kaiming_uniform(rng, cout, fan_in), &[cout])?)
+        } else {
+            None
+        };
+        Ok(Conv { w, b, stride, pad })
+    }
+
+    /// The convolution. candle 0.11's conv2d backward derives the input
+    /// gradient's output padding from the height alone and applies it to the
+    /// width too, so it fails when the rows and columns left over after the
+    /// last window differ ((H + 2p - k) mod s != (W + 2p - k) mod s). Padding
+    /// the smaller leftover with zeros the window never reaches evens them
+    /// without changing the output, and the gradient of the pad crops back.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, _, h, w) = x.dims4()?;
+        let k = self.w.dim(2)?;
+        let rest = |n: usize| (n + 2 * self.pad).saturating_sub(k) % self.stride;
+        let (rh, rw) = (rest(h), rest(w));
+        let x = if rh > rw {
+            x.pad_with_zeros(3, 0, rh - rw)?
+        } else if rw > rh {
+            x.pad_with_zeros(2, 0, rw - rh)?
+        } else {
+            x.clone()
+        };
+        let y = x.conv2d(self.w.as_tensor(), self.pad, self.stride, 1, 1)?;
+        match &self.b {
+            Some(b) => y.broadcast_add(&b.as_tensor().reshape((1, (), 1, 1))?),
+            None => Ok(y),
+        }
+    }
+
+    pub fn params(&self, name: &str, out: &mut Vec<(String, Var)>) {
+        out.push((format!("{name}.weight"), self.w.clone()));
+        if let Some(b) = &self.b {
+            out.push((format!("{name}.bias"), b.clone()));
+        }
+    }
+}
+
+/// Fully connected layer: y = x W^T + b, W [out, in].
+pub(crate) struct Linear {
+    pub w: Var,
+    pub b: Var,
+}
+
+impl Linear {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.matmul(&self.w.as_tensor().t()?)?
+            .broadcast_add(self.b.as_tensor())
+    }
+
+    pub fn params(&self, name: &str, out: &mut Vec<(String, Var)>) {
+        out.push((format!("{name}.weight"), self.w.clone()));
+        out.push((format!("{name}.bias"), self.b.clone()));
+    }
+}
+
+/// `heads` independent Linear(features, 11) classifiers, stored as one
+/// [heads*11, features] matrix (head h owns rows 11h..11h+11) and applied in
+/// one matmul. Drawn head by head, so each head's init equals a separate
+/// Linear(features, 11).
+pub(crate) struct Heads {
+    lin: Linear,
+    heads: usize,
+}
+
+impl Heads {
+    pub fn new(rng: &mut Rng, features: usize, heads: usize) -> Result<Heads> {
+        let mut w = Vec::with_capacity(heads * 11 * features);
+        let mut b = Vec::with_capacity(heads * 11);
+        for _ in 0..heads {
+            w.extend(kaiming_uniform(rng, 11 * features, features));
+            b.extend(kaiming_uniform(rng, 11, features));
+        }
+        let lin = Linear {
+            w: var(w, &[heads * 11, features])?,
+            b: var(b, &[heads * 11])?,
+        };
+        Ok(Heads { lin, heads })
+    }
+
+    /// [N, features] → logits [N, heads, 11].
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let n = x.dim(0)?;
+        self.lin.forward(x)?.reshape((n, self.heads, 11))
+    }
+
+    pub fn params(&self, name: &str, out: &mut Vec<(String, Var)>) {
+        self.lin.params(name, out)
+    }
+}
+
+/// 2-D batch normalisation over NCHW.
+pub(crate) struct BatchNorm {
+    pub index: usize,
+    pub gamma: Var,
+    pub beta: Var,
+    pub running_mean: Vec<f32>,
+    pub running_var: Vec<f32>,
+}
+
+pub(crate) const BN_EPS: f64 = 1e-5;
+pub(crate) const BN_MOMENTUM: f32 = 0.1;
+
+impl BatchNorm {
+    pub fn new(index: usize, c: usize) -> Result<BatchNorm> {
+        Ok(BatchNorm {
+            index,
+            gamma: var(vec![1.0; c], &[c])?,
+            beta: var(vec![0.0; c], &[c])?,
+            running_mean: vec![0.0; c],
+            running_var: vec![1.0; c],
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        let g = self.gamma.as_tensor().reshape((1, c, 1, 1))?;
+        let b = self.beta.as_tensor().reshape((1, c, 1, 1))?;
+        if ctx.train {
+            let mean = x.mean_keepdim((0, 2, 3))?;
+            let xc = x.broadcast_sub(&mean)?;
+            let var = xc.sqr()?.mean_keepdim((0, 2, 3))?;
+            let xh = xc.broadcast_div(&(var.clone() + BN_EPS)?.sqrt()?)?;
+            let cnt = (n * h * w) as f32;
+            let unbias = if cnt > 1.0 { cnt / (cnt - 1.0) } else { 1.0 };
+            let m = mean.flatten_all()?.to_vec1::<f32>()?;
+            let v = var.flatten_all()?.to_vec1::<f32>()?;
+            let v = v.into_iter().map(|v| v * unbias).collect();
+            ctx.bn_stats.push((self.index, m, v));
+            xh.broadcast_mul(&g)?.broadcast_add(&b)
+        } else {
+            let dev = x.device();
+            let m = Tensor::from_slice(&self.running_mean, (1, c, 1, 1), dev)?;
+            let v = Tensor::from_slice(&self.running_var, (1, c, 1, 1), dev)?;
+            let scale = (v + BN_EPS)?.sqrt()?.recip()?.broadcast_mul(&g)?;
+            x.broadcast_sub(&m)?
+                .broadcast_mul(&scale)?
+                .broadcast_add(&b)
+        }
+    }
+
+    /// running = (1 - momentum) * running + momentum * batch.
+    pub fn update(&mut self, mean: &[f32], var: &[f32]) {
+        for (r, m) in self.running_mean.iter_mut().zip(mean) {
+            *r = (1.0 - BN_MOMENTUM) * *r + BN_MOMENTUM * m;
+        }
+        for (r, v) in self.running_var.iter_mut().zip(var) {
+            *r = (1.0 - BN_MOMENTUM) * *r + BN_MOMENTUM * v;
+        }
+    }
+
+    pub fn params(&self, name: &str, out: &mut Vec<(String, Var)>) {
+        out.push((format!("{name}.weight"), self.gamma.clone()));
+        out.push((format!("{name}.bias"), self.beta.clone()));
+    }
+}
+
+/// Inverted dropout with probability `p`: in training, each element is kept
+/// with probability 1 - p (mask drawn from `ctx.rng`) and scaled by 1/(1-p);
+/// the identity otherwise.
+pub(crate) fn dropout(x: &Tensor, p: f32, ctx: &mut Ctx) -> Result<Tensor> {
+    if !ctx.train || p <= 0.0 {
+        return Ok(x.clone());
+    }
+    let scale = 1.0 / (1.0 - p);
+    let mask: Vec<f32> = (0..x.elem_count())
+        .map(|_| if ctx.rng.f32() < p { 0.0 } else { scale })
+        .collect();
+    let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
+    x.mul(&mask)
+}
+
+/// Output size of a convolution or pooling window along one axis, or None
+/// when the window does not fit.
+pub(crate) fn out_size(n: usize, k: usize, stride: usize, pad: usize) -> Option<usize> {
+    (n + 2 * pad).checked_sub(k).map(|d| d / stride + 1)
+}
+
+/// An f32 zero tensor (helper for tests).
+#[cfg(test)]
+pub(crate) fn zeros(shape: &[usize]) -> Tensor {
+    Tensor::zeros(shape, candle_core::DType::F32, &Device::Cpu).unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::reference::{assert_close, f32s, reference, usizes};
+
+    #[test]
+    fn conv_matches_numpy_reference_forward_and_backward() {
+        let r = reference();
+        for case in r["conv"].as_array().unwrap() {
+            let stride = case["stride"].as_u64().unwrap() as usize;
+            let pad = case["pad"].as_u64().unwrap() as usize;
+            let x = var(f32s(&case["x"]), &usizes(&case["x_shape"])).unwrap();
+            let conv = Conv {
+                w: var(f32s(&case["w"]), &usizes(&case["w_shape"])).unwrap(),
+                b: None,
+                stride,
+                pad,
+            };
+            let y = conv.forward(x.as_tensor()).unwrap();
+            assert_eq!(y.dims(), usizes(&case["y_shape"]).as_slice());
+            assert_close(&y, &case["y"], "conv y");
+            let dy = Tensor::from_vec(f32s(&case["dy"]), y.shape(), &Device::Cpu).unwrap();
+            let g = (y * dy).unwrap().sum_all().unwrap().backward().unwrap();
+            assert_close(g.get(&x).unwrap(), &case["dx"], "conv dx");
+            assert_close(g.get(&conv.w).unwrap(), &case["dw"], "conv dw");
+        }
+    }
+
+    #[test]
+    fn batchnorm_matches_numpy_reference_in_training() {
+        let r = reference();
+        for case in r["bn"].as_array().unwrap() {
+            let shape = usizes(&case["x_shape"]);
+            let x = var(f32s(&case["x"]), &shape).unwrap();
+            let mut bn = BatchNorm::new(0, shape[1]).unwrap();
+            bn.gamma = var(f32s(&case["gamma"]), &[shape[1]]).unwrap();
+            bn.beta = var(f32s(&case["beta"]), &[shape[1]]).unwrap();
+            let mut ctx = Ctx::train(Rng::new(0));
+            let y = bn.forward(x.as_tensor(), &mut ctx).unwrap();
+            assert_close(&y, &case["y"], "bn y");
+            let (_, m, v) = ctx.bn_stats.pop().unwrap();
+            bn.update(&m, &v);
+            let c = shape[1];
+            let rm = Tensor::from_slice(&bn.running_mean, c, &Device::Cpu).unwrap();
+            let rv = Tensor::from_slice(&bn.running_var, c, &Device::Cpu).unwrap();
+            assert_close(&rm, &case["running_mean"], "bn running mean");
+            assert_close(&rv, &case["running_var"], "bn running var");
+            let dy = Tensor::from_vec(f32s(&case["dy"]), y.shape(), &Device::Cpu).unwrap();
+            let g = (y * dy).unwrap().sum_all().unwrap().backward().unwrap();
+            assert_close(g.get(&x).unwrap(), &case["dx"], "bn dx");
+            assert_close(g.get(&bn.gamma).unwrap(), &case["dgamma"], "bn dgamma");
+            assert_close(g.get(&bn.beta).unwrap(), &case["dbeta"], "bn dbeta");
+        }
+    }
+
+    #[test]
+    fn batchnorm_eval_uses_running_statistics() {
+        let mut bn = BatchNorm::new(0, 2).unwrap();
+        bn.running_mean = vec![1.0, -2.0];
+        bn.running_var = vec![4.0, 0.25];
+        let x =
+            Tensor::from_vec(vec![3.0f32, 5.0, -2.0, -1.5], (1, 2, 1, 2), &Device::Cpu).unwrap();
+        let y = bn.forward(&x, &mut Ctx::eval()).unwrap();
+        let y = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let want = [1.0, 2.0, 0.0, 1.0];
+        for (a, b) in y.iter().zip(want) {
+            assert!((a - b).abs() < 1e-4, "{y:?}");
+        }
+    }
+
+    #[test]
+    fn dropout_is_seeded_scaled_and_off_in_eval() {
+        let x = (zeros(&[4, 1000]) + 1.0).unwrap();
+        let run = |seed| {
+            let mut ctx = Ctx::train(Rng::new(seed));
+            dropout(&x, 0.25, &mut ctx)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let a = run(1);
+        assert_eq!(a, run(1));
+        assert_ne!(a, run(2));
+        let kept = a.iter().filter(|v| **v != 0.0).count();
+        assert!((2850..3150).contains(&kept), "{kept}");
+        assert!(a.iter().all(|v| *v == 0.0 || (*v - 4.0 / 3.0).abs() < 1e-6));
+        let e = dropout(&x, 0.25, &mut Ctx::eval()).unwrap();
+        assert_eq!(
+            e.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            vec![1.0; 4000]
+        );
+    }
+}

@@ -1,0 +1,754 @@
+//! The neural models: the only module that imports the tensor crate
+//! (candle 0.11; see `docs/tensor-engine.md` for why and for the pitfalls
+//! pinned here). Its public API uses plain Rust types only, so the engine or
+//! single hot operations can be replaced without touching the rest.
+//!
+//! Input: NCHW f32 images, 3 channels, `height` x `width` (default 64x128).
+//! Output: per image, `heads` independent 11-way distributions (classes 0-9
+//! are digits, 10 = no digit), shaped [n, heads, 11].
+//!
+//! Guarantees:
+//! - Every random number (initial weights, dropout masks) comes from the
+//!   project's [`crate::rng::Rng`]: the same seed, configuration and data give
+//!   byte-identical weights and probabilities, whatever the thread count
+//!   (tested with 1 and 2 candle threads in separate processes).
+//! - Max pooling has a correct backward ([`pool`]); convolution, pooling,
+//!   BatchNorm and the smoothed cross-entropy match independent numpy
+//!   reference values (`tests/fixtures/model/reference.py`).
+//! - A non-finite loss is an error ([`ModelError::NonFiniteLoss`]) and the
+//!   weights are left untouched by that step.
+//! - [`Model::save`] / [`Model::load`] round-trip exactly through
+//!   safetensors: weights, BatchNorm running statistics, optimizer state and
+//!   the configuration.
+//!
+//! Architectures: [`Arch::SvhnSmall`] (`svhn_small`), [`Arch::ResnetMini`]
+//! (`resnet_mini`).
+
+mod init;
+mod layers;
+mod optim;
+mod pool;
+#[cfg(test)]
+mod reference;
+mod resnet_mini;
+mod svhn_small;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, D};
+use serde::{Deserialize, Serialize};
+
+use layers::{Ctx, Network};
+use optim::OptState;
+
+/// Number of classes per head: digits 0-9 and 10 = no digit.
+pub const CLASSES: usize = 11;
+/// The class meaning "no digit at this position".
+pub const BLANK: u8 = 10;
+
+/// The architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    /// The brief's reference small CNN (`svhn-small`).
+    SvhnSmall,
+    /// A small residual CNN with width-preserving heads (`resnet-mini`).
+    ResnetMini,
+}
+
+/// The optimizer, with its hyper-parameters (the learning rate is given per
+/// step).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Optimizer {
+    /// Adam with decoupled (AdamW) weight decay; 0 = plain Adam.
+    Adam { weight_decay: f64 },
+    /// SGD with momentum, optional Nesterov, L2 weight decay (as PyTorch).
+    Sgd {
+        momentum: f64,
+        nesterov: bool,
+        weight_decay: f64,
+    },
+}
+
+/// Everything that fixes a model's shape and training behaviour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    /// Number of digit positions, 4 to 6.
+    pub heads: usize,
+    pub height: usize,
+    pub width: usize,
+    /// Dropout probability in [0, 1).
+    pub dropout: f32,
+    pub optimizer: Optimizer,
+}
+
+impl ModelConfig {
+    /// The defaults: 64x128 input, dropout 0.25, Adam without weight decay.
+    pub fn new(arch: Arch, heads: usize) -> ModelConfig {
+        ModelConfig {
+            arch,
+            heads,
+            height: 64,
+            width: 128,
+            dropout: 0.25,
+            optimizer: Optimizer::Adam { weight_decay: 0.0 },
+        }
+    }
+}
+
+/// What one training step measured, on the batch it trained on (before the
+/// update).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    /// Sum over heads of the batch-mean cross-entropy (with smoothing).
+    pub loss: f32,
+    /// Images whose every head's argmax equals its label.
+    pub seq_correct: usize,
+    /// (image, head) pairs whose argmax equals the label.
+    pub char_correct: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("invalid model configuration: {0}")]
+    Config(String),
+    #[error("invalid input: {0}")]
+    Input(String),
+    #[error("the loss is not finite ({loss}); the step was not applied")]
+    NonFiniteLoss { loss: f32 },
+    #[error("tensor engine: {0}")]
+    Engine(String),
+    #[error("checkpoint {path}: {msg}")]
+    Checkpoint { path: String, msg: String },
+}
+
+impl From<candle_core::Error> for ModelError {
+    fn from(e: candle_core::Error) -> Self {
+        ModelError::Engine(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ModelError>;
+
+/// A model with its optimizer state.
+pub struct Model {
+    cfg: ModelConfig,
+    net: Box<dyn Network>,
+    opt: OptState,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("cfg", &self.cfg)
+            .field("params", &self.param_count())
+            .field("step", &self.opt.step)
+            .finish()
+    }
+}
+
+const TRAIN_STREAM: u64 = init::DROPOUT_STREAM;
+
+impl Model {
+    /// A freshly initialised model; weights drawn from `seed`.
+    pub fn new(cfg: ModelConfig, seed: u64) -> Result<Model> {
+        if !(4..=6).contains(&cfg.heads) {
+            return Err(ModelError::Config(format!(
+                "heads must be 4 to 6, not {}",
+                cfg.heads
+            )));
+        }
+        if !(0.0..1.0).contains(&cfg.dropout) {
+            return Err(ModelError::Config(format!(
+                "dropout must be in [0, 1), not {}",
+                cfg.dropout
+            )));
+        }
+        let (h, w) = (cfg.height, cfg.width);
+        let small = match cfg.arch {
+            Arch::SvhnSmall => svhn_small::feature_dims(h, w).is_none(),
+            Arch::ResnetMini => resnet_mini::feature_dims(h, w).is_none(),
+        };
+        if small {
+            return Err(ModelError::Config(format!(
+                "input {h}x{w} is too small for {:?}",
+                cfg.arch
+            )));
+        }
+        let net: Box<dyn Network> = match cfg.arch {
+            Arch::SvhnSmall => Box::new(svhn_small::SvhnSmall::new(
+                seed,
+                cfg.heads,
+                h,
+                w,
+                cfg.dropout,
+            )?),
+            Arch::ResnetMini => Box::new(resnet_mini::ResnetMini::new(
+                seed,
+                cfg.heads,
+                h,
+                w,
+                cfg.dropout,
+            )?),
+        };
+        let sizes: Vec<usize> = net.params().iter().map(|(_, v)| v.elem_count()).collect();
+        let opt = OptState::new(cfg.optimizer, &sizes);
+        Ok(Model { cfg, net, opt })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// Number of trainable parameters (BatchNorm running statistics excluded).
+    pub fn param_count(&self) -> usize {
+        self.net.params().iter().map(|(_, v)| v.elem_count()).sum()
+    }
+
+    /// Training steps taken so far (restored by [`Model::load`]).
+    pub fn steps(&self) -> u64 {
+        self.opt.step
+    }
+
+    fn images(&self, images: &[f32], n: usize) -> Result<Tensor> {
+        let (h, w) = (self.cfg.height, self.cfg.width);
+        if n == 0 || images.len() != n * 3 * h * w {
+            return Err(ModelError::Input(format!(
+                "{} values for {n} images of 3x{h}x{w} (want {})",
+                images.len(),
+                n * 3 * h * w
+            )));
+        }
+        Ok(Tensor::from_slice(images, (n, 3, h, w), &Device::Cpu)?)
+    }
+
+    /// Softmax probabilities [n, heads, 11] in evaluation mode (no dropout,
+    /// BatchNorm running statistics), row-major.
+    pub fn forward_probs(&self, images: &[f32], n: usize) -> Result<Vec<f32>> {
+        let x = self.images(images, n)?;
+        let logits = self.net.forward(&x, &mut Ctx::eval())?;
+        let probs = candle_nn::ops::softmax_last_dim(&logits)?;
+        Ok(probs.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    /// One optimizer step on a batch. `labels` holds `n * heads` classes
+    /// (10 = blank); `step_seed` seeds this step's dropout masks; the loss is
+    /// the sum over heads of the batch-mean cross-entropy with label
+    /// smoothing `label_smoothing` (PyTorch's definition: the target is
+    /// (1 - ε)·one-hot + ε/11).
+    pub fn train_step(
+        &mut self,
+        images: &[f32],
+        labels: &[u8],
+        step_seed: u64,
+        lr: f64,
+        label_smoothing: f32,
+    ) -> Result<StepStats> {
+        let heads = self.cfg.heads;
+        let n = labels.len() / heads;
+        if labels.len() != n * heads || n == 0 {
+            return Err(ModelError::Input(format!(
+                "{} labels for {heads} heads",
+                labels.len()
+            )));
+        }
+        if let Some(l) = labels.iter().find(|l| **l > BLANK) {
+            return Err(ModelError::Input(format!("label {l} is not a class 0-10")));
+        }
+        if !(0.0..1.0).contains(&label_smoothing) {
+            return Err(ModelError::Input(format!(
+                "label smoothing {label_smoothing} is not in [0, 1)"
+            )));
+        }
+        if !lr.is_finite() || lr < 0.0 {
+            return Err(ModelError::Input(format!("learning rate {lr}")));
+        }
+        let x = self.images(images, n)?;
+        let mut ctx = Ctx::train(crate::rng::Rng::derive(step_seed, TRAIN_STREAM, 0));
+        let logits = self.net.forward(&x, &mut ctx)?;
+        let loss = smoothed_cross_entropy(&logits, labels, label_smoothing)?;
+        let loss_v = loss.to_scalar::<f32>()?;
+        if !loss_v.is_finite() {
+            return Err(ModelError::NonFiniteLoss { loss: loss_v });
+        }
+        let grads = loss.backward()?;
+        let params = self.net.params();
+        self.opt.step(&params, &grads, lr)?;
+        let mut bns = self.net.bns_mut();
+        for (i, m, v) in ctx.bn_stats {
+            bns[i].update(&m, &v);
+        }
+        let (seq_correct, char_correct) =
+            count_correct(&logits.flatten_all()?.to_vec1::<f32>()?, labels, heads);
+        Ok(StepStats {
+            loss: loss_v,
+            seq_correct,
+            char_correct,
+        })
+    }
+
+    /// Writes weights, BatchNorm running statistics, optimizer state and the
+    /// configuration as one safetensors file.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let ck = |e: candle_core::Error| ModelError::Checkpoint {
+            path: path.display().to_string(),
+            msg: e.to_string(),
+        };
+        let dev = Device::Cpu;
+        let mut map: HashMap<String, Tensor> = HashMap::new();
+        for (i, (name, v)) in self.net.params().into_iter().enumerate() {
+            map.insert(format!("param.{name}"), v.as_tensor().clone());
+            let m = &self.opt.m[i];
+            map.insert(
+                format!("opt.m.{name}"),
+                Tensor::from_slice(m, m.len(), &dev)?,
+            );
+            let s = &self.opt.v[i];
+            map.insert(
+                format!("opt.v.{name}"),
+                Tensor::from_slice(s, s.len(), &dev)?,
+            );
+        }
+        for (i, bn) in self.net.bns().into_iter().enumerate() {
+            let (m, v) = (&bn.running_mean, &bn.running_var);
+            map.insert(
+                format!("bn.{i}.running_mean"),
+                Tensor::from_slice(m, m.len(), &dev)?,
+            );
+            map.insert(
+                format!("bn.{i}.running_var"),
+                Tensor::from_slice(v, v.len(), &dev)?,
+            );
+        }
+        let step = [
+            (self.opt.step & 0xFFFF_FFFF) as u32,
+            (self.opt.step >> 32) as u32,
+        ];
+        map.insert("opt.step".into(), Tensor::from_slice(&step, 2, &dev)?);
+        let cfg = serde_json::to_vec(&self.cfg).map_err(|e| ModelError::Checkpoint {
+            path: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
+        map.insert(
+            "config".into(),
+            Tensor::from_vec(cfg.clone(), cfg.len(), &dev)?,
+        );
+        candle_core::safetensors::save(&map, path).map_err(ck)
+    }
+
+    /// Reads a file written by [`Model::save`].
+    pub fn load(path: &Path) -> Result<Model> {
+        let bad = |msg: String| ModelError::Checkpoint {
+            path: path.display().to_string(),
+            msg,
+        };
+        let map =
+            candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| bad(e.to_string()))?;
+        let get = |k: &str| map.get(k).ok_or_else(|| bad(format!("missing tensor {k}")));
+        let f32s = |k: &str, len: usize| -> Result<Vec<f32>> {
+            let t = get(k)?;
+            if t.dtype() != DType::F32 || t.elem_count() != len {
+                return Err(bad(format!(
+                    "{k}: {:?} {:?}, want f32 x {len}",
+                    t.dtype(),
+                    t.dims()
+                )));
+            }
+            Ok(t.flatten_all()?.to_vec1::<f32>()?)
+        };
+        let cfg_bytes = get("config")?.to_dtype(DType::U8)?.to_vec1::<u8>()?;
+        let cfg: ModelConfig =
+            serde_json::from_slice(&cfg_bytes).map_err(|e| bad(format!("config: {e}")))?;
+        let mut model = Model::new(cfg, 0)?;
+        for (i, (name, v)) in model.net.params().into_iter().enumerate() {
+            let w = f32s(&format!("param.{name}"), v.elem_count())?;
+            v.set(&Tensor::from_vec(w, v.shape(), &Device::Cpu)?)?;
+            let m_len = model.opt.m[i].len();
+            model.opt.m[i] = f32s(&format!("opt.m.{name}"), m_len)?;
+            let v_len = model.opt.v[i].len();
+            model.opt.v[i] = f32s(&format!("opt.v.{name}"), v_len)?;
+        }
+        for (i, bn) in model.net.bns_mut().into_iter().enumerate() {
+            bn.running_mean = f32s(&format!("bn.{i}.running_mean"), bn.running_mean.len())?;
+            bn.running_var = f32s(&format!("bn.{i}.running_var"), bn.running_var.len())?;
+        }
+        let step = get("opt.step")?.to_vec1::<u32>()?;
+        if step.len() != 2 {
+            return Err(bad("opt.step: want 2 u32".into()));
+        }
+        model.opt.step = step[0] as u64 | ((step[1] as u64) << 32);
+        Ok(model)
+    }
+}
+
+/// Sum over heads of the batch-mean smoothed cross-entropy of logits
+/// [n, heads, 11].
+fn smoothed_cross_entropy(logits: &Tensor, labels: &[u8], eps: f32) -> candle_core::Result<Tensor> {
+    let (n, heads, k) = logits.dims3()?;
+    let mut q = vec![eps / k as f32; n * heads * k];
+    for (i, l) in labels.iter().enumerate() {
+        q[i * k + *l as usize] += 1.0 - eps;
+    }
+    let q = Tensor::from_vec(q, (n, heads, k), logits.device())?;
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    (q * logp)?.sum_all()? * (-1.0 / n as f64)
+}
+
+/// (images with every head right, (image, head) pairs right); argmax takes
+/// the first maximum.
+fn count_correct(logits: &[f32], labels: &[u8], heads: usize) -> (usize, usize) {
+    let mut seq = 0;
+    let mut chars = 0;
+    for (img, lab) in logits.chunks(heads * CLASSES).zip(labels.chunks(heads)) {
+        let mut all = true;
+        for (row, l) in img.chunks(CLASSES).zip(lab) {
+            let mut best = 0;
+            for (c, v) in row.iter().enumerate() {
+                if *v > row[best] {
+                    best = c;
+                }
+            }
+            if best == *l as usize {
+                chars += 1;
+            } else {
+                all = false;
+            }
+        }
+        seq += all as usize;
+    }
+    (seq, chars)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn cfg(arch: Arch, heads: usize, h: usize, w: usize) -> ModelConfig {
+        ModelConfig {
+            height: h,
+            width: w,
+            ..ModelConfig::new(arch, heads)
+        }
+    }
+
+    fn batch(n: usize, heads: usize, h: usize, w: usize, seed: u64) -> (Vec<f32>, Vec<u8>) {
+        let mut r = Rng::new(seed);
+        let x = (0..n * 3 * h * w).map(|_| r.range_f32(-1.0, 1.0)).collect();
+        let y = (0..n * heads).map(|_| r.below(11) as u8).collect();
+        (x, y)
+    }
+
+    fn weights(m: &Model) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (_, v) in m.net.params() {
+            for x in v
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+            {
+                out.extend(x.to_le_bytes());
+            }
+        }
+        for bn in m.net.bns() {
+            for x in bn.running_mean.iter().chain(&bn.running_var) {
+                out.extend(x.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn smoothed_cross_entropy_matches_numpy_reference() {
+        let r = reference::reference();
+        for case in r["ce"].as_array().unwrap() {
+            let (n, h) = (
+                case["n"].as_u64().unwrap() as usize,
+                case["heads"].as_u64().unwrap() as usize,
+            );
+            let eps = case["eps"].as_f64().unwrap() as f32;
+            let labels: Vec<u8> = reference::usizes(&case["labels"])
+                .iter()
+                .map(|l| *l as u8)
+                .collect();
+            let x = candle_core::Var::from_vec(
+                reference::f32s(&case["logits"]),
+                (n, h, 11),
+                &Device::Cpu,
+            )
+            .unwrap();
+            let loss = smoothed_cross_entropy(x.as_tensor(), &labels, eps).unwrap();
+            let want = case["loss"].as_f64().unwrap();
+            let got = loss.to_scalar::<f32>().unwrap() as f64;
+            assert!(
+                (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+                "loss {got} vs {want}"
+            );
+            let g = loss.backward().unwrap();
+            reference::assert_close(g.get(&x).unwrap(), &case["grad"], "ce grad");
+        }
+    }
+
+    #[test]
+    fn output_shapes_for_both_archs_and_heads_4_to_6() {
+        for arch in [Arch::SvhnSmall, Arch::ResnetMini] {
+            for heads in 4..=6 {
+                let m = Model::new(cfg(arch, heads, 64, 128), 1).unwrap();
+                let (x, _) = batch(2, heads, 64, 128, 2);
+                let p = m.forward_probs(&x, 2).unwrap();
+                assert_eq!(p.len(), 2 * heads * CLASSES);
+                for row in p.chunks(CLASSES) {
+                    let s: f32 = row.iter().sum();
+                    assert!((s - 1.0).abs() < 1e-5, "{s}");
+                }
+            }
+        }
+        let x = Tensor::zeros((2, 3, 64, 128), DType::F32, &Device::Cpu).unwrap();
+        let m = Model::new(cfg(Arch::ResnetMini, 5, 64, 128), 1).unwrap();
+        assert_eq!(
+            m.net.forward(&x, &mut Ctx::eval()).unwrap().dims(),
+            &[2, 5, 11]
+        );
+        // The width-preserving features: 128 channels x 16 columns.
+        let heads_w = m
+            .net
+            .params()
+            .into_iter()
+            .find(|(n, _)| n == "heads.weight")
+            .unwrap()
+            .1;
+        assert_eq!(heads_w.dims(), &[5 * 11, 2048]);
+    }
+
+    #[test]
+    fn parameter_counts() {
+        // The brief's reference model: 49,506 parameters with 6 heads at 64x128.
+        assert_eq!(
+            Model::new(cfg(Arch::SvhnSmall, 6, 64, 128), 0)
+                .unwrap()
+                .param_count(),
+            49_506
+        );
+        // Stem 864+64; blocks 18,560 + 57,728 + 230,144; heads 6 x 22,539.
+        assert_eq!(
+            Model::new(cfg(Arch::ResnetMini, 6, 64, 128), 0)
+                .unwrap()
+                .param_count(),
+            442_594
+        );
+    }
+
+    #[test]
+    fn rejects_bad_config_and_input() {
+        assert!(matches!(
+            Model::new(cfg(Arch::SvhnSmall, 3, 64, 128), 0),
+            Err(ModelError::Config(_))
+        ));
+        assert!(matches!(
+            Model::new(cfg(Arch::SvhnSmall, 4, 8, 8), 0),
+            Err(ModelError::Config(_))
+        ));
+        let mut m = Model::new(cfg(Arch::SvhnSmall, 4, 32, 64), 0).unwrap();
+        assert!(matches!(
+            m.forward_probs(&[0.0; 10], 1),
+            Err(ModelError::Input(_))
+        ));
+        let (x, mut y) = batch(2, 4, 32, 64, 0);
+        y[0] = 11;
+        assert!(matches!(
+            m.train_step(&x, &y, 0, 0.01, 0.0),
+            Err(ModelError::Input(_))
+        ));
+    }
+
+    fn overfits(arch: Arch) {
+        let c = ModelConfig {
+            dropout: 0.0,
+            ..cfg(arch, 4, 32, 64)
+        };
+        let mut m = Model::new(c, 11).unwrap();
+        let (x, y) = batch(8, 4, 32, 64, 12);
+        let first = m.train_step(&x, &y, 0, 3e-3, 0.0).unwrap();
+        let mut last = first;
+        for step in 1..100 {
+            last = m.train_step(&x, &y, step, 3e-3, 0.0).unwrap();
+            if last.loss < 0.1 * first.loss {
+                break;
+            }
+        }
+        assert!(
+            last.loss < 0.1 * first.loss,
+            "{arch:?}: {} → {}",
+            first.loss,
+            last.loss
+        );
+        assert!(last.char_correct >= 30, "{last:?}");
+    }
+
+    #[test]
+    fn svhn_small_overfits_one_batch() {
+        overfits(Arch::SvhnSmall);
+    }
+
+    #[test]
+    fn resnet_mini_overfits_one_batch() {
+        overfits(Arch::ResnetMini);
+    }
+
+    fn trained(arch: Arch, seed: u64, opt: Optimizer) -> Model {
+        let c = ModelConfig {
+            optimizer: opt,
+            ..cfg(arch, 5, 32, 64)
+        };
+        let mut m = Model::new(c, seed).unwrap();
+        let (x, y) = batch(4, 5, 32, 64, 3);
+        for step in 0..3 {
+            m.train_step(&x, &y, step, 1e-3, 0.1).unwrap();
+        }
+        m
+    }
+
+    #[test]
+    fn same_seed_gives_identical_weights_another_seed_differs() {
+        let sgd = Optimizer::Sgd {
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 1e-4,
+        };
+        for (arch, opt) in [
+            (Arch::SvhnSmall, sgd),
+            (Arch::ResnetMini, Optimizer::Adam { weight_decay: 0.0 }),
+        ] {
+            let a = weights(&trained(arch, 7, opt));
+            assert_eq!(a, weights(&trained(arch, 7, opt)), "{arch:?}");
+            assert_ne!(a, weights(&trained(arch, 8, opt)), "{arch:?}");
+        }
+    }
+
+    #[test]
+    fn safetensors_round_trip_is_exact_and_resumes_identically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let mut a = trained(Arch::ResnetMini, 4, Optimizer::Adam { weight_decay: 0.01 });
+        a.save(&path).unwrap();
+        let mut b = Model::load(&path).unwrap();
+        assert_eq!(b.config(), a.config());
+        assert_eq!(b.steps(), 3);
+        assert_eq!(weights(&a), weights(&b));
+        let (x, y) = batch(3, 5, 32, 64, 9);
+        assert_eq!(
+            a.forward_probs(&x, 3).unwrap(),
+            b.forward_probs(&x, 3).unwrap()
+        );
+        // The optimizer state came along: one more step stays identical.
+        a.train_step(&x, &y, 5, 1e-3, 0.0).unwrap();
+        b.train_step(&x, &y, 5, 1e-3, 0.0).unwrap();
+        assert_eq!(weights(&a), weights(&b));
+        std::fs::write(&path, b"not a checkpoint").unwrap();
+        assert!(matches!(
+            Model::load(&path),
+            Err(ModelError::Checkpoint { .. })
+        ));
+    }
+
+    #[test]
+    fn huge_learning_rate_gives_a_non_finite_loss_error() {
+        let mut m = Model::new(cfg(Arch::SvhnSmall, 4, 32, 64), 0).unwrap();
+        let (x, y) = batch(4, 4, 32, 64, 1);
+        let sgd = Optimizer::Sgd {
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        };
+        m.opt = OptState::new(sgd, &m.opt.m.iter().map(Vec::len).collect::<Vec<_>>());
+        let mut err = None;
+        for step in 0..5 {
+            if let Err(e) = m.train_step(&x, &y, step, 1e30, 0.0) {
+                err = Some(e);
+                break;
+            }
+        }
+        assert!(
+            matches!(err, Some(ModelError::NonFiniteLoss { .. })),
+            "{err:?}"
+        );
+    }
+
+    /// Digest of a short training run: in a child process (see below) when
+    /// `FOLDWISE_MODEL_DIGEST_CHILD` is set; does nothing otherwise.
+    #[test]
+    fn determinism_child() {
+        if std::env::var_os("FOLDWISE_MODEL_DIGEST_CHILD").is_none() {
+            return;
+        }
+        let m = trained(Arch::ResnetMini, 21, Optimizer::Adam { weight_decay: 0.0 });
+        let (x, _) = batch(4, 5, 32, 64, 22);
+        let mut bytes = weights(&m);
+        for p in m.forward_probs(&x, 4).unwrap() {
+            bytes.extend(p.to_le_bytes());
+        }
+        let s = trained(Arch::SvhnSmall, 21, Optimizer::Adam { weight_decay: 0.0 });
+        bytes.extend(weights(&s));
+        println!("\nDIGEST={}", blake3::hash(&bytes).to_hex());
+    }
+
+    /// candle reads its CPU thread count from `RAYON_NUM_THREADS` on every
+    /// matmul (process-wide, so it cannot vary between threads of one test
+    /// process): run the same training in child processes with 1 and 2
+    /// threads and compare digests.
+    #[test]
+    fn identical_with_one_or_two_threads() {
+        let digest = |threads: &str| {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "model::tests::determinism_child",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
+                .env("FOLDWISE_MODEL_DIGEST_CHILD", "1")
+                .env("RAYON_NUM_THREADS", threads)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success(),
+                "{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix("DIGEST=").map(str::to_string))
+                .unwrap_or_else(|| panic!("no digest in {text}"))
+        };
+        assert_eq!(digest("1"), digest("2"));
+    }
+
+    /// Rough throughput of one training step and of inference at batch 32,
+    /// 64x128, 6 heads (run with `--ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn throughput() {
+        for arch in [Arch::SvhnSmall, Arch::ResnetMini] {
+            let mut m = Model::new(ModelConfig::new(arch, 6), 0).unwrap();
+            let (x, y) = batch(32, 6, 64, 128, 0);
+            m.train_step(&x, &y, 0, 1e-3, 0.0).unwrap();
+            let t = std::time::Instant::now();
+            for step in 1..4 {
+                m.train_step(&x, &y, step, 1e-3, 0.0).unwrap();
+            }
+            let train = 96.0 / t.elapsed().as_secs_f64();
+            let t = std::time::Instant::now();
+            for _ in 0..3 {
+                m.forward_probs(&x, 32).unwrap();
+            }
+            let infer = 96.0 / t.elapsed().as_secs_f64();
+            println!("{arch:?}: train {train:.0} images/s, inference {infer:.0} images/s");
+        }
+    }
+}

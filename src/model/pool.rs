@@ -1,0 +1,209 @@
+//! Max pooling as a candle [`CustomOp1`] with a correct backward pass.
+//!
+//! candle 0.11's built-in `max_pool2d` backward scales the gradient by the
+//! window mean and misaligns it on odd input sizes (see
+//! `docs/tensor-engine.md`). This op replaces it.
+//!
+//! Guarantees: NCHW f32 input, kernel `k`, stride `s`, floor mode (no
+//! padding: `out = (in - k) / s + 1`). The forward takes each window's
+//! maximum; the backward routes each output gradient to the argmax of its
+//! window, the *first* maximum in row-major order on ties, and sums where
+//! overlapping windows pick the same input. Both passes are sequential, so the
+//! result never depends on the thread count. Pinned against numpy reference
+//! values and finite differences (tests below).
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+
+/// Max pooling with kernel `k` and stride `s` (floor mode).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MaxPool {
+    pub k: usize,
+    pub s: usize,
+}
+
+impl MaxPool {
+    fn out_dims(&self, h: usize, w: usize) -> Result<(usize, usize)> {
+        if self.k == 0 || self.s == 0 || h < self.k || w < self.k {
+            candle_core::bail!(
+                "max-pool: kernel {} stride {} does not fit input {h}x{w}",
+                self.k,
+                self.s
+            );
+        }
+        Ok(((h - self.k) / self.s + 1, (w - self.k) / self.s + 1))
+    }
+
+    /// For every output element, the flat input index of its window's first
+    /// maximum, plus that maximum.
+    fn argmax(&self, x: &[f32], dims: (usize, usize, usize, usize)) -> Result<Vec<(usize, f32)>> {
+        let (n, c, h, w) = dims;
+        let (ho, wo) = self.out_dims(h, w)?;
+        let mut out = Vec::with_capacity(n * c * ho * wo);
+        for plane in 0..n * c {
+            let base = plane * h * w;
+            for i in 0..ho {
+                for j in 0..wo {
+                    let mut best = (usize::MAX, f32::NEG_INFINITY);
+                    for di in 0..self.k {
+                        let row = base + (i * self.s + di) * w + j * self.s;
+                        for dj in 0..self.k {
+                            let v = x[row + dj];
+                            // Strictly greater: ties keep the first; a NaN wins
+                            // once so it propagates like PyTorch.
+                            if best.0 == usize::MAX
+                                || v > best.1
+                                || (v.is_nan() && !best.1.is_nan())
+                            {
+                                best = (row + dj, v);
+                            }
+                        }
+                    }
+                    out.push(best);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        "foldwise-max-pool"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = layout.shape().dims4()?;
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("max-pool: input must be contiguous");
+        };
+        let x = match storage {
+            CpuStorage::F32(v) => &v[start..end],
+            _ => candle_core::bail!("max-pool: only f32 is supported"),
+        };
+        let (ho, wo) = self.out_dims(h, w)?;
+        let y: Vec<f32> = self
+            .argmax(x, (n, c, h, w))?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        Ok((CpuStorage::F32(y), Shape::from((n, c, ho, wo))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let dims = arg.dims4()?;
+        let x = arg.flatten_all()?.to_vec1::<f32>()?;
+        let g = grad_res.flatten_all()?.to_vec1::<f32>()?;
+        let mut dx = vec![0f32; x.len()];
+        for ((idx, _), gv) in self.argmax(&x, dims)?.into_iter().zip(g) {
+            dx[idx] += gv;
+        }
+        Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
+    }
+}
+
+/// Max pooling of an NCHW f32 tensor (made contiguous first).
+pub(crate) fn max_pool(x: &Tensor, k: usize, s: usize) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(MaxPool { k, s })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::reference::{assert_close, reference};
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn matches_numpy_reference_forward_and_backward() {
+        let r = reference();
+        for case in r["pool"].as_array().unwrap() {
+            let shape = crate::model::reference::usizes(&case["x_shape"]);
+            let (k, s) = (
+                case["k"].as_u64().unwrap() as usize,
+                case["s"].as_u64().unwrap() as usize,
+            );
+            let x = Var::from_vec(
+                crate::model::reference::f32s(&case["x"]),
+                shape,
+                &Device::Cpu,
+            )
+            .unwrap();
+            let y = max_pool(x.as_tensor(), k, s).unwrap();
+            assert_eq!(
+                y.dims(),
+                crate::model::reference::usizes(&case["y_shape"]).as_slice()
+            );
+            assert_close(&y, &case["y"], "pool y");
+            let dy = Tensor::from_vec(
+                crate::model::reference::f32s(&case["dy"]),
+                y.shape(),
+                &Device::Cpu,
+            )
+            .unwrap();
+            let grads = (y * dy).unwrap().sum_all().unwrap().backward().unwrap();
+            assert_close(grads.get(&x).unwrap(), &case["dx"], "pool dx");
+        }
+    }
+
+    #[test]
+    fn backward_matches_finite_differences() {
+        // Values at least 0.1 apart (no ties) so the function is
+        // differentiable at x and a step of 0.01 never changes an argmax.
+        let (n, c, h, w) = (1, 2, 7, 5);
+        let mut rng = crate::rng::Rng::new(3);
+        let mut xs: Vec<f32> = (0..n * c * h * w).map(|i| i as f32 * 0.1 - 3.5).collect();
+        rng.shuffle(&mut xs);
+        let wts: Vec<f32> = (0..n * c * 3 * 2)
+            .map(|_| rng.range_f32(-1.0, 1.0))
+            .collect();
+        let dev = Device::Cpu;
+        let f = |v: &[f32]| -> f64 {
+            let t = Tensor::from_vec(v.to_vec(), (n, c, h, w), &dev).unwrap();
+            let y = max_pool(&t, 2, 2)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            y.iter()
+                .zip(&wts)
+                .map(|(a, b)| (*a as f64) * (*b as f64))
+                .sum()
+        };
+        let x = Var::from_vec(xs.clone(), (n, c, h, w), &dev).unwrap();
+        let y = max_pool(x.as_tensor(), 2, 2).unwrap();
+        let wt = Tensor::from_vec(wts.clone(), y.shape(), &dev).unwrap();
+        let g = (y * wt).unwrap().sum_all().unwrap().backward().unwrap();
+        let g = g
+            .get(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let eps = 1e-2f32;
+        for i in 0..xs.len() {
+            let mut p = xs.clone();
+            p[i] += eps;
+            let mut m = xs.clone();
+            m[i] -= eps;
+            let fd = (f(&p) - f(&m)) / (2.0 * eps as f64);
+            assert!(
+                (fd - g[i] as f64).abs() < 1e-3,
+                "index {i}: fd {fd} vs analytic {}",
+                g[i]
+            );
+        }
+        // Odd sizes: the last row (7 = 3*2+1) and column (5 = 2*2+1) get no gradient.
+        for ch in 0..c {
+            for j in 0..w {
+                assert_eq!(g[ch * h * w + 6 * w + j], 0.0);
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_a_window_larger_than_the_input() {
+        let t = Tensor::zeros((1, 1, 1, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert!(max_pool(&t, 2, 2).is_err());
+    }
+}

@@ -1,0 +1,42 @@
+//! Test-only access to the numpy reference values in
+//! `tests/fixtures/model/reference.json` (regenerate with `reference.py`
+//! beside it).
+
+use candle_core::Tensor;
+use serde_json::Value;
+
+pub(crate) fn reference() -> Value {
+    serde_json::from_str(include_str!("../../tests/fixtures/model/reference.json")).unwrap()
+}
+
+pub(crate) fn f32s(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+pub(crate) fn usizes(v: &Value) -> Vec<usize> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect()
+}
+
+/// Asserts every element is within 1e-5 relative (with a 1e-5 absolute
+/// floor for values near zero) of the reference.
+pub(crate) fn assert_close(t: &Tensor, want: &Value, what: &str) {
+    let got = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let want = want.as_array().unwrap();
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let w = w.as_f64().unwrap();
+        let tol = 1e-5 * w.abs().max(1.0);
+        assert!(
+            (*g as f64 - w).abs() <= tol,
+            "{what}[{i}]: got {g}, want {w}"
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! `resnet-mini`: a small residual CNN (He et al., "Deep Residual Learning
+//! for Image Recognition", CVPR 2016, basic blocks) whose heads keep the
+//! horizontal layout of the image.
+//!
+//! Stem: Conv(3→32, 3x3, stride 2, pad 1) BN ReLU. Basic blocks (two 3x3
+//! pad-1 convs with BN, ReLU after the first and after the sum; a 1x1 conv +
+//! BN projection on the shortcut when the shape changes): 32→32, 32→64
+//! stride 2, 64→128 stride 2. Then the mean over the HEIGHT only, keeping the
+//! width columns, so each head sees where along the number it looks (a global
+//! average pool would throw that away); Dropout(p); one Linear(features, 11)
+//! per head. Convolutions followed by BN have no bias. For 64x128 input:
+//! 32x64 → 32x64 → 16x32 → 8x16, so 128 channels x 16 columns = 2,048
+//! features.
+
+use candle_core::{Result, Tensor, Var};
+
+use super::layers::{dropout, out_size, BatchNorm, Conv, Ctx, Heads, Network};
+use crate::model::init::INIT_STREAM;
+use crate::rng::Rng;
+
+struct Block {
+    conv1: Conv,
+    bn1: BatchNorm,
+    conv2: Conv,
+    bn2: BatchNorm,
+    proj: Option<(Conv, BatchNorm)>,
+}
+
+impl Block {
+    fn new(rng: &mut Rng, bn: &mut usize, cin: usize, cout: usize, stride: usize) -> Result<Block> {
+        let mut next_bn = |c| {
+            *bn += 1;
+            BatchNorm::new(*bn - 1, c)
+        };
+        let conv1 = Conv::new(rng, cin, cout, 3, stride, 1, false)?;
+        let bn1 = next_bn(cout)?;
+        let conv2 = Conv::new(rng, cout, cout, 3, 1, 1, false)?;
+        let bn2 = next_bn(cout)?;
+        let proj = if stride != 1 || cin != cout {
+            Some((
+                Conv::new(rng, cin, cout, 1, stride, 0, false)?,
+                next_bn(cout)?,
+            ))
+        } else {
+            None
+        };
+        Ok(Block {
+            conv1,
+            bn1,
+            conv2,
+            bn2,
+            proj,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        let y = self.bn1.forward(&self.conv1.forward(x)?, ctx)?.relu()?;
+        let y = self.bn2.forward(&self.conv2.forward(&y)?, ctx)?;
+        let short = match &self.proj {
+            Some((conv, bn)) => bn.forward(&conv.forward(x)?, ctx)?,
+            None => x.clone(),
+        };
+        (y + short)?.relu()
+    }
+
+    fn params(&self, name: &str, out: &mut Vec<(String, Var)>) {
+        self.conv1.params(&format!("{name}.conv1"), out);
+        self.bn1.params(&format!("{name}.bn1"), out);
+        self.conv2.params(&format!("{name}.conv2"), out);
+        self.bn2.params(&format!("{name}.bn2"), out);
+        if let Some((conv, bn)) = &self.proj {
+            conv.params(&format!("{name}.proj"), out);
+            bn.params(&format!("{name}.proj_bn"), out);
+        }
+    }
+
+    fn bns_mut(&mut self) -> Vec<&mut BatchNorm> {
+        let mut v = vec![&mut self.bn1, &mut self.bn2];
+        if let Some((_, bn)) = &mut self.proj {
+            v.push(bn);
+        }
+        v
+    }
+
+    fn bns(&self) -> Vec<&BatchNorm> {
+        let mut v = vec![&self.bn1, &self.bn2];
+        if let Some((_, bn)) = &self.proj {
+            v.push(bn);
+        }
+        v
+    }
+}
+
+pub(crate) struct ResnetMini {
+    stem: Conv,
+    stem_bn: BatchNorm,
+    blocks: Vec<Block>,
+    heads: Heads,
+    dropout: f32,
+}
+
+/// (channels, columns) of the features, or None when the input is too small.
+pub(crate) fn feature_dims(h: usize, w: usize) -> Option<(usize, usize)> {
+    let down = |n: usize| out_size(n, 3, 2, 1);
+    let (h, w) = (down(down(down(h)?)?)?, down(down(down(w)?)?)?);
+    (h > 0 && w > 0).then_some((128, w))
+}
+
+impl ResnetMini {
+    pub fn new(seed: u64, heads: usize, h: usize, w: usize, p: f32) -> Result<ResnetMini> {
+        let Some((c, cols)) = feature_dims(h, w) else {
+            candle_core::bail!("resnet-mini: input {h}x{w} is too small");
+        };
+        let mut rng = Rng::derive(seed, INIT_STREAM, 0);
+        let mut bn = 0;
+        let stem = Conv::new(&mut rng, 3, 32, 3, 2, 1, false)?;
+        let stem_bn = BatchNorm::new(bn, 32)?;
+        bn += 1;
+        let blocks = vec![
+            Block::new(&mut rng, &mut bn, 32, 32, 1)?,
+            Block::new(&mut rng, &mut bn, 32, 64, 2)?,
+            Block::new(&mut rng, &mut bn, 64, 128, 2)?,
+        ];
+        Ok(ResnetMini {
+            stem,
+            stem_bn,
+            blocks,
+            heads: Heads::new(&mut rng, c * cols, heads)?,
+            dropout: p,
+        })
+    }
+}
+
+impl Network for ResnetMini {
+    fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        let mut x = self.stem_bn.forward(&self.stem.forward(x)?, ctx)?.relu()?;
+        for b in &self.blocks {
+            x = b.forward(&x, ctx)?;
+        }
+        // Mean over the height only: [N, C, H, W] → [N, C, W] → [N, C*W].
+        let x = x.mean(2)?.flatten_from(1)?;
+        self.heads.forward(&dropout(&x, self.dropout, ctx)?)
+    }
+
+    fn params(&self) -> Vec<(String, Var)> {
+        let mut out = Vec::new();
+        self.stem.params("stem", &mut out);
+        self.stem_bn.params("stem_bn", &mut out);
+        for (i, b) in self.blocks.iter().enumerate() {
+            b.params(&format!("block{i}"), &mut out);
+        }
+        self.heads.params("heads", &mut out);
+        out
+    }
+
+    fn bns_mut(&mut self) -> Vec<&mut BatchNorm> {
+        let mut v = vec![&mut self.stem_bn];
+        for b in &mut self.blocks {
+            v.extend(b.bns_mut());
+        }
+        v
+    }
+
+    fn bns(&self) -> Vec<&BatchNorm> {
+        let mut v = vec![&self.stem_bn];
+        for b in &self.blocks {
+            v.extend(b.bns());
+        }
+        v
+    }
+}
