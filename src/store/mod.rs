@@ -10,7 +10,6 @@
 //! - `refs/<pipeline>/<instance>.json`  the key and pre-image a node last ran with
 //! - `memo/files`  file digests remembered by (path, size, mtime, inode)
 //! - `trash/`   damaged or replaced objects on their way out
-//! - `runs/`    the run history (one JSON file per run)
 //!
 //! Guarantees (see docs/ARCHITECTURE.md):
 //! - an object folder exists only when complete: it is written under `tmp/`
@@ -86,7 +85,7 @@ pub struct RefRecord {
 impl Store {
     /// Opens (creating) a cache rooted at `root`.
     pub fn open(root: &Path) -> io::Result<Store> {
-        for sub in ["objects", "tmp", "locks", "refs", "memo", "trash", "runs"] {
+        for sub in ["objects", "tmp", "locks", "refs", "memo", "trash"] {
             fs::create_dir_all(root.join(sub)).map_err(|e| annotate(e, &root.join(sub)))?;
         }
         let memo = FileMemo::load(root.join("memo").join("files"));
