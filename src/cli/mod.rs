@@ -248,13 +248,16 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32, Failure> {
         Cmd::Gc { pipelines, dry_run } => {
             let store = open_store(cli)?;
             let mut live = BTreeSet::new();
+            let mut live_work = BTreeSet::new();
             for path in pipelines {
                 let p = load(path, color)?;
                 let engine = Engine::new(&p, &store);
-                let st = engine.status(&vec![true; p.instances.len()]);
-                live.extend(st.into_iter().filter_map(|s| s.key));
+                for s in engine.status(&vec![true; p.instances.len()]) {
+                    live.extend(s.key);
+                    live_work.extend(s.work_key);
+                }
             }
-            let r = store.gc(&live, *dry_run)?;
+            let r = store.gc(&live, &live_work, *dry_run)?;
             store.save_memo()?;
             println!(
                 "{} {} object(s) and {} temporary folder(s), {} ({} kept)",
@@ -264,6 +267,18 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32, Failure> {
                 printer::bytes(r.bytes),
                 r.kept
             );
+            if r.work + r.derived > 0 {
+                println!(
+                    "{} {} working folder(s) and {} derived file(s)",
+                    if *dry_run {
+                        "would also remove"
+                    } else {
+                        "also removed"
+                    },
+                    r.work,
+                    r.derived
+                );
+            }
             Ok(0)
         }
     }

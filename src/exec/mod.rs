@@ -41,6 +41,9 @@ pub struct NodeStatus {
     pub kind: String,
     /// The key, when it can be computed now (every upstream fresh).
     pub key: Option<String>,
+    /// The work key of a resumable kind, when the key is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub work_key: Option<String>,
     /// `None` when fresh.
     pub stale: Option<Reason>,
     #[serde(skip)]
@@ -170,11 +173,12 @@ impl<'a> Engine<'a> {
             resolved.push(ResolvedInput {
                 param: param.clone(),
                 node: up.name.clone(),
-                digest,
+                digest: digest.clone(),
             });
             seen.push((
                 param.clone(),
                 InputArtifact {
+                    digest: digest.clone(),
                     node: up.name.clone(),
                     dir: art.dir.clone(),
                     part: part_path,
@@ -262,6 +266,7 @@ impl<'a> Engine<'a> {
                 instance: inst.name.clone(),
                 kind,
                 key: None,
+                work_key: None,
                 stale: None,
                 artifact: None,
             };
@@ -278,6 +283,7 @@ impl<'a> Engine<'a> {
                     }
                     Ok((pre, _)) => {
                         st.key = Some(pre.key());
+                        st.work_key = p.decl(inst).kind.resumable().map(|ex| pre.work_key(ex));
                         match self.freshness(i, &pre) {
                             Ok(a) => {
                                 let _ = arts[i].set(a.clone());

@@ -267,6 +267,14 @@ impl Engine<'_> {
         for (param, a) in inputs {
             grouped.entry(param).or_default().push(a);
         }
+        let work = match decl.kind.resumable() {
+            Some(ex) => match self.store.work_dir(&pre.work_key(ex)) {
+                Ok(d) => Some(d),
+                Err(e) => return fail(out, format!("cache: {e}")),
+            },
+            None => None,
+        };
+        let derived = self.store.derived_dir();
         let progress = obs.progress(&inst.name);
         let out_dir = writer.out_dir();
         let ctx = RunCtx {
@@ -279,6 +287,8 @@ impl Engine<'_> {
             out: &out_dir,
             progress: progress.as_ref(),
             threads: opts.threads.max(1),
+            work: work.as_deref(),
+            derived: &derived,
         };
         let started = Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| decl.kind.run(&ctx)))

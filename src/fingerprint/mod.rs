@@ -134,12 +134,41 @@ impl PreImage {
         h.finalize().to_hex().to_string()
     }
 
+    /// The work key of a resumable kind: the key without the parameters
+    /// `excludes` (dotted paths), so that runs differing only there share a
+    /// working folder.
+    pub fn work_key(&self, excludes: &[&str]) -> String {
+        let mut hashed = self.hashed.clone();
+        for path in excludes {
+            remove_path(&mut hashed.params, path);
+        }
+        let mut h = blake3::Hasher::new();
+        h.update(b"foldwise-work-1\n");
+        h.update(&serde_json::to_vec(&hashed).expect("pre-image serialises"));
+        h.finalize().to_hex().to_string()
+    }
+
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).expect("pre-image serialises")
     }
 
     pub fn from_value(v: &Value) -> Option<PreImage> {
         serde_json::from_value(v.clone()).ok()
+    }
+}
+
+fn remove_path(v: &mut Value, path: &str) {
+    match path.split_once('.') {
+        None => {
+            if let Value::Object(m) = v {
+                m.remove(path);
+            }
+        }
+        Some((head, rest)) => {
+            if let Some(inner) = v.get_mut(head) {
+                remove_path(inner, rest);
+            }
+        }
     }
 }
 
@@ -245,6 +274,20 @@ mod tests {
         assert_eq!(pre("a", 3, "d1").key(), pre("renamed", 3, "d1").key());
         assert_ne!(pre("a", 3, "d1").key(), pre("a", 3, "d2").key());
         assert_ne!(pre("a", 3, "d1").key(), pre("a", 4, "d1").key());
+    }
+
+    #[test]
+    fn work_keys_ignore_only_the_excluded_parameters() {
+        let a = pre("a", 3, "d1");
+        let b = pre("a", 4, "d1");
+        assert_ne!(a.work_key(&[]), b.work_key(&[]));
+        assert_eq!(a.work_key(&["k"]), b.work_key(&["k"]));
+        assert_ne!(a.work_key(&["k"]), pre("a", 3, "d2").work_key(&["k"]));
+        assert_ne!(
+            a.work_key(&[]),
+            a.key(),
+            "work folders never collide with objects"
+        );
     }
 
     #[test]

@@ -438,6 +438,8 @@ mod tests {
             out: out.path(),
             progress: &NoProgress,
             threads: 3,
+            work: None,
+            derived: Path::new("/nonexistent/derived"),
         };
         let r = Command.run(&ctx);
         (Run { base, out }, r)
@@ -455,6 +457,7 @@ mod tests {
 
     fn art(node: &str, dir: &str, part: Option<&str>) -> InputArtifact {
         InputArtifact {
+            digest: String::new(),
             node: node.into(),
             dir: PathBuf::from(dir),
             part: part.map(PathBuf::from),

@@ -640,6 +640,8 @@ mod tests {
             out: out.path(),
             progress: &NoProgress,
             threads: 2,
+            work: None,
+            derived: Path::new("/nonexistent/derived"),
         };
         let r = Dataset.run(&ctx);
         (out, r)

@@ -53,6 +53,15 @@ pub trait Kind: Sync {
     fn external_inputs(&self, _params: &Value, _base_dir: &Path) -> Vec<(String, PathBuf)> {
         Vec::new()
     }
+    /// For kinds that can resume interrupted or extended work (training):
+    /// the parameter paths left out of the *work key*. The engine then gives
+    /// `run` a working folder (`ctx.work`) keyed by the pre-image without
+    /// those parameters, which survives failures and kills. `Some(&[])`
+    /// resumes only the same key; `Some(&["schedule.cycles"])` also lets a
+    /// run with more cycles start from a run with fewer. `None`: no folder.
+    fn resumable(&self) -> Option<&'static [&'static str]> {
+        None
+    }
     /// Compute the artifact into `ctx.out`.
     fn run(&self, ctx: &RunCtx<'_>) -> Result<(), NodeError>;
 }
@@ -89,6 +98,9 @@ pub struct InputArtifact {
     /// For a node following a fan-out (a k-fold split): the part file for
     /// this instance, inside `dir`.
     pub part: Option<PathBuf>,
+    /// The digest that entered this node's key for this input (the
+    /// artifact's, or the part file's): names derived files reliably.
+    pub digest: String,
 }
 
 /// Everything a node's `run` may use.
@@ -113,6 +125,15 @@ pub struct RunCtx<'a> {
     pub progress: &'a dyn Progress,
     /// Worker threads this node may use.
     pub threads: usize,
+    /// The working folder of a [`Kind::resumable`] kind: checkpoints
+    /// written here (atomically: temporary name, then rename) survive a
+    /// killed or failed run, and a later run with the same work key finds
+    /// them. Never part of the artifact.
+    pub work: Option<&'a Path>,
+    /// A shared folder for files derived from inputs alone (a data set
+    /// decoded at a size): name them by a digest of everything they depend
+    /// on, write them atomically, and any node may reuse them. `gc` empties it.
+    pub derived: &'a Path,
 }
 
 impl RunCtx<'_> {

@@ -392,6 +392,7 @@ mod tests {
         inputs.insert(
             "data".to_string(),
             vec![InputArtifact {
+                digest: String::new(),
                 node: "plates".into(),
                 dir: data.path().to_path_buf(),
                 part: None,
@@ -407,6 +408,8 @@ mod tests {
             out: out.path(),
             progress: &NoProgress,
             threads: 1,
+            work: None,
+            derived: Path::new("/nonexistent/derived"),
         };
         let r = Split.run(&ctx);
         (data, out, r)
@@ -416,6 +419,7 @@ mod tests {
         (0..k)
             .map(|i| {
                 load_fold(&InputArtifact {
+                    digest: String::new(),
                     node: "folds".into(),
                     dir: out.to_path_buf(),
                     part: Some(out.join(fold_file(i))),
@@ -519,6 +523,7 @@ mod tests {
         assert!(!out.path().join(fold_file(1)).exists());
         // A hold-out consumer has no part: load_fold reads fold-0.
         let f = load_fold(&InputArtifact {
+            digest: String::new(),
             node: "folds".into(),
             dir: out.path().to_path_buf(),
             part: None,
@@ -621,6 +626,7 @@ mod tests {
     fn load_fold_names_bad_files() {
         let d = tempfile::tempdir().unwrap();
         let input = InputArtifact {
+            digest: String::new(),
             node: "folds".into(),
             dir: d.path().to_path_buf(),
             part: None,

@@ -680,6 +680,8 @@ mod tests {
             out: &out,
             progress: &NoProgress,
             threads,
+            work: None,
+            derived: Path::new("/nonexistent/derived"),
         };
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -883,6 +885,8 @@ mod tests {
             out: dir.path(),
             progress: &NoProgress,
             threads: 1,
+            work: None,
+            derived: Path::new("/nonexistent/derived"),
         };
         assert!(Synthetic.run(&ctx).is_err());
     }

@@ -24,11 +24,21 @@ pub struct GcReport {
     pub bytes: u64,
     /// Objects kept.
     pub kept: usize,
+    /// Working folders (checkpoints of resumable nodes) removed.
+    pub work: usize,
+    /// Derived files (decoded data sets; recomputed on demand) removed.
+    pub derived: usize,
 }
 
 impl Store {
-    /// Removes every object whose key is not in `live`.
-    pub fn gc(&self, live: &BTreeSet<String>, dry_run: bool) -> io::Result<GcReport> {
+    /// Removes every object whose key is not in `live`, every working
+    /// folder whose work key is not in `live_work`, and all derived files.
+    pub fn gc(
+        &self,
+        live: &BTreeSet<String>,
+        live_work: &BTreeSet<String>,
+        dry_run: bool,
+    ) -> io::Result<GcReport> {
         let mut report = GcReport::default();
         let objects = self.root.join("objects");
         for shard in read_dir_sorted(&objects)? {
@@ -60,6 +70,26 @@ impl Store {
             report.bytes += dir_size(&tmp);
             if !dry_run {
                 fs::remove_dir_all(&tmp)?;
+            }
+        }
+        for w in read_dir_sorted(&self.root.join("work"))? {
+            let key = w.file_name().unwrap().to_string_lossy().to_string();
+            if live_work.contains(&key) {
+                continue;
+            }
+            report.work += 1;
+            report.bytes += dir_size(&w);
+            if !dry_run {
+                fs::remove_dir_all(&w)?;
+            }
+        }
+        if let Ok(rd) = fs::read_dir(self.root.join("derived")) {
+            for e in rd.filter_map(Result::ok) {
+                report.derived += 1;
+                report.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                if !dry_run {
+                    let _ = fs::remove_file(e.path());
+                }
             }
         }
         for t in read_dir_sorted(&self.root.join("trash"))? {
@@ -117,10 +147,10 @@ mod tests {
             }
         }
         let live: BTreeSet<String> = [keys[0].clone()].into();
-        let dry = store.gc(&live, true).unwrap();
+        let dry = store.gc(&live, &BTreeSet::new(), true).unwrap();
         assert_eq!((dry.objects, dry.kept), (1, 1));
         assert!(store.exists(&keys[1]));
-        let real = store.gc(&live, false).unwrap();
+        let real = store.gc(&live, &BTreeSet::new(), false).unwrap();
         assert_eq!(real.objects, 1);
         assert!(real.bytes >= 5);
         assert!(store.exists(&keys[0]) && !store.exists(&keys[1]));

@@ -10,6 +10,8 @@
 //! - `refs/<pipeline>/<instance>.json`  the key and pre-image a node last ran with
 //! - `memo/files`  file digests remembered by (path, size, mtime, inode)
 //! - `trash/`   damaged or replaced objects on their way out
+//! - `work/<work key>/`  working folders of resumable nodes (checkpoints)
+//! - `derived/`  files derived from inputs alone (decoded data sets), by digest
 //!
 //! Guarantees (see docs/ARCHITECTURE.md):
 //! - an object folder exists only when complete: it is written under `tmp/`
@@ -85,7 +87,9 @@ pub struct RefRecord {
 impl Store {
     /// Opens (creating) a cache rooted at `root`.
     pub fn open(root: &Path) -> io::Result<Store> {
-        for sub in ["objects", "tmp", "locks", "refs", "memo", "trash"] {
+        for sub in [
+            "objects", "tmp", "locks", "refs", "memo", "trash", "work", "derived",
+        ] {
             fs::create_dir_all(root.join(sub)).map_err(|e| annotate(e, &root.join(sub)))?;
         }
         let memo = FileMemo::load(root.join("memo").join("files"));
@@ -106,6 +110,18 @@ impl Store {
     /// The object folder of a key (it may not exist).
     pub fn object_dir(&self, key: &str) -> PathBuf {
         self.root.join("objects").join(&key[..2]).join(key)
+    }
+
+    /// The working folder for a work key (created).
+    pub fn work_dir(&self, work_key: &str) -> io::Result<PathBuf> {
+        let dir = self.root.join("work").join(work_key);
+        fs::create_dir_all(&dir).map_err(|e| annotate(e, &dir))?;
+        Ok(dir)
+    }
+
+    /// The shared folder for derived files.
+    pub fn derived_dir(&self) -> PathBuf {
+        self.root.join("derived")
     }
 
     /// Where the files of a key's artifact live (it may not exist).
