@@ -7,4 +7,5 @@ mod docs;
 mod engine;
 mod folds;
 mod real_data;
+mod resume;
 mod robustness;
