@@ -8,3 +8,4 @@ mod engine;
 mod folds;
 mod real_data;
 mod robustness;
+mod train;
