@@ -17,6 +17,7 @@ pub mod command;
 pub mod dataset;
 pub mod split;
 pub mod synthetic;
+pub mod train;
 
 /// A node kind. Implementations are unit structs registered in [`KINDS`].
 pub trait Kind: Sync {
@@ -81,6 +82,7 @@ pub static KINDS: &[&dyn Kind] = &[
     &synthetic::Synthetic,
     &split::Split,
     &command::Command,
+    &train::Train,
 ];
 
 /// Looks a kind up by name.

@@ -9,3 +9,4 @@ mod folds;
 mod real_data;
 mod resume;
 mod robustness;
+mod train;
