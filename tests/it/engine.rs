@@ -264,3 +264,17 @@ fn json_reports_for_scripts() {
     let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     assert!(v.as_array().unwrap().iter().all(|n| n["stale"].is_null()));
 }
+
+/// Floats read back from a ref record hash exactly as written, so a node
+/// whose artifact was deleted says so instead of inventing a change.
+#[test]
+fn a_missing_artifact_with_float_parameters_is_named() {
+    let p = Project::new(
+        "[pipeline]\nname = \"f\"\n\n[nodes.plates]\nkind = \"synthetic\"\ncount = 3\n\
+         noise = 0.07\nshear = 0.1234567891234\nrotation = 3.3\n",
+    );
+    p.run();
+    let a = p.status().pop().unwrap().artifact.unwrap();
+    std::fs::remove_dir_all(a.dir.parent().unwrap()).unwrap();
+    assert_eq!(p.reasons(), vec![("plates".into(), "artifact missing".into())]);
+}
