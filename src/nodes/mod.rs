@@ -15,6 +15,7 @@ use crate::config::schema::Param;
 
 pub mod command;
 pub mod dataset;
+pub mod predict;
 pub mod split;
 pub mod synthetic;
 
@@ -81,6 +82,7 @@ pub static KINDS: &[&dyn Kind] = &[
     &synthetic::Synthetic,
     &split::Split,
     &command::Command,
+    &predict::Predict,
 ];
 
 /// Looks a kind up by name.
