@@ -15,6 +15,7 @@ use crate::config::schema::Param;
 
 pub mod command;
 pub mod dataset;
+pub mod evaluate;
 pub mod predict;
 pub mod split;
 pub mod synthetic;
@@ -83,6 +84,7 @@ pub static KINDS: &[&dyn Kind] = &[
     &split::Split,
     &command::Command,
     &predict::Predict,
+    &evaluate::Evaluate,
 ];
 
 /// Looks a kind up by name.
