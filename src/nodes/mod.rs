@@ -15,6 +15,7 @@ use crate::config::schema::Param;
 
 pub mod command;
 pub mod dataset;
+pub mod ensemble;
 pub mod evaluate;
 pub mod predict;
 pub mod split;
@@ -85,6 +86,7 @@ pub static KINDS: &[&dyn Kind] = &[
     &command::Command,
     &predict::Predict,
     &evaluate::Evaluate,
+    &ensemble::Ensemble,
 ];
 
 /// Looks a kind up by name.
