@@ -19,6 +19,7 @@ pub mod ensemble;
 pub mod evaluate;
 pub mod predict;
 pub mod split;
+pub mod submit;
 pub mod synthetic;
 
 /// A node kind. Implementations are unit structs registered in [`KINDS`].
@@ -87,6 +88,7 @@ pub static KINDS: &[&dyn Kind] = &[
     &predict::Predict,
     &evaluate::Evaluate,
     &ensemble::Ensemble,
+    &submit::Submit,
 ];
 
 /// Looks a kind up by name.
