@@ -7,7 +7,13 @@
 //! `"last:M"`, `"best:M"` or a list of cycle indices), `oof` (a split: each
 //! instance predicts only its fold's `valid` part, with that fold's models),
 //! `tta` (`rounds`; round 0 is the clean centre crop, round r > 0 a random
-//! augmentation), `batch` (no effect on results; not in the key).
+//! augmentation), `batch` (images per forward pass; no effect on results).
+//!
+//! `batch` stays in the key: the engine hands `run` only the canonical
+//! parameters, so a parameter dropped by [`Kind::canonical`] could not reach
+//! `run`. Changing only `batch` therefore reruns the node, but every member
+//! is then found in the derived folder and the artifact's bytes are the
+//! same, so nothing downstream reruns.
 //!
 //! Artifact layout (the layout every prediction-producing kind shares, read
 //! back with [`read_output`]):
@@ -46,7 +52,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::config::schema::{int_min, Dflt, Param, Ty};
+use crate::config::schema::{float_range, int_min, Dflt, Param, Ty};
 use crate::data::DataIndex;
 use crate::imaging::{self, decode_set, Augment, DecodedSet, Norm};
 use crate::model::Model;
@@ -106,7 +112,6 @@ impl Kind for Predict {
     }
     fn canonical(&self, mut params: Value) -> Value {
         if let Some(obj) = params.as_object_mut() {
-            obj.remove("batch");
             if let Some(tta) = obj.get_mut("tta").and_then(Value::as_object_mut) {
                 // With one round only the clean image is predicted.
                 if tta.get("rounds").and_then(Value::as_u64) == Some(1) {
@@ -136,31 +141,31 @@ static TTA: &[Param] = &[
     },
     Param {
         name: "scale",
-        ty: crate::config::schema::float_range(0.0, 0.5),
+        ty: float_range(0.0, 0.5),
         default: Dflt::Value("0.05"),
         doc: "Zoom range `1 ± scale`.",
     },
     Param {
         name: "rotation",
-        ty: crate::config::schema::float_range(0.0, 45.0),
+        ty: float_range(0.0, 45.0),
         default: Dflt::Value("3.0"),
         doc: "Rotation range `± rotation` degrees.",
     },
     Param {
         name: "brightness",
-        ty: crate::config::schema::float_range(0.0, 1.0),
+        ty: float_range(0.0, 1.0),
         default: Dflt::Value("0.1"),
         doc: "Brightness factor range `1 ± brightness`.",
     },
     Param {
         name: "contrast",
-        ty: crate::config::schema::float_range(0.0, 1.0),
+        ty: float_range(0.0, 1.0),
         default: Dflt::Value("0.1"),
         doc: "Contrast factor range `1 ± contrast`.",
     },
     Param {
         name: "saturation",
-        ty: crate::config::schema::float_range(0.0, 1.0),
+        ty: float_range(0.0, 1.0),
         default: Dflt::Value("0.1"),
         doc: "Saturation factor range `1 ± saturation`.",
     },
@@ -201,7 +206,7 @@ static PARAMS: &[Param] = &[
         name: "batch",
         ty: int_min(1),
         default: Dflt::Value("64"),
-        doc: "Images per forward pass (does not change results; not in the key).",
+        doc: "Images per forward pass. Results do not depend on it; changing it reruns this node from its cached members, and nothing downstream.",
     },
 ];
 
@@ -909,7 +914,6 @@ pub(crate) mod testutil {
 
     /// Runs `kind` with `params` (defaults filled in from the schema,
     /// then canonicalised) and `inputs` into a fresh `out` under `root`.
-    #[allow(clippy::too_many_arguments)]
     pub fn run_kind(
         kind: &dyn Kind,
         params: Value,
@@ -1110,18 +1114,28 @@ mod tests {
             .predict(json!({"tta": tta, "batch": 2}), vec![fx.model(0)], "b")
             .unwrap();
         assert_eq!(files(&a), files(&b));
+        let derived = fx.derived_probs();
+        let c = fx
+            .predict(json!({"tta": tta, "batch": 64}), vec![fx.model(0)], "c")
+            .unwrap();
+        assert_eq!(files(&a), files(&c));
+        assert_eq!(
+            fx.derived_probs(),
+            derived,
+            "a batch change reuses every member"
+        );
         // Augmented rounds differ from the clean one.
         let r0 = fs::read(a.join("members/cnn.0-final-r0.fwprobs")).unwrap();
         let r1 = fs::read(a.join("members/cnn.0-final-r1.fwprobs")).unwrap();
         let r2 = fs::read(a.join("members/cnn.0-final-r2.fwprobs")).unwrap();
         assert_ne!(r0, r1);
         assert_ne!(r1, r2);
-        // `batch` is not in the key; one round drops the TTA settings.
+        // One round drops the TTA settings from the key.
         let c = Predict.canonical(with_defaults(
             Predict.params(),
             json!({"models": "m", "data": "d"}),
         ));
-        assert!(c.get("batch").is_none());
+        assert_eq!(c["batch"], 64);
         assert_eq!(c["tta"], json!({"rounds": 1}));
     }
 
