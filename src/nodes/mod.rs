@@ -15,7 +15,11 @@ use crate::config::schema::Param;
 
 pub mod command;
 pub mod dataset;
+pub mod ensemble;
+pub mod evaluate;
+pub mod predict;
 pub mod split;
+pub mod submit;
 pub mod synthetic;
 pub mod train;
 
@@ -83,6 +87,10 @@ pub static KINDS: &[&dyn Kind] = &[
     &split::Split,
     &command::Command,
     &train::Train,
+    &predict::Predict,
+    &ensemble::Ensemble,
+    &evaluate::Evaluate,
+    &submit::Submit,
 ];
 
 /// Looks a kind up by name.

@@ -1,0 +1,482 @@
+//! The `ensemble` node kind: combines prediction artifacts (`predict` or
+//! other `ensemble`s) over the same items.
+//!
+//! Methods:
+//! - `mean`: the plain average of the inputs' `probs.fwprobs`;
+//! - `weighted`: the weighted average; the weights are `weights` (one per
+//!   input instance, in the order the references are written, a gathered
+//!   `x[*]` giving its instances in index order) or else each input's
+//!   validation accuracy: the mean `valid_seq_acc` of its `members.json`
+//!   (an error when an input has none and no `weights` are given);
+//! - `vote`: per image and head the most frequent argmax class among the
+//!   *members*: an input's member files as its `members.json` lists them
+//!   (a `predict`'s model × round files), or its `probs.fwprobs` when it
+//!   lists none (an ensemble). `probs.fwprobs` is then the plain mean (for
+//!   later use), while `codes.json` and `classes.json` hold the vote, which
+//!   `evaluate` and `submit` prefer.
+//!
+//! Artifact layout (as `predict`'s): `probs.fwprobs`, `items.json`,
+//! `codes.json`, `classes.json` (vote only), and `members.json`: one entry
+//! per input, `{"input": digest, "valid_seq_acc"}` (the input's mean
+//! validation accuracy, `null` when unknown), in digest order.
+//!
+//! Guarantees: every input must list the same items in the same order
+//! (error naming the first input that differs); the artifact does not depend
+//! on the order of the inputs, bit for bit: inputs are sorted by digest
+//! (carrying explicit weights along), and the combination itself is
+//! order-independent ([`crate::predictions::ensemble`]).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::schema::{Dflt, Param, Ty};
+use crate::nodes::predict::{
+    read_members, read_output, write_json, write_output, Output, ITEMS_FILE, MEMBERS_FILE,
+};
+use crate::nodes::{InputArtifact, Kind, NodeError, RunCtx};
+use crate::predictions::{ensemble, store, Probs};
+
+pub struct Ensemble;
+
+impl Kind for Ensemble {
+    fn name(&self) -> &'static str {
+        "ensemble"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        "Combines predictions over the same items: `mean` of probabilities, `weighted` mean (explicit `weights`, else each input's validation accuracy), or per-character `vote` over the inputs' members. Independent of input order. Writes the same files as `predict` (`classes.json` too for a vote)."
+    }
+    fn params(&self) -> &'static [Param] {
+        PARAMS
+    }
+    fn canonical(&self, mut params: Value) -> Value {
+        if let Some(obj) = params.as_object_mut() {
+            if obj.get("method").and_then(Value::as_str) != Some("weighted") {
+                obj.remove("weights");
+            }
+        }
+        params
+    }
+    fn run(&self, ctx: &RunCtx<'_>) -> Result<(), NodeError> {
+        run(ctx)
+    }
+}
+
+static PARAMS: &[Param] = &[
+    Param {
+        name: "inputs",
+        ty: Ty::List(&Ty::Ref(&["predict", "ensemble"])),
+        default: Dflt::Required,
+        doc: "The predictions to combine; `\"pred[*]\"` gathers every fold's.",
+    },
+    Param {
+        name: "method",
+        ty: Ty::Choice(&["mean", "vote", "weighted"]),
+        default: Dflt::Value("\"mean\""),
+        doc: "`mean` of probabilities, `weighted` mean, or per-character `vote`.",
+    },
+    Param {
+        name: "weights",
+        ty: Ty::List(&Ty::Float {
+            min: 0.0,
+            max: f64::INFINITY,
+            min_open: false,
+            max_open: false,
+        }),
+        default: Dflt::Optional,
+        doc: "For `weighted`: one weight per input instance, in written order (default: each input's validation accuracy).",
+    },
+];
+
+#[derive(Debug, Deserialize)]
+struct EnsembleParams {
+    method: String,
+    #[serde(default)]
+    weights: Option<Vec<f64>>,
+}
+
+#[derive(Debug, Serialize)]
+struct InputInfo {
+    input: String,
+    valid_seq_acc: Option<f64>,
+}
+
+/// One input, read.
+struct In<'a> {
+    art: &'a InputArtifact,
+    out: Output,
+    /// Mean validation accuracy of its members, when all are known.
+    acc: Option<f64>,
+    weight: Option<f64>,
+}
+
+fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
+    let p: EnsembleParams = ctx.typed()?;
+    let arts = match ctx.inputs.get("inputs") {
+        Some(v) if !v.is_empty() => v,
+        _ => return Err(NodeError::msg("missing input `inputs`")),
+    };
+    if let Some(w) = &p.weights {
+        if w.len() != arts.len() {
+            return Err(NodeError::msg(format!(
+                "weights: {} weights for {} inputs ({})",
+                w.len(),
+                arts.len(),
+                arts.iter()
+                    .map(|a| format!("`{}`", a.node))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    let mut ins = Vec::with_capacity(arts.len());
+    for (k, art) in arts.iter().enumerate() {
+        let out = read_output(&art.dir)?;
+        let acc = read_members(&art.dir)?.and_then(|m| {
+            let accs: Option<Vec<f64>> = m.iter().map(|e| e.valid_seq_acc).collect();
+            accs.filter(|a| !a.is_empty())
+                .map(|a| a.iter().sum::<f64>() / a.len() as f64)
+        });
+        ins.push(In {
+            art,
+            out,
+            acc,
+            weight: p.weights.as_ref().map(|w| w[k]),
+        });
+    }
+    // Digest order: the same set of inputs gives the same artifact.
+    ins.sort_by(|a, b| a.art.digest.cmp(&b.art.digest));
+
+    let first = &ins[0];
+    for i in &ins[1..] {
+        if i.out.items != first.out.items {
+            return Err(NodeError::file(
+                i.art.dir.join(ITEMS_FILE),
+                format!(
+                    "input `{}` predicts other items than input `{}` ({} vs {} items, or another order); an ensemble needs the same items in the same order",
+                    i.art.node,
+                    first.art.node,
+                    i.out.items.len(),
+                    first.out.items.len()
+                ),
+            ));
+        }
+    }
+    let probs: Vec<&Probs> = ins.iter().map(|i| &i.out.probs).collect();
+    let (mean, classes) = match p.method.as_str() {
+        "weighted" => {
+            let mut weights = Vec::with_capacity(ins.len());
+            for i in &ins {
+                match i.weight.or(i.acc) {
+                    Some(w) => weights.push(w),
+                    None => {
+                        return Err(NodeError::file(
+                            i.art.dir.join(MEMBERS_FILE),
+                            format!(
+                                "input `{}` has no validation accuracy for every member, so it has no default weight; give `weights`",
+                                i.art.node
+                            ),
+                        ))
+                    }
+                }
+            }
+            (ensemble::weighted(&probs, &weights)?, None)
+        }
+        "vote" => {
+            let mut voters: Vec<Probs> = Vec::new();
+            for i in &ins {
+                voters.extend(members_of(i)?);
+            }
+            let refs: Vec<&Probs> = voters.iter().collect();
+            (ensemble::mean(&probs)?, Some(ensemble::vote(&refs)?))
+        }
+        _ => (ensemble::mean(&probs)?, None),
+    };
+    write_output(ctx.out, &first.out.items, &mean, classes.as_deref())?;
+    let infos: Vec<InputInfo> = ins
+        .iter()
+        .map(|i| InputInfo {
+            input: i.art.digest.clone(),
+            valid_seq_acc: i.acc,
+        })
+        .collect();
+    write_json(&ctx.out.join(MEMBERS_FILE), &infos)
+}
+
+/// The voters of one input: its member files, or its mean probabilities.
+fn members_of(i: &In<'_>) -> Result<Vec<Probs>, NodeError> {
+    let files: Vec<String> = read_members(&i.art.dir)?
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.file)
+        .collect();
+    if files.is_empty() {
+        return Ok(vec![i.out.probs.clone()]);
+    }
+    files
+        .iter()
+        .map(|f| {
+            let path = i.art.dir.join(Path::new(f));
+            let q = store::read(&path)?;
+            if (q.n, q.heads) != (i.out.probs.n, i.out.probs.heads) {
+                return Err(NodeError::file(
+                    &path,
+                    format!(
+                        "{} images × {} heads, but the input's probs.fwprobs has {} × {}",
+                        q.n, q.heads, i.out.probs.n, i.out.probs.heads
+                    ),
+                ));
+            }
+            Ok(q)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nodes::predict::testutil::{files, input, run_kind};
+    use crate::nodes::predict::{Item, CLASSES_FILE, CODES_FILE, PROBS_FILE};
+    use crate::predictions::CLASSES;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+    use std::fs;
+    use std::path::PathBuf;
+
+    /// One item, one head: `pairs` of (class, probability).
+    fn row(pairs: &[(usize, f32)]) -> Vec<f32> {
+        let mut r = vec![0.0; CLASSES];
+        for &(c, p) in pairs {
+            r[c] = p;
+        }
+        r
+    }
+
+    fn items(n: usize) -> Vec<Item> {
+        (0..n)
+            .map(|i| Item {
+                index: i,
+                file: format!("{i}.png"),
+            })
+            .collect()
+    }
+
+    /// A prediction artifact of one item × one head with `data`, and
+    /// optionally member files with their accuracies.
+    fn artifact(
+        root: &Path,
+        name: &str,
+        data: Vec<f32>,
+        members: &[(Vec<f32>, Option<f64>)],
+    ) -> PathBuf {
+        let dir = root.join(name);
+        fs::create_dir_all(dir.join("members")).unwrap();
+        write_output(&dir, &items(1), &Probs::new(1, 1, data).unwrap(), None).unwrap();
+        let mut list = Vec::new();
+        for (k, (d, acc)) in members.iter().enumerate() {
+            let f = format!("members/m{k}.fwprobs");
+            fs::write(
+                dir.join(&f),
+                store::to_bytes(&Probs::new(1, 1, d.clone()).unwrap()),
+            )
+            .unwrap();
+            list.push(json!({"file": f, "valid_seq_acc": acc}));
+        }
+        if !members.is_empty() {
+            fs::write(dir.join(MEMBERS_FILE), serde_json::to_vec(&list).unwrap()).unwrap();
+        }
+        dir
+    }
+
+    fn ens(
+        root: &Path,
+        arts: &[(&str, &Path)],
+        params: Value,
+        out: &str,
+    ) -> Result<PathBuf, NodeError> {
+        let mut inputs = BTreeMap::new();
+        inputs.insert(
+            "inputs".to_string(),
+            arts.iter()
+                .map(|(n, d)| input(n, d, &format!("digest-{n}")))
+                .collect(),
+        );
+        let mut p = json!({"inputs": arts.iter().map(|(n, _)| *n).collect::<Vec<_>>()});
+        for (k, v) in params.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        run_kind(&Ensemble, p, inputs, root, out, None)
+    }
+
+    fn codes(dir: &Path) -> Vec<String> {
+        serde_json::from_slice(&fs::read(dir.join(CODES_FILE)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn mean_and_vote_differ_and_vote_wins_codes() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let a = artifact(r, "a", row(&[(1, 0.51), (2, 0.49)]), &[]);
+        let b = artifact(r, "b", row(&[(1, 0.51), (2, 0.49)]), &[]);
+        let c = artifact(r, "c", row(&[(2, 1.0)]), &[]);
+        let arts = [("a", a.as_path()), ("b", b.as_path()), ("c", c.as_path())];
+        let mean = ens(r, &arts, json!({}), "mean").unwrap();
+        assert_eq!(codes(&mean), ["2"]);
+        assert!(!mean.join(CLASSES_FILE).exists());
+        let vote = ens(r, &arts, json!({"method": "vote"}), "vote").unwrap();
+        assert_eq!(codes(&vote), ["1"]);
+        assert_eq!(
+            fs::read_to_string(vote.join(CLASSES_FILE)).unwrap(),
+            "[\n  [\n    1\n  ]\n]\n"
+        );
+        // The vote's probabilities are the mean, for later use.
+        assert_eq!(
+            fs::read(vote.join(PROBS_FILE)).unwrap(),
+            fs::read(mean.join(PROBS_FILE)).unwrap()
+        );
+        let o = read_output(&vote).unwrap();
+        assert_eq!(o.final_classes(), vec![vec![1]]);
+    }
+
+    #[test]
+    fn vote_counts_an_inputs_members() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        // One predict-like input whose mean says 2 but whose members say 1, 1, 2.
+        let m1 = row(&[(1, 0.6), (2, 0.4)]);
+        let m3 = row(&[(2, 1.0)]);
+        let p = artifact(
+            r,
+            "p",
+            row(&[(1, 0.4), (2, 0.6)]),
+            &[(m1.clone(), None), (m1, None), (m3, None)],
+        );
+        let vote = ens(r, &[("p", p.as_path())], json!({"method": "vote"}), "vote").unwrap();
+        assert_eq!(codes(&vote), ["1"]);
+        let mean = ens(r, &[("p", p.as_path())], json!({}), "mean").unwrap();
+        assert_eq!(codes(&mean), ["2"]);
+    }
+
+    #[test]
+    fn independent_of_input_order() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let a = artifact(r, "a", row(&[(1, 0.3), (3, 0.7)]), &[]);
+        let b = artifact(r, "b", row(&[(1, 0.1), (4, 0.9)]), &[]);
+        let c = artifact(r, "c", row(&[(1, 0.7), (2, 0.3)]), &[]);
+        for method in ["mean", "vote", "weighted"] {
+            let w = |ws: [f64; 3]| json!({"method": method, "weights": ws});
+            let x = ens(
+                r,
+                &[("a", &a), ("b", &b), ("c", &c)],
+                w([1.0, 2.0, 3.0]),
+                &format!("{method}-x"),
+            )
+            .unwrap();
+            let y = ens(
+                r,
+                &[("c", &c), ("a", &a), ("b", &b)],
+                w([3.0, 1.0, 2.0]),
+                &format!("{method}-y"),
+            )
+            .unwrap();
+            let z = ens(
+                r,
+                &[("b", &b), ("c", &c), ("a", &a)],
+                w([2.0, 3.0, 1.0]),
+                &format!("{method}-z"),
+            )
+            .unwrap();
+            assert_eq!(files(&x), files(&y), "{method}");
+            assert_eq!(files(&x), files(&z), "{method}");
+        }
+    }
+
+    #[test]
+    fn weighted_with_explicit_and_default_weights() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let a = artifact(r, "a", row(&[(1, 1.0)]), &[(row(&[(1, 1.0)]), Some(0.2))]);
+        let b = artifact(r, "b", row(&[(2, 1.0)]), &[(row(&[(2, 1.0)]), Some(0.6))]);
+        let out = ens(
+            r,
+            &[("a", &a), ("b", &b)],
+            json!({"method": "weighted", "weights": [1.0, 3.0]}),
+            "w",
+        )
+        .unwrap();
+        let p = store::read(&out.join(PROBS_FILE)).unwrap();
+        assert!(
+            (p.data[1] - 0.25).abs() < 1e-6 && (p.data[2] - 0.75).abs() < 1e-6,
+            "{:?}",
+            p.data
+        );
+        // Default: the validation accuracies, 0.2 and 0.6.
+        let out = ens(
+            r,
+            &[("a", &a), ("b", &b)],
+            json!({"method": "weighted"}),
+            "acc",
+        )
+        .unwrap();
+        let p = store::read(&out.join(PROBS_FILE)).unwrap();
+        assert!(
+            (p.data[1] - 0.25).abs() < 1e-6 && (p.data[2] - 0.75).abs() < 1e-6,
+            "{:?}",
+            p.data
+        );
+        let m: Value = serde_json::from_slice(&fs::read(out.join(MEMBERS_FILE)).unwrap()).unwrap();
+        assert_eq!(
+            m,
+            json!([{"input": "digest-a", "valid_seq_acc": 0.2}, {"input": "digest-b", "valid_seq_acc": 0.6}])
+        );
+        // Neither: an error naming the input; wrong count: an error.
+        let c = artifact(r, "c", row(&[(3, 1.0)]), &[]);
+        let e = ens(
+            r,
+            &[("a", &a), ("c", &c)],
+            json!({"method": "weighted"}),
+            "e1",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("members.json: input `c` has no validation accuracy"),
+            "{e}"
+        );
+        let e = ens(
+            r,
+            &[("a", &a), ("c", &c)],
+            json!({"method": "weighted", "weights": [1.0]}),
+            "e2",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(e, "weights: 1 weights for 2 inputs (`a`, `c`)");
+        // `weights` only enters the key of a weighted ensemble.
+        let c = Ensemble.canonical(json!({"inputs": ["a"], "method": "mean", "weights": [1.0]}));
+        assert!(c.get("weights").is_none());
+    }
+
+    #[test]
+    fn inputs_must_cover_the_same_items() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let a = artifact(r, "a", row(&[(1, 1.0)]), &[]);
+        let b = r.join("b");
+        fs::create_dir_all(&b).unwrap();
+        let two = Probs::new(2, 1, [row(&[(1, 1.0)]), row(&[(2, 1.0)])].concat()).unwrap();
+        write_output(&b, &items(2), &two, None).unwrap();
+        let e = ens(r, &[("a", &a), ("b", &b)], json!({}), "x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("items.json: input `b` predicts other items than input `a` (2 vs 1 items"),
+            "{e}"
+        );
+    }
+}

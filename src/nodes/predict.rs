@@ -1,0 +1,1341 @@
+//! The `predict` node kind: class probabilities of trained models over a
+//! data set, with test-time augmentation (TTA), snapshot selection and
+//! out-of-fold prediction.
+//!
+//! Parameters: `models` (train artifacts; `"cnn"` follows a fold, `"cnn[*]"`
+//! gathers every fold), `data`, `snapshots` (`"final"`, `"all"`,
+//! `"last:M"`, `"best:M"` or a list of cycle indices), `oof` (a split: each
+//! instance predicts only its fold's `valid` part, with that fold's models),
+//! `tta` (`rounds`; round 0 is the clean centre crop, round r > 0 a random
+//! augmentation), `batch` (images per forward pass; no effect on results).
+//!
+//! `batch` stays in the key: the engine hands `run` only the canonical
+//! parameters, so a parameter dropped by [`Kind::canonical`] could not reach
+//! `run`. Changing only `batch` therefore reruns the node, but every member
+//! is then found in the derived folder and the artifact's bytes are the
+//! same, so nothing downstream reruns.
+//!
+//! Artifact layout (the layout every prediction-producing kind shares, read
+//! back with [`read_output`]):
+//! - `probs.fwprobs`: the mean over all members (model files × rounds), one
+//!   row per predicted item, in data-index order ([`crate::predictions::store`]);
+//! - `items.json`: `[{"index": i, "file": "…png"}, …]`, the predicted data
+//!   items in the same order (all of them, or one fold's `valid` part);
+//! - `codes.json`: the decoded code of every item (`["19", "", …]`);
+//! - `members/<model>-<snapshot>-r<round>.fwprobs`: each member's
+//!   probabilities (a hard link to the shared derived file, or a copy);
+//!   `<model>` is the instance name with `[i]` written `.i` (`cnn.0`),
+//!   `<snapshot>` is `final` or `c<cycle>`;
+//! - `members.json`: `[{"file", "model", "snapshot", "cycle", "round",
+//!   "valid_seq_acc"}]` in member-file order; `valid_seq_acc` is the
+//!   snapshot's (from `snapshots.json`) or, for `final`, the last epoch's of
+//!   `metrics.json`, `null` when unknown.
+//!
+//! Reuse: each member (model file bytes, data digest, predicted indices,
+//! round, TTA settings of that round, input size, normalisation) is stored
+//! on its own in the shared derived folder as `pr-<blake3>.fwprobs`, written
+//! atomically; a run finds existing ones, so raising `tta.rounds` computes
+//! only the new rounds and overlapping nodes share work. Round 0 does not
+//! depend on the TTA settings. The data set is decoded once per size into
+//! `dec-<blake3>.fwdec` there too, at (height + 4, width + 8) as training
+//! does; round 0 is its centre crop.
+//!
+//! Guarantees: deterministic (round r of image i uses
+//! `Rng::derive(seed, STREAM, r * 1_000_003 + i)` with a seed drawn from
+//! the model and data digests and the TTA settings, so results depend on
+//! neither the batch size nor the thread count nor the node's seed); every
+//! model must agree on heads, height and width (an error names them).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::config::schema::{float_range, int_min, Dflt, Param, Ty};
+use crate::data::DataIndex;
+use crate::imaging::{self, decode_set, Augment, DecodedSet, Norm};
+use crate::model::Model;
+use crate::nodes::split::load_fold;
+use crate::nodes::{InputArtifact, Kind, NodeError, ParamIssue, RunCtx};
+use crate::predictions::{code_string, decode, ensemble, store, Probs};
+
+/// The mean probabilities of a prediction artifact.
+pub const PROBS_FILE: &str = "probs.fwprobs";
+/// The predicted items, in row order.
+pub const ITEMS_FILE: &str = "items.json";
+/// The decoded codes, in row order.
+pub const CODES_FILE: &str = "codes.json";
+/// Per item, per head class (written by a voting ensemble; preferred over
+/// decoding `probs.fwprobs` when present).
+pub const CLASSES_FILE: &str = "classes.json";
+/// The members and their validation accuracy.
+pub const MEMBERS_FILE: &str = "members.json";
+/// Folder of the member probability files.
+pub const MEMBERS_DIR: &str = "members";
+
+/// Stream id for the TTA augmentation draws.
+const STREAM: u64 = 0x7743_0001;
+/// Margin added to the model input when decoding (as training does).
+const PAD_H: u32 = 4;
+const PAD_W: u32 = 8;
+
+pub struct Predict;
+
+impl Kind for Predict {
+    fn name(&self) -> &'static str {
+        "predict"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        "Class probabilities of trained models over a data set: snapshot selection, test-time augmentation (round 0 is the clean image), out-of-fold prediction with `oof`. Writes `probs.fwprobs` (mean over models × rounds), `items.json`, `codes.json`, `members/` and `members.json`. Each member is cached in the shared derived folder, so more TTA rounds compute only the new ones."
+    }
+    fn params(&self) -> &'static [Param] {
+        PARAMS
+    }
+    fn check(&self, params: &Value) -> Vec<ParamIssue> {
+        match params.get("snapshots") {
+            Some(v) => match Snapshots::parse(v) {
+                Ok(_) => Vec::new(),
+                Err(m) => vec![ParamIssue {
+                    path: "snapshots".into(),
+                    message: m,
+                    help: Some(
+                        "use \"final\", \"all\", \"last:M\", \"best:M\" or a list of cycle indices like [1, 2]".into(),
+                    ),
+                }],
+            },
+            None => Vec::new(),
+        }
+    }
+    fn canonical(&self, mut params: Value) -> Value {
+        if let Some(obj) = params.as_object_mut() {
+            if let Some(tta) = obj.get_mut("tta").and_then(Value::as_object_mut) {
+                // With one round only the clean image is predicted.
+                if tta.get("rounds").and_then(Value::as_u64) == Some(1) {
+                    tta.retain(|k, _| k == "rounds");
+                }
+            }
+        }
+        params
+    }
+    fn run(&self, ctx: &RunCtx<'_>) -> Result<(), NodeError> {
+        run(ctx)
+    }
+}
+
+static TTA: &[Param] = &[
+    Param {
+        name: "rounds",
+        ty: int_min(1),
+        default: Dflt::Value("1"),
+        doc: "Predictions per image and model; round 0 is the clean centre crop, the others are augmented.",
+    },
+    Param {
+        name: "crop",
+        ty: Ty::Bool,
+        default: Dflt::Value("true"),
+        doc: "Random crop position inside the decoding margin.",
+    },
+    Param {
+        name: "scale",
+        ty: float_range(0.0, 0.5),
+        default: Dflt::Value("0.05"),
+        doc: "Zoom range `1 ± scale`.",
+    },
+    Param {
+        name: "rotation",
+        ty: float_range(0.0, 45.0),
+        default: Dflt::Value("3.0"),
+        doc: "Rotation range `± rotation` degrees.",
+    },
+    Param {
+        name: "brightness",
+        ty: float_range(0.0, 1.0),
+        default: Dflt::Value("0.1"),
+        doc: "Brightness factor range `1 ± brightness`.",
+    },
+    Param {
+        name: "contrast",
+        ty: float_range(0.0, 1.0),
+        default: Dflt::Value("0.1"),
+        doc: "Contrast factor range `1 ± contrast`.",
+    },
+    Param {
+        name: "saturation",
+        ty: float_range(0.0, 1.0),
+        default: Dflt::Value("0.1"),
+        doc: "Saturation factor range `1 ± saturation`.",
+    },
+];
+
+static PARAMS: &[Param] = &[
+    Param {
+        name: "models",
+        ty: Ty::Ref(&["train"]),
+        default: Dflt::Required,
+        doc: "Trained models: `\"cnn\"` follows a fold, `\"cnn[*]\"` uses every fold's model.",
+    },
+    Param {
+        name: "data",
+        ty: Ty::Ref(&["dataset", "synthetic"]),
+        default: Dflt::Required,
+        doc: "The data set to predict.",
+    },
+    Param {
+        name: "snapshots",
+        ty: Ty::Any,
+        default: Dflt::Value("\"final\""),
+        doc: "Which model files: `\"final\"`, `\"all\"` snapshots, `\"last:M\"`, `\"best:M\"` (by validation accuracy) or a list of cycle indices.",
+    },
+    Param {
+        name: "oof",
+        ty: Ty::Ref(&["split"]),
+        default: Dflt::Optional,
+        doc: "Out-of-fold: predict only each fold's held-out part, with that fold's models.",
+    },
+    Param {
+        name: "tta",
+        ty: Ty::Table(TTA),
+        default: Dflt::Value("{}"),
+        doc: "Test-time augmentation.",
+    },
+    Param {
+        name: "batch",
+        ty: int_min(1),
+        default: Dflt::Value("64"),
+        doc: "Images per forward pass. Results do not depend on it; changing it reruns this node from its cached members, and nothing downstream.",
+    },
+];
+
+#[derive(Debug, Deserialize)]
+struct PredictParams {
+    snapshots: Value,
+    #[serde(default)]
+    batch: Option<usize>,
+    tta: TtaParams,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+struct TtaParams {
+    rounds: u64,
+    #[serde(default = "yes")]
+    crop: bool,
+    #[serde(default)]
+    scale: f32,
+    #[serde(default)]
+    rotation: f32,
+    #[serde(default)]
+    brightness: f32,
+    #[serde(default)]
+    contrast: f32,
+    #[serde(default)]
+    saturation: f32,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl TtaParams {
+    /// The augmentation settings (not `rounds`): what a round > 0 depends on.
+    fn settings(&self) -> Value {
+        json!({
+            "crop": self.crop,
+            "scale": self.scale,
+            "rotation": self.rotation,
+            "brightness": self.brightness,
+            "contrast": self.contrast,
+            "saturation": self.saturation,
+        })
+    }
+
+    fn augment(&self) -> Augment {
+        Augment {
+            crop: self.crop,
+            scale: self.scale,
+            rotation_deg: self.rotation,
+            brightness: self.brightness,
+            contrast: self.contrast,
+            saturation: self.saturation,
+        }
+    }
+}
+
+/// Which model files of a train artifact to use.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Snapshots {
+    Final,
+    All,
+    Last(usize),
+    Best(usize),
+    Cycles(Vec<u64>),
+}
+
+impl Snapshots {
+    /// Parses the `snapshots` parameter; the message says what is wrong.
+    pub fn parse(v: &Value) -> Result<Snapshots, String> {
+        match v {
+            Value::String(s) => {
+                let count = |m: &str| -> Result<usize, String> {
+                    match m.parse::<usize>() {
+                        Ok(n) if n >= 1 => Ok(n),
+                        _ => Err(format!("`{s}`: M must be a whole number of at least 1")),
+                    }
+                };
+                match s.as_str() {
+                    "final" => Ok(Snapshots::Final),
+                    "all" => Ok(Snapshots::All),
+                    _ => {
+                        if let Some(m) = s.strip_prefix("last:") {
+                            Ok(Snapshots::Last(count(m)?))
+                        } else if let Some(m) = s.strip_prefix("best:") {
+                            Ok(Snapshots::Best(count(m)?))
+                        } else {
+                            Err(format!("unknown snapshot selection \"{s}\""))
+                        }
+                    }
+                }
+            }
+            Value::Array(items) => {
+                if items.is_empty() {
+                    return Err("the list of cycles is empty".into());
+                }
+                let mut cycles = Vec::with_capacity(items.len());
+                for it in items {
+                    match it.as_u64() {
+                        Some(c) if !cycles.contains(&c) => cycles.push(c),
+                        Some(c) => return Err(format!("cycle {c} is listed twice")),
+                        None => {
+                            return Err(format!(
+                                "cycle indices must be whole numbers >= 0, found {it}"
+                            ))
+                        }
+                    }
+                }
+                cycles.sort_unstable();
+                Ok(Snapshots::Cycles(cycles))
+            }
+            other => Err(format!(
+                "expected a string or a list of cycle indices, found {other}"
+            )),
+        }
+    }
+}
+
+/// One entry of a train artifact's `snapshots.json`.
+#[derive(Debug, Clone, Deserialize)]
+struct SnapshotEntry {
+    cycle: u64,
+    #[serde(default)]
+    valid_seq_acc: Option<f64>,
+}
+
+/// The shape facts of a train artifact's `train.json`.
+#[derive(Debug, Clone, Deserialize)]
+struct TrainSummary {
+    heads: usize,
+    height: usize,
+    width: usize,
+    #[serde(default)]
+    norm: Option<Norm>,
+}
+
+/// One model file chosen from a train artifact.
+#[derive(Debug, Clone)]
+struct ModelFile {
+    /// Instance name of the train node.
+    node: String,
+    /// `final` or `c<cycle>`.
+    snapshot: String,
+    cycle: Option<u64>,
+    path: PathBuf,
+    valid_seq_acc: Option<f64>,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T, NodeError> {
+    let bytes = fs::read(path).map_err(|e| NodeError::io(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| NodeError::file(path, format!("not {what}: {e}")))
+}
+
+/// Selects the model files of one train artifact.
+fn select_models(input: &InputArtifact, sel: &Snapshots) -> Result<Vec<ModelFile>, NodeError> {
+    if *sel == Snapshots::Final {
+        let metrics = input.dir.join("metrics.json");
+        let valid_seq_acc = fs::read(&metrics)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|v| {
+                v.as_array()
+                    .and_then(|a| a.last())
+                    .and_then(|e| e.get("valid_seq_acc"))
+                    .and_then(Value::as_f64)
+            });
+        return Ok(vec![ModelFile {
+            node: input.node.clone(),
+            snapshot: "final".into(),
+            cycle: None,
+            path: input.dir.join("model.safetensors"),
+            valid_seq_acc,
+        }]);
+    }
+    let list_path = input.dir.join("snapshots.json");
+    if !list_path.exists() {
+        return Err(NodeError::file(
+            &list_path,
+            format!(
+                "missing: model `{}` kept no snapshots (train it with the `cosine-restarts` schedule, or use snapshots = \"final\")",
+                input.node
+            ),
+        ));
+    }
+    let mut all: Vec<SnapshotEntry> = read_json(&list_path, "a snapshot list")?;
+    all.sort_by_key(|e| e.cycle);
+    let chosen: Vec<SnapshotEntry> = match sel {
+        Snapshots::Final => unreachable!("handled above"),
+        Snapshots::All => all,
+        Snapshots::Last(m) | Snapshots::Best(m) if *m > all.len() => {
+            return Err(NodeError::file(
+                &list_path,
+                format!("{m} snapshots asked for, but it lists {}", all.len()),
+            ))
+        }
+        Snapshots::Last(m) => all[all.len() - m..].to_vec(),
+        Snapshots::Best(m) => {
+            let mut by_acc = all.clone();
+            // Best first; unknown accuracy last; ties go to the later cycle.
+            by_acc.sort_by(|a, b| {
+                let (x, y) = (
+                    a.valid_seq_acc.unwrap_or(f64::NEG_INFINITY),
+                    b.valid_seq_acc.unwrap_or(f64::NEG_INFINITY),
+                );
+                y.total_cmp(&x).then(b.cycle.cmp(&a.cycle))
+            });
+            let mut top: Vec<SnapshotEntry> = by_acc.into_iter().take(*m).collect();
+            top.sort_by_key(|e| e.cycle);
+            top
+        }
+        Snapshots::Cycles(cycles) => {
+            let mut out = Vec::new();
+            for c in cycles {
+                match all.iter().find(|e| e.cycle == *c) {
+                    Some(e) => out.push(e.clone()),
+                    None => {
+                        return Err(NodeError::file(
+                            &list_path,
+                            format!(
+                                "has no cycle {c} (cycles: {})",
+                                all.iter()
+                                    .map(|e| e.cycle.to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        ))
+                    }
+                }
+            }
+            out
+        }
+    };
+    Ok(chosen
+        .into_iter()
+        .map(|e| ModelFile {
+            node: input.node.clone(),
+            snapshot: format!("c{}", e.cycle),
+            cycle: Some(e.cycle),
+            path: input
+                .dir
+                .join("snapshots")
+                .join(format!("cycle-{}.safetensors", e.cycle)),
+            valid_seq_acc: e.valid_seq_acc,
+        })
+        .collect())
+}
+
+/// One predicted item: its index in the data index and its file name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    pub index: usize,
+    pub file: String,
+}
+
+/// A prediction artifact read back.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub items: Vec<Item>,
+    pub probs: Probs,
+    /// From `classes.json` when present.
+    pub classes: Option<Vec<Vec<u8>>>,
+}
+
+impl Output {
+    /// The class vector of every item: `classes.json` when present, else the
+    /// argmax of the probabilities.
+    pub fn final_classes(&self) -> Vec<Vec<u8>> {
+        self.classes
+            .clone()
+            .unwrap_or_else(|| decode::classes(&self.probs))
+    }
+}
+
+/// Reads a prediction artifact (`predict` or `ensemble`), checking that its
+/// files agree with each other; errors name the files.
+pub fn read_output(dir: &Path) -> Result<Output, NodeError> {
+    let items_path = dir.join(ITEMS_FILE);
+    let items: Vec<Item> = read_json(&items_path, "an item list")?;
+    let probs_path = dir.join(PROBS_FILE);
+    let probs = store::read(&probs_path)?;
+    if probs.n != items.len() {
+        return Err(NodeError::file(
+            &probs_path,
+            format!(
+                "{} rows, but {} lists {} items",
+                probs.n,
+                items_path.display(),
+                items.len()
+            ),
+        ));
+    }
+    let classes_path = dir.join(CLASSES_FILE);
+    let classes = if classes_path.exists() {
+        let c: Vec<Vec<u8>> = read_json(&classes_path, "a class list")?;
+        if c.len() != items.len()
+            || c.iter()
+                .any(|v| v.len() != probs.heads || v.iter().any(|x| *x > 10))
+        {
+            return Err(NodeError::file(
+                &classes_path,
+                format!(
+                    "does not hold {} items × {} heads of classes 0-10",
+                    items.len(),
+                    probs.heads
+                ),
+            ));
+        }
+        Some(c)
+    } else {
+        None
+    };
+    Ok(Output {
+        items,
+        probs,
+        classes,
+    })
+}
+
+/// Writes the shared prediction layout: `probs.fwprobs`, `items.json`,
+/// `codes.json` and, when given, `classes.json` (whose codes then win).
+pub fn write_output(
+    out: &Path,
+    items: &[Item],
+    probs: &Probs,
+    classes: Option<&[Vec<u8>]>,
+) -> Result<(), NodeError> {
+    let path = out.join(PROBS_FILE);
+    fs::write(&path, store::to_bytes(probs)).map_err(|e| NodeError::io(&path, e))?;
+    write_json(&out.join(ITEMS_FILE), &items)?;
+    let codes: Vec<String> = match classes {
+        Some(c) => c.iter().map(|v| code_string(&decode::code(v))).collect(),
+        None => decode::codes(probs)
+            .iter()
+            .map(|c| code_string(c))
+            .collect(),
+    };
+    write_json(&out.join(CODES_FILE), &codes)?;
+    if let Some(c) = classes {
+        write_json(&out.join(CLASSES_FILE), &c)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn write_json<T: Serialize + ?Sized>(path: &Path, v: &T) -> Result<(), NodeError> {
+    let mut bytes = serde_json::to_vec_pretty(v).expect("serialises");
+    bytes.push(b'\n');
+    fs::write(path, bytes).map_err(|e| NodeError::io(path, e))
+}
+
+/// Writes `bytes` to `path` atomically (temporary name, then rename).
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
+    let tmp = tmp_name(path);
+    fs::write(&tmp, bytes).map_err(|e| NodeError::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        NodeError::io(path, e)
+    })
+}
+
+fn tmp_name(path: &Path) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp-{}-{nanos}", std::process::id()));
+    path.with_file_name(name)
+}
+
+fn hex_digest(v: &Value) -> String {
+    blake3::hash(&serde_json::to_vec(v).expect("json"))
+        .to_hex()
+        .to_string()
+}
+
+/// The data set decoded at `h` x `w`, from the derived folder (decoded and
+/// stored there atomically when missing).
+fn decoded(
+    ctx: &RunCtx<'_>,
+    data: &InputArtifact,
+    index: &DataIndex,
+    h: u32,
+    w: u32,
+) -> Result<DecodedSet, NodeError> {
+    let name = hex_digest(&json!({"v": "foldwise-decoded-1", "data": data.digest, "h": h, "w": w}));
+    let path = ctx.derived.join(format!("dec-{name}.fwdec"));
+    if path.exists() {
+        if let Ok(set) = DecodedSet::open(&path) {
+            if set.len() == index.items.len() && set.height() == h && set.width() == w {
+                return Ok(set);
+            }
+        }
+    }
+    fs::create_dir_all(ctx.derived).map_err(|e| NodeError::io(ctx.derived, e))?;
+    let tmp = tmp_name(&path);
+    let quiet = crate::nodes::NoProgress;
+    decode_set(&data.dir, index, h, w, &tmp, &quiet)?;
+    fs::rename(&tmp, &path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        NodeError::io(&path, e)
+    })?;
+    DecodedSet::open(&path)
+}
+
+/// Instance names as file-name parts: `cnn[0]` → `cnn.0`.
+fn file_part(node: &str) -> String {
+    node.chars()
+        .filter_map(|c| match c {
+            '[' => Some('.'),
+            ']' => None,
+            c if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' => Some(c),
+            _ => Some('_'),
+        })
+        .collect()
+}
+
+#[derive(Debug, Serialize)]
+struct MemberInfo {
+    file: String,
+    model: String,
+    snapshot: String,
+    cycle: Option<u64>,
+    round: u64,
+    valid_seq_acc: Option<f64>,
+}
+
+fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
+    let p: PredictParams = ctx.typed()?;
+    let sel =
+        Snapshots::parse(&p.snapshots).map_err(|m| NodeError::msg(format!("snapshots: {m}")))?;
+    let batch = p.batch.unwrap_or(64).max(1);
+    let data = ctx.input("data")?;
+    let index = DataIndex::load(&data.dir)?;
+
+    // The train artifacts; with `oof` a gathered list keeps this fold's.
+    let mut model_inputs: Vec<&InputArtifact> = match ctx.inputs.get("models") {
+        Some(v) if !v.is_empty() => v.iter().collect(),
+        _ => return Err(NodeError::msg("missing input `models`")),
+    };
+    let indices: Vec<usize> = match ctx.inputs.get("oof") {
+        Some(_) => {
+            let split = ctx.input("oof")?;
+            let fold = load_fold(split)?;
+            if model_inputs.len() > 1 {
+                let f = ctx.fold.unwrap_or(0);
+                let suffix = format!("[{f}]");
+                model_inputs.retain(|m| m.node.ends_with(&suffix));
+                if model_inputs.is_empty() {
+                    return Err(NodeError::msg(format!(
+                        "oof: none of the gathered models is fold {f}'s (`…{suffix}`); refer to the models as following the split (`models = \"cnn\"`)"
+                    )));
+                }
+            }
+            if let Some(&bad) = fold.valid.iter().find(|&&i| i >= index.items.len()) {
+                return Err(NodeError::msg(format!(
+                    "oof: split `{}` holds index {bad}, but data `{}` has {} items",
+                    split.node,
+                    data.node,
+                    index.items.len()
+                )));
+            }
+            fold.valid
+        }
+        None => (0..index.items.len()).collect(),
+    };
+    if indices.is_empty() {
+        return Err(NodeError::msg(format!(
+            "no items to predict in data `{}`",
+            data.node
+        )));
+    }
+
+    // Model files and their shape, which must agree.
+    let mut files: Vec<(ModelFile, TrainSummary)> = Vec::new();
+    for m in &model_inputs {
+        let summary: TrainSummary = read_json(&m.dir.join("train.json"), "a train summary")?;
+        for f in select_models(m, &sel)? {
+            files.push((f, summary.clone()));
+        }
+    }
+    let (first, shape) = (&files[0].0, &files[0].1);
+    for (f, s) in &files[1..] {
+        if (s.heads, s.height, s.width) != (shape.heads, shape.height, shape.width) {
+            return Err(NodeError::msg(format!(
+                "models disagree: `{}` has {} heads at {}x{}, `{}` has {} heads at {}x{}",
+                first.node,
+                shape.heads,
+                shape.height,
+                shape.width,
+                f.node,
+                s.heads,
+                s.height,
+                s.width
+            )));
+        }
+    }
+    let (h, w) = (shape.height as u32, shape.width as u32);
+    let norm = shape.norm.unwrap_or_default();
+    let rounds = p.tta.rounds.max(1);
+    let batches = indices.len().div_ceil(batch) as u64;
+    ctx.progress
+        .set_total(files.len() as u64 * rounds * batches);
+
+    let mut set: Option<DecodedSet> = None;
+    let members_dir = ctx.out.join(MEMBERS_DIR);
+    fs::create_dir_all(&members_dir).map_err(|e| NodeError::io(&members_dir, e))?;
+    let mut member_probs: Vec<Probs> = Vec::new();
+    let mut infos: Vec<MemberInfo> = Vec::new();
+    let tta = p.tta.augment();
+    for (f, summary) in &files {
+        let bytes = fs::read(&f.path).map_err(|e| NodeError::io(&f.path, e))?;
+        let model_digest = blake3::hash(&bytes).to_hex().to_string();
+        drop(bytes);
+        let seed_digest = blake3::hash(
+            &serde_json::to_vec(&json!({
+                "v": "foldwise-predict-seed-1",
+                "model": model_digest,
+                "data": data.digest,
+                "tta": p.tta.settings(),
+            }))
+            .expect("json"),
+        );
+        let seed = u64::from_le_bytes(seed_digest.as_bytes()[..8].try_into().expect("8 bytes"));
+        let mut model: Option<Model> = None;
+        for r in 0..rounds {
+            let name = hex_digest(&json!({
+                "v": "foldwise-predict-1",
+                "model": model_digest,
+                "data": data.digest,
+                "indices": indices,
+                "round": r,
+                "tta": if r == 0 { Value::Null } else { p.tta.settings() },
+                "height": h,
+                "width": w,
+                "norm": norm,
+            }));
+            let path = ctx.derived.join(format!("pr-{name}.fwprobs"));
+            let cached = store::read(&path)
+                .ok()
+                .filter(|q| q.n == indices.len() && q.heads == summary.heads);
+            let probs = match cached {
+                Some(q) => {
+                    ctx.progress.inc(batches);
+                    q
+                }
+                None => {
+                    if model.is_none() {
+                        let m = Model::load(&f.path).map_err(|e| NodeError::msg(e.to_string()))?;
+                        let c = m.config();
+                        if (c.heads, c.height, c.width)
+                            != (summary.heads, summary.height, summary.width)
+                        {
+                            return Err(NodeError::file(
+                                &f.path,
+                                format!(
+                                    "holds a model of {} heads at {}x{}, but train.json of `{}` says {} heads at {}x{}",
+                                    c.heads, c.height, c.width, f.node, summary.heads, summary.height, summary.width
+                                ),
+                            ));
+                        }
+                        model = Some(m);
+                    }
+                    let m = model.as_ref().expect("loaded");
+                    if set.is_none() {
+                        set = Some(decoded(ctx, data, &index, h + PAD_H, w + PAD_W)?);
+                    }
+                    let s = set.as_ref().expect("decoded");
+                    let aug = if r == 0 { Augment::none() } else { tta };
+                    let mut out = Vec::with_capacity(indices.len() * summary.heads * 11);
+                    for chunk in indices.chunks(batch) {
+                        let x = imaging::batch(s, chunk, &aug, seed, STREAM, r, h, w, &norm);
+                        let y = m
+                            .forward_probs(&x, chunk.len())
+                            .map_err(|e| NodeError::msg(format!("model `{}`: {e}", f.node)))?;
+                        out.extend_from_slice(&y);
+                        ctx.progress.inc(1);
+                    }
+                    let q = Probs::new(indices.len(), summary.heads, out)?;
+                    fs::create_dir_all(ctx.derived).map_err(|e| NodeError::io(ctx.derived, e))?;
+                    write_atomic(&path, &store::to_bytes(&q))?;
+                    q
+                }
+            };
+            let file = format!("{}-{}-r{r}.fwprobs", file_part(&f.node), f.snapshot);
+            let dst = members_dir.join(&file);
+            if fs::hard_link(&path, &dst).is_err() {
+                fs::write(&dst, store::to_bytes(&probs)).map_err(|e| NodeError::io(&dst, e))?;
+            }
+            infos.push(MemberInfo {
+                file: format!("{MEMBERS_DIR}/{file}"),
+                model: f.node.clone(),
+                snapshot: f.snapshot.clone(),
+                cycle: f.cycle,
+                round: r,
+                valid_seq_acc: f.valid_seq_acc,
+            });
+            member_probs.push(probs);
+        }
+    }
+    let refs: Vec<&Probs> = member_probs.iter().collect();
+    let mean = ensemble::mean(&refs)?;
+    let items: Vec<Item> = indices
+        .iter()
+        .map(|&i| Item {
+            index: i,
+            file: index.items[i].file.clone(),
+        })
+        .collect();
+    write_output(ctx.out, &items, &mean, None)?;
+    write_json(&ctx.out.join(MEMBERS_FILE), &infos)
+}
+
+/// Members of a prediction artifact as `members.json` lists them (used by
+/// `ensemble`): the member file (when the artifact has one) and its
+/// validation accuracy.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MemberEntry {
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub valid_seq_acc: Option<f64>,
+}
+
+/// Reads `members.json` of a prediction artifact, or `None` when absent.
+pub fn read_members(dir: &Path) -> Result<Option<Vec<MemberEntry>>, NodeError> {
+    let path = dir.join(MEMBERS_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    read_json(&path, "a member list").map(Some)
+}
+
+/// Test helpers shared by the prediction kinds' tests.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    use crate::model::{Arch, ModelConfig};
+    use crate::nodes::synthetic::{write_dataset, SyntheticParams};
+    use crate::nodes::NoProgress;
+
+    /// A synthetic data artifact of `n` plates in `dir`.
+    pub fn dataset(dir: &Path, n: u64, seed: u64) -> DataIndex {
+        fs::create_dir_all(dir).unwrap();
+        write_dataset(&SyntheticParams::with_count(n), seed, dir, &NoProgress).unwrap()
+    }
+
+    /// A fake train artifact in `dir`: an untrained 32x64 svhn-small model
+    /// of `heads` heads as `model.safetensors`, `train.json`, `metrics.json`
+    /// and, when `cycles` > 0, snapshots with the given accuracies.
+    pub fn train_artifact(dir: &Path, heads: usize, seed: u64, accs: &[f64]) {
+        fs::create_dir_all(dir).unwrap();
+        let mut cfg = ModelConfig::new(Arch::SvhnSmall, heads);
+        cfg.height = 32;
+        cfg.width = 64;
+        Model::new(cfg.clone(), seed)
+            .unwrap()
+            .save(&dir.join("model.safetensors"))
+            .unwrap();
+        fs::write(
+            dir.join("train.json"),
+            serde_json::to_vec(
+                &json!({"arch": "svhn-small", "heads": heads, "height": 32, "width": 64}),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        fs::write(
+            dir.join("metrics.json"),
+            serde_json::to_vec(
+                &json!([{"epoch": 0, "valid_seq_acc": 0.25}, {"epoch": 1, "valid_seq_acc": 0.5}]),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        if !accs.is_empty() {
+            fs::create_dir_all(dir.join("snapshots")).unwrap();
+            let mut list = Vec::new();
+            for (c, a) in accs.iter().enumerate() {
+                Model::new(cfg.clone(), seed + 100 + c as u64)
+                    .unwrap()
+                    .save(&dir.join(format!("snapshots/cycle-{c}.safetensors")))
+                    .unwrap();
+                list.push(
+                    json!({"cycle": c, "epoch": 3 * c + 2, "valid_seq_acc": a, "valid_loss": 1.0}),
+                );
+            }
+            fs::write(
+                dir.join("snapshots.json"),
+                serde_json::to_vec(&list).unwrap(),
+            )
+            .unwrap();
+        }
+    }
+
+    pub fn input(node: &str, dir: &Path, digest: &str) -> InputArtifact {
+        InputArtifact {
+            node: node.into(),
+            dir: dir.to_path_buf(),
+            part: None,
+            digest: digest.into(),
+        }
+    }
+
+    /// Runs `kind` with `params` (defaults filled in from the schema,
+    /// then canonicalised) and `inputs` into a fresh `out` under `root`.
+    pub fn run_kind(
+        kind: &dyn Kind,
+        params: Value,
+        inputs: BTreeMap<String, Vec<InputArtifact>>,
+        root: &Path,
+        out_name: &str,
+        fold: Option<usize>,
+    ) -> Result<PathBuf, NodeError> {
+        let params = kind.canonical(with_defaults(kind.params(), params));
+        let out = root.join(out_name);
+        fs::create_dir_all(&out).unwrap();
+        let derived = root.join("derived");
+        let ctx = RunCtx {
+            instance: out_name,
+            fold,
+            params: &params,
+            seed: 7,
+            base_dir: root,
+            inputs: &inputs,
+            out: &out,
+            progress: &NoProgress,
+            threads: 1,
+            work: None,
+            derived: &derived,
+        };
+        kind.run(&ctx).map(|_| out)
+    }
+
+    pub fn with_defaults(schema: &[Param], given: Value) -> Value {
+        let mut m = given.as_object().cloned().unwrap_or_default();
+        for p in schema {
+            let v = m.remove(p.name);
+            let filled = match (&p.ty, v) {
+                (Ty::Table(sub), v) => {
+                    let base = v.unwrap_or_else(|| match p.default {
+                        Dflt::Value(d) => serde_json::from_str(d).unwrap(),
+                        _ => json!({}),
+                    });
+                    Some(with_defaults(sub, base))
+                }
+                (_, Some(v)) => Some(v),
+                (_, None) => match p.default {
+                    Dflt::Value(d) => Some(serde_json::from_str(d).unwrap()),
+                    _ => None,
+                },
+            };
+            if let Some(v) = filled {
+                m.insert(p.name.into(), v);
+            }
+        }
+        Value::Object(m)
+    }
+
+    /// Every file under `dir`, by relative path.
+    pub fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+        walkdir::WalkDir::new(dir)
+            .into_iter()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| {
+                (
+                    e.path().strip_prefix(dir).unwrap().display().to_string(),
+                    fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+    use super::*;
+    use std::collections::BTreeMap;
+
+    struct Fixture {
+        root: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        /// Data of 6 plates, two fake train artifacts (`cnn[0]`, `cnn[1]`;
+        /// the first with three snapshots) and a 2-fold split.
+        fn new() -> Fixture {
+            let root = tempfile::tempdir().unwrap();
+            dataset(&root.path().join("data"), 6, 3);
+            train_artifact(&root.path().join("cnn0"), 4, 1, &[0.3, 0.6, 0.5]);
+            train_artifact(&root.path().join("cnn1"), 4, 2, &[]);
+            let folds = root.path().join("folds/folds");
+            fs::create_dir_all(&folds).unwrap();
+            fs::write(
+                folds.join("fold-0.json"),
+                r#"{"train":[1,3,5],"valid":[0,2,4]}"#,
+            )
+            .unwrap();
+            fs::write(
+                folds.join("fold-1.json"),
+                r#"{"train":[0,2,4],"valid":[1,3,5]}"#,
+            )
+            .unwrap();
+            Fixture { root }
+        }
+        fn p(&self) -> &Path {
+            self.root.path()
+        }
+        fn model(&self, i: usize) -> InputArtifact {
+            input(
+                &format!("cnn[{i}]"),
+                &self.p().join(format!("cnn{i}")),
+                &format!("m{i}"),
+            )
+        }
+        fn inputs(&self, models: Vec<InputArtifact>) -> BTreeMap<String, Vec<InputArtifact>> {
+            let mut m = BTreeMap::new();
+            m.insert("models".to_string(), models);
+            m.insert(
+                "data".to_string(),
+                vec![input("plates", &self.p().join("data"), "d1")],
+            );
+            m
+        }
+        fn predict(
+            &self,
+            params: Value,
+            models: Vec<InputArtifact>,
+            out: &str,
+        ) -> Result<PathBuf, NodeError> {
+            let mut p = json!({"models": "cnn", "data": "plates"});
+            for (k, v) in params.as_object().unwrap() {
+                p[k] = v.clone();
+            }
+            run_kind(&Predict, p, self.inputs(models), self.p(), out, None)
+        }
+        fn derived_probs(&self) -> Vec<PathBuf> {
+            let mut v: Vec<PathBuf> = fs::read_dir(self.p().join("derived"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("pr-"))
+                .collect();
+            v.sort();
+            v
+        }
+    }
+
+    #[test]
+    fn writes_its_files_and_probabilities_sum_to_one() {
+        let fx = Fixture::new();
+        let out = fx
+            .predict(json!({}), vec![fx.model(0), fx.model(1)], "pred")
+            .unwrap();
+        let o = read_output(&out).unwrap();
+        assert_eq!(o.items.len(), 6);
+        assert_eq!(
+            o.items[2],
+            Item {
+                index: 2,
+                file: "000002.png".into()
+            }
+        );
+        assert_eq!(o.probs.heads, 4);
+        o.probs.validate().unwrap();
+        for i in 0..6 {
+            for h in 0..4 {
+                let s: f32 = o.probs.get(i, h).iter().sum();
+                assert!((s - 1.0).abs() < 1e-4, "{s}");
+            }
+        }
+        let codes: Vec<String> =
+            serde_json::from_slice(&fs::read(out.join(CODES_FILE)).unwrap()).unwrap();
+        let want: Vec<String> = decode::codes(&o.probs)
+            .iter()
+            .map(|c| code_string(c))
+            .collect();
+        assert_eq!(codes, want);
+        assert!(!out.join(CLASSES_FILE).exists());
+        let members: Value =
+            serde_json::from_slice(&fs::read(out.join(MEMBERS_FILE)).unwrap()).unwrap();
+        assert_eq!(members.as_array().unwrap().len(), 2);
+        assert_eq!(members[0]["file"], "members/cnn.0-final-r0.fwprobs");
+        assert_eq!(members[1]["model"], "cnn[1]");
+        assert_eq!(members[0]["valid_seq_acc"], 0.5);
+        // The mean of the members is the artifact's probabilities.
+        let a = store::read(&out.join("members/cnn.0-final-r0.fwprobs")).unwrap();
+        let b = store::read(&out.join("members/cnn.1-final-r0.fwprobs")).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(ensemble::mean(&[&a, &b]).unwrap(), o.probs);
+    }
+
+    #[test]
+    fn deterministic_and_independent_of_batch_size() {
+        let fx = Fixture::new();
+        let tta = json!({"rounds": 3});
+        let a = fx
+            .predict(json!({"tta": tta, "batch": 4}), vec![fx.model(0)], "a")
+            .unwrap();
+        // A fresh derived folder: computed again, not reused.
+        fs::remove_dir_all(fx.p().join("derived")).unwrap();
+        let b = fx
+            .predict(json!({"tta": tta, "batch": 2}), vec![fx.model(0)], "b")
+            .unwrap();
+        assert_eq!(files(&a), files(&b));
+        let derived = fx.derived_probs();
+        let c = fx
+            .predict(json!({"tta": tta, "batch": 64}), vec![fx.model(0)], "c")
+            .unwrap();
+        assert_eq!(files(&a), files(&c));
+        assert_eq!(
+            fx.derived_probs(),
+            derived,
+            "a batch change reuses every member"
+        );
+        // Augmented rounds differ from the clean one.
+        let r0 = fs::read(a.join("members/cnn.0-final-r0.fwprobs")).unwrap();
+        let r1 = fs::read(a.join("members/cnn.0-final-r1.fwprobs")).unwrap();
+        let r2 = fs::read(a.join("members/cnn.0-final-r2.fwprobs")).unwrap();
+        assert_ne!(r0, r1);
+        assert_ne!(r1, r2);
+        // One round drops the TTA settings from the key.
+        let c = Predict.canonical(with_defaults(
+            Predict.params(),
+            json!({"models": "m", "data": "d"}),
+        ));
+        assert_eq!(c["batch"], 64);
+        assert_eq!(c["tta"], json!({"rounds": 1}));
+    }
+
+    #[test]
+    fn more_rounds_reuse_the_derived_rounds() {
+        use std::os::unix::fs::MetadataExt;
+        let fx = Fixture::new();
+        let one = fx.predict(json!({}), vec![fx.model(0)], "one").unwrap();
+        let files1 = fx.derived_probs();
+        assert_eq!(files1.len(), 1);
+        let ino = fs::metadata(&files1[0]).unwrap().ino();
+        let two = fx
+            .predict(json!({"tta": {"rounds": 2}}), vec![fx.model(0)], "two")
+            .unwrap();
+        let files2 = fx.derived_probs();
+        assert_eq!(files2.len(), 2);
+        assert!(files2.contains(&files1[0]));
+        assert_eq!(
+            fs::metadata(&files1[0]).unwrap().ino(),
+            ino,
+            "round 0 was not rewritten"
+        );
+        assert_eq!(
+            fs::read(one.join("members/cnn.0-final-r0.fwprobs")).unwrap(),
+            fs::read(two.join("members/cnn.0-final-r0.fwprobs")).unwrap()
+        );
+        // Three rounds add one more; round 1 is the same file as before.
+        let three = fx
+            .predict(json!({"tta": {"rounds": 3}}), vec![fx.model(0)], "three")
+            .unwrap();
+        assert_eq!(fx.derived_probs().len(), 3);
+        assert_eq!(
+            fs::read(two.join("members/cnn.0-final-r1.fwprobs")).unwrap(),
+            fs::read(three.join("members/cnn.0-final-r1.fwprobs")).unwrap()
+        );
+        // Other TTA settings change rounds > 0 only.
+        fx.predict(
+            json!({"tta": {"rounds": 2, "rotation": 1.0}}),
+            vec![fx.model(0)],
+            "rot",
+        )
+        .unwrap();
+        assert_eq!(fx.derived_probs().len(), 4);
+    }
+
+    #[test]
+    fn oof_covers_each_index_once_across_folds() {
+        let fx = Fixture::new();
+        let mut seen = vec![0; 6];
+        for f in 0..2 {
+            let mut inputs = fx.inputs(vec![fx.model(f)]);
+            let mut split = input("folds", &fx.p().join("folds"), "s");
+            split.part = Some(fx.p().join(format!("folds/folds/fold-{f}.json")));
+            inputs.insert("oof".into(), vec![split]);
+            let p = json!({"models": "cnn", "data": "plates", "oof": "folds"});
+            let out = run_kind(&Predict, p, inputs, fx.p(), &format!("oof{f}"), Some(f)).unwrap();
+            let o = read_output(&out).unwrap();
+            assert_eq!(o.probs.n, 3);
+            for it in &o.items {
+                assert_eq!(it.index % 2, f);
+                seen[it.index] += 1;
+            }
+        }
+        assert_eq!(seen, vec![1; 6]);
+        // A gathered model list keeps the fold's model.
+        let mut inputs = fx.inputs(vec![fx.model(0), fx.model(1)]);
+        let mut split = input("folds", &fx.p().join("folds"), "s");
+        split.part = Some(fx.p().join("folds/folds/fold-1.json"));
+        inputs.insert("oof".into(), vec![split]);
+        let p = json!({"models": "cnn[*]", "data": "plates", "oof": "folds"});
+        let out = run_kind(&Predict, p, inputs, fx.p(), "gathered", Some(1)).unwrap();
+        assert_eq!(
+            files(&out),
+            files(&fx.p().join("oof1")),
+            "the same as following the fold"
+        );
+    }
+
+    #[test]
+    fn snapshot_selection_forms() {
+        let fx = Fixture::new();
+        let names = |snap: Value| -> Vec<String> {
+            let out = fx
+                .predict(json!({"snapshots": snap}), vec![fx.model(0)], "s")
+                .unwrap();
+            let m: Vec<Value> =
+                serde_json::from_slice(&fs::read(out.join(MEMBERS_FILE)).unwrap()).unwrap();
+            fs::remove_dir_all(&out).unwrap();
+            m.iter()
+                .map(|e| e["snapshot"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(names(json!("final")), ["final"]);
+        assert_eq!(names(json!("all")), ["c0", "c1", "c2"]);
+        assert_eq!(names(json!("last:2")), ["c1", "c2"]);
+        assert_eq!(names(json!("best:2")), ["c1", "c2"]);
+        assert_eq!(names(json!("best:1")), ["c1"]);
+        assert_eq!(names(json!([2, 0])), ["c0", "c2"]);
+
+        let err = fx
+            .predict(json!({"snapshots": "last:4"}), vec![fx.model(0)], "e1")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("snapshots.json: 4 snapshots asked for, but it lists 3"),
+            "{err}"
+        );
+        let err = fx
+            .predict(json!({"snapshots": [5]}), vec![fx.model(0)], "e2")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("snapshots.json: has no cycle 5 (cycles: 0, 1, 2)"),
+            "{err}"
+        );
+        let err = fx
+            .predict(json!({"snapshots": "all"}), vec![fx.model(1)], "e3")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("snapshots.json: missing: model `cnn[1]` kept no snapshots"),
+            "{err}"
+        );
+
+        let issue = |v: Value| Predict.check(&json!({"snapshots": v}));
+        assert!(issue(json!("final")).is_empty());
+        assert!(issue(json!("best:3")).is_empty());
+        assert!(issue(json!([0, 3])).is_empty());
+        for bad in [
+            json!("last:0"),
+            json!("first:2"),
+            json!("best:x"),
+            json!([]),
+            json!([1, 1]),
+            json!([-1]),
+            json!(3),
+        ] {
+            let i = issue(bad.clone());
+            assert_eq!(i.len(), 1, "{bad}");
+            assert_eq!(i[0].path, "snapshots");
+        }
+    }
+
+    #[test]
+    fn models_must_agree_on_shape() {
+        let fx = Fixture::new();
+        train_artifact(&fx.p().join("cnn5"), 5, 9, &[]);
+        let odd = input("wide[0]", &fx.p().join("cnn5"), "m5");
+        let err = fx
+            .predict(json!({}), vec![fx.model(0), odd], "x")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "models disagree: `cnn[0]` has 4 heads at 32x64, `wide[0]` has 5 heads at 32x64"
+        );
+    }
+
+    #[test]
+    fn real_samples_decode_and_predict() {
+        let dir = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/data/real-samples"
+        ));
+        if !dir.is_dir() {
+            println!("skipped: ../shared/data not present");
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let params = with_defaults(
+            crate::nodes::dataset::Dataset.params(),
+            json!({"images": dir.display().to_string()}),
+        );
+        let data = run_kind(
+            &crate::nodes::dataset::Dataset,
+            params,
+            BTreeMap::new(),
+            root.path(),
+            "real",
+            None,
+        )
+        .unwrap();
+        assert_eq!(DataIndex::load(&data).unwrap().items.len(), 17);
+        let model = root.path().join("small");
+        fs::create_dir_all(&model).unwrap();
+        let cfg = crate::model::ModelConfig::new(crate::model::Arch::SvhnSmall, 5);
+        Model::new(cfg, 4)
+            .unwrap()
+            .save(&model.join("model.safetensors"))
+            .unwrap();
+        fs::write(
+            model.join("train.json"),
+            r#"{"arch":"svhn-small","heads":5,"height":64,"width":128}"#,
+        )
+        .unwrap();
+        let mut inputs = BTreeMap::new();
+        inputs.insert("models".to_string(), vec![input("small", &model, "m")]);
+        inputs.insert("data".to_string(), vec![input("real", &data, "r")]);
+        let p = json!({"models": "small", "data": "real", "tta": {"rounds": 2}});
+        let out = run_kind(&Predict, p, inputs, root.path(), "pred", None).unwrap();
+        let o = read_output(&out).unwrap();
+        assert_eq!((o.probs.n, o.probs.heads), (17, 5));
+    }
+}
