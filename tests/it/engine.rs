@@ -276,5 +276,8 @@ fn a_missing_artifact_with_float_parameters_is_named() {
     p.run();
     let a = p.status().pop().unwrap().artifact.unwrap();
     std::fs::remove_dir_all(a.dir.parent().unwrap()).unwrap();
-    assert_eq!(p.reasons(), vec![("plates".into(), "artifact missing".into())]);
+    assert_eq!(
+        p.reasons(),
+        vec![("plates".into(), "artifact missing".into())]
+    );
 }

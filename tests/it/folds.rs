@@ -105,20 +105,96 @@ fn renamed_nodes_in_another_pipeline_share_artifacts() {
 
 #[test]
 fn a_holdout_consumer_runs_once_and_dag_shows_the_expansion() {
-    let p = Project::new(&example("quickstart.toml"));
-    p.write(&format!(
-        "{}\n[nodes.peek]\nkind = \"command\"\ninputs = {{ h = \"holdout\", f = \"folds[1]\" }}\n\
-         shell = \"cp $FOLDWISE_INPUT_F_PART $FOLDWISE_OUT/\"\n",
-        example("quickstart.toml")
-            .replace("count = 3000", "count = 60")
-            .replace("count = 1000", "count = 10")
-    ));
+    let p = Project::new(
+        r#"
+[pipeline]
+name = "peek"
+
+[nodes.plates]
+kind = "synthetic"
+count = 60
+
+[nodes.folds]
+kind = "split"
+data = "plates"
+k = 3
+
+[nodes.holdout]
+kind = "split"
+data = "plates"
+method = "holdout"
+
+[nodes.peek]
+kind = "command"
+inputs = { h = "holdout", f = "folds[1]" }
+shell = "cp $FOLDWISE_INPUT_F_PART $FOLDWISE_OUT/"
+"#,
+    );
     let out = p.cli(&["dag", "p.toml"]);
     assert_eq!(
         stdout(&out),
-        "plates (synthetic)\nplates_test (synthetic)\nfolds (split) <- data: plates\n\
-         holdout (split) <- data: plates\npeek (command) <- inputs.f: pick folds#1, inputs.h: holdout\n"
+        "plates (synthetic)\nfolds (split) <- data: plates\nholdout (split) <- data: plates\n\
+         peek (command) <- inputs.f: pick folds#1, inputs.h: holdout\n"
     );
     let r = p.run();
-    assert!(r.executed().contains(&"peek".to_string()));
+    assert_eq!(r.executed(), names(&["plates", "folds", "holdout", "peek"]));
+}
+
+#[test]
+fn the_quickstart_expands_training_per_fold_and_gathers_for_prediction() {
+    let out = Project::new(&example("quickstart.toml")).cli(&["dag", "p.toml"]);
+    assert_eq!(
+        stdout(&out),
+        "plates (synthetic)\nplates_test (synthetic)\nfolds (split) <- data: plates\n\
+         cnn[0] (train) <- data: plates, split: folds#0\n\
+         cnn[1] (train) <- data: plates, split: folds#1\n\
+         cnn[2] (train) <- data: plates, split: folds#2\n\
+         pred (predict) <- models: cnn[*], data: plates_test\n\
+         eval (evaluate) <- predictions: pred, data: plates_test\n\
+         submission (submit) <- predictions: pred\n"
+    );
+}
+
+/// The quickstart end to end at a small scale: every node runs once, a
+/// second run does nothing, and more TTA rounds rerun exactly the
+/// prediction and what follows it.
+#[test]
+fn the_quickstart_runs_end_to_end_at_a_small_scale() {
+    let small = example("quickstart.toml")
+        .replace("count = 3000", "count = 36")
+        .replace("count = 1000", "count = 8")
+        .replace("cycle_epochs = 3", "cycle_epochs = 1")
+        .replace(
+            "model = { arch = \"svhn-small\", heads = 6 }",
+            "model = { arch = \"svhn-small\", heads = 6, height = 32, width = 64 }",
+        );
+    let p = Project::new(&small);
+    let r = p.run();
+    assert!(r.ok(), "{:?}", r.failed());
+    assert_eq!(r.executed().len(), 9);
+    assert!(p.run().executed().is_empty());
+
+    let st = p.status();
+    let dir = |name: &str| {
+        st.iter()
+            .find(|s| s.instance == name)
+            .unwrap()
+            .artifact
+            .as_ref()
+            .unwrap()
+            .dir
+            .clone()
+    };
+    let csv = std::fs::read_to_string(dir("submission").join("submission.csv")).unwrap();
+    assert!(csv.starts_with("file_name,file_code\n"));
+    assert_eq!(csv.lines().count(), 1 + 8);
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir("eval").join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["n"], 8);
+    let snapshots = dir("cnn[0]").join("snapshots");
+    assert_eq!(std::fs::read_dir(snapshots).unwrap().count(), 2);
+
+    p.edit("tta = { rounds = 2 }", "tta = { rounds = 3 }");
+    let r = p.run();
+    assert_eq!(r.executed(), names(&["pred", "eval", "submission"]));
 }
