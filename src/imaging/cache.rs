@@ -51,6 +51,53 @@ const BLOCK: usize = 256;
 /// `index`), resizes it to `height` x `width` and writes the packed set to
 /// `out_file`. Decoding runs in parallel on the current rayon pool; the
 /// first failing image (in index order) is the error, naming the file.
+/// The data set of a data artifact decoded at `height` x `width`, shared by
+/// every node through the engine's `derived` folder: named by the artifact's
+/// digest and the size, decoded (to a temporary name, then renamed) only
+/// when absent or unusable. Concurrent runs may both decode; the files are
+/// identical and the last rename wins.
+pub fn shared_set(
+    derived: &Path,
+    data_dir: &Path,
+    data_digest: &str,
+    index: &DataIndex,
+    height: u32,
+    width: u32,
+    progress: &dyn Progress,
+) -> Result<DecodedSet, NodeError> {
+    let name =
+        blake3::hash(format!("foldwise-decset-1\n{data_digest}\n{height}\n{width}").as_bytes());
+    std::fs::create_dir_all(derived).map_err(|e| NodeError::io(derived, e))?;
+    let path = derived.join(format!("{}.decset", name.to_hex()));
+    let fits =
+        |s: &DecodedSet| s.len() == index.items.len() && s.height() == height && s.width() == width;
+    if let Ok(set) = DecodedSet::open(&path) {
+        if fits(&set) {
+            return Ok(set);
+        }
+    }
+    let tmp = crate::store::temp_sibling(&path);
+    decode_set(data_dir, index, height, width, &tmp, progress)?;
+    std::fs::rename(&tmp, &path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        NodeError::io(&path, e)
+    })?;
+    let set = DecodedSet::open(&path)?;
+    if !fits(&set) {
+        return Err(NodeError::file(
+            &path,
+            format!(
+                "decoded set holds {} images of {}x{}, want {} of {height}x{width}",
+                set.len(),
+                set.height(),
+                set.width(),
+                index.items.len()
+            ),
+        ));
+    }
+    Ok(set)
+}
+
 pub fn decode_set(
     artifact_dir: &Path,
     index: &DataIndex,

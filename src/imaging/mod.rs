@@ -42,7 +42,7 @@ pub mod decode;
 pub mod resize;
 
 pub use augment::{to_input, Augment};
-pub use cache::{decode_set, DecodedSet};
+pub use cache::{decode_set, shared_set, DecodedSet};
 pub use decode::{decode_rgb, RgbImage};
 pub use resize::resize_rgb;
 

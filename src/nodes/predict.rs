@@ -37,7 +37,8 @@
 //! atomically; a run finds existing ones, so raising `tta.rounds` computes
 //! only the new rounds and overlapping nodes share work. Round 0 does not
 //! depend on the TTA settings. The data set is decoded once per size into
-//! `dec-<blake3>.fwdec` there too, at (height + 4, width + 8) as training
+//! `<blake3>.decset` there too (`imaging::shared_set`, the same file the
+//! train kind uses), at (height + 4, width + 8) as training
 //! does; round 0 is its centre crop.
 //!
 //! Guarantees: deterministic (round r of image i uses
@@ -54,7 +55,7 @@ use serde_json::{json, Value};
 
 use crate::config::schema::{float_range, int_min, Dflt, Param, Ty};
 use crate::data::DataIndex;
-use crate::imaging::{self, decode_set, Augment, DecodedSet, Norm};
+use crate::imaging::{self, Augment, DecodedSet, Norm};
 use crate::model::Model;
 use crate::nodes::split::load_fold;
 use crate::nodes::{InputArtifact, Kind, NodeError, ParamIssue, RunCtx};
@@ -558,7 +559,7 @@ pub(crate) fn write_json<T: Serialize + ?Sized>(path: &Path, v: &T) -> Result<()
 
 /// Writes `bytes` to `path` atomically (temporary name, then rename).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
-    let tmp = tmp_name(path);
+    let tmp = crate::store::temp_sibling(path);
     fs::write(&tmp, bytes).map_err(|e| NodeError::io(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| {
         let _ = fs::remove_file(&tmp);
@@ -566,49 +567,10 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
     })
 }
 
-fn tmp_name(path: &Path) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}-{nanos}", std::process::id()));
-    path.with_file_name(name)
-}
-
 fn hex_digest(v: &Value) -> String {
     blake3::hash(&serde_json::to_vec(v).expect("json"))
         .to_hex()
         .to_string()
-}
-
-/// The data set decoded at `h` x `w`, from the derived folder (decoded and
-/// stored there atomically when missing).
-fn decoded(
-    ctx: &RunCtx<'_>,
-    data: &InputArtifact,
-    index: &DataIndex,
-    h: u32,
-    w: u32,
-) -> Result<DecodedSet, NodeError> {
-    let name = hex_digest(&json!({"v": "foldwise-decoded-1", "data": data.digest, "h": h, "w": w}));
-    let path = ctx.derived.join(format!("dec-{name}.fwdec"));
-    if path.exists() {
-        if let Ok(set) = DecodedSet::open(&path) {
-            if set.len() == index.items.len() && set.height() == h && set.width() == w {
-                return Ok(set);
-            }
-        }
-    }
-    fs::create_dir_all(ctx.derived).map_err(|e| NodeError::io(ctx.derived, e))?;
-    let tmp = tmp_name(&path);
-    let quiet = crate::nodes::NoProgress;
-    decode_set(&data.dir, index, h, w, &tmp, &quiet)?;
-    fs::rename(&tmp, &path).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        NodeError::io(&path, e)
-    })?;
-    DecodedSet::open(&path)
 }
 
 /// Instance names as file-name parts: `cnn[0]` → `cnn.0`.
@@ -771,7 +733,15 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
                     }
                     let m = model.as_ref().expect("loaded");
                     if set.is_none() {
-                        set = Some(decoded(ctx, data, &index, h + PAD_H, w + PAD_W)?);
+                        set = Some(imaging::shared_set(
+                            ctx.derived,
+                            &data.dir,
+                            &data.digest,
+                            &index,
+                            h + PAD_H,
+                            w + PAD_W,
+                            &crate::nodes::NoProgress,
+                        )?);
                     }
                     let s = set.as_ref().expect("decoded");
                     let aug = if r == 0 { Augment::none() } else { tta };

@@ -639,19 +639,9 @@ fn model_err(e: ModelError) -> NodeError {
 
 /// Writes `bytes` to `path` through a temporary name in the same folder.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
-    let tmp = tmp_name(path);
+    let tmp = crate::store::temp_sibling(path);
     fs::write(&tmp, bytes).map_err(|e| NodeError::io(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| NodeError::io(path, e))
-}
-
-fn tmp_name(path: &Path) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}-{nanos}", std::process::id()));
-    path.with_file_name(name)
 }
 
 fn pretty(v: &impl Serialize) -> Vec<u8> {
@@ -696,39 +686,6 @@ fn class_vectors(index: &DataIndex, heads: usize, node: &str) -> Result<Vec<Vec<
         )));
     }
     Ok(out)
-}
-
-/// Opens (decoding first if absent) the data set at `h` x `w` in `derived`.
-fn decoded_set(
-    ctx: &RunCtx<'_>,
-    data_dir: &Path,
-    digest: &str,
-    index: &DataIndex,
-    h: u32,
-    w: u32,
-) -> Result<DecodedSet, NodeError> {
-    let name = blake3::hash(format!("foldwise-decset-1\n{digest}\n{h}\n{w}").as_bytes());
-    fs::create_dir_all(ctx.derived).map_err(|e| NodeError::io(ctx.derived, e))?;
-    let path = ctx.derived.join(format!("{}.decset", name.to_hex()));
-    if !path.exists() {
-        let tmp = tmp_name(&path);
-        imaging::decode_set(data_dir, index, h, w, &tmp, ctx.progress)?;
-        fs::rename(&tmp, &path).map_err(|e| NodeError::io(&path, e))?;
-    }
-    let set = DecodedSet::open(&path)?;
-    if set.len() != index.items.len() || set.height() != h || set.width() != w {
-        return Err(NodeError::file(
-            &path,
-            format!(
-                "decoded set holds {} images of {}x{}, want {} of {h}x{w}",
-                set.len(),
-                set.height(),
-                set.width(),
-                index.items.len()
-            ),
-        ));
-    }
-    Ok(set)
 }
 
 /// The latest complete checkpoint in `work` at or before `total` whose
@@ -871,7 +828,15 @@ fn train(
     // Decoded images.
     let (margin_h, margin_w) = (p.margin[0], p.margin[1]);
     let (dh, dw) = (m.height + margin_h, m.width + margin_w);
-    let set = decoded_set(ctx, &data.dir, &data.digest, &index, dh, dw)?;
+    let set = imaging::shared_set(
+        ctx.derived,
+        &data.dir,
+        &data.digest,
+        &index,
+        dh,
+        dw,
+        ctx.progress,
+    )?;
 
     // Model configuration and schedule.
     let optimizer = match p.optimizer.kind.as_str() {
@@ -1018,7 +983,7 @@ fn train(
         }
         if let Some(work) = ctx.work {
             let mp = ckpt_model(work, epoch);
-            let tmp = tmp_name(&mp);
+            let tmp = crate::store::temp_sibling(&mp);
             model.save(&tmp).map_err(model_err)?;
             fs::rename(&tmp, &mp).map_err(|e| NodeError::io(&mp, e))?;
             let info = CheckpointInfo {

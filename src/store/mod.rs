@@ -359,13 +359,25 @@ impl Drop for Writer<'_> {
     }
 }
 
-/// Writes a file through a temporary name and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension(format!(
-        "tmp-{}-{:?}",
+/// A temporary name beside `path`, unique to this process, thread and
+/// moment: write there, then rename onto `path`.
+pub fn temp_sibling(path: &Path) -> PathBuf {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(
+        ".tmp-{}-{:?}-{nanos}",
         std::process::id(),
         std::thread::current().id()
     ));
+    path.with_file_name(name)
+}
+
+/// Writes a file through a temporary name and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = temp_sibling(path);
     fs::write(&tmp, bytes).map_err(|e| annotate(e, &tmp))?;
     fs::rename(&tmp, path).map_err(|e| annotate(e, path))
 }

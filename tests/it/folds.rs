@@ -194,6 +194,19 @@ fn the_quickstart_runs_end_to_end_at_a_small_scale() {
     let snapshots = dir("cnn[0]").join("snapshots");
     assert_eq!(std::fs::read_dir(snapshots).unwrap().count(), 2);
 
+    // One decoded set per data set and size, shared by train and predict.
+    let mut decoded: Vec<String> = std::fs::read_dir(p.cache().join("derived"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".fwprobs"))
+        .collect();
+    decoded.sort();
+    assert_eq!(decoded.len(), 2, "{decoded:?}");
+    assert!(
+        decoded.iter().all(|n| n.ends_with(".decset")),
+        "{decoded:?}"
+    );
+
     p.edit("tta = { rounds = 2 }", "tta = { rounds = 3 }");
     let r = p.run();
     assert_eq!(r.executed(), names(&["pred", "eval", "submission"]));
