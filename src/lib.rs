@@ -32,3 +32,5 @@ pub mod nodes;
 pub mod predictions;
 pub mod rng;
 pub mod store;
+#[cfg(test)]
+mod testutil;

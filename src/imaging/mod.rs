@@ -248,14 +248,10 @@ mod tests {
 
     #[test]
     fn real_samples_decode_resize_and_are_finite() {
-        let dir = Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/data/real-samples"
-        ));
-        if !dir.is_dir() {
-            println!("skipped: ../shared/data not present");
+        let Some(dir) = crate::testutil::real_samples() else {
             return;
-        }
+        };
+        let dir = dir.as_path();
         let mut files: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().path())

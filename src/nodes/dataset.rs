@@ -1118,14 +1118,10 @@ mod tests {
 
     #[test]
     fn real_samples_decode_with_csv_labels() {
-        let dir = Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/data/real-samples"
-        ));
-        if !dir.join("labels.csv").is_file() {
-            println!("skipped: ../shared/data not present");
+        let Some(dir) = crate::testutil::real_samples() else {
             return;
-        }
+        };
+        let dir = dir.as_path();
         let (out, r) = run_with(dir, json!({"images": ".", "labels": "labels.csv"}));
         r.unwrap();
         let idx = DataIndex::load(out.path()).unwrap();

@@ -429,22 +429,6 @@ mod tests {
             .collect()
     }
 
-    fn all_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
-        let mut v: Vec<_> = walkdir::WalkDir::new(dir)
-            .into_iter()
-            .map(|e| e.unwrap())
-            .filter(|e| e.file_type().is_file())
-            .map(|e| {
-                (
-                    e.path().strip_prefix(dir).unwrap().display().to_string(),
-                    fs::read(e.path()).unwrap(),
-                )
-            })
-            .collect();
-        v.sort();
-        v
-    }
-
     #[test]
     fn kfold_partitions_every_index_and_is_sorted() {
         let idx = index_with_lengths(&mixed(103));
@@ -504,7 +488,10 @@ mod tests {
         r1.unwrap();
         r2.unwrap();
         r3.unwrap();
-        assert_eq!(all_bytes(a.path()), all_bytes(b.path()));
+        assert_eq!(
+            crate::testutil::all_bytes(a.path()),
+            crate::testutil::all_bytes(b.path())
+        );
         assert_ne!(
             fs::read(a.path().join(fold_file(0))).unwrap(),
             fs::read(c.path().join(fold_file(0))).unwrap()

@@ -1209,22 +1209,6 @@ mod tests {
         (out, r)
     }
 
-    fn all_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
-        let mut v: Vec<_> = walkdir::WalkDir::new(dir)
-            .into_iter()
-            .map(|e| e.unwrap())
-            .filter(|e| e.file_type().is_file())
-            .map(|e| {
-                (
-                    e.path().strip_prefix(dir).unwrap().display().to_string(),
-                    fs::read(e.path()).unwrap(),
-                )
-            })
-            .collect();
-        v.sort();
-        v
-    }
-
     fn names(files: &[(String, Vec<u8>)]) -> Vec<&str> {
         files.iter().map(|(n, _)| n.as_str()).collect()
     }
@@ -1242,7 +1226,7 @@ mod tests {
         let r = r.unwrap();
         assert_eq!(r.resumed_from, None);
         assert_eq!(r.trained_epochs, 2);
-        let files = all_bytes(a.path());
+        let files = crate::testutil::all_bytes(a.path());
         assert_eq!(
             names(&files),
             ["metrics.json", "model.safetensors", "train.json"]
@@ -1285,7 +1269,7 @@ mod tests {
 
         let (b, r) = run_in(&f, &p, w2.path(), None);
         r.unwrap();
-        assert_eq!(files, all_bytes(b.path()));
+        assert_eq!(files, crate::testutil::all_bytes(b.path()));
         // Another batch size (another work key, so another folder) gives
         // another model.
         let w3 = tempfile::tempdir().unwrap();
@@ -1323,13 +1307,19 @@ mod tests {
         assert_eq!(t.resumed_from_epoch, Some(1));
         assert_eq!(t.trained_epochs, 1);
         assert_eq!(t.epochs.len(), 2);
-        assert_eq!(all_bytes(fresh.path()), all_bytes(resumed.path()));
+        assert_eq!(
+            crate::testutil::all_bytes(fresh.path()),
+            crate::testutil::all_bytes(resumed.path())
+        );
 
         // A checkpoint without its JSON does not count.
         fs::remove_file(ckpt_info(work.path(), 2)).unwrap();
         let (again, r) = run_in(&f, &p, work.path(), None);
         assert_eq!(r.unwrap().resumed_from, None);
-        assert_eq!(all_bytes(fresh.path()), all_bytes(again.path()));
+        assert_eq!(
+            crate::testutil::all_bytes(fresh.path()),
+            crate::testutil::all_bytes(again.path())
+        );
     }
 
     #[test]
@@ -1350,7 +1340,7 @@ mod tests {
         assert_eq!(r.trained_epochs, 1);
         let snap0 = |d: &Path| fs::read(d.join("snapshots/cycle-0.safetensors")).unwrap();
         assert_eq!(snap0(a.path()), snap0(b.path()));
-        let files = all_bytes(b.path());
+        let files = crate::testutil::all_bytes(b.path());
         assert_eq!(
             names(&files),
             [
@@ -1374,12 +1364,15 @@ mod tests {
         // Same bytes as training both cycles at once.
         let (c, r) = run_in(&f, &two, fresh_work.path(), None);
         assert_eq!(r.unwrap().trained_epochs, 2);
-        assert_eq!(files, all_bytes(c.path()));
+        assert_eq!(files, crate::testutil::all_bytes(c.path()));
         // Fewer cycles again: resumes from the kept snapshot checkpoint.
         let (d, r) = run_in(&f, &one, work.path(), None);
         let r = r.unwrap();
         assert_eq!((r.resumed_from, r.trained_epochs), (Some(1), 0));
-        assert_eq!(all_bytes(a.path()), all_bytes(d.path()));
+        assert_eq!(
+            crate::testutil::all_bytes(a.path()),
+            crate::testutil::all_bytes(d.path())
+        );
     }
 
     #[test]
