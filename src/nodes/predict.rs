@@ -38,8 +38,9 @@
 //! only the new rounds and overlapping nodes share work. Round 0 does not
 //! depend on the TTA settings. The data set is decoded once per size into
 //! `<blake3>.decset` there too (`imaging::shared_set`, the same file the
-//! train kind uses), at (height + 4, width + 8) as training
-//! does; round 0 is its centre crop.
+//! train kind uses), at the size the models were trained on (`train.json`'s
+//! `decoded_height` x `decoded_width`); round 0 is its centre crop — exactly
+//! the view validation saw.
 //!
 //! Guarantees: deterministic (round r of image i uses
 //! `Rng::derive(seed, STREAM, r * 1_000_003 + i)` with a seed drawn from
@@ -77,9 +78,6 @@ pub const MEMBERS_DIR: &str = "members";
 
 /// Stream id for the TTA augmentation draws.
 const STREAM: u64 = 0x7743_0001;
-/// Margin added to the model input when decoding (as training does).
-const PAD_H: u32 = 4;
-const PAD_W: u32 = 8;
 
 pub struct Predict;
 
@@ -340,6 +338,11 @@ struct TrainSummary {
     heads: usize,
     height: usize,
     width: usize,
+    /// The size the train node decoded its data at (input + its `margin`);
+    /// prediction decodes at the same size, so round 0 is exactly the view
+    /// validation saw.
+    decoded_height: u32,
+    decoded_width: u32,
     #[serde(default)]
     norm: Option<Norm>,
 }
@@ -664,8 +667,20 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
                 s.width
             )));
         }
+        if (s.decoded_height, s.decoded_width) != (shape.decoded_height, shape.decoded_width) {
+            return Err(NodeError::msg(format!(
+                "models disagree: `{}` was trained on images decoded at {}x{}, `{}` at {}x{} (set the same `margin`)",
+                first.node,
+                shape.decoded_height,
+                shape.decoded_width,
+                f.node,
+                s.decoded_height,
+                s.decoded_width
+            )));
+        }
     }
     let (h, w) = (shape.height as u32, shape.width as u32);
+    let (dh, dw) = (shape.decoded_height, shape.decoded_width);
     let norm = shape.norm.unwrap_or_default();
     let rounds = p.tta.rounds.max(1);
     let batches = indices.len().div_ceil(batch) as u64;
@@ -703,6 +718,7 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
                 "tta": if r == 0 { Value::Null } else { p.tta.settings() },
                 "height": h,
                 "width": w,
+                "decoded": [dh, dw],
                 "norm": norm,
             }));
             let path = ctx.derived.join(format!("pr-{name}.fwprobs"));
@@ -738,8 +754,8 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
                             &data.dir,
                             &data.digest,
                             &index,
-                            h + PAD_H,
-                            w + PAD_W,
+                            dh,
+                            dw,
                             &crate::nodes::NoProgress,
                         )?);
                     }
@@ -840,7 +856,8 @@ pub(crate) mod testutil {
         fs::write(
             dir.join("train.json"),
             serde_json::to_vec(
-                &json!({"arch": "svhn-small", "heads": heads, "height": 32, "width": 64}),
+                &json!({"arch": "svhn-small", "heads": heads, "height": 32, "width": 64,
+                    "decoded_height": 36, "decoded_width": 72}),
             )
             .unwrap(),
         )
@@ -1261,18 +1278,29 @@ mod tests {
             err.to_string(),
             "models disagree: `cnn[0]` has 4 heads at 32x64, `wide[0]` has 5 heads at 32x64"
         );
+
+        // Same shape, but trained on images decoded with another margin.
+        train_artifact(&fx.p().join("cnn4m"), 4, 9, &[]);
+        let summary = fx.p().join("cnn4m/train.json");
+        let mut s: Value = serde_json::from_slice(&fs::read(&summary).unwrap()).unwrap();
+        s["decoded_height"] = json!(40);
+        fs::write(&summary, serde_json::to_vec(&s).unwrap()).unwrap();
+        let margin = input("big[0]", &fx.p().join("cnn4m"), "m4m");
+        let err = fx
+            .predict(json!({}), vec![fx.model(0), margin], "y")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "models disagree: `cnn[0]` was trained on images decoded at 36x72, `big[0]` at 40x72 (set the same `margin`)"
+        );
     }
 
     #[test]
     fn real_samples_decode_and_predict() {
-        let dir = Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/data/real-samples"
-        ));
-        if !dir.is_dir() {
-            println!("skipped: ../shared/data not present");
+        let Some(dir) = crate::testutil::real_samples() else {
             return;
-        }
+        };
+        let dir = dir.as_path();
         let root = tempfile::tempdir().unwrap();
         let params = with_defaults(
             crate::nodes::dataset::Dataset.params(),
@@ -1297,7 +1325,7 @@ mod tests {
             .unwrap();
         fs::write(
             model.join("train.json"),
-            r#"{"arch":"svhn-small","heads":5,"height":64,"width":128}"#,
+            r#"{"arch":"svhn-small","heads":5,"height":64,"width":128,"decoded_height":68,"decoded_width":136}"#,
         )
         .unwrap();
         let mut inputs = BTreeMap::new();
