@@ -9,6 +9,8 @@
 
 use candle_core::{Device, Result, Tensor, Var};
 
+use super::conv::conv2d;
+use super::fused::{batch_norm_eval, batch_norm_train};
 use super::init::kaiming_uniform;
 use crate::rng::Rng;
 
@@ -88,25 +90,9 @@ impl Conv {
         Ok(Conv { w, b, stride, pad })
     }
 
-    /// The convolution. candle 0.11's conv2d backward derives the input
-    /// gradient's output padding from the height alone and applies it to the
-    /// width too, so it fails when the rows and columns left over after the
-    /// last window differ ((H + 2p - k) mod s != (W + 2p - k) mod s). Padding
-    /// the smaller leftover with zeros the window never reaches evens them
-    /// without changing the output, and the gradient of the pad crops back.
+    /// The convolution ([`super::conv`], the project's own kernel).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, _, h, w) = x.dims4()?;
-        let k = self.w.dim(2)?;
-        let rest = |n: usize| (n + 2 * self.pad).saturating_sub(k) % self.stride;
-        let (rh, rw) = (rest(h), rest(w));
-        let x = if rh > rw {
-            x.pad_with_zeros(3, 0, rh - rw)?
-        } else if rw > rh {
-            x.pad_with_zeros(2, 0, rw - rh)?
-        } else {
-            x.clone()
-        };
-        let y = x.conv2d(self.w.as_tensor(), self.pad, self.stride, 1, 1)?;
+        let y = conv2d(x, self.w.as_tensor(), self.stride, self.pad)?;
         match &self.b {
             Some(b) => y.broadcast_add(&b.as_tensor().reshape((1, (), 1, 1))?),
             None => Ok(y),
@@ -197,30 +183,29 @@ impl BatchNorm {
         })
     }
 
-    pub fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
-        let (n, c, h, w) = x.dims4()?;
-        let g = self.gamma.as_tensor().reshape((1, c, 1, 1))?;
-        let b = self.beta.as_tensor().reshape((1, c, 1, 1))?;
+    /// The normalisation ([`super::fused`]), followed by a ReLU when
+    /// `relu`. In training it records the batch statistics in `ctx`.
+    pub fn forward(&self, x: &Tensor, ctx: &mut Ctx, relu: bool) -> Result<Tensor> {
         if ctx.train {
-            let mean = x.mean_keepdim((0, 2, 3))?;
-            let xc = x.broadcast_sub(&mean)?;
-            let var = xc.sqr()?.mean_keepdim((0, 2, 3))?;
-            let xh = xc.broadcast_div(&(var.clone() + BN_EPS)?.sqrt()?)?;
-            let cnt = (n * h * w) as f32;
-            let unbias = if cnt > 1.0 { cnt / (cnt - 1.0) } else { 1.0 };
-            let m = mean.flatten_all()?.to_vec1::<f32>()?;
-            let v = var.flatten_all()?.to_vec1::<f32>()?;
-            let v = v.into_iter().map(|v| v * unbias).collect();
+            let (y, m, v) = batch_norm_train(
+                x,
+                self.gamma.as_tensor(),
+                self.beta.as_tensor(),
+                BN_EPS,
+                relu,
+            )?;
             ctx.bn_stats.push((self.index, m, v));
-            xh.broadcast_mul(&g)?.broadcast_add(&b)
+            Ok(y)
         } else {
-            let dev = x.device();
-            let m = Tensor::from_slice(&self.running_mean, (1, c, 1, 1), dev)?;
-            let v = Tensor::from_slice(&self.running_var, (1, c, 1, 1), dev)?;
-            let scale = (v + BN_EPS)?.sqrt()?.recip()?.broadcast_mul(&g)?;
-            x.broadcast_sub(&m)?
-                .broadcast_mul(&scale)?
-                .broadcast_add(&b)
+            batch_norm_eval(
+                x,
+                &self.gamma.as_tensor().to_vec1::<f32>()?,
+                &self.beta.as_tensor().to_vec1::<f32>()?,
+                &self.running_mean,
+                &self.running_var,
+                BN_EPS,
+                relu,
+            )
         }
     }
 
@@ -305,7 +290,7 @@ mod tests {
             bn.gamma = var(f32s(&case["gamma"]), &[shape[1]]).unwrap();
             bn.beta = var(f32s(&case["beta"]), &[shape[1]]).unwrap();
             let mut ctx = Ctx::train(Rng::new(0));
-            let y = bn.forward(x.as_tensor(), &mut ctx).unwrap();
+            let y = bn.forward(x.as_tensor(), &mut ctx, false).unwrap();
             assert_close(&y, &case["y"], "bn y");
             let (_, m, v) = ctx.bn_stats.pop().unwrap();
             bn.update(&m, &v);
@@ -329,7 +314,7 @@ mod tests {
         bn.running_var = vec![4.0, 0.25];
         let x =
             Tensor::from_vec(vec![3.0f32, 5.0, -2.0, -1.5], (1, 2, 1, 2), &Device::Cpu).unwrap();
-        let y = bn.forward(&x, &mut Ctx::eval()).unwrap();
+        let y = bn.forward(&x, &mut Ctx::eval(), false).unwrap();
         let y = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let want = [1.0, 2.0, 0.0, 1.0];
         for (a, b) in y.iter().zip(want) {

@@ -24,6 +24,8 @@
 //! Architectures: [`Arch::SvhnSmall`] (`svhn_small`), [`Arch::ResnetMini`]
 //! (`resnet_mini`).
 
+mod conv;
+mod fused;
 mod init;
 mod layers;
 mod optim;

@@ -14,6 +14,7 @@
 
 use candle_core::{Result, Tensor, Var};
 
+use super::fused::add_relu;
 use super::layers::{dropout, out_size, BatchNorm, Conv, Ctx, Heads, Network};
 use crate::model::init::INIT_STREAM;
 use crate::rng::Rng;
@@ -54,13 +55,13 @@ impl Block {
     }
 
     fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
-        let y = self.bn1.forward(&self.conv1.forward(x)?, ctx)?.relu()?;
-        let y = self.bn2.forward(&self.conv2.forward(&y)?, ctx)?;
+        let y = self.bn1.forward(&self.conv1.forward(x)?, ctx, true)?;
+        let y = self.bn2.forward(&self.conv2.forward(&y)?, ctx, false)?;
         let short = match &self.proj {
-            Some((conv, bn)) => bn.forward(&conv.forward(x)?, ctx)?,
+            Some((conv, bn)) => bn.forward(&conv.forward(x)?, ctx, false)?,
             None => x.clone(),
         };
-        (y + short)?.relu()
+        add_relu(&y, &short)
     }
 
     fn params(&self, name: &str, out: &mut Vec<(String, Var)>) {
@@ -133,7 +134,7 @@ impl ResnetMini {
 
 impl Network for ResnetMini {
     fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
-        let mut x = self.stem_bn.forward(&self.stem.forward(x)?, ctx)?.relu()?;
+        let mut x = self.stem_bn.forward(&self.stem.forward(x)?, ctx, true)?;
         for b in &self.blocks {
             x = b.forward(&x, ctx)?;
         }

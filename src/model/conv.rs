@@ -1,0 +1,569 @@
+//! 2-D convolution as the project's own candle [`CustomOp2`], with its
+//! backward passes.
+//!
+//! candle 0.11's CPU convolution computes the input gradient with a direct
+//! transposed-convolution loop and fails on some odd sizes
+//! (docs/tensor-engine.md). Here every pass is one matrix product per image
+//! over an im2col buffer:
+//! - forward: `y_n = W · col(x_n)`;
+//! - input gradient: `dx_n = col2im(Wᵀ · dy_n)`;
+//! - weight gradient: `dW = Σ_n dy_n · col(x_n)ᵀ`.
+//!
+//! Guarantees: NCHW f32, square kernel, any stride ≥ 1 and padding, any input
+//! size the kernel fits (`out = (in + 2p - k) / s + 1`). Work is split over
+//! images on rayon's current pool, each product single-threaded; the weight
+//! gradient sums fixed groups of [`GROUP`] images and then the groups in
+//! order, so results are byte-identical whatever the thread count. im2col
+//! buffers are per thread and reused across calls. Pinned against numpy
+//! reference values, candle's forward, and finite differences (tests below).
+
+use std::cell::RefCell;
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Images per partial weight gradient (fixed, so the summation order does
+/// not depend on the number of threads).
+const GROUP: usize = 4;
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's scratch buffer resized to `len` (contents
+/// unspecified).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < len {
+            s.resize(len, 0.0);
+        }
+        f(&mut s[..len])
+    })
+}
+
+/// The geometry of one convolution.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Geom {
+    n: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Geom {
+    fn new(x: &[usize], wt: &[usize], stride: usize, pad: usize) -> Result<Geom> {
+        let (&[n, cin, h, w], &[cout, wcin, k, k2]) = (x, wt) else {
+            candle_core::bail!("conv: input {x:?} and weight {wt:?} must both be 4-D");
+        };
+        if wcin != cin || k != k2 || k == 0 || stride == 0 {
+            candle_core::bail!("conv: weight {wt:?} does not fit input {x:?} (stride {stride})");
+        }
+        let out = |len: usize| (len + 2 * pad).checked_sub(k).map(|d| d / stride + 1);
+        let (Some(oh), Some(ow)) = (out(h), out(w)) else {
+            candle_core::bail!("conv: kernel {k} does not fit input {h}x{w} with padding {pad}");
+        };
+        Ok(Geom {
+            n,
+            cin,
+            h,
+            w,
+            cout,
+            k,
+            stride,
+            pad,
+            oh,
+            ow,
+        })
+    }
+
+    /// Rows of the im2col matrix (`cin * k * k`).
+    fn kdim(&self) -> usize {
+        self.cin * self.k * self.k
+    }
+
+    /// Output positions per image (`oh * ow`).
+    fn p(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    fn in_len(&self) -> usize {
+        self.cin * self.h * self.w
+    }
+
+    /// A 1x1, stride-1, unpadded convolution: the image is its own im2col.
+    fn pointwise(&self) -> bool {
+        self.k == 1 && self.stride == 1 && self.pad == 0
+    }
+
+    /// For kernel offset `d`, the output range whose input index
+    /// `o * stride + d - pad` lies in `0..len`.
+    fn valid(&self, d: usize, len: usize, out: usize) -> (usize, usize) {
+        let (s, p) = (self.stride, self.pad);
+        // o * s + d >= p  ⇔  o >= ceil((p - d) / s)
+        let lo = if d >= p { 0 } else { (p - d).div_ceil(s) };
+        // o * s + d - p <= len - 1  ⇔  o <= (len - 1 + p - d) / s
+        let hi = if len + p > d {
+            ((len - 1 + p - d) / s + 1).min(out)
+        } else {
+            0
+        };
+        (lo.min(hi), hi)
+    }
+
+    /// col[(c*k + di)*k + dj][oy*ow + ox] = x[c][oy*s + di - p][ox*s + dj - p]
+    /// (0 outside the image).
+    fn im2col(&self, x: &[f32], col: &mut [f32]) {
+        let (k, s, p, ow, p_len) = (self.k, self.stride, self.pad, self.ow, self.p());
+        for c in 0..self.cin {
+            let plane = &x[c * self.h * self.w..(c + 1) * self.h * self.w];
+            for di in 0..k {
+                let (ylo, yhi) = self.valid(di, self.h, self.oh);
+                for dj in 0..k {
+                    let (xlo, xhi) = self.valid(dj, self.w, ow);
+                    let row = &mut col[((c * k + di) * k + dj) * p_len..][..p_len];
+                    row[..ylo * ow].fill(0.0);
+                    row[yhi * ow..].fill(0.0);
+                    for oy in ylo..yhi {
+                        let dst = &mut row[oy * ow..(oy + 1) * ow];
+                        dst[..xlo].fill(0.0);
+                        dst[xhi..].fill(0.0);
+                        let src = &plane[(oy * s + di - p) * self.w..][..self.w];
+                        if s == 1 {
+                            let first = xlo + dj - p;
+                            dst[xlo..xhi].copy_from_slice(&src[first..first + (xhi - xlo)]);
+                        } else {
+                            for (ox, d) in dst.iter_mut().enumerate().take(xhi).skip(xlo) {
+                                *d = src[ox * s + dj - p];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The adjoint of [`Geom::im2col`]: dx[c][y][x] = Σ col entries that
+    /// read it. `dx` is overwritten.
+    fn col2im(&self, col: &[f32], dx: &mut [f32]) {
+        dx.fill(0.0);
+        let (k, s, p, ow, p_len) = (self.k, self.stride, self.pad, self.ow, self.p());
+        for c in 0..self.cin {
+            let plane = &mut dx[c * self.h * self.w..(c + 1) * self.h * self.w];
+            for di in 0..k {
+                let (ylo, yhi) = self.valid(di, self.h, self.oh);
+                for dj in 0..k {
+                    let (xlo, xhi) = self.valid(dj, self.w, ow);
+                    let row = &col[((c * k + di) * k + dj) * p_len..][..p_len];
+                    for oy in ylo..yhi {
+                        let src = &row[oy * ow..(oy + 1) * ow];
+                        let dst = &mut plane[(oy * s + di - p) * self.w..][..self.w];
+                        if s == 1 {
+                            let first = xlo + dj - p;
+                            for (d, v) in dst[first..first + (xhi - xlo)]
+                                .iter_mut()
+                                .zip(&src[xlo..xhi])
+                            {
+                                *d += v;
+                            }
+                        } else {
+                            for (ox, v) in src.iter().enumerate().take(xhi).skip(xlo) {
+                                dst[ox * s + dj - p] += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst[m×n] (=|+=) a[m×k] · b[k×n]`, each matrix given by (pointer,
+/// row stride, column stride); single-threaded.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    a: &[f32],
+    (a_rs, a_cs): (usize, usize),
+    b: &[f32],
+    (b_rs, b_cs): (usize, usize),
+) {
+    debug_assert!(dst.len() >= m * n);
+    debug_assert!(m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
+    debug_assert!(k == 0 || n == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: the bounds above hold (checked in debug builds, and by
+    // construction from `Geom` in every caller); dst does not alias a or b.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let Some((start, end)) = l.contiguous_offsets() else {
+        candle_core::bail!("conv: {what} must be contiguous");
+    };
+    match s {
+        CpuStorage::F32(v) => Ok(&v[start..end]),
+        _ => candle_core::bail!("conv: {what} must be f32"),
+    }
+}
+
+/// Forward: (x [N,Cin,H,W], w [Cout,Cin,k,k]) → y [N,Cout,OH,OW].
+#[derive(Debug, Clone, Copy)]
+struct Conv2d {
+    stride: usize,
+    pad: usize,
+}
+
+impl CustomOp2 for Conv2d {
+    fn name(&self) -> &'static str {
+        "foldwise-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
+        let x = f32_slice(s1, l1, "input")?;
+        let wt = f32_slice(s2, l2, "weight")?;
+        let (kd, p) = (g.kdim(), g.p());
+        let mut y = vec![0f32; g.n * g.cout * p];
+        y.par_chunks_mut(g.cout * p.max(1))
+            .zip(x.par_chunks(g.in_len().max(1)))
+            .for_each(|(y, x)| {
+                if g.pointwise() {
+                    matmul((g.cout, p, kd), y, false, wt, (kd, 1), x, (p, 1));
+                } else {
+                    with_scratch(kd * p, |col| {
+                        g.im2col(x, col);
+                        matmul((g.cout, p, kd), y, false, wt, (kd, 1), col, (p, 1));
+                    })
+                }
+            });
+        Ok((CpuStorage::F32(y), Shape::from((g.n, g.cout, g.oh, g.ow))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let dx = w.apply_op2_no_bwd(
+            &dy,
+            &ConvBackwardData {
+                conv: *self,
+                x_dims: x.dims4()?,
+            },
+        )?;
+        let dw = x.apply_op2_no_bwd(
+            &dy,
+            &ConvBackwardFilter {
+                conv: *self,
+                w_dims: w.dims4()?,
+            },
+        )?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// Input gradient: (w, dy) → dx.
+struct ConvBackwardData {
+    conv: Conv2d,
+    x_dims: (usize, usize, usize, usize),
+}
+
+impl CustomOp2 for ConvBackwardData {
+    fn name(&self) -> &'static str {
+        "foldwise-conv2d-backward-data"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = self.x_dims;
+        let g = Geom::new(&[n, c, h, w], l1.dims(), self.conv.stride, self.conv.pad)?;
+        if l2.dims() != [g.n, g.cout, g.oh, g.ow] {
+            candle_core::bail!("conv backward: gradient {:?} does not fit {g:?}", l2.dims());
+        }
+        let wt = f32_slice(s1, l1, "weight")?;
+        let dy = f32_slice(s2, l2, "gradient")?;
+        let (kd, p) = (g.kdim(), g.p());
+        let mut dx = vec![0f32; g.n * g.in_len()];
+        dx.par_chunks_mut(g.in_len().max(1))
+            .zip(dy.par_chunks(g.cout * p.max(1)))
+            .for_each(|(dx, dy)| {
+                // dcol [kd × p] = Wᵀ [kd × cout] · dy [cout × p]
+                if g.pointwise() {
+                    matmul((kd, p, g.cout), dx, false, wt, (1, kd), dy, (p, 1));
+                } else {
+                    with_scratch(kd * p, |col| {
+                        matmul((kd, p, g.cout), col, false, wt, (1, kd), dy, (p, 1));
+                        g.col2im(col, dx);
+                    })
+                }
+            });
+        Ok((CpuStorage::F32(dx), Shape::from((n, c, h, w))))
+    }
+}
+
+/// Weight gradient: (x, dy) → dw.
+struct ConvBackwardFilter {
+    conv: Conv2d,
+    w_dims: (usize, usize, usize, usize),
+}
+
+impl CustomOp2 for ConvBackwardFilter {
+    fn name(&self) -> &'static str {
+        "foldwise-conv2d-backward-filter"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (co, ci, k, k2) = self.w_dims;
+        let g = Geom::new(l1.dims(), &[co, ci, k, k2], self.conv.stride, self.conv.pad)?;
+        if l2.dims() != [g.n, g.cout, g.oh, g.ow] {
+            candle_core::bail!("conv backward: gradient {:?} does not fit {g:?}", l2.dims());
+        }
+        let x = f32_slice(s1, l1, "input")?;
+        let dy = f32_slice(s2, l2, "gradient")?;
+        let (kd, p) = (g.kdim(), g.p());
+        let wlen = g.cout * kd;
+        let groups = g.n.div_ceil(GROUP);
+        let mut partial = vec![0f32; groups * wlen];
+        partial
+            .par_chunks_mut(wlen.max(1))
+            .enumerate()
+            .for_each(|(gi, dw)| {
+                let first = gi * GROUP;
+                for (i, img) in (first..(first + GROUP).min(g.n)).enumerate() {
+                    let x = &x[img * g.in_len()..(img + 1) * g.in_len()];
+                    let dy = &dy[img * g.cout * p..(img + 1) * g.cout * p];
+                    // dW [cout × kd] += dy [cout × p] · colᵀ [p × kd]
+                    if g.pointwise() {
+                        matmul((g.cout, kd, p), dw, i > 0, dy, (p, 1), x, (1, p));
+                    } else {
+                        with_scratch(kd * p, |col| {
+                            g.im2col(x, col);
+                            matmul((g.cout, kd, p), dw, i > 0, dy, (p, 1), col, (1, p));
+                        })
+                    }
+                }
+            });
+        let mut dw = vec![0f32; wlen];
+        for part in partial.chunks(wlen.max(1)) {
+            for (d, v) in dw.iter_mut().zip(part) {
+                *d += v;
+            }
+        }
+        Ok((CpuStorage::F32(dw), Shape::from((co, ci, k, k2))))
+    }
+}
+
+/// The convolution of `x` [N,Cin,H,W] with `w` [Cout,Cin,k,k] (no bias).
+pub(crate) fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op2(&w.contiguous()?, Conv2d { stride, pad })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+    use candle_core::{Device, Var};
+
+    fn random(rng: &mut Rng, shape: &[usize]) -> Var {
+        let len = shape.iter().product();
+        let v: Vec<f32> = (0..len).map(|_| rng.f32() * 2.0 - 1.0).collect();
+        Var::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    }
+
+    /// Every (size, kernel, stride, padding) combination the tests cover:
+    /// odd and even sizes, strides 1 and 2, padding 0 and 1, kernels 1-3.
+    fn cases() -> Vec<([usize; 4], [usize; 4], usize, usize)> {
+        let mut out = Vec::new();
+        for (h, w) in [(5, 7), (6, 6), (7, 4), (3, 3)] {
+            for k in [1, 2, 3] {
+                for stride in [1, 2] {
+                    for pad in [0, 1] {
+                        if h + 2 * pad >= k && w + 2 * pad >= k {
+                            out.push(([2, 3, h, w], [4, 3, k, k], stride, pad));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn forward_matches_candles_convolution() {
+        let mut rng = Rng::new(1);
+        for (xs, ws, stride, pad) in cases() {
+            let x = random(&mut rng, &xs);
+            let w = random(&mut rng, &ws);
+            let ours = conv2d(x.as_tensor(), w.as_tensor(), stride, pad).unwrap();
+            let theirs = x
+                .as_tensor()
+                .conv2d(w.as_tensor(), pad, stride, 1, 1)
+                .unwrap();
+            assert_eq!(ours.dims(), theirs.dims(), "{xs:?} {ws:?} s{stride} p{pad}");
+            for (a, b) in values(&ours).iter().zip(values(&theirs)) {
+                assert!(
+                    (a - b).abs() < 1e-5,
+                    "{xs:?} {ws:?} s{stride} p{pad}: {a} vs {b}"
+                );
+            }
+        }
+    }
+
+    /// Analytic gradients of `sum(conv(x, w) * r)` against central
+    /// differences in f64-accumulated f32 arithmetic.
+    #[test]
+    fn gradients_match_finite_differences() {
+        let mut rng = Rng::new(2);
+        for (xs, ws, stride, pad) in cases() {
+            let x = random(&mut rng, &xs);
+            let w = random(&mut rng, &ws);
+            let y = conv2d(x.as_tensor(), w.as_tensor(), stride, pad).unwrap();
+            let r = random(&mut rng, y.dims());
+            let loss = |x: &Tensor, w: &Tensor| -> f64 {
+                let y = conv2d(x, w, stride, pad).unwrap();
+                values(&y)
+                    .iter()
+                    .zip(values(r.as_tensor()))
+                    .map(|(a, b)| *a as f64 * b as f64)
+                    .sum()
+            };
+            let grads = (y * r.as_tensor())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for (var, name) in [(&x, "dx"), (&w, "dw")] {
+                let analytic = values(grads.get(var).unwrap());
+                let base = values(var.as_tensor());
+                for (i, a) in analytic.iter().enumerate() {
+                    let eps = 1e-2f32;
+                    let shifted = |d: f32| {
+                        let mut v = base.clone();
+                        v[i] += d;
+                        Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap()
+                    };
+                    let (plus, minus) = if name == "dx" {
+                        (
+                            loss(&shifted(eps), w.as_tensor()),
+                            loss(&shifted(-eps), w.as_tensor()),
+                        )
+                    } else {
+                        (
+                            loss(x.as_tensor(), &shifted(eps)),
+                            loss(x.as_tensor(), &shifted(-eps)),
+                        )
+                    };
+                    let numeric = (plus - minus) / (2.0 * eps as f64);
+                    assert!(
+                        (numeric - *a as f64).abs() < 2e-3,
+                        "{name}[{i}] {xs:?} {ws:?} s{stride} p{pad}: {a} vs {numeric}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn weight_gradient_sums_groups_in_a_fixed_order() {
+        // 9 images = groups of 4, 4, 1; the result must equal the sum of the
+        // per-image gradients taken in that grouping, bit for bit, on 1 and
+        // 2 threads.
+        let mut rng = Rng::new(3);
+        let x = random(&mut rng, &[9, 2, 6, 5]);
+        let w = random(&mut rng, &[3, 2, 3, 3]);
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let y = conv2d(x.as_tensor(), w.as_tensor(), 1, 1).unwrap();
+                let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+                (values(g.get(&x).unwrap()), values(g.get(&w).unwrap()))
+            })
+        };
+        let one = run(1);
+        let two = run(2);
+        assert_eq!(one.0, two.0);
+        assert_eq!(one.1, two.1);
+    }
+
+    #[test]
+    fn rejects_a_kernel_that_does_not_fit() {
+        let x = Tensor::zeros((1, 1, 2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let w = Tensor::zeros((1, 1, 3, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let err = conv2d(&x, &w, 1, 0).unwrap_err().to_string();
+        assert!(
+            err.contains("kernel 3 does not fit input 2x2 with padding 0"),
+            "{err}"
+        );
+        let w = Tensor::zeros((1, 2, 1, 1), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let err = conv2d(&x, &w, 1, 0).unwrap_err().to_string();
+        assert!(err.contains("does not fit input"), "{err}");
+    }
+}

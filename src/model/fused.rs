@@ -1,0 +1,568 @@
+//! Fused elementwise kernels as the project's own candle custom ops:
+//! batch normalisation with an optional ReLU (training and evaluation), and
+//! the residual `relu(a + b)`.
+//!
+//! Composed from candle's primitives, one training BatchNorm is about ten
+//! passes over the activation (its reductions over N, H, W are slow
+//! strided loops) plus as many temporaries; here it is two passes forward and
+//! two backward.
+//!
+//! Guarantees: NCHW f32. Training statistics are per channel over (N, H, W),
+//! accumulated in f64 in a fixed order (channels in parallel, each channel
+//! sequential), so results are byte-identical whatever the thread count;
+//! biased variance for normalising, the unbiased one reported for the running
+//! statistics (PyTorch's convention). With ReLU, gradients flow where the
+//! output is positive. Pinned against numpy reference values (the BatchNorm
+//! tests in `layers`) and finite differences (below).
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let Some((start, end)) = l.contiguous_offsets() else {
+        candle_core::bail!("{what} must be contiguous");
+    };
+    match s {
+        CpuStorage::F32(v) => Ok(&v[start..end]),
+        _ => candle_core::bail!("{what} must be f32"),
+    }
+}
+
+/// (N, C, H*W) of an NCHW layout.
+fn nc_hw(l: &Layout) -> Result<(usize, usize, usize)> {
+    let (n, c, h, w) = l.shape().dims4()?;
+    Ok((n, c, h * w))
+}
+
+/// Per-channel sums over (N, H*W) of `f(index)`, in f64, channels in
+/// parallel and each channel in a fixed order.
+fn channel_sums<const K: usize>(
+    (n, c, hw): (usize, usize, usize),
+    f: impl Fn(usize, usize) -> [f64; K] + Sync,
+) -> Vec<[f64; K]> {
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let mut acc = [0f64; K];
+            for img in 0..n {
+                let base = (img * c + ch) * hw;
+                for i in base..base + hw {
+                    let v = f(i, ch);
+                    for (a, v) in acc.iter_mut().zip(v) {
+                        *a += v;
+                    }
+                }
+            }
+            acc
+        })
+        .collect()
+}
+
+/// Batch statistics a training BatchNorm produced: per-channel mean and
+/// unbiased variance.
+pub(crate) type BatchStats = Arc<Mutex<Option<(Vec<f32>, Vec<f32>)>>>;
+
+/// Training BatchNorm (+ ReLU): (x, gamma, beta) → y.
+struct BnTrain {
+    eps: f64,
+    relu: bool,
+    stats: BatchStats,
+}
+
+impl CustomOp3 for BnTrain {
+    fn name(&self) -> &'static str {
+        "foldwise-batchnorm-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims @ (n, c, hw) = nc_hw(l1)?;
+        let x = f32_slice(s1, l1, "batchnorm: input")?;
+        let gamma = f32_slice(s2, l2, "batchnorm: weight")?;
+        let beta = f32_slice(s3, l3, "batchnorm: bias")?;
+        if gamma.len() != c || beta.len() != c {
+            candle_core::bail!("batchnorm: {c} channels but {} weights", gamma.len());
+        }
+        let m = (n * hw) as f64;
+        let mean: Vec<f64> = channel_sums(dims, |i, _| [x[i] as f64])
+            .into_iter()
+            .map(|[s]| s / m)
+            .collect();
+        let var: Vec<f64> = channel_sums(dims, |i, ch| {
+            let d = x[i] as f64 - mean[ch];
+            [d * d]
+        })
+        .into_iter()
+        .map(|[s]| s / m)
+        .collect();
+        let (scale, shift): (Vec<f32>, Vec<f32>) = (0..c)
+            .map(|ch| {
+                let a = gamma[ch] as f64 / (var[ch] + self.eps).sqrt();
+                (a as f32, (beta[ch] as f64 - mean[ch] * a) as f32)
+            })
+            .unzip();
+        let y = affine(x, dims, &scale, &shift, self.relu);
+        let unbias = if m > 1.0 { m / (m - 1.0) } else { 1.0 };
+        *self.stats.lock().expect("batch statistics") = Some((
+            mean.iter().map(|v| *v as f32).collect(),
+            var.iter().map(|v| (v * unbias) as f32).collect(),
+        ));
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let c = gamma.elem_count();
+        let len = x.elem_count();
+        let packed = x.apply_op3_no_bwd(
+            y,
+            &dy.contiguous()?,
+            &BnBackward {
+                eps: self.eps,
+                relu: self.relu,
+                gamma: gamma.flatten_all()?.to_vec1()?,
+            },
+        )?;
+        let dx = packed.narrow(0, 0, len)?.reshape(x.shape())?;
+        let dgamma = packed.narrow(0, len, c)?.reshape(gamma.shape())?;
+        let dbeta = packed.narrow(0, len + c, c)?.reshape(gamma.shape())?;
+        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+    }
+}
+
+/// y = x * scale[c] + shift[c] (then max(0, ·) with `relu`), planes in
+/// parallel.
+fn affine(
+    x: &[f32],
+    (_, c, hw): (usize, usize, usize),
+    scale: &[f32],
+    shift: &[f32],
+    relu: bool,
+) -> Vec<f32> {
+    let mut y = vec![0f32; x.len()];
+    y.par_chunks_mut(hw.max(1))
+        .zip(x.par_chunks(hw.max(1)))
+        .enumerate()
+        .for_each(|(plane, (y, x))| {
+            let (a, b) = (scale[plane % c], shift[plane % c]);
+            for (y, x) in y.iter_mut().zip(x) {
+                let v = x * a + b;
+                *y = if relu { v.max(0.0) } else { v };
+            }
+        });
+    y
+}
+
+/// Training BatchNorm gradients: (x, y, dy) → [dx, dgamma, dbeta] packed
+/// into one vector.
+struct BnBackward {
+    eps: f64,
+    relu: bool,
+    gamma: Vec<f32>,
+}
+
+impl CustomOp3 for BnBackward {
+    fn name(&self) -> &'static str {
+        "foldwise-batchnorm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims @ (n, c, hw) = nc_hw(l1)?;
+        let x = f32_slice(s1, l1, "batchnorm: input")?;
+        let y = f32_slice(s2, l2, "batchnorm: output")?;
+        let dy = f32_slice(s3, l3, "batchnorm: gradient")?;
+        if y.len() != x.len() || dy.len() != x.len() || self.gamma.len() != c {
+            candle_core::bail!("batchnorm backward: mismatched sizes");
+        }
+        let relu = self.relu;
+        let g = |i: usize| if relu && y[i] <= 0.0 { 0.0 } else { dy[i] };
+        let m = (n * hw) as f64;
+        let mean: Vec<f64> = channel_sums(dims, |i, _| [x[i] as f64])
+            .into_iter()
+            .map(|[s]| s / m)
+            .collect();
+        let invstd: Vec<f64> = channel_sums(dims, |i, ch| {
+            let d = x[i] as f64 - mean[ch];
+            [d * d]
+        })
+        .into_iter()
+        .map(|[s]| 1.0 / (s / m + self.eps).sqrt())
+        .collect();
+        // Σ g and Σ g·x̂ per channel.
+        let sums = channel_sums(dims, |i, ch| {
+            let gi = g(i) as f64;
+            [gi, gi * (x[i] as f64 - mean[ch]) * invstd[ch]]
+        });
+        let len = x.len();
+        let mut out = vec![0f32; len + 2 * c];
+        let (dx, rest) = out.split_at_mut(len);
+        dx.par_chunks_mut(hw.max(1))
+            .enumerate()
+            .for_each(|(plane, dx)| {
+                let ch = plane % c;
+                let [sg, sgx] = sums[ch];
+                let k = self.gamma[ch] as f64 * invstd[ch];
+                let (mg, mgx) = (sg / m, sgx / m);
+                let base = plane * hw;
+                for (j, d) in dx.iter_mut().enumerate() {
+                    let i = base + j;
+                    let xhat = (x[i] as f64 - mean[ch]) * invstd[ch];
+                    *d = (k * (g(i) as f64 - mg - xhat * mgx)) as f32;
+                }
+            });
+        for ch in 0..c {
+            rest[ch] = sums[ch][1] as f32;
+            rest[c + ch] = sums[ch][0] as f32;
+        }
+        Ok((CpuStorage::F32(out), Shape::from(len + 2 * c)))
+    }
+}
+
+/// Training BatchNorm over NCHW `x` (+ ReLU when `relu`); the batch mean and
+/// unbiased variance are returned beside the output.
+pub(crate) fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
+    let stats: BatchStats = Arc::default();
+    let y = x.contiguous()?.apply_op3(
+        &gamma.contiguous()?,
+        &beta.contiguous()?,
+        BnTrain {
+            eps,
+            relu,
+            stats: stats.clone(),
+        },
+    )?;
+    let (mean, var) = stats
+        .lock()
+        .expect("batch statistics")
+        .take()
+        .expect("the forward pass ran");
+    Ok((y, mean, var))
+}
+
+/// Evaluation BatchNorm: y = x * scale[c] + shift[c] (+ ReLU); no gradient.
+struct BnEval {
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+    relu: bool,
+}
+
+impl CustomOp1 for BnEval {
+    fn name(&self) -> &'static str {
+        "foldwise-batchnorm-eval"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let dims = nc_hw(l)?;
+        if dims.1 != self.scale.len() {
+            candle_core::bail!(
+                "batchnorm: {} channels but {} statistics",
+                dims.1,
+                self.scale.len()
+            );
+        }
+        let x = f32_slice(s, l, "batchnorm: input")?;
+        let y = affine(x, dims, &self.scale, &self.shift, self.relu);
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+}
+
+/// Evaluation BatchNorm with running statistics (+ ReLU when `relu`).
+pub(crate) fn batch_norm_eval(
+    x: &Tensor,
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    eps: f64,
+    relu: bool,
+) -> Result<Tensor> {
+    let (scale, shift) = (0..gamma.len())
+        .map(|c| {
+            let a = gamma[c] as f64 / (var[c] as f64 + eps).sqrt();
+            (a as f32, (beta[c] as f64 - mean[c] as f64 * a) as f32)
+        })
+        .unzip();
+    x.contiguous()?
+        .apply_op1_no_bwd(&BnEval { scale, shift, relu })
+}
+
+/// relu(a + b): (a, b) → y; both gradients are dy where y > 0.
+struct AddRelu;
+
+impl CustomOp2 for AddRelu {
+    fn name(&self) -> &'static str {
+        "foldwise-add-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if l1.shape() != l2.shape() {
+            candle_core::bail!(
+                "add-relu: shapes {:?} and {:?} differ",
+                l1.dims(),
+                l2.dims()
+            );
+        }
+        let a = f32_slice(s1, l1, "add-relu: input")?;
+        let b = f32_slice(s2, l2, "add-relu: input")?;
+        let mut y = vec![0f32; a.len()];
+        y.par_chunks_mut(1 << 14)
+            .zip(a.par_chunks(1 << 14).zip(b.par_chunks(1 << 14)))
+            .for_each(|(y, (a, b))| {
+                for ((y, a), b) in y.iter_mut().zip(a).zip(b) {
+                    *y = (a + b).max(0.0);
+                }
+            });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _a: &Tensor,
+        _b: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = y
+            .contiguous()?
+            .apply_op2_no_bwd(&dy.contiguous()?, &ReluMask)?;
+        Ok((Some(g.clone()), Some(g)))
+    }
+}
+
+/// (y, dy) → dy where y > 0, else 0.
+struct ReluMask;
+
+impl CustomOp2 for ReluMask {
+    fn name(&self) -> &'static str {
+        "foldwise-relu-mask"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let y = f32_slice(s1, l1, "relu mask: output")?;
+        let dy = f32_slice(s2, l2, "relu mask: gradient")?;
+        if y.len() != dy.len() {
+            candle_core::bail!("relu mask: sizes differ");
+        }
+        let mut g = vec![0f32; y.len()];
+        g.par_chunks_mut(1 << 14)
+            .zip(y.par_chunks(1 << 14).zip(dy.par_chunks(1 << 14)))
+            .for_each(|(g, (y, dy))| {
+                for ((g, y), dy) in g.iter_mut().zip(y).zip(dy) {
+                    *g = if *y > 0.0 { *dy } else { 0.0 };
+                }
+            });
+        Ok((CpuStorage::F32(g), l1.shape().clone()))
+    }
+}
+
+/// relu(a + b) for same-shaped tensors.
+pub(crate) fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+    use candle_core::{Device, Var};
+
+    fn random(rng: &mut Rng, shape: &[usize]) -> Var {
+        let len = shape.iter().product();
+        let v: Vec<f32> = (0..len).map(|_| rng.f32() * 2.0 - 1.0).collect();
+        Var::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    }
+
+    /// Checks analytic gradients of `sum(f(vars) * r)` against central
+    /// differences for every element of every variable.
+    fn check_gradients(vars: &[&Var], f: &dyn Fn(&[Tensor]) -> Tensor, rng: &mut Rng, what: &str) {
+        let inputs: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let y = f(&inputs);
+        let r = random(rng, y.dims());
+        let loss = |inputs: &[Tensor]| -> f64 {
+            values(&f(inputs))
+                .iter()
+                .zip(values(r.as_tensor()))
+                .map(|(a, b)| *a as f64 * b as f64)
+                .sum()
+        };
+        let grads = (y * r.as_tensor())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for (vi, var) in vars.iter().enumerate() {
+            let analytic = values(grads.get(var).unwrap());
+            let base = values(var.as_tensor());
+            for (i, a) in analytic.iter().enumerate() {
+                let eps = 1e-3f32;
+                let at = |d: f32| {
+                    let mut inputs = inputs.clone();
+                    let mut v = base.clone();
+                    v[i] += d;
+                    inputs[vi] = Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap();
+                    loss(&inputs)
+                };
+                let numeric = (at(eps) - at(-eps)) / (2.0 * eps as f64);
+                assert!(
+                    (numeric - *a as f64).abs() < 5e-3 * (1.0 + numeric.abs()),
+                    "{what}: input {vi} [{i}]: analytic {a} vs numeric {numeric}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn batch_norm_gradients_match_finite_differences_with_and_without_relu() {
+        let mut rng = Rng::new(7);
+        for shape in [[2, 3, 3, 5], [3, 2, 1, 1], [1, 4, 2, 3]] {
+            for relu in [false, true] {
+                let x = random(&mut rng, &shape);
+                let gamma = random(&mut rng, &[shape[1]]);
+                let beta = random(&mut rng, &[shape[1]]);
+                let f = |t: &[Tensor]| batch_norm_train(&t[0], &t[1], &t[2], 1e-5, relu).unwrap().0;
+                check_gradients(
+                    &[&x, &gamma, &beta],
+                    &f,
+                    &mut rng,
+                    &format!("{shape:?} relu {relu}"),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn batch_norm_matches_the_composed_formula_and_reports_statistics() {
+        let mut rng = Rng::new(8);
+        let x = random(&mut rng, &[4, 3, 5, 7]);
+        let gamma = random(&mut rng, &[3]);
+        let beta = random(&mut rng, &[3]);
+        let (y, mean, var) = batch_norm_train(
+            x.as_tensor(),
+            gamma.as_tensor(),
+            beta.as_tensor(),
+            1e-5,
+            true,
+        )
+        .unwrap();
+        let xs = values(x.as_tensor());
+        let (g, b) = (values(gamma.as_tensor()), values(beta.as_tensor()));
+        let m = 4 * 35;
+        for c in 0..3 {
+            let vals: Vec<f64> = (0..4)
+                .flat_map(|n| xs[(n * 3 + c) * 35..(n * 3 + c + 1) * 35].to_vec())
+                .map(|v| v as f64)
+                .collect();
+            let mu = vals.iter().sum::<f64>() / m as f64;
+            let v = vals.iter().map(|x| (x - mu).powi(2)).sum::<f64>() / m as f64;
+            assert!((mean[c] as f64 - mu).abs() < 1e-6);
+            assert!((var[c] as f64 - v * m as f64 / (m - 1) as f64).abs() < 1e-6);
+            for n in 0..4 {
+                for j in 0..35 {
+                    let i = (n * 3 + c) * 35 + j;
+                    let want = (((xs[i] as f64 - mu) / (v + 1e-5).sqrt()) * g[c] as f64
+                        + b[c] as f64)
+                        .max(0.0);
+                    assert!((values(&y)[i] as f64 - want).abs() < 1e-5);
+                }
+            }
+        }
+        // Evaluation with those statistics as the running ones equals the
+        // training output up to the biased/unbiased variance.
+        let biased: Vec<f32> = var.iter().map(|v| v * (m - 1) as f32 / m as f32).collect();
+        let e = batch_norm_eval(x.as_tensor(), &g, &b, &mean, &biased, 1e-5, true).unwrap();
+        for (a, b) in values(&e).iter().zip(values(&y)) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn add_relu_forward_and_gradients() {
+        let mut rng = Rng::new(9);
+        let a = random(&mut rng, &[2, 3, 4]);
+        let b = random(&mut rng, &[2, 3, 4]);
+        let y = add_relu(a.as_tensor(), b.as_tensor()).unwrap();
+        let want = (a.as_tensor() + b.as_tensor()).unwrap().relu().unwrap();
+        assert_eq!(values(&y), values(&want));
+        let f = |t: &[Tensor]| add_relu(&t[0], &t[1]).unwrap();
+        check_gradients(&[&a, &b], &f, &mut rng, "add-relu");
+    }
+
+    #[test]
+    fn batch_norm_is_identical_on_one_or_two_threads() {
+        let mut rng = Rng::new(10);
+        let x = random(&mut rng, &[8, 4, 6, 9]);
+        let gamma = random(&mut rng, &[4]);
+        let beta = random(&mut rng, &[4]);
+        let run = |threads| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    let (y, m, v) = batch_norm_train(
+                        x.as_tensor(),
+                        gamma.as_tensor(),
+                        beta.as_tensor(),
+                        1e-5,
+                        true,
+                    )
+                    .unwrap();
+                    let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+                    (
+                        values(&y),
+                        m,
+                        v,
+                        values(g.get(&x).unwrap()),
+                        values(g.get(&gamma).unwrap()),
+                    )
+                })
+        };
+        assert_eq!(run(1), run(2));
+    }
+}
