@@ -1,3 +1,4 @@
 fn main() {
+    foldwise::model::configure_process();
     std::process::exit(foldwise::cli::main());
 }

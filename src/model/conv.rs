@@ -292,13 +292,18 @@ impl CustomOp2 for Conv2d {
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let dy = dy.contiguous()?;
-        let dx = w.apply_op2_no_bwd(
-            &dy,
-            &ConvBackwardData {
-                conv: *self,
-                x_dims: x.dims4()?,
-            },
-        )?;
+        // The input images need no gradient: skip it for the first layer.
+        let dx = if x.track_op() {
+            Some(w.apply_op2_no_bwd(
+                &dy,
+                &ConvBackwardData {
+                    conv: *self,
+                    x_dims: x.dims4()?,
+                },
+            )?)
+        } else {
+            None
+        };
         let dw = x.apply_op2_no_bwd(
             &dy,
             &ConvBackwardFilter {
@@ -306,7 +311,7 @@ impl CustomOp2 for Conv2d {
                 w_dims: w.dims4()?,
             },
         )?;
-        Ok((Some(dx), Some(dw)))
+        Ok((dx, Some(dw)))
     }
 }
 

@@ -36,10 +36,11 @@ fn nc_hw(l: &Layout) -> Result<(usize, usize, usize)> {
     Ok((n, c, h * w))
 }
 
-/// Per-channel sums over (N, H*W) of `f(index)`, in f64, channels in
-/// parallel and each channel in a fixed order.
+/// Per-channel sums over the planes of that channel: `f(plane, channel)`
+/// gives one plane's contribution; channels run in parallel, each summing
+/// its planes (images) in order.
 fn channel_sums<const K: usize>(
-    (n, c, hw): (usize, usize, usize),
+    (n, c, _): (usize, usize, usize),
     f: impl Fn(usize, usize) -> [f64; K] + Sync,
 ) -> Vec<[f64; K]> {
     (0..c)
@@ -47,12 +48,8 @@ fn channel_sums<const K: usize>(
         .map(|ch| {
             let mut acc = [0f64; K];
             for img in 0..n {
-                let base = (img * c + ch) * hw;
-                for i in base..base + hw {
-                    let v = f(i, ch);
-                    for (a, v) in acc.iter_mut().zip(v) {
-                        *a += v;
-                    }
+                for (a, v) in acc.iter_mut().zip(f(img * c + ch, ch)) {
+                    *a += v;
                 }
             }
             acc
@@ -60,15 +57,32 @@ fn channel_sums<const K: usize>(
         .collect()
 }
 
-/// Batch statistics a training BatchNorm produced: per-channel mean and
-/// unbiased variance.
-pub(crate) type BatchStats = Arc<Mutex<Option<(Vec<f32>, Vec<f32>)>>>;
+/// Σx and Σx² of one plane, in f64.
+fn plane_moments(x: &[f32]) -> [f64; 2] {
+    let (mut s, mut q) = (0f64, 0f64);
+    for v in x {
+        let v = *v as f64;
+        s += v;
+        q += v * v;
+    }
+    [s, q]
+}
+
+/// What a training BatchNorm's forward pass measured, per channel: mean and
+/// 1/sqrt(biased variance + eps) for its backward pass, and the unbiased
+/// variance for the running statistics.
+#[derive(Default)]
+struct BatchStats {
+    mean: Vec<f64>,
+    invstd: Vec<f64>,
+    unbiased: Vec<f64>,
+}
 
 /// Training BatchNorm (+ ReLU): (x, gamma, beta) → y.
 struct BnTrain {
     eps: f64,
     relu: bool,
-    stats: BatchStats,
+    stats: Arc<Mutex<BatchStats>>,
 }
 
 impl CustomOp3 for BnTrain {
@@ -93,29 +107,29 @@ impl CustomOp3 for BnTrain {
             candle_core::bail!("batchnorm: {c} channels but {} weights", gamma.len());
         }
         let m = (n * hw) as f64;
-        let mean: Vec<f64> = channel_sums(dims, |i, _| [x[i] as f64])
-            .into_iter()
-            .map(|[s]| s / m)
+        let moments = channel_sums(dims, |plane, _| plane_moments(&x[plane * hw..][..hw]));
+        let mean: Vec<f64> = moments.iter().map(|[s, _]| s / m).collect();
+        // E[x²] - E[x]², accumulated in f64 (activations are O(1), so the
+        // cancellation costs far less than f32's own rounding).
+        let var: Vec<f64> = moments
+            .iter()
+            .zip(&mean)
+            .map(|([_, q], mu)| (q / m - mu * mu).max(0.0))
             .collect();
-        let var: Vec<f64> = channel_sums(dims, |i, ch| {
-            let d = x[i] as f64 - mean[ch];
-            [d * d]
-        })
-        .into_iter()
-        .map(|[s]| s / m)
-        .collect();
+        let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
         let (scale, shift): (Vec<f32>, Vec<f32>) = (0..c)
             .map(|ch| {
-                let a = gamma[ch] as f64 / (var[ch] + self.eps).sqrt();
+                let a = gamma[ch] as f64 * invstd[ch];
                 (a as f32, (beta[ch] as f64 - mean[ch] * a) as f32)
             })
             .unzip();
         let y = affine(x, dims, &scale, &shift, self.relu);
         let unbias = if m > 1.0 { m / (m - 1.0) } else { 1.0 };
-        *self.stats.lock().expect("batch statistics") = Some((
-            mean.iter().map(|v| *v as f32).collect(),
-            var.iter().map(|v| (v * unbias) as f32).collect(),
-        ));
+        *self.stats.lock().expect("batch statistics") = BatchStats {
+            unbiased: var.iter().map(|v| v * unbias).collect(),
+            mean,
+            invstd,
+        };
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -133,9 +147,9 @@ impl CustomOp3 for BnTrain {
             y,
             &dy.contiguous()?,
             &BnBackward {
-                eps: self.eps,
                 relu: self.relu,
                 gamma: gamma.flatten_all()?.to_vec1()?,
+                stats: self.stats.clone(),
             },
         )?;
         let dx = packed.narrow(0, 0, len)?.reshape(x.shape())?;
@@ -171,9 +185,9 @@ fn affine(
 /// Training BatchNorm gradients: (x, y, dy) → [dx, dgamma, dbeta] packed
 /// into one vector.
 struct BnBackward {
-    eps: f64,
     relu: bool,
     gamma: Vec<f32>,
+    stats: Arc<Mutex<BatchStats>>,
 }
 
 impl CustomOp3 for BnBackward {
@@ -200,21 +214,21 @@ impl CustomOp3 for BnBackward {
         let relu = self.relu;
         let g = |i: usize| if relu && y[i] <= 0.0 { 0.0 } else { dy[i] };
         let m = (n * hw) as f64;
-        let mean: Vec<f64> = channel_sums(dims, |i, _| [x[i] as f64])
-            .into_iter()
-            .map(|[s]| s / m)
-            .collect();
-        let invstd: Vec<f64> = channel_sums(dims, |i, ch| {
-            let d = x[i] as f64 - mean[ch];
-            [d * d]
-        })
-        .into_iter()
-        .map(|[s]| 1.0 / (s / m + self.eps).sqrt())
-        .collect();
+        let stats = self.stats.lock().expect("batch statistics");
+        let (mean, invstd) = (&stats.mean, &stats.invstd);
+        if mean.len() != c {
+            candle_core::bail!("batchnorm backward: the forward pass did not run");
+        }
         // Σ g and Σ g·x̂ per channel.
-        let sums = channel_sums(dims, |i, ch| {
-            let gi = g(i) as f64;
-            [gi, gi * (x[i] as f64 - mean[ch]) * invstd[ch]]
+        let sums = channel_sums(dims, |plane, ch| {
+            let (mu, is) = (mean[ch], invstd[ch]);
+            let (mut sg, mut sgx) = (0f64, 0f64);
+            for i in plane * hw..(plane + 1) * hw {
+                let gi = g(i) as f64;
+                sg += gi;
+                sgx += gi * (x[i] as f64 - mu) * is;
+            }
+            [sg, sgx]
         });
         let len = x.len();
         let mut out = vec![0f32; len + 2 * c];
@@ -224,13 +238,17 @@ impl CustomOp3 for BnBackward {
             .for_each(|(plane, dx)| {
                 let ch = plane % c;
                 let [sg, sgx] = sums[ch];
-                let k = self.gamma[ch] as f64 * invstd[ch];
-                let (mg, mgx) = (sg / m, sgx / m);
+                // dx = k·(g - Σg/m - x̂·Σg·x̂/m), x̂ = (x - μ)·invstd, in f32
+                // from f64 coefficients: dx = k·g + a·x + b.
+                let (mu, is) = (mean[ch], invstd[ch]);
+                let k = self.gamma[ch] as f64 * is;
+                let a = -k * is * sgx / m;
+                let b = -k * sg / m - a * mu;
+                let (k, a, b) = (k as f32, a as f32, b as f32);
                 let base = plane * hw;
                 for (j, d) in dx.iter_mut().enumerate() {
                     let i = base + j;
-                    let xhat = (x[i] as f64 - mean[ch]) * invstd[ch];
-                    *d = (k * (g(i) as f64 - mg - xhat * mgx)) as f32;
+                    *d = k * g(i) + a * x[i] + b;
                 }
             });
         for ch in 0..c {
@@ -250,7 +268,7 @@ pub(crate) fn batch_norm_train(
     eps: f64,
     relu: bool,
 ) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
-    let stats: BatchStats = Arc::default();
+    let stats: Arc<Mutex<BatchStats>> = Arc::default();
     let y = x.contiguous()?.apply_op3(
         &gamma.contiguous()?,
         &beta.contiguous()?,
@@ -260,11 +278,9 @@ pub(crate) fn batch_norm_train(
             stats: stats.clone(),
         },
     )?;
-    let (mean, var) = stats
-        .lock()
-        .expect("batch statistics")
-        .take()
-        .expect("the forward pass ran");
+    let st = stats.lock().expect("batch statistics");
+    let mean = st.mean.iter().map(|v| *v as f32).collect();
+    let var = st.unbiased.iter().map(|v| *v as f32).collect();
     Ok((y, mean, var))
 }
 
@@ -401,6 +417,135 @@ pub(crate) fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
 }
 
+/// relu(x + b[c]) · mask: (x, b) → y, the mask (inverted-dropout scales,
+/// one per element) fixed in the op.
+struct BiasReluMask {
+    mask: Option<Arc<Vec<f32>>>,
+}
+
+impl CustomOp2 for BiasReluMask {
+    fn name(&self) -> &'static str {
+        "foldwise-bias-relu-dropout"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, c, hw) = nc_hw(l1)?;
+        let x = f32_slice(s1, l1, "bias-relu: input")?;
+        let b = f32_slice(s2, l2, "bias-relu: bias")?;
+        if b.len() != c || self.mask.as_ref().is_some_and(|m| m.len() != x.len()) {
+            candle_core::bail!("bias-relu: {c} channels, {} biases", b.len());
+        }
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(hw.max(1))
+            .zip(x.par_chunks(hw.max(1)))
+            .enumerate()
+            .for_each(|(plane, (y, x))| {
+                let bias = b[plane % c];
+                match &self.mask {
+                    Some(m) => {
+                        let m = &m[plane * hw..(plane + 1) * hw];
+                        for ((y, x), m) in y.iter_mut().zip(x).zip(m) {
+                            *y = (x + bias).max(0.0) * m;
+                        }
+                    }
+                    None => {
+                        for (y, x) in y.iter_mut().zip(x) {
+                            *y = (x + bias).max(0.0);
+                        }
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let len = x.elem_count();
+        let c = b.elem_count();
+        let packed = x.apply_op2_no_bwd(
+            &dy.contiguous()?,
+            &BiasReluMaskBackward {
+                bias: b.flatten_all()?.to_vec1()?,
+                mask: self.mask.clone(),
+            },
+        )?;
+        let dx = packed.narrow(0, 0, len)?.reshape(x.shape())?;
+        let db = packed.narrow(0, len, c)?.reshape(b.shape())?;
+        Ok((Some(dx), Some(db)))
+    }
+}
+
+/// (x, dy) → [dx, db] packed: dx = dy · mask where x + b > 0, db its sum per
+/// channel.
+struct BiasReluMaskBackward {
+    bias: Vec<f32>,
+    mask: Option<Arc<Vec<f32>>>,
+}
+
+impl CustomOp2 for BiasReluMaskBackward {
+    fn name(&self) -> &'static str {
+        "foldwise-bias-relu-dropout-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims @ (_, c, hw) = nc_hw(l1)?;
+        let x = f32_slice(s1, l1, "bias-relu: input")?;
+        let dy = f32_slice(s2, l2, "bias-relu: gradient")?;
+        let len = x.len();
+        let mut out = vec![0f32; len + c];
+        let (dx, db) = out.split_at_mut(len);
+        dx.par_chunks_mut(hw.max(1))
+            .enumerate()
+            .for_each(|(plane, dx)| {
+                let bias = self.bias[plane % c];
+                for (j, d) in dx.iter_mut().enumerate() {
+                    let i = plane * hw + j;
+                    let m = self.mask.as_ref().map_or(1.0, |m| m[i]);
+                    *d = if x[i] + bias > 0.0 { dy[i] * m } else { 0.0 };
+                }
+            });
+        let dx: &[f32] = dx;
+        let sums = channel_sums(dims, |plane, _| {
+            [dx[plane * hw..][..hw]
+                .iter()
+                .map(|v| *v as f64)
+                .sum::<f64>()]
+        });
+        for (d, [s]) in db.iter_mut().zip(sums) {
+            *d = s as f32;
+        }
+        Ok((CpuStorage::F32(out), Shape::from(len + c)))
+    }
+}
+
+/// relu(x + b[c]) over NCHW `x`, then multiplied by `mask` (inverted-dropout
+/// scales, one per element) when given.
+pub(crate) fn bias_relu_dropout(x: &Tensor, b: &Tensor, mask: Option<Vec<f32>>) -> Result<Tensor> {
+    x.contiguous()?.apply_op2(
+        &b.contiguous()?,
+        BiasReluMask {
+            mask: mask.map(Arc::new),
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,6 +676,30 @@ mod tests {
         assert_eq!(values(&y), values(&want));
         let f = |t: &[Tensor]| add_relu(&t[0], &t[1]).unwrap();
         check_gradients(&[&a, &b], &f, &mut rng, "add-relu");
+    }
+
+    #[test]
+    fn bias_relu_dropout_forward_and_gradients() {
+        let mut rng = Rng::new(11);
+        let x = random(&mut rng, &[2, 3, 2, 5]);
+        let b = random(&mut rng, &[3]);
+        let mask: Vec<f32> = (0..60)
+            .map(|i| if i % 3 == 0 { 0.0 } else { 1.5 })
+            .collect();
+        let y = bias_relu_dropout(x.as_tensor(), b.as_tensor(), Some(mask.clone())).unwrap();
+        let want = x
+            .as_tensor()
+            .broadcast_add(&b.as_tensor().reshape((1, 3, 1, 1)).unwrap())
+            .unwrap()
+            .relu()
+            .unwrap()
+            .mul(&Tensor::from_vec(mask.clone(), (2, 3, 2, 5), &Device::Cpu).unwrap())
+            .unwrap();
+        assert_eq!(values(&y), values(&want));
+        for m in [None, Some(mask)] {
+            let f = |t: &[Tensor]| bias_relu_dropout(&t[0], &t[1], m.clone()).unwrap();
+            check_gradients(&[&x, &b], &f, &mut rng, "bias-relu-dropout");
+        }
     }
 
     #[test]

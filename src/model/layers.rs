@@ -10,7 +10,7 @@
 use candle_core::{Device, Result, Tensor, Var};
 
 use super::conv::conv2d;
-use super::fused::{batch_norm_eval, batch_norm_train};
+use super::fused::{batch_norm_eval, batch_norm_train, bias_relu_dropout};
 use super::init::kaiming_uniform;
 use crate::rng::Rng;
 
@@ -97,6 +97,18 @@ impl Conv {
             Some(b) => y.broadcast_add(&b.as_tensor().reshape((1, (), 1, 1))?),
             None => Ok(y),
         }
+    }
+
+    /// relu(conv(x) + bias), then inverted dropout with probability `p` in
+    /// training (mask from `ctx.rng`, drawn as [`dropout`] draws it), fused
+    /// into one pass ([`super::fused`]). The layer must have a bias.
+    pub fn forward_relu_dropout(&self, x: &Tensor, p: f32, ctx: &mut Ctx) -> Result<Tensor> {
+        let Some(b) = &self.b else {
+            candle_core::bail!("conv: forward_relu_dropout needs a bias");
+        };
+        let y = conv2d(x, self.w.as_tensor(), self.stride, self.pad)?;
+        let mask = (ctx.train && p > 0.0).then(|| dropout_mask(y.elem_count(), p, ctx));
+        bias_relu_dropout(&y, b.as_tensor(), mask)
     }
 
     pub fn params(&self, name: &str, out: &mut Vec<(String, Var)>) {
@@ -232,12 +244,16 @@ pub(crate) fn dropout(x: &Tensor, p: f32, ctx: &mut Ctx) -> Result<Tensor> {
     if !ctx.train || p <= 0.0 {
         return Ok(x.clone());
     }
+    let mask = dropout_mask(x.elem_count(), p, ctx);
+    x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
+}
+
+/// `len` inverted-dropout scales: 0 with probability `p`, else 1/(1-p).
+fn dropout_mask(len: usize, p: f32, ctx: &mut Ctx) -> Vec<f32> {
     let scale = 1.0 / (1.0 - p);
-    let mask: Vec<f32> = (0..x.elem_count())
+    (0..len)
         .map(|_| if ctx.rng.f32() < p { 0.0 } else { scale })
-        .collect();
-    let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
-    x.mul(&mask)
+        .collect()
 }
 
 /// Output size of a convolution or pooling window along one axis, or None

@@ -8,11 +8,12 @@
 //! padding: `out = (in - k) / s + 1`). The forward takes each window's
 //! maximum; the backward routes each output gradient to the argmax of its
 //! window, the *first* maximum in row-major order on ties, and sums where
-//! overlapping windows pick the same input. Both passes are sequential, so the
-//! result never depends on the thread count. Pinned against numpy reference
-//! values and finite differences (tests below).
+//! overlapping windows pick the same input. Planes run in parallel, each
+//! sequentially, so the result never depends on the thread count. Pinned
+//! against numpy reference values and finite differences (tests below).
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 /// Max pooling with kernel `k` and stride `s` (floor mode).
 #[derive(Debug, Clone, Copy)]
@@ -34,34 +35,37 @@ impl MaxPool {
     }
 
     /// For every output element, the flat input index of its window's first
-    /// maximum, plus that maximum.
+    /// maximum, plus that maximum. Planes (one image, one channel) run in
+    /// parallel; each is sequential, so the result is thread-independent.
     fn argmax(&self, x: &[f32], dims: (usize, usize, usize, usize)) -> Result<Vec<(usize, f32)>> {
         let (n, c, h, w) = dims;
         let (ho, wo) = self.out_dims(h, w)?;
-        let mut out = Vec::with_capacity(n * c * ho * wo);
-        for plane in 0..n * c {
-            let base = plane * h * w;
-            for i in 0..ho {
-                for j in 0..wo {
-                    let mut best = (usize::MAX, f32::NEG_INFINITY);
-                    for di in 0..self.k {
-                        let row = base + (i * self.s + di) * w + j * self.s;
-                        for dj in 0..self.k {
-                            let v = x[row + dj];
-                            // Strictly greater: ties keep the first; a NaN wins
-                            // once so it propagates like PyTorch.
-                            if best.0 == usize::MAX
-                                || v > best.1
-                                || (v.is_nan() && !best.1.is_nan())
-                            {
-                                best = (row + dj, v);
+        let mut out = vec![(0usize, 0f32); n * c * ho * wo];
+        out.par_chunks_mut(ho * wo)
+            .enumerate()
+            .for_each(|(plane, out)| {
+                let base = plane * h * w;
+                for i in 0..ho {
+                    for j in 0..wo {
+                        let mut best = (usize::MAX, f32::NEG_INFINITY);
+                        for di in 0..self.k {
+                            let row = base + (i * self.s + di) * w + j * self.s;
+                            for dj in 0..self.k {
+                                let v = x[row + dj];
+                                // Strictly greater: ties keep the first; a NaN
+                                // wins once so it propagates like PyTorch.
+                                if best.0 == usize::MAX
+                                    || v > best.1
+                                    || (v.is_nan() && !best.1.is_nan())
+                                {
+                                    best = (row + dj, v);
+                                }
                             }
                         }
+                        out[i * wo + j] = best;
                     }
-                    out.push(best);
                 }
-            }
-        }
+            });
         Ok(out)
     }
 }
@@ -90,13 +94,21 @@ impl CustomOp1 for MaxPool {
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let dims = arg.dims4()?;
+        let dims @ (_, _, h, w) = arg.dims4()?;
         let x = arg.flatten_all()?.to_vec1::<f32>()?;
         let g = grad_res.flatten_all()?.to_vec1::<f32>()?;
+        let (ho, wo) = self.out_dims(h, w)?;
+        let picks = self.argmax(&x, dims)?;
         let mut dx = vec![0f32; x.len()];
-        for ((idx, _), gv) in self.argmax(&x, dims)?.into_iter().zip(g) {
-            dx[idx] += gv;
-        }
+        // Windows never leave their plane, so planes are independent.
+        dx.par_chunks_mut(h * w)
+            .zip(picks.par_chunks(ho * wo).zip(g.par_chunks(ho * wo)))
+            .enumerate()
+            .for_each(|(plane, (dx, (picks, g)))| {
+                for ((idx, _), gv) in picks.iter().zip(g) {
+                    dx[idx - plane * h * w] += gv;
+                }
+            });
         Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
     }
 }

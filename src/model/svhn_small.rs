@@ -9,7 +9,7 @@
 
 use candle_core::{Result, Tensor, Var};
 
-use super::layers::{dropout, out_size, Conv, Ctx, Heads, Network};
+use super::layers::{out_size, Conv, Ctx, Heads, Network};
 use super::pool::max_pool;
 use crate::model::init::INIT_STREAM;
 use crate::rng::Rng;
@@ -46,10 +46,10 @@ impl SvhnSmall {
 
 impl Network for SvhnSmall {
     fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
-        let x = self.conv1.forward(x)?.relu()?;
-        let x = max_pool(&dropout(&x, self.dropout, ctx)?, 2, 2)?;
-        let x = self.conv2.forward(&x)?.relu()?;
-        let x = max_pool(&dropout(&x, self.dropout, ctx)?, 2, 2)?;
+        let x = self.conv1.forward_relu_dropout(x, self.dropout, ctx)?;
+        let x = max_pool(&x, 2, 2)?;
+        let x = self.conv2.forward_relu_dropout(&x, self.dropout, ctx)?;
+        let x = max_pool(&x, 2, 2)?;
         self.heads.forward(&x.flatten_from(1)?)
     }
 
