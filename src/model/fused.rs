@@ -223,10 +223,11 @@ impl CustomOp3 for BnBackward {
         let sums = channel_sums(dims, |plane, ch| {
             let (mu, is) = (mean[ch], invstd[ch]);
             let (mut sg, mut sgx) = (0f64, 0f64);
-            for i in plane * hw..(plane + 1) * hw {
+            let r = plane * hw..(plane + 1) * hw;
+            for (i, xi) in r.clone().zip(&x[r]) {
                 let gi = g(i) as f64;
                 sg += gi;
-                sgx += gi * (x[i] as f64 - mu) * is;
+                sgx += gi * (*xi as f64 - mu) * is;
             }
             [sg, sgx]
         });
