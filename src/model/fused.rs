@@ -57,15 +57,40 @@ fn channel_sums<const K: usize>(
         .collect()
 }
 
-/// Σx and Σx² of one plane, in f64.
-fn plane_moments(x: &[f32]) -> [f64; 2] {
-    let (mut s, mut q) = (0f64, 0f64);
-    for v in x {
-        let v = *v as f64;
-        s += v;
-        q += v * v;
+/// Lanes of the per-plane partial sums: f32 accumulators the compiler
+/// vectorises, added up in f64 at the end of each plane.
+const LANES: usize = 16;
+
+/// Σ f(i)[0] and Σ f(i)[1] over `0..len`, in [`LANES`] f32 lanes, then f64.
+#[inline(always)]
+fn lane_sums(len: usize, f: impl Fn(usize) -> [f32; 2]) -> [f64; 2] {
+    let mut acc = [[0f32; LANES]; 2];
+    let full = len / LANES * LANES;
+    for base in (0..full).step_by(LANES) {
+        for l in 0..LANES {
+            let [a, b] = f(base + l);
+            acc[0][l] += a;
+            acc[1][l] += b;
+        }
     }
-    [s, q]
+    let mut out = [0f64; 2];
+    for i in full..len {
+        let [a, b] = f(i);
+        out[0] += a as f64;
+        out[1] += b as f64;
+    }
+    for (o, lanes) in out.iter_mut().zip(acc) {
+        *o += lanes.iter().map(|v| *v as f64).sum::<f64>();
+    }
+    out
+}
+
+/// Σ(x - k) and Σ(x - k)² of one plane (shifted by `k` for precision).
+fn plane_moments(x: &[f32], k: f32) -> [f64; 2] {
+    lane_sums(x.len(), |i| {
+        let d = x[i] - k;
+        [d, d * d]
+    })
 }
 
 /// What a training BatchNorm's forward pass measured, per channel: mean and
@@ -107,14 +132,18 @@ impl CustomOp3 for BnTrain {
             candle_core::bail!("batchnorm: {c} channels but {} weights", gamma.len());
         }
         let m = (n * hw) as f64;
-        let moments = channel_sums(dims, |plane, _| plane_moments(&x[plane * hw..][..hw]));
-        let mean: Vec<f64> = moments.iter().map(|[s, _]| s / m).collect();
-        // E[x²] - E[x]², accumulated in f64 (activations are O(1), so the
-        // cancellation costs far less than f32's own rounding).
+        // Moments about a value of the channel (its first in the batch), so
+        // E[d²] - E[d]² does not cancel even when the mean is far from 0.
+        let shift: Vec<f32> = (0..c).map(|ch| x[ch * hw]).collect();
+        let moments = channel_sums(dims, |plane, ch| {
+            plane_moments(&x[plane * hw..][..hw], shift[ch])
+        });
+        let mean: Vec<f64> = (0..c)
+            .map(|ch| shift[ch] as f64 + moments[ch][0] / m)
+            .collect();
         let var: Vec<f64> = moments
             .iter()
-            .zip(&mean)
-            .map(|([_, q], mu)| (q / m - mu * mu).max(0.0))
+            .map(|[s, q]| (q / m - (s / m) * (s / m)).max(0.0))
             .collect();
         let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
         let (scale, shift): (Vec<f32>, Vec<f32>) = (0..c)
@@ -212,7 +241,13 @@ impl CustomOp3 for BnBackward {
             candle_core::bail!("batchnorm backward: mismatched sizes");
         }
         let relu = self.relu;
-        let g = |i: usize| if relu && y[i] <= 0.0 { 0.0 } else { dy[i] };
+        let g = |i: usize| {
+            if relu && y[i] <= 0.0 {
+                0.0
+            } else {
+                dy[i]
+            }
+        };
         let m = (n * hw) as f64;
         let stats = self.stats.lock().expect("batch statistics");
         let (mean, invstd) = (&stats.mean, &stats.invstd);
@@ -221,15 +256,13 @@ impl CustomOp3 for BnBackward {
         }
         // Σ g and Σ g·x̂ per channel.
         let sums = channel_sums(dims, |plane, ch| {
-            let (mu, is) = (mean[ch], invstd[ch]);
-            let (mut sg, mut sgx) = (0f64, 0f64);
-            let r = plane * hw..(plane + 1) * hw;
-            for (i, xi) in r.clone().zip(&x[r]) {
-                let gi = g(i) as f64;
-                sg += gi;
-                sgx += gi * (*xi as f64 - mu) * is;
-            }
-            [sg, sgx]
+            let mu = mean[ch] as f32;
+            let base = plane * hw;
+            let [sg, sgx] = lane_sums(hw, |j| {
+                let gi = g(base + j);
+                [gi, gi * (x[base + j] - mu)]
+            });
+            [sg, sgx * invstd[ch]]
         });
         let len = x.len();
         let mut out = vec![0f32; len + 2 * c];
@@ -247,9 +280,10 @@ impl CustomOp3 for BnBackward {
                 let b = -k * sg / m - a * mu;
                 let (k, a, b) = (k as f32, a as f32, b as f32);
                 let base = plane * hw;
-                for (j, d) in dx.iter_mut().enumerate() {
-                    let i = base + j;
-                    *d = k * g(i) + a * x[i] + b;
+                let (x, y, dy) = (&x[base..][..hw], &y[base..][..hw], &dy[base..][..hw]);
+                for (((d, x), y), dy) in dx.iter_mut().zip(x).zip(y).zip(dy) {
+                    let g = if relu && *y <= 0.0 { 0.0 } else { *dy };
+                    *d = k * g + a * x + b;
                 }
             });
         for ch in 0..c {
