@@ -167,10 +167,8 @@ fn the_quickstart_runs_end_to_end_at_a_small_scale() {
         .replace("count = 3000", "count = 36")
         .replace("count = 1000", "count = 8")
         .replace("cycle_epochs = 3", "cycle_epochs = 1")
-        .replace(
-            "model = { arch = \"svhn-small\", heads = 6 }",
-            "model = { arch = \"svhn-small\", heads = 6, height = 32, width = 64 }",
-        );
+        .replace("height = 48, width = 96", "height = 32, width = 64");
+    assert_ne!(small, example("quickstart.toml"));
     let p = Project::new(&small);
     let first = p.cli(&["run", "p.toml"]);
     assert!(first.status.success(), "{}", stderr(&first));
@@ -211,7 +209,7 @@ fn the_quickstart_runs_end_to_end_at_a_small_scale() {
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["nodes"].as_array().unwrap().len(), 10);
 
-    // 3 models x 2 snapshots x 2 rounds; the last row is the evaluation.
+    // 3 models x 2 snapshots x 4 rounds; the last row is the evaluation.
     let ladder: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir("ladder").join("metrics.json")).unwrap())
             .unwrap();
@@ -221,7 +219,7 @@ fn the_quickstart_runs_end_to_end_at_a_small_scale() {
         .iter()
         .map(|r| r["members"].as_u64().unwrap())
         .collect();
-    assert_eq!(members, [1, 2, 4, 12]);
+    assert_eq!(members, [1, 2, 8, 24]);
     let metrics: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir("eval").join("metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics["n"], 8);
@@ -232,7 +230,7 @@ fn the_quickstart_runs_end_to_end_at_a_small_scale() {
     assert!(csv.starts_with("file_name,file_code\n"));
     assert_eq!(csv.lines().count(), 1 + 8);
     let snapshots = dir("cnn[0]").join("snapshots");
-    assert_eq!(std::fs::read_dir(snapshots).unwrap().count(), 2);
+    assert_eq!(std::fs::read_dir(snapshots).unwrap().count(), 5);
 
     // One decoded set per data set and size, shared by train and predict.
     let mut decoded: Vec<String> = std::fs::read_dir(p.cache().join("derived"))
@@ -247,7 +245,7 @@ fn the_quickstart_runs_end_to_end_at_a_small_scale() {
         "{decoded:?}"
     );
 
-    p.edit("tta = { rounds = 2 }", "tta = { rounds = 3 }");
+    p.edit("tta = { rounds = 4 }", "tta = { rounds = 5 }");
     let r = p.run();
     assert_eq!(
         r.executed(),
