@@ -6,6 +6,7 @@ mod diagnostics;
 mod docs;
 mod engine;
 mod folds;
+mod mchar;
 mod real_data;
 mod resume;
 mod robustness;
