@@ -8,9 +8,10 @@
 //! Adam lr 1e-3), in its own child process (this binary re-executed with
 //! `--child`), through the public API [`foldwise::model`] only:
 //! - train: images/s of [`Model::train_step`] (forward, loss, backward, Adam
-//!   step); one warm-up step, then timed over at least `steps` steps and
-//!   `seconds` seconds;
-//! - infer: images/s of [`Model::forward_probs`], timed the same way;
+//!   step); one warm-up step, then at least `steps` timed steps and
+//!   `seconds` seconds; batch / the median step time (robust to other
+//!   processes on a shared machine; the mean is in the child's JSON too);
+//! - infer: images/s of [`Model::forward_probs`], measured the same way;
 //! - peak RSS: the child's maximum resident set (`wait4`).
 //!
 //! The child runs inside a rayon pool of `threads` threads (as the `train`
@@ -84,6 +85,7 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let script = root.join("benches/torch_models.py");
     let mut torch_version = None;
+    let load_start = load_average();
 
     let mut rows = Vec::new();
     for model in &o.models {
@@ -112,6 +114,9 @@ fn main() {
         "\n{} thread(s), {HEADS} heads, 3x64x128; images/s; peak RSS of the configuration's process",
         o.threads
     );
+    if let (Some(a), Some(b)) = (load_start, load_average()) {
+        println!("load average (1 min) at the start / end: {a} / {b}");
+    }
     match (&torch, &torch_version) {
         (Ok(py), Some(v)) => println!("PyTorch {v} ({})", py.display()),
         (Ok(py), None) => println!("PyTorch: {} gave no results", py.display()),
@@ -222,6 +227,12 @@ fn opts(args: &[String]) -> Opts {
             .unwrap_or_else(|| usage(&format!("seconds: {seconds:?}"))),
         torch,
     }
+}
+
+/// The 1-minute load average (Linux), to tell a quiet machine from a busy one.
+fn load_average() -> Option<String> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    s.split_whitespace().next().map(str::to_string)
 }
 
 fn usage(msg: &str) -> ! {
@@ -390,37 +401,52 @@ fn child(args: &[String]) {
             .collect();
         let y: Vec<u8> = (0..batch * HEADS).map(|_| r.below(11) as u8).collect();
         let mut step = 0u64;
-        let (train_steps, train_s) = timed(steps, seconds, || {
+        let train = timed(steps, seconds, || {
             m.train_step(&x, &y, step, 1e-3, 0.0).expect("train step");
             step += 1;
         });
-        let (infer_passes, infer_s) = timed(steps, seconds, || {
+        let infer = timed(steps, seconds, || {
             std::hint::black_box(m.forward_probs(&x, batch).expect("forward"));
         });
+        let mean = |t: &[f64]| t.iter().sum::<f64>() / t.len() as f64;
         println!(
             "{}",
             serde_json::json!({
-                "train_ips": (train_steps * batch) as f64 / train_s,
-                "infer_ips": (infer_passes * batch) as f64 / infer_s,
-                "train_steps": train_steps,
-                "infer_passes": infer_passes,
+                "train_ips": batch as f64 / median(&train),
+                "infer_ips": batch as f64 / median(&infer),
+                "train_ips_mean": batch as f64 / mean(&train),
+                "infer_ips_mean": batch as f64 / mean(&infer),
+                "train_steps": train.len(),
+                "infer_passes": infer.len(),
             })
         );
     });
 }
 
 /// One warm-up call, then calls until at least `steps` calls and `seconds`
-/// seconds; (timed calls, seconds).
-fn timed(steps: usize, seconds: f64, mut f: impl FnMut()) -> (usize, f64) {
+/// seconds; each timed call's seconds.
+fn timed(steps: usize, seconds: f64, mut f: impl FnMut()) -> Vec<f64> {
     f();
-    let t = Instant::now();
-    let mut n = 0;
+    let start = Instant::now();
+    let mut times = Vec::new();
     loop {
+        let t = Instant::now();
         f();
-        n += 1;
-        let dt = t.elapsed().as_secs_f64();
-        if n >= steps && dt >= seconds {
-            return (n, dt);
+        times.push(t.elapsed().as_secs_f64());
+        if times.len() >= steps && start.elapsed().as_secs_f64() >= seconds {
+            return times;
         }
+    }
+}
+
+/// The median of `times`.
+fn median(times: &[f64]) -> f64 {
+    let mut t = times.to_vec();
+    t.sort_by(f64::total_cmp);
+    let n = t.len();
+    if n % 2 == 1 {
+        t[n / 2]
+    } else {
+        (t[n / 2 - 1] + t[n / 2]) / 2.0
     }
 }

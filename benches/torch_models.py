@@ -13,16 +13,17 @@ all heads as one Linear(features, heads * 11). Input 3x64x128.
 
 Per configuration (model x batch), in its own child process:
 - train: images/s of forward + cross-entropy summed over heads (batch mean
-  per head) + backward + Adam step (lr 1e-3), one warm-up step, then timed
-  over at least --steps steps and --seconds seconds;
-- infer: images/s of eval mode, no_grad, softmax over the 11 classes, timed
-  the same way;
+  per head) + backward + Adam step (lr 1e-3), one warm-up step, then at
+  least --steps timed steps and --seconds seconds; batch / the median step
+  time (the mean is reported too);
+- infer: images/s of eval mode, no_grad, softmax over the 11 classes,
+  measured the same way;
 - peak RSS: the child's maximum resident set, read by the parent with
   wait4 (as the Rust bench reads its own children).
 
 Prints one JSON object per configuration on stdout:
-{"model", "batch", "threads", "train_ips", "infer_ips", "train_steps",
- "infer_passes", "peak_rss_kib", "torch"}.
+{"model", "batch", "threads", "train_ips", "infer_ips", "train_ips_mean",
+ "infer_ips_mean", "train_steps", "infer_passes", "peak_rss_kib", "torch"}.
 torch.set_num_threads(threads); OMP_NUM_THREADS and MKL_NUM_THREADS are set
 for the child too.
 """
@@ -122,6 +123,7 @@ def build(arch, heads, p):
 
 
 def child(arch, batch, threads, heads, min_steps, min_seconds):
+    import statistics
     import time
 
     import torch
@@ -151,26 +153,30 @@ def child(arch, batch, threads, heads, min_steps, min_seconds):
 
     def timed(f):
         f()  # warm-up
-        n = 0
-        t = time.perf_counter()
+        times = []
+        start = time.perf_counter()
         while True:
+            t = time.perf_counter()
             f()
-            n += 1
-            dt = time.perf_counter() - t
-            if n >= min_steps and dt >= min_seconds:
-                return n, dt
+            times.append(time.perf_counter() - t)
+            if len(times) >= min_steps and time.perf_counter() - start >= min_seconds:
+                return times
 
     model.train()
-    train_steps, train_s = timed(train_step)
+    train_times = timed(train_step)
     model.eval()
-    infer_passes, infer_s = timed(infer)
+    infer_times = timed(infer)
+    median = statistics.median
+    mean = statistics.fmean
     print(
         json.dumps(
             {
-                "train_ips": train_steps * batch / train_s,
-                "infer_ips": infer_passes * batch / infer_s,
-                "train_steps": train_steps,
-                "infer_passes": infer_passes,
+                "train_ips": batch / median(train_times),
+                "infer_ips": batch / median(infer_times),
+                "train_ips_mean": batch / mean(train_times),
+                "infer_ips_mean": batch / mean(infer_times),
+                "train_steps": len(train_times),
+                "infer_passes": len(infer_times),
                 "torch": torch.__version__,
             }
         ),
