@@ -72,6 +72,8 @@ struct Measured {
 }
 
 fn main() {
+    // As the foldwise binary does first thing.
+    foldwise::model::configure_process();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--child") {
         return child(&args[1..]);
