@@ -64,13 +64,13 @@ const LANES: usize = 16;
 /// Σ f(i)[0] and Σ f(i)[1] over `0..len`, in [`LANES`] f32 lanes, then f64.
 #[inline(always)]
 fn lane_sums(len: usize, f: impl Fn(usize) -> [f32; 2]) -> [f64; 2] {
-    let mut acc = [[0f32; LANES]; 2];
+    let (mut acc0, mut acc1) = ([0f32; LANES], [0f32; LANES]);
     let full = len / LANES * LANES;
     for base in (0..full).step_by(LANES) {
-        for l in 0..LANES {
+        for (l, (a0, a1)) in acc0.iter_mut().zip(&mut acc1).enumerate() {
             let [a, b] = f(base + l);
-            acc[0][l] += a;
-            acc[1][l] += b;
+            *a0 += a;
+            *a1 += b;
         }
     }
     let mut out = [0f64; 2];
@@ -79,7 +79,7 @@ fn lane_sums(len: usize, f: impl Fn(usize) -> [f32; 2]) -> [f64; 2] {
         out[0] += a as f64;
         out[1] += b as f64;
     }
-    for (o, lanes) in out.iter_mut().zip(acc) {
+    for (o, lanes) in out.iter_mut().zip([acc0, acc1]) {
         *o += lanes.iter().map(|v| *v as f64).sum::<f64>();
     }
     out

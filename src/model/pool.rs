@@ -14,12 +14,15 @@
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+use std::sync::{Arc, Mutex};
 
-/// Max pooling with kernel `k` and stride `s` (floor mode).
-#[derive(Debug, Clone, Copy)]
+/// Max pooling with kernel `k` and stride `s` (floor mode). The forward
+/// pass keeps each window's pick (its in-plane index) for the backward.
+#[derive(Debug, Clone)]
 pub(crate) struct MaxPool {
     pub k: usize,
     pub s: usize,
+    picks: Arc<Mutex<Vec<u32>>>,
 }
 
 impl MaxPool {
@@ -34,24 +37,32 @@ impl MaxPool {
         Ok(((h - self.k) / self.s + 1, (w - self.k) / self.s + 1))
     }
 
-    /// For every output element, the flat input index of its window's first
-    /// maximum, plus that maximum. Planes (one image, one channel) run in
+    /// For every output element, the in-plane index of its window's first
+    /// maximum, and that maximum. Planes (one image, one channel) run in
     /// parallel; each is sequential, so the result is thread-independent.
-    fn argmax(&self, x: &[f32], dims: (usize, usize, usize, usize)) -> Result<Vec<(usize, f32)>> {
+    fn argmax(
+        &self,
+        x: &[f32],
+        dims: (usize, usize, usize, usize),
+    ) -> Result<(Vec<u32>, Vec<f32>)> {
         let (n, c, h, w) = dims;
         let (ho, wo) = self.out_dims(h, w)?;
-        let mut out = vec![(0usize, 0f32); n * c * ho * wo];
-        out.par_chunks_mut(ho * wo)
-            .enumerate()
-            .for_each(|(plane, out)| {
-                let base = plane * h * w;
+        if h * w > u32::MAX as usize {
+            candle_core::bail!("max-pool: a {h}x{w} plane is too large");
+        }
+        let len = n * c * ho * wo;
+        let (mut picks, mut vals) = (vec![0u32; len], vec![0f32; len]);
+        picks
+            .par_chunks_mut(ho * wo)
+            .zip(vals.par_chunks_mut(ho * wo))
+            .zip(x.par_chunks(h * w))
+            .for_each(|((picks, vals), x)| {
                 for i in 0..ho {
                     for j in 0..wo {
                         let mut best = (usize::MAX, f32::NEG_INFINITY);
                         for di in 0..self.k {
-                            let row = base + (i * self.s + di) * w + j * self.s;
-                            for dj in 0..self.k {
-                                let v = x[row + dj];
+                            let row = (i * self.s + di) * w + j * self.s;
+                            for (dj, &v) in x[row..row + self.k].iter().enumerate() {
                                 // Strictly greater: ties keep the first; a NaN
                                 // wins once so it propagates like PyTorch.
                                 if best.0 == usize::MAX
@@ -62,11 +73,12 @@ impl MaxPool {
                                 }
                             }
                         }
-                        out[i * wo + j] = best;
+                        picks[i * wo + j] = best.0 as u32;
+                        vals[i * wo + j] = best.1;
                     }
                 }
             });
-        Ok(out)
+        Ok((picks, vals))
     }
 }
 
@@ -85,28 +97,26 @@ impl CustomOp1 for MaxPool {
             _ => candle_core::bail!("max-pool: only f32 is supported"),
         };
         let (ho, wo) = self.out_dims(h, w)?;
-        let y: Vec<f32> = self
-            .argmax(x, (n, c, h, w))?
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect();
+        let (picks, y) = self.argmax(x, (n, c, h, w))?;
+        *self.picks.lock().expect("max-pool picks") = picks;
         Ok((CpuStorage::F32(y), Shape::from((n, c, ho, wo))))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let dims @ (_, _, h, w) = arg.dims4()?;
-        let x = arg.flatten_all()?.to_vec1::<f32>()?;
+        let dims @ (n, c, h, w) = arg.dims4()?;
         let g = grad_res.flatten_all()?.to_vec1::<f32>()?;
         let (ho, wo) = self.out_dims(h, w)?;
-        let picks = self.argmax(&x, dims)?;
-        let mut dx = vec![0f32; x.len()];
+        let mut picks = std::mem::take(&mut *self.picks.lock().expect("max-pool picks"));
+        if picks.len() != n * c * ho * wo {
+            picks = self.argmax(&arg.flatten_all()?.to_vec1::<f32>()?, dims)?.0;
+        }
+        let mut dx = vec![0f32; n * c * h * w];
         // Windows never leave their plane, so planes are independent.
         dx.par_chunks_mut(h * w)
             .zip(picks.par_chunks(ho * wo).zip(g.par_chunks(ho * wo)))
-            .enumerate()
-            .for_each(|(plane, (dx, (picks, g)))| {
-                for ((idx, _), gv) in picks.iter().zip(g) {
-                    dx[idx - plane * h * w] += gv;
+            .for_each(|(dx, (picks, g))| {
+                for (idx, gv) in picks.iter().zip(g) {
+                    dx[*idx as usize] += gv;
                 }
             });
         Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
@@ -115,7 +125,11 @@ impl CustomOp1 for MaxPool {
 
 /// Max pooling of an NCHW f32 tensor (made contiguous first).
 pub(crate) fn max_pool(x: &Tensor, k: usize, s: usize) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(MaxPool { k, s })
+    x.contiguous()?.apply_op1(MaxPool {
+        k,
+        s,
+        picks: Arc::default(),
+    })
 }
 
 #[cfg(test)]
