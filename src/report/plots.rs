@@ -86,11 +86,11 @@ pub fn lines(
             .configure_mesh()
             .x_desc("epoch")
             .y_desc(y_desc)
-            .x_labels(8)
+            .x_labels(((x1 - x0).round() as usize + 1).clamp(2, 10))
             .y_labels(6)
-            .x_label_formatter(&|v| format!("{v:.0}"))
-            .y_label_formatter(&|v| compact(*v))
-            .light_line_style(RGBColor(235, 235, 235))
+            .x_label_formatter(&|v| whole(*v))
+            .y_label_formatter(&|v| tick(*v, y1 - y0))
+            .light_line_style(WHITE)
             .draw()?;
         for s in series {
             let c = s.color;
@@ -295,6 +295,30 @@ pub fn timings(title: &str, rows: &[(String, f64)]) -> String {
     })
 }
 
+/// An epoch tick: whole numbers only.
+fn whole(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-6 {
+        format!("{v:.0}")
+    } else {
+        String::new()
+    }
+}
+
+/// A value tick with enough digits to tell ticks `range / 5` apart.
+fn tick(v: f64, range: f64) -> String {
+    let step = (range / 5.0).abs();
+    if step == 0.0 || !step.is_finite() {
+        return compact(v);
+    }
+    let mag = v.abs().max(step);
+    if !(1e-3..1e5).contains(&mag) {
+        let digits = ((mag / step).log10().ceil().max(0.0) as usize).min(6);
+        return format!("{v:.digits$e}");
+    }
+    let decimals = (-step.log10().floor()).clamp(0.0, 8.0) as usize;
+    format!("{v:.decimals$}")
+}
+
 /// A number in few characters (`0.0012`, `1.5`, `320`, `1.2e5`).
 fn compact(v: f64) -> String {
     let a = v.abs();
@@ -343,5 +367,10 @@ mod tests {
         assert!(timings("t", &[("a".into(), 1.0)]).contains("<rect"));
         assert_eq!(compact(0.125), "0.125");
         assert_eq!(compact(12.0), "12");
+        assert_eq!(tick(0.00095, 0.0001), "9.50e-4");
+        assert_eq!(tick(2.345, 0.06), "2.35");
+        assert_eq!(tick(0.4, 1.0), "0.4");
+        assert_eq!(whole(2.0), "2");
+        assert_eq!(whole(1.5), "");
     }
 }

@@ -3,10 +3,13 @@
 
 mod common;
 mod diagnostics;
+mod diff;
 mod docs;
 mod engine;
 mod folds;
+mod history;
 mod real_data;
+mod report;
 mod resume;
 mod robustness;
 mod train;
