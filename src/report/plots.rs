@@ -168,7 +168,7 @@ pub fn bars(
                     compact(*v)
                 }
             })
-            .light_line_style(RGBColor(235, 235, 235))
+            .light_line_style(WHITE)
             .draw()?;
         chart.draw_series(values.iter().enumerate().map(|(i, &v)| {
             let x = i as f64;
@@ -209,7 +209,7 @@ pub fn heatmap(title: &str, m: &[Vec<u64>], names: &[&str]) -> String {
             .margin(8)
             .x_label_area_size(30)
             .y_label_area_size(30)
-            .build_cartesian_2d(0.0..n as f64, n as f64..0.0)?;
+            .build_cartesian_2d(-0.5..n as f64 - 0.5, n as f64 - 0.5..-0.5)?;
         let (xn, yn): (Vec<String>, Vec<String>) = (
             names.iter().map(|s| s.to_string()).collect(),
             names.iter().map(|s| s.to_string()).collect(),
@@ -217,8 +217,8 @@ pub fn heatmap(title: &str, m: &[Vec<u64>], names: &[&str]) -> String {
         chart
             .configure_mesh()
             .disable_mesh()
-            .x_labels(n + 1)
-            .y_labels(n + 1)
+            .x_labels(n)
+            .y_labels(n)
             .x_desc("predicted")
             .y_desc("true")
             .x_label_formatter(&move |v| cell_label(&xn, *v))
@@ -248,8 +248,8 @@ pub fn heatmap(title: &str, m: &[Vec<u64>], names: &[&str]) -> String {
 }
 
 fn cell_label(names: &[String], v: f64) -> String {
-    let i = (v - 0.5).round();
-    if (v - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
+    let i = v.round();
+    if (v - i).abs() < 1e-6 && i >= 0.0 {
         names.get(i as usize).cloned().unwrap_or_default()
     } else {
         String::new()
@@ -306,6 +306,9 @@ fn whole(v: f64) -> String {
 
 /// A value tick with enough digits to tell ticks `range / 5` apart.
 fn tick(v: f64, range: f64) -> String {
+    if v.abs() < range.abs() * 1e-9 {
+        return "0".into();
+    }
     let step = (range / 5.0).abs();
     if step == 0.0 || !step.is_finite() {
         return compact(v);
@@ -370,6 +373,7 @@ mod tests {
         assert_eq!(tick(0.00095, 0.0001), "9.50e-4");
         assert_eq!(tick(2.345, 0.06), "2.35");
         assert_eq!(tick(0.4, 1.0), "0.4");
+        assert_eq!(tick(1e-20, 8e-4), "0");
         assert_eq!(whole(2.0), "2");
         assert_eq!(whole(1.5), "");
     }
