@@ -248,6 +248,11 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32, Failure> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 eprint!("{}", printer::summary(&report, *quiet, color));
+                if !*quiet {
+                    use std::io::Write as _;
+                    let _ = std::io::stderr().flush();
+                    print!("{}", printer::closing_tables(&report, &store));
+                }
             }
             Ok(if report.ok() { 0 } else { 1 })
         }

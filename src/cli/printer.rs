@@ -1,5 +1,6 @@
 //! Terminal output: a progress bar per running node, one line per finished
-//! node, and the tables of `status` and `run --dry-run`.
+//! node, the tables of `status` and `run --dry-run`, and the tables a run
+//! ends with (`ladder` reports).
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -10,7 +11,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::config::Pipeline;
 use crate::exec::{NodeOutcome, NodeStatus, Observer, Outcome, RunReport};
 use crate::fingerprint::Reason;
+use crate::nodes::evaluate::REPORT_FILE;
 use crate::nodes::Progress;
+use crate::store::Store;
 
 /// The CLI's run observer.
 pub struct Printer {
@@ -180,6 +183,38 @@ pub fn summary(r: &RunReport, quiet: bool, color: bool) -> String {
                 paint(color, "1;31", "error:"),
                 n.instance
             ));
+        }
+    }
+    s
+}
+
+/// The tables a run ends with (on standard output): the `report.txt` of
+/// every `ladder` instance the run reached, executed or reused, in run
+/// order, each after an empty line, its first line prefixed with the
+/// instance name. A no-op run prints them again: they are the pipeline's
+/// result, read from the cache.
+pub fn closing_tables(r: &RunReport, store: &Store) -> String {
+    let mut s = String::new();
+    for n in &r.nodes {
+        let (Outcome::Executed { .. } | Outcome::Reused) = n.outcome else {
+            continue;
+        };
+        let Some(key) = n.key.as_deref().filter(|_| n.kind == "ladder") else {
+            continue;
+        };
+        let path = store.artifact_dir(key).join(REPORT_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                s.push_str(&format!("\n{}: {text}", n.instance));
+                if !text.ends_with('\n') {
+                    s.push('\n');
+                }
+            }
+            Err(e) => s.push_str(&format!(
+                "\n{}: cannot read {}: {e}\n",
+                n.instance,
+                path.display()
+            )),
         }
     }
     s

@@ -20,8 +20,8 @@ use std::fs;
 use std::path::Path;
 
 use crate::config::schema::{Dflt, Param, Ty};
-use crate::data::{DataIndex, INDEX_FILE};
-use crate::nodes::predict::{read_output, write_json, ITEMS_FILE};
+use crate::data::{DataIndex, DataItem, INDEX_FILE};
+use crate::nodes::predict::{read_output, write_json, Item, ITEMS_FILE};
 use crate::nodes::{Kind, NodeError, RunCtx};
 use crate::predictions::metrics::{evaluate_items, Metrics};
 
@@ -74,11 +74,25 @@ static PARAMS: &[Param] = &[
 /// `data_dir` (`data_node` names it in errors).
 pub fn score(pred_dir: &Path, data_dir: &Path, data_node: &str) -> Result<Metrics, NodeError> {
     let out = read_output(pred_dir)?;
+    let items = labelled_items(pred_dir, &out.items, data_dir, data_node)?;
+    evaluate_items(&items, &out.final_classes())
+}
+
+/// The labelled data items behind the predicted `items` of the prediction
+/// artifact `pred_dir`, in the same order. Errors (naming the file): an
+/// index outside the data, a file name that differs from the data's, an
+/// item without a label.
+pub fn labelled_items(
+    pred_dir: &Path,
+    items: &[Item],
+    data_dir: &Path,
+    data_node: &str,
+) -> Result<Vec<DataItem>, NodeError> {
     let index = DataIndex::load(data_dir)?;
     let index_path = data_dir.join(INDEX_FILE);
     let items_path = pred_dir.join(ITEMS_FILE);
-    let mut items = Vec::with_capacity(out.items.len());
-    for it in &out.items {
+    let mut out = Vec::with_capacity(items.len());
+    for it in items {
         let Some(d) = index.items.get(it.index) else {
             return Err(NodeError::file(
                 &items_path,
@@ -108,9 +122,9 @@ pub fn score(pred_dir: &Path, data_dir: &Path, data_node: &str) -> Result<Metric
                 format!("data `{data_node}` is unlabelled (`{}` has no label), so predictions cannot be scored", d.file),
             ));
         }
-        items.push(d.clone());
+        out.push(d.clone());
     }
-    evaluate_items(&items, &out.final_classes())
+    Ok(out)
 }
 
 fn pct(x: f64) -> String {
@@ -141,9 +155,8 @@ pub fn report(m: &Metrics) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::DataItem;
     use crate::nodes::predict::testutil::{input, run_kind};
-    use crate::nodes::predict::{write_output, Item, CLASSES_FILE};
+    use crate::nodes::predict::{write_output, CLASSES_FILE};
     use crate::predictions::{Probs, CLASSES};
     use serde_json::json;
     use std::collections::BTreeMap;

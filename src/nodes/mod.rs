@@ -17,6 +17,7 @@ pub mod command;
 pub mod dataset;
 pub mod ensemble;
 pub mod evaluate;
+pub mod ladder;
 pub mod predict;
 pub mod split;
 pub mod submit;
@@ -90,6 +91,7 @@ pub static KINDS: &[&dyn Kind] = &[
     &predict::Predict,
     &ensemble::Ensemble,
     &evaluate::Evaluate,
+    &ladder::Ladder,
     &submit::Submit,
 ];
 

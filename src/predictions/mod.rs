@@ -9,6 +9,8 @@
 //! - [`decode`]: per-head argmax and the blank-dropping code;
 //! - [`ensemble`]: probability averaging (plain and weighted) and
 //!   per-character voting, all independent of member order, bit for bit;
+//! - [`ladder`]: how accuracy grows from the best single model through
+//!   snapshots and TTA rounds to the full ensemble;
 //! - [`metrics`]: sequence (contest), character, length and per-position
 //!   accuracy, per-head confusion matrices;
 //! - [`submission`]: the contest CSV `file_name,file_code`, writer and parser;
@@ -25,6 +27,7 @@
 
 pub mod decode;
 pub mod ensemble;
+pub mod ladder;
 pub mod metrics;
 pub mod store;
 pub mod submission;

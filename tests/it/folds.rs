@@ -3,7 +3,7 @@
 
 use foldwise::exec::RunOptions;
 
-use crate::common::{names, stdout, Project};
+use crate::common::{names, stderr, stdout, Project};
 
 pub fn example(name: &str) -> String {
     std::fs::read_to_string(format!("{}/pipelines/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -151,28 +151,32 @@ fn the_quickstart_expands_training_per_fold_and_gathers_for_prediction() {
          cnn[2] (train) <- data: plates, split: folds#2\n\
          pred (predict) <- models: cnn[*], data: plates_test\n\
          eval (evaluate) <- predictions: pred, data: plates_test\n\
-         submission (submit) <- predictions: pred\n"
+         submission (submit) <- predictions: pred\n\
+         ladder (ladder) <- predictions: pred, data: plates_test\n"
     );
 }
 
-/// The quickstart end to end at a small scale: every node runs once, a
-/// second run does nothing, and more TTA rounds rerun exactly the
-/// prediction and what follows it.
+/// The quickstart end to end at a small scale, through the command line:
+/// every node runs once and the run ends with the ladder table on stdout;
+/// a second run does nothing and prints the same table (the pipeline's
+/// result, from the cache); more TTA rounds rerun exactly the prediction
+/// and what follows it.
 #[test]
 fn the_quickstart_runs_end_to_end_at_a_small_scale() {
     let small = example("quickstart.toml")
         .replace("count = 3000", "count = 36")
         .replace("count = 1000", "count = 8")
         .replace("cycle_epochs = 3", "cycle_epochs = 1")
-        .replace(
-            "model = { arch = \"svhn-small\", heads = 6 }",
-            "model = { arch = \"svhn-small\", heads = 6, height = 32, width = 64 }",
-        );
+        .replace("height = 48, width = 96", "height = 32, width = 64");
+    assert_ne!(small, example("quickstart.toml"));
     let p = Project::new(&small);
-    let r = p.run();
-    assert!(r.ok(), "{:?}", r.failed());
-    assert_eq!(r.executed().len(), 9);
-    assert!(p.run().executed().is_empty());
+    let first = p.cli(&["run", "p.toml"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("\n10 executed, 0 reused, 0 failed, 0 skipped in "),
+        "{}",
+        stderr(&first)
+    );
 
     let st = p.status();
     let dir = |name: &str| {
@@ -185,14 +189,48 @@ fn the_quickstart_runs_end_to_end_at_a_small_scale() {
             .dir
             .clone()
     };
-    let csv = std::fs::read_to_string(dir("submission").join("submission.csv")).unwrap();
-    assert!(csv.starts_with("file_name,file_code\n"));
-    assert_eq!(csv.lines().count(), 1 + 8);
+    let report = std::fs::read_to_string(dir("ladder").join("report.txt")).unwrap();
+    assert_eq!(stdout(&first), format!("\nladder: {report}"));
+    assert!(
+        report.starts_with("accuracy as the ensemble grows (8 images)\n"),
+        "{report}"
+    );
+
+    let second = p.cli(&["run", "p.toml"]);
+    assert!(
+        stderr(&second).contains("\n0 executed, 10 reused, 0 failed, 0 skipped in "),
+        "{}",
+        stderr(&second)
+    );
+    assert_eq!(stdout(&second), stdout(&first), "the same table again");
+    // Quiet prints nothing; --json prints only the run report.
+    assert_eq!(stdout(&p.cli(&["run", "-q", "p.toml"])), "");
+    let json = p.cli(&["run", "--json", "p.toml"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 10);
+
+    // 3 models x 2 snapshots x 4 rounds; the last row is the evaluation.
+    let ladder: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir("ladder").join("metrics.json")).unwrap())
+            .unwrap();
+    let members: Vec<u64> = ladder["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["members"].as_u64().unwrap())
+        .collect();
+    assert_eq!(members, [1, 2, 8, 24]);
     let metrics: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir("eval").join("metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics["n"], 8);
+    assert_eq!(ladder["rows"][3]["seq_acc"], metrics["seq_acc"]);
+    assert_eq!(ladder["rows"][3]["char_acc"], metrics["char_acc"]);
+
+    let csv = std::fs::read_to_string(dir("submission").join("submission.csv")).unwrap();
+    assert!(csv.starts_with("file_name,file_code\n"));
+    assert_eq!(csv.lines().count(), 1 + 8);
     let snapshots = dir("cnn[0]").join("snapshots");
-    assert_eq!(std::fs::read_dir(snapshots).unwrap().count(), 2);
+    assert_eq!(std::fs::read_dir(snapshots).unwrap().count(), 5);
 
     // One decoded set per data set and size, shared by train and predict.
     let mut decoded: Vec<String> = std::fs::read_dir(p.cache().join("derived"))
@@ -207,7 +245,10 @@ fn the_quickstart_runs_end_to_end_at_a_small_scale() {
         "{decoded:?}"
     );
 
-    p.edit("tta = { rounds = 2 }", "tta = { rounds = 3 }");
+    p.edit("tta = { rounds = 4 }", "tta = { rounds = 5 }");
     let r = p.run();
-    assert_eq!(r.executed(), names(&["pred", "eval", "submission"]));
+    assert_eq!(
+        r.executed(),
+        names(&["pred", "eval", "submission", "ladder"])
+    );
 }

@@ -1,0 +1,223 @@
+//! The `ladder` node kind: how accuracy grows from the best single model to
+//! the full ensemble, over the members of one `predict` artifact on a
+//! labelled data set.
+//!
+//! It reads the prediction's `members.json` (model, snapshot, round and
+//! file of every member) and each member's probabilities, checks the
+//! predicted items against the data set (as `evaluate` does), and scores
+//! four rows ([`crate::predictions::ladder`]): the best single model on the
+//! clean image; + the other snapshots of its model; + every TTA round of
+//! those; + every other model (the full ensemble, the same mean as the
+//! prediction's own `probs.fwprobs`).
+//!
+//! Artifact layout:
+//! - `metrics.json`: the [`Scores`] (`n`, `rows` with `step`, `members`,
+//!   `seq_acc`, `char_acc`, `len_acc`; `best`, `snapshots`, `rounds`,
+//!   `models`, `singles`, `single_mean_seq_acc`, `single_min_seq_acc`);
+//! - `report.txt`: the table for people; `foldwise run` prints it at the
+//!   end of every run that reaches the node.
+//!
+//! Errors: a prediction without members (an `ensemble`'s, or damaged), a
+//! member file that does not hold the predicted items, and everything
+//! `evaluate` refuses (unlabelled data, other data); each names its file.
+
+use std::fs;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::config::schema::{Dflt, Param, Ty};
+use crate::nodes::evaluate::{labelled_items, METRICS_FILE, REPORT_FILE};
+use crate::nodes::predict::{read_output, write_json, MEMBERS_FILE};
+use crate::nodes::{Kind, NodeError, RunCtx};
+use crate::predictions::ladder::{ladder, report, Member, Scores};
+use crate::predictions::store;
+
+pub struct Ladder;
+
+impl Kind for Ladder {
+    fn name(&self) -> &'static str {
+        "ladder"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        "How accuracy grows as the ensemble grows, from one `predict` node's members on a labelled data set: the best single model (clean image), + the other snapshots of its model, + TTA rounds, + the other folds' models (the full ensemble), with the mean of the single models for context. Writes `metrics.json` and `report.txt`; `foldwise run` prints the table at the end."
+    }
+    fn params(&self) -> &'static [Param] {
+        PARAMS
+    }
+    fn run(&self, ctx: &RunCtx<'_>) -> Result<(), NodeError> {
+        let pred = ctx.input("predictions")?;
+        let data = ctx.input("data")?;
+        let l = compute(&pred.dir, &pred.node, &data.dir, &data.node)?;
+        write_json(&ctx.out.join(METRICS_FILE), &l)?;
+        let path = ctx.out.join(REPORT_FILE);
+        fs::write(&path, report(&l)).map_err(|e| NodeError::io(&path, e))
+    }
+}
+
+static PARAMS: &[Param] = &[
+    Param {
+        name: "predictions",
+        ty: Ty::Ref(&["predict"]),
+        default: Dflt::Required,
+        doc: "The prediction whose members (models × snapshots × TTA rounds) make the ladder.",
+    },
+    Param {
+        name: "data",
+        ty: Ty::Ref(&["dataset", "synthetic"]),
+        default: Dflt::Required,
+        doc: "The labelled data set the predictions were made on.",
+    },
+];
+
+/// A member as `members.json` of a `predict` artifact lists it.
+#[derive(Debug, Deserialize)]
+struct Entry {
+    file: String,
+    model: String,
+    snapshot: String,
+    round: u64,
+}
+
+/// Reads the members of the prediction in `pred_dir` (`pred_node` names it
+/// in errors) and computes the ladder over the data in `data_dir`.
+pub fn compute(
+    pred_dir: &Path,
+    pred_node: &str,
+    data_dir: &Path,
+    data_node: &str,
+) -> Result<Scores, NodeError> {
+    let out = read_output(pred_dir)?;
+    let items = labelled_items(pred_dir, &out.items, data_dir, data_node)?;
+    let list = pred_dir.join(MEMBERS_FILE);
+    let bytes = fs::read(&list).map_err(|e| NodeError::io(&list, e))?;
+    let entries: Vec<Entry> = serde_json::from_slice(&bytes).map_err(|e| {
+        NodeError::file(
+            &list,
+            format!("not the member list of a `predict` node (`{pred_node}`): {e}"),
+        )
+    })?;
+    if entries.is_empty() {
+        return Err(NodeError::file(&list, "lists no members"));
+    }
+    let mut members = Vec::with_capacity(entries.len());
+    for e in entries {
+        let path = pred_dir.join(&e.file);
+        let probs = store::read(&path)?;
+        if (probs.n, probs.heads) != (out.probs.n, out.probs.heads) {
+            return Err(NodeError::file(
+                &path,
+                format!(
+                    "holds {} images × {} heads, but the prediction has {} × {}",
+                    probs.n, probs.heads, out.probs.n, out.probs.heads
+                ),
+            ));
+        }
+        members.push(Member {
+            model: e.model,
+            snapshot: e.snapshot,
+            round: e.round,
+            probs,
+        });
+    }
+    ladder(&members, &items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nodes::predict::testutil::{dataset, input, run_kind, train_artifact};
+    use crate::nodes::predict::{Predict, PROBS_FILE};
+    use crate::nodes::KINDS;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    /// Plates, two fake train artifacts with two snapshots each, and a
+    /// prediction over both with two TTA rounds.
+    fn predicted(root: &Path) -> PathBuf {
+        dataset(&root.join("data"), 6, 3);
+        train_artifact(&root.join("cnn0"), 4, 1, &[0.3, 0.6]);
+        train_artifact(&root.join("cnn1"), 4, 2, &[0.5, 0.4]);
+        let mut inputs = BTreeMap::new();
+        inputs.insert(
+            "models".to_string(),
+            vec![
+                input("cnn[0]", &root.join("cnn0"), "m0"),
+                input("cnn[1]", &root.join("cnn1"), "m1"),
+            ],
+        );
+        inputs.insert(
+            "data".to_string(),
+            vec![input("plates", &root.join("data"), "d")],
+        );
+        let p =
+            json!({"models": "cnn[*]", "data": "plates", "snapshots": "all", "tta": {"rounds": 2}});
+        run_kind(&Predict, p, inputs, root, "pred", None).unwrap()
+    }
+
+    fn run_ladder(root: &Path, pred: &Path) -> Result<PathBuf, NodeError> {
+        let mut inputs = BTreeMap::new();
+        inputs.insert("predictions".to_string(), vec![input("pred", pred, "p")]);
+        inputs.insert(
+            "data".to_string(),
+            vec![input("plates", &root.join("data"), "d")],
+        );
+        let p = json!({"predictions": "pred", "data": "plates"});
+        run_kind(&Ladder, p, inputs, root, "ladder", None)
+    }
+
+    #[test]
+    fn reads_a_prediction_and_its_last_row_is_the_evaluation() {
+        let root = tempfile::tempdir().unwrap();
+        let pred = predicted(root.path());
+        let out = run_ladder(root.path(), &pred).unwrap();
+        let l: Scores = serde_json::from_slice(&fs::read(out.join(METRICS_FILE)).unwrap()).unwrap();
+        assert_eq!(l.n, 6);
+        let members: Vec<usize> = l.rows.iter().map(|r| r.members).collect();
+        assert_eq!(members, [1, 2, 4, 8]);
+        assert_eq!(l.singles.len(), 4);
+        assert_eq!(l.models, ["cnn[0]", "cnn[1]"]);
+        assert_eq!(l.snapshots, ["c0", "c1"]);
+        assert_eq!(l.rounds, 2);
+        let m = crate::nodes::evaluate::score(&pred, &root.path().join("data"), "plates").unwrap();
+        assert_eq!(l.rows[3].seq_acc, m.seq_acc);
+        assert_eq!(l.rows[3].char_acc, m.char_acc);
+        assert_eq!(
+            fs::read_to_string(out.join(REPORT_FILE)).unwrap(),
+            report(&l)
+        );
+        assert!(KINDS.iter().any(|k| k.name() == "ladder"));
+    }
+
+    #[test]
+    fn errors_name_the_files() {
+        let root = tempfile::tempdir().unwrap();
+        let pred = predicted(root.path());
+        // A member that predicts other items.
+        let member = pred.join("members/cnn.1-c0-r1.fwprobs");
+        let mut p = store::read(&member).unwrap();
+        p.n = 5;
+        p.data.truncate(5 * 4 * 11);
+        fs::remove_file(&member).unwrap();
+        fs::write(&member, store::to_bytes(&p)).unwrap();
+        let e = run_ladder(root.path(), &pred).unwrap_err().to_string();
+        assert!(
+            e.ends_with(
+                "cnn.1-c0-r1.fwprobs: holds 5 images × 4 heads, but the prediction has 6 × 4"
+            ),
+            "{e}"
+        );
+        // No member list: an ensemble's output, say.
+        fs::remove_file(pred.join(MEMBERS_FILE)).unwrap();
+        let e = run_ladder(root.path(), &pred).unwrap_err().to_string();
+        assert!(e.contains("members.json: "), "{e}");
+        fs::write(pred.join(MEMBERS_FILE), "[]").unwrap();
+        let e = run_ladder(root.path(), &pred).unwrap_err().to_string();
+        assert!(e.ends_with("members.json: lists no members"), "{e}");
+        assert!(pred.join(PROBS_FILE).exists());
+    }
+}
