@@ -1,7 +1,6 @@
 //! The run history: recording every `foldwise run` in the cache, and
 //! `foldwise log` (runs, or one score across runs).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -11,7 +10,7 @@ use crate::config::Pipeline;
 use crate::exec::{Outcome, RunReport};
 use crate::report::html::utc;
 use crate::report::metrics;
-use crate::store::{NodeRecord, RunRecord, Store};
+use crate::store::{NodeRecord, RunRecord, Score, Scores, Store};
 
 use super::printer::secs;
 
@@ -24,7 +23,7 @@ pub fn record(store: &Store, path: &Path, p: &Pipeline, r: &RunReport) -> std::i
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let mut scores = BTreeMap::new();
+    let mut scores = Vec::new();
     let nodes = r
         .nodes
         .iter()
@@ -38,9 +37,13 @@ pub fn record(store: &Store, path: &Path, p: &Pipeline, r: &RunReport) -> std::i
             if let (Some(key), "executed" | "reused") = (&n.key, outcome) {
                 if metrics::scored(&n.kind) {
                     if let Some(m) = metrics::read(&store.artifact_dir(key)) {
-                        let flat: BTreeMap<String, f64> =
-                            metrics::scalars(&n.kind, &m).into_iter().collect();
-                        scores.insert(n.instance.clone(), flat);
+                        scores.push(Scores {
+                            instance: n.instance.clone(),
+                            scores: metrics::scalars(&n.kind, &m)
+                                .into_iter()
+                                .map(|(name, value)| Score { name, value })
+                                .collect(),
+                        });
                     }
                 }
             }
@@ -99,10 +102,11 @@ pub fn list(runs: &[RunRecord]) -> String {
         let scores: Vec<String> = r
             .metrics
             .iter()
-            .flat_map(|(inst, m)| {
-                m.iter()
-                    .filter(|(k, _)| k.as_str() == "seq_acc" || k.ends_with(".seq_acc"))
-                    .map(move |(k, v)| format!("{inst} {k} {:.2}%", v * 100.0))
+            .flat_map(|s| {
+                s.scores
+                    .iter()
+                    .filter(|x| metrics::matches(&x.name, "seq_acc"))
+                    .map(move |x| format!("{} {} {:.2}%", s.instance, x.name, x.value * 100.0))
             })
             .collect();
         let failed = r.with_outcome("failed").count();
@@ -145,9 +149,13 @@ pub struct MetricRow {
 pub fn metric_table(runs: &[RunRecord], metric: &str) -> MetricTable {
     let mut columns: Vec<(String, String)> = Vec::new();
     for r in runs {
-        for (inst, m) in &r.metrics {
-            for k in m.keys().filter(|k| metrics::matches(k, metric)) {
-                let c = (inst.clone(), k.clone());
+        for s in &r.metrics {
+            for x in s
+                .scores
+                .iter()
+                .filter(|x| metrics::matches(&x.name, metric))
+            {
+                let c = (s.instance.clone(), x.name.clone());
                 if !columns.contains(&c) {
                     columns.push(c);
                 }
@@ -174,10 +182,7 @@ pub fn metric_table(runs: &[RunRecord], metric: &str) -> MetricTable {
                 started_unix_ms: r.started_unix_ms,
                 pipeline: r.pipeline.clone(),
                 digest: r.digest.clone(),
-                values: columns
-                    .iter()
-                    .map(|(i, k)| r.metrics.get(i).and_then(|m| m.get(k)).copied())
-                    .collect(),
+                values: columns.iter().map(|(i, k)| r.score(i, k)).collect(),
             })
             .collect(),
     }

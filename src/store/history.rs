@@ -7,7 +7,6 @@
 //! that cannot be read are skipped, not fatal; `gc` leaves the history
 //! alone (it is small and names no artifact).
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::PathBuf;
@@ -32,8 +31,23 @@ pub struct RunRecord {
     pub seconds: f64,
     /// Every instance the run reached, in topological order.
     pub nodes: Vec<NodeRecord>,
-    /// Scores by instance, then by score name ([`crate::report::metrics`]).
-    pub metrics: BTreeMap<String, BTreeMap<String, f64>>,
+    /// The scores of each scoring instance reached, in topological order
+    /// ([`crate::report::metrics`]).
+    pub metrics: Vec<Scores>,
+}
+
+/// The scores of one instance, in the order its kind gives them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scores {
+    pub instance: String,
+    pub scores: Vec<Score>,
+}
+
+/// One named score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    pub name: String,
+    pub value: f64,
 }
 
 /// One instance of a run.
@@ -49,6 +63,12 @@ pub struct NodeRecord {
 }
 
 impl RunRecord {
+    /// The score `name` of `instance`, when the run reached it.
+    pub fn score(&self, instance: &str, name: &str) -> Option<f64> {
+        let s = self.metrics.iter().find(|s| s.instance == instance)?;
+        s.scores.iter().find(|x| x.name == name).map(|x| x.value)
+    }
+
     /// Instances with the given outcome.
     pub fn with_outcome(&self, outcome: &str) -> impl Iterator<Item = &NodeRecord> {
         let outcome = outcome.to_string();
@@ -117,7 +137,13 @@ mod tests {
                 seconds: 1.0,
                 key: Some("k".into()),
             }],
-            metrics: BTreeMap::from([("eval".into(), BTreeMap::from([("seq_acc".into(), 0.5)]))]),
+            metrics: vec![Scores {
+                instance: "eval".into(),
+                scores: vec![Score {
+                    name: "seq_acc".into(),
+                    value: 0.5,
+                }],
+            }],
         };
         store.record_run(&run(20)).unwrap();
         store.record_run(&run(3)).unwrap();
@@ -125,5 +151,7 @@ mod tests {
         let h = store.history();
         assert_eq!(h, vec![run(3), run(20)]);
         assert_eq!(h[0].with_outcome("executed").count(), 1);
+        assert_eq!(h[0].score("eval", "seq_acc"), Some(0.5));
+        assert_eq!(h[0].score("eval", "char_acc"), None);
     }
 }

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use gc::GcReport;
-pub use history::{NodeRecord, RunRecord};
+pub use history::{NodeRecord, RunRecord, Score, Scores};
 pub use manifest::{FileEntry, Manifest};
 pub use memo::{hash_file, FileMemo, Stamp};
 

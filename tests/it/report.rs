@@ -16,10 +16,7 @@ fn small_quickstart() -> String {
         .replace("count = 3000", "count = 36")
         .replace("count = 1000", "count = 8")
         .replace("cycle_epochs = 3", "cycle_epochs = 1")
-        .replace(
-            "model = { arch = \"svhn-small\", heads = 6 }",
-            "model = { arch = \"svhn-small\", heads = 6, height = 32, width = 64 }",
-        )
+        .replace("height = 48, width = 96", "height = 32, width = 64")
 }
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -63,6 +60,7 @@ fn screenshot_path() -> PathBuf {
 
 #[test]
 fn a_small_experiment_is_compared_logged_and_reported() {
+    assert_ne!(small_quickstart(), crate::folds::example("quickstart.toml"));
     let p = Project::new(&small_quickstart());
     let out = p.cli(&["run", "p.toml", "-q"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -70,7 +68,7 @@ fn a_small_experiment_is_compared_logged_and_reported() {
     // The variant with one more TTA round: scores side by side.
     std::fs::write(
         p.path().join("b.toml"),
-        small_quickstart().replace("tta = { rounds = 2 }", "tta = { rounds = 3 }"),
+        small_quickstart().replace("tta = { rounds = 4 }", "tta = { rounds = 5 }"),
     )
     .unwrap();
     let d: Value =
@@ -100,11 +98,23 @@ fn a_small_experiment_is_compared_logged_and_reported() {
     // The history keeps each run's scores.
     let t: Value =
         serde_json::from_slice(&p.cli(&["log", "--metric", "seq_acc", "--json"]).stdout).unwrap();
-    assert_eq!(t["columns"], serde_json::json!(["eval"]));
+    assert_eq!(
+        t["columns"],
+        serde_json::json!([
+            "eval",
+            "ladder single.seq_acc",
+            "ladder snapshots.seq_acc",
+            "ladder tta.seq_acc",
+            "ladder folds.seq_acc"
+        ])
+    );
     assert_eq!(t["runs"][0]["values"][0].as_f64().unwrap(), a);
     assert_eq!(t["runs"][1]["values"][0].as_f64().unwrap(), b);
     let text = stdout(&p.cli(&["log", "--metric", "seq_acc"]));
-    assert!(text.lines().next().unwrap().ends_with("eval"), "{text}");
+    assert!(
+        text.lines().next().unwrap().ends_with("eval  ladder single.seq_acc  ladder snapshots.seq_acc  ladder tta.seq_acc  ladder folds.seq_acc"),
+        "{text}"
+    );
     assert_eq!(text.lines().count(), 3, "{text}");
 
     // The report of A: every section, self-contained.
@@ -121,6 +131,12 @@ fn a_small_experiment_is_compared_logged_and_reported() {
         "learning rate",
         "snapshot",
         "Ensemble ladder",
+        "<h3>ladder</h3>",
+        "best single model",
+        "+ snapshots",
+        "+ TTA",
+        "+ folds",
+        "sequence accuracy by step",
         "accuracy by digit position",
         "confusion, position 1",
         "Node timings",
