@@ -86,7 +86,8 @@ fn short(d: &str) -> &str {
     &d[..d.len().min(8)]
 }
 
-/// `foldwise log`: one line per run, oldest first.
+/// `foldwise log`: one line per run, oldest first, with the sequence
+/// accuracy of each `evaluate` node (ladder steps: `--metric`).
 pub fn list(runs: &[RunRecord]) -> String {
     let mut rows = vec![[
         "run".to_string(),
@@ -105,7 +106,7 @@ pub fn list(runs: &[RunRecord]) -> String {
             .flat_map(|s| {
                 s.scores
                     .iter()
-                    .filter(|x| metrics::matches(&x.name, "seq_acc"))
+                    .filter(|x| x.name == "seq_acc")
                     .map(move |x| format!("{} {} {:.2}%", s.instance, x.name, x.value * 100.0))
             })
             .collect();

@@ -172,7 +172,13 @@ pub fn changes(old: &PreImage, new: &PreImage) -> Vec<Reason> {
         return out;
     }
     let (o, n) = (&old.hashed, &new.hashed);
-    if o.kind_version != n.kind_version || o.kind != n.kind {
+    if o.kind != n.kind {
+        out.push(Reason::Param {
+            path: "kind".into(),
+            old: Some(Value::from(o.kind.as_str())),
+            new: Some(Value::from(n.kind.as_str())),
+        });
+    } else if o.kind_version != n.kind_version {
         out.push(Reason::KindVersion {
             old: o.kind_version,
             new: n.kind_version,
