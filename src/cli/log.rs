@@ -195,7 +195,7 @@ pub fn render_metric(t: &MetricTable) -> String {
         "run".to_string(),
         "started (UTC)".into(),
         "pipeline".into(),
-        "file".into(),
+        "digest".into(),
     ];
     head.extend(t.columns.iter().cloned());
     let mut rows = vec![head];
