@@ -18,6 +18,8 @@
 //! - [`predictions`]: the arithmetic after the network — decoding,
 //!   ensembling (mean, weighted, vote), metrics, submission CSV, probability
 //!   files (used by the learning nodes).
+//! - [`report`]: comparing and reporting experiments from the cache —
+//!   keys without running, `diff`, scores, the HTML report with plots.
 //! - [`cli`]: the command-line front end (`main.rs` only calls it).
 
 pub mod cli;
@@ -30,6 +32,7 @@ pub mod imaging;
 pub mod model;
 pub mod nodes;
 pub mod predictions;
+pub mod report;
 pub mod rng;
 pub mod store;
 #[cfg(test)]

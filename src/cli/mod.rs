@@ -4,6 +4,8 @@
 //! Exit codes: 0 success; 1 a node failed (or was skipped); 2 the pipeline
 //! file or the command line is wrong, or the cache is unusable.
 
+mod diff;
+mod log;
 mod printer;
 pub mod reference;
 
@@ -79,6 +81,29 @@ enum Cmd {
     Path { pipeline: PathBuf, node: String },
     /// Print the reference of every node kind and its parameters (Markdown).
     Kinds,
+    /// Compare two variants: shared, changed (and how), only in A or B,
+    /// the compute B reuses, scores side by side. A side may be `REV:path`.
+    Diff {
+        a: String,
+        b: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List recorded runs (of one pipeline), or one score across runs.
+    Log {
+        pipeline: Option<String>,
+        /// Tabulate this score (`seq_acc`, `char_acc`, `len_acc`) across runs.
+        #[arg(long, value_name = "NAME")]
+        metric: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a self-contained HTML report of a pipeline from the cache.
+    Report {
+        pipeline: PathBuf,
+        #[arg(long, short = 'o', default_value = "report.html")]
+        output: PathBuf,
+    },
     /// Remove cache entries that no given pipeline's current keys reach.
     Gc {
         pipelines: Vec<PathBuf>,
@@ -112,6 +137,11 @@ impl<E: std::fmt::Display> From<E> for Failure {
     fn from(e: E) -> Self {
         Failure::Message(e.to_string())
     }
+}
+
+/// Colour for output on stdout.
+fn color_stdout(cli: &Cli) -> bool {
+    !cli.no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
 }
 
 fn cache_dir(cli: &Cli) -> PathBuf {
@@ -211,6 +241,9 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32, Failure> {
             let printer = Printer::new(color, *quiet || *json);
             let report = engine.run(&opts, &printer)?;
             printer.finish();
+            if let Err(e) = log::record(&store, pipeline, &p, &report) {
+                eprintln!("warning: the run was not recorded in the history: {e}");
+            }
             if *json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -245,6 +278,58 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32, Failure> {
                 }
             }
             Ok(code)
+        }
+        Cmd::Diff { a, b, json } => {
+            let pa = diff::load_side(a, color)?;
+            let pb = diff::load_side(b, color)?;
+            let store = open_store(cli)?;
+            let d = crate::report::diff::diff(&pa, a, &pb, b, &store);
+            store.save_memo()?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else {
+                let color = color_stdout(cli);
+                print!("{}", diff::render(&d, color));
+            }
+            Ok(0)
+        }
+        Cmd::Log {
+            pipeline,
+            metric,
+            json,
+        } => {
+            let store = open_store(cli)?;
+            let name = pipeline
+                .as_deref()
+                .filter(|f| Path::new(f).is_file())
+                .and_then(|f| config::load(Path::new(f)).ok())
+                .map(|p| p.name);
+            let runs = log::select(&store, pipeline.as_deref().map(|a| (a, name.as_deref())));
+            match (metric, json) {
+                (Some(m), true) => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&log::metric_table(&runs, m))?
+                ),
+                (Some(m), false) => print!("{}", log::render_metric(&log::metric_table(&runs, m))),
+                (None, true) => println!("{}", serde_json::to_string_pretty(&runs)?),
+                (None, false) if runs.is_empty() => println!("no recorded runs"),
+                (None, false) => print!("{}", log::list(&runs)),
+            }
+            Ok(0)
+        }
+        Cmd::Report { pipeline, output } => {
+            let p = load(pipeline, color)?;
+            let store = open_store(cli)?;
+            let html = crate::report::render(&p, &store);
+            store.save_memo()?;
+            std::fs::write(output, &html)
+                .map_err(|e| Failure::Message(format!("cannot write {}: {e}", output.display())))?;
+            println!(
+                "wrote {} ({})",
+                output.display(),
+                printer::bytes(html.len() as u64)
+            );
+            Ok(0)
         }
         Cmd::Kinds => {
             print!("{}", reference::kinds_markdown());

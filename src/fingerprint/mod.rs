@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use crate::config::schema::{Param, Ty};
 
-pub use stale::{diff, Reason};
+pub use stale::{changes, diff, Reason};
 
 /// Bumped when the key layout itself changes.
 const KEY_FORMAT: &str = "foldwise-key-1";

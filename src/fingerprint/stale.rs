@@ -161,6 +161,100 @@ pub fn diff(old: &PreImage, new: &PreImage) -> Option<Reason> {
     })
 }
 
+/// Every difference between two pre-images, in the order [`diff`] looks
+/// (kind, parameters by sorted path, seed, fold, external files, upstream
+/// inputs); empty when they hash the same. Parameters are compared on the
+/// hashed side, so a reference that only names another node with the same
+/// bytes is no change (a rewired one shows as its upstream).
+pub fn changes(old: &PreImage, new: &PreImage) -> Vec<Reason> {
+    let mut out = Vec::new();
+    if old.key() == new.key() {
+        return out;
+    }
+    let (o, n) = (&old.hashed, &new.hashed);
+    if o.kind != n.kind {
+        out.push(Reason::Param {
+            path: "kind".into(),
+            old: Some(Value::from(o.kind.as_str())),
+            new: Some(Value::from(n.kind.as_str())),
+        });
+    } else if o.kind_version != n.kind_version {
+        out.push(Reason::KindVersion {
+            old: o.kind_version,
+            new: n.kind_version,
+        });
+    }
+    let mut params = Vec::new();
+    all_diffs("", &o.params, &n.params, &mut params);
+    out.extend(
+        params
+            .into_iter()
+            .map(|(path, old, new)| Reason::Param { path, old, new }),
+    );
+    if o.seed != n.seed {
+        out.push(Reason::Seed {
+            old: o.seed,
+            new: n.seed,
+        });
+    }
+    if o.fold != n.fold {
+        out.push(Reason::Fold {
+            old: o.fold,
+            new: n.fold,
+        });
+    }
+    for (i, e) in n.externals.iter().enumerate() {
+        if !o.externals.contains(e) {
+            let path = new.explain.externals.get(i);
+            out.push(Reason::External {
+                param: e.param.clone(),
+                path: path.map(|p| p.display().to_string()).unwrap_or_default(),
+            });
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let len = n.inputs.len().max(o.inputs.len());
+    for i in 0..len {
+        if o.inputs.get(i) != n.inputs.get(i) {
+            let node = new
+                .explain
+                .inputs
+                .get(i)
+                .or_else(|| old.explain.inputs.get(i))
+                .cloned()
+                .unwrap_or_default();
+            if seen.insert(node.clone()) {
+                out.push(Reason::UpstreamChanged { node });
+            }
+        }
+    }
+    out
+}
+
+/// Every differing dotted path, in sorted key order.
+fn all_diffs(prefix: &str, a: &Value, b: &Value, out: &mut Vec<ParamDiff>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                match (x.get(k), y.get(k)) {
+                    (Some(p), Some(q)) => all_diffs(&path, p, q, out),
+                    (p, q) => out.push((path, p.cloned(), q.cloned())),
+                }
+            }
+        }
+        _ if a == b => {}
+        _ => out.push((prefix.to_string(), Some(a.clone()), Some(b.clone()))),
+    }
+}
+
 type ParamDiff = (String, Option<Value>, Option<Value>);
 
 /// The first differing dotted path, in sorted key order.
@@ -221,6 +315,39 @@ mod tests {
             .to_string(),
             "param `limit` added: 10"
         );
+    }
+
+    #[test]
+    fn changes_lists_every_parameter_and_upstream() {
+        use crate::fingerprint::{PreImage, ResolvedInput};
+        let pre = |params: Value, digest: &str| {
+            PreImage::new(
+                "t",
+                1,
+                &[],
+                &params,
+                1,
+                None,
+                vec![ResolvedInput {
+                    param: "data".into(),
+                    node: "up".into(),
+                    digest: digest.into(),
+                }],
+                vec![],
+            )
+        };
+        let a = pre(json!({"a": 1, "m": {"x": 1, "y": 2}}), "d1");
+        let b = pre(json!({"a": 2, "m": {"x": 1, "y": 3}}), "d2");
+        let c: Vec<String> = changes(&a, &b).iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            c,
+            [
+                "param `a` 1 → 2",
+                "param `m.y` 2 → 3",
+                "upstream `up` changed"
+            ]
+        );
+        assert!(changes(&a, &a.clone()).is_empty());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! - `trash/`   damaged or replaced objects on their way out
 //! - `work/<work key>/`  working folders of resumable nodes (checkpoints)
 //! - `derived/`  files derived from inputs alone (decoded data sets), by digest
+//! - `history/<unix ms>-<pid>.json`  one record per `run` (see [`RunRecord`])
 //!
 //! Guarantees (see docs/ARCHITECTURE.md):
 //! - an object folder exists only when complete: it is written under `tmp/`
@@ -21,6 +22,7 @@
 //! - [`Store::check`] detects a changed, missing or extra file.
 
 mod gc;
+mod history;
 mod manifest;
 mod memo;
 
@@ -34,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use gc::GcReport;
+pub use history::{NodeRecord, RunRecord, Score, Scores};
 pub use manifest::{FileEntry, Manifest};
 pub use memo::{hash_file, FileMemo, Stamp};
 

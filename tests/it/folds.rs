@@ -5,7 +5,7 @@ use foldwise::exec::RunOptions;
 
 use crate::common::{names, stderr, stdout, Project};
 
-fn example(name: &str) -> String {
+pub fn example(name: &str) -> String {
     std::fs::read_to_string(format!("{}/pipelines/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 

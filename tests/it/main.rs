@@ -3,11 +3,14 @@
 
 mod common;
 mod diagnostics;
+mod diff;
 mod docs;
 mod engine;
 mod folds;
+mod history;
 mod mchar;
 mod real_data;
+mod report;
 mod resume;
 mod robustness;
 mod train;
