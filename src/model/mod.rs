@@ -772,30 +772,4 @@ mod tests {
         };
         assert_eq!(digest("1"), digest("2"));
     }
-
-    /// Rough throughput of one training step and of inference at batch 32,
-    /// 64x128, 6 heads (run with `--ignored --nocapture`).
-    #[test]
-    #[ignore]
-    fn throughput() {
-        for arch in [Arch::SvhnSmall, Arch::ResnetMini] {
-            if std::env::var("ARCH").is_ok_and(|a| a != format!("{arch:?}")) {
-                continue;
-            }
-            let mut m = Model::new(ModelConfig::new(arch, 6), 0).unwrap();
-            let (x, y) = batch(32, 6, 64, 128, 0);
-            m.train_step(&x, &y, 0, 1e-3, 0.0).unwrap();
-            let t = std::time::Instant::now();
-            for step in 1..4 {
-                m.train_step(&x, &y, step, 1e-3, 0.0).unwrap();
-            }
-            let train = 96.0 / t.elapsed().as_secs_f64();
-            let t = std::time::Instant::now();
-            for _ in 0..3 {
-                m.forward_probs(&x, 32).unwrap();
-            }
-            let infer = 96.0 / t.elapsed().as_secs_f64();
-            println!("{arch:?}: train {train:.0} images/s, inference {infer:.0} images/s");
-        }
-    }
 }
