@@ -558,6 +558,80 @@ mod tests {
         assert_eq!(one.1, two.1);
     }
 
+    /// Layer-sized shapes (the matrix products take their blocked, packed
+    /// paths) against a direct six-loop convolution and its gradients.
+    #[test]
+    fn layer_sized_shapes_match_direct_loops() {
+        let mut rng = Rng::new(4);
+        for (xs, ws, stride, pad) in [
+            ([2, 16, 20, 40], [32, 16, 3, 3], 1, 1),
+            ([2, 24, 17, 33], [40, 24, 3, 3], 2, 1),
+        ] {
+            let x = random(&mut rng, &xs);
+            let w = random(&mut rng, &ws);
+            let y = conv2d(x.as_tensor(), w.as_tensor(), stride, pad).unwrap();
+            let (_, _, oh, ow) = y.dims4().unwrap();
+            let dy = random(&mut rng, y.dims());
+            let g = (&y * dy.as_tensor())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let (xv, wv, yv, dyv) = (
+                values(x.as_tensor()),
+                values(w.as_tensor()),
+                values(&y),
+                values(dy.as_tensor()),
+            );
+            let (dxv, dwv) = (values(g.get(&x).unwrap()), values(g.get(&w).unwrap()));
+            let [n, ci, h, wd] = xs;
+            let [co, _, k, _] = ws;
+            let mut want_y = vec![0f64; yv.len()];
+            let mut want_dx = vec![0f64; xv.len()];
+            let mut want_dw = vec![0f64; wv.len()];
+            for b in 0..n {
+                for o in 0..co {
+                    for i in 0..oh {
+                        for j in 0..ow {
+                            let yi = ((b * co + o) * oh + i) * ow + j;
+                            for c in 0..ci {
+                                for di in 0..k {
+                                    for dj in 0..k {
+                                        let (r, q) = (
+                                            (i * stride + di) as isize - pad as isize,
+                                            (j * stride + dj) as isize - pad as isize,
+                                        );
+                                        if r < 0 || q < 0 || r >= h as isize || q >= wd as isize {
+                                            continue;
+                                        }
+                                        let xi = ((b * ci + c) * h + r as usize) * wd + q as usize;
+                                        let wi = ((o * ci + c) * k + di) * k + dj;
+                                        want_y[yi] += xv[xi] as f64 * wv[wi] as f64;
+                                        want_dx[xi] += dyv[yi] as f64 * wv[wi] as f64;
+                                        want_dw[wi] += dyv[yi] as f64 * xv[xi] as f64;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            for (what, got, want) in [
+                ("y", &yv, &want_y),
+                ("dx", &dxv, &want_dx),
+                ("dw", &dwv, &want_dw),
+            ] {
+                for (i, (a, b)) in got.iter().zip(want.iter()).enumerate() {
+                    assert!(
+                        (*a as f64 - b).abs() < 1e-3 * (1.0 + b.abs()),
+                        "{what}[{i}] {xs:?}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn rejects_a_kernel_that_does_not_fit() {
         let x = Tensor::zeros((1, 1, 2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();

@@ -701,6 +701,65 @@ mod tests {
         }
     }
 
+    /// Planes larger than the lane width, against BatchNorm composed from
+    /// candle's primitives (forward and every gradient).
+    #[test]
+    fn batch_norm_matches_candles_primitives_on_large_planes() {
+        let mut rng = Rng::new(12);
+        for relu in [false, true] {
+            let x = random(&mut rng, &[4, 3, 9, 37]);
+            let x = Var::from_tensor(&((x.as_tensor() * 3.0).unwrap() + 0.7).unwrap()).unwrap();
+            let gamma = random(&mut rng, &[3]);
+            let beta = random(&mut rng, &[3]);
+            let r = random(&mut rng, &[4, 3, 9, 37]);
+            let (ours, _, _) = batch_norm_train(
+                x.as_tensor(),
+                gamma.as_tensor(),
+                beta.as_tensor(),
+                1e-5,
+                relu,
+            )
+            .unwrap();
+            let xt = x.as_tensor();
+            let mean = xt.mean_keepdim((0, 2, 3)).unwrap();
+            let xc = xt.broadcast_sub(&mean).unwrap();
+            let var = xc.sqr().unwrap().mean_keepdim((0, 2, 3)).unwrap();
+            let xh = xc
+                .broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap())
+                .unwrap();
+            let g = gamma.as_tensor().reshape((1, 3, 1, 1)).unwrap();
+            let b = beta.as_tensor().reshape((1, 3, 1, 1)).unwrap();
+            let mut theirs = xh.broadcast_mul(&g).unwrap().broadcast_add(&b).unwrap();
+            if relu {
+                theirs = theirs.relu().unwrap();
+            }
+            let close = |a: &Tensor, b: &Tensor, what: &str| {
+                for (i, (a, b)) in values(a).iter().zip(values(b)).enumerate() {
+                    assert!(
+                        (a - b).abs() < 1e-4 * (1.0 + b.abs()),
+                        "{what}[{i}] relu {relu}: {a} vs {b}"
+                    );
+                }
+            };
+            close(&ours, &theirs, "y");
+            let go = (ours * r.as_tensor())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let gt = (theirs * r.as_tensor())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for (v, what) in [(&x, "dx"), (&gamma, "dgamma"), (&beta, "dbeta")] {
+                close(go.get(v).unwrap(), gt.get(v).unwrap(), what);
+            }
+        }
+    }
+
     #[test]
     fn add_relu_forward_and_gradients() {
         let mut rng = Rng::new(9);
