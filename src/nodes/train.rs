@@ -8,7 +8,10 @@
 //! (width + margin[1]) into the shared derived folder (named by the data
 //! digest and the size), then every training image is randomly cropped to
 //! height x width and augmented ([`crate::imaging::batch`], one generator per
-//! image and epoch); validation images are the clean centre crop.
+//! image and epoch); validation images are the clean centre crop. Pixels are
+//! normalised per channel with the ImageNet mean and standard deviation
+//! ([`input_norm`], as the reference recipe; recorded in `train.json`, which
+//! `predict` follows).
 //!
 //! Learning rate, per batch (`e` = 0-based epoch, `b` = batch in the epoch,
 //! `S` = batches per epoch): `constant`: lr; `step`: lr × gamma^⌊e /
@@ -25,8 +28,9 @@
 //!   epoch's last batch, `train_loss` the mean per-head training loss (with
 //!   label smoothing, on augmented images, measured before each step),
 //!   `valid_loss` the mean over images and heads of −ln p(true class);
-//! - `train.json`: a summary (architecture, heads, sizes, epochs, best
-//!   epoch, final validation scores, snapshot count);
+//! - `train.json`: a summary (architecture, heads, sizes, input
+//!   normalisation `norm` = `{mean, std}`, epochs, best epoch, final
+//!   validation scores, snapshot count);
 //! - under `cosine-restarts`: `snapshots/cycle-<c>.safetensors` and
 //!   `snapshots.json` (`[{cycle, epoch, valid_seq_acc, valid_loss}]`).
 //!
@@ -72,6 +76,16 @@ const INIT_STREAM: u64 = 0x5452_4149_4E5F_494E; // "TRAIN_IN"
 /// Images per forward pass when validating.
 const EVAL_CHUNK: usize = 64;
 
+/// The input normalisation of every model this kind trains: the ImageNet
+/// per-channel mean and standard deviation, as the reference recipe. Plate
+/// pixels then have a standard deviation near 1, the scale the default
+/// initialisation and learning rate assume; the [-1, 1] range of kind
+/// version 1 halved it, which slowed `svhn-small` and cost it about 5 points
+/// of sequence accuracy on mnist-seq (see docs/evaluation.md).
+pub fn input_norm() -> Norm {
+    Norm::imagenet()
+}
+
 /// Name of the final model inside the artifact.
 pub const MODEL_FILE: &str = "model.safetensors";
 /// Per-epoch metrics inside the artifact.
@@ -91,7 +105,7 @@ impl Kind for Train {
         "train"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn doc(&self) -> &'static str {
         "Trains a CNN (`svhn-small` or `resnet-mini`, one 11-way head per digit position) on a fold of a labelled data set, validating after every epoch. A k-fold `split` makes one instance per fold. Checkpoints every epoch in a working folder, so a killed run resumes and raising `schedule.cycles` continues the earlier cycles; under `cosine-restarts` each cycle's end is kept as a snapshot. Writes `model.safetensors`, `metrics.json`, `train.json` (and `snapshots/`)."
@@ -598,6 +612,8 @@ struct Summary {
     width: u32,
     decoded_height: u32,
     decoded_width: u32,
+    /// The input normalisation (`predict` applies the same).
+    norm: Norm,
     parameters: usize,
     train_images: usize,
     valid_images: usize,
@@ -739,22 +755,13 @@ fn validate(
     labels: &[Vec<u8>],
     index: &DataIndex,
     cfg: &ModelConfig,
+    norm: &Norm,
 ) -> Result<(f64, metrics::Metrics), NodeError> {
     let heads = cfg.heads;
     let (h, w) = (cfg.height as u32, cfg.width as u32);
     let mut data = Vec::with_capacity(valid.len() * heads * CLASSES);
     for chunk in valid.chunks(EVAL_CHUNK) {
-        let x = imaging::batch(
-            set,
-            chunk,
-            &Augment::none(),
-            0,
-            0,
-            0,
-            h,
-            w,
-            &Norm::default(),
-        );
+        let x = imaging::batch(set, chunk, &Augment::none(), 0, 0, 0, h, w, norm);
         data.extend(model.forward_probs(&x, chunk.len()).map_err(model_err)?);
     }
     let probs = Probs::new(valid.len(), heads, data)?;
@@ -871,7 +878,7 @@ fn train(
         contrast: p.augment.contrast,
         saturation: p.augment.saturation,
     };
-    let norm = Norm::default();
+    let norm = input_norm();
     let batch = p.batch.max(1);
     let per_epoch = fold.train.len().div_ceil(batch);
     let smoothing = p.label_smoothing as f32;
@@ -961,7 +968,7 @@ fn train(
                 seen as f64 / t0.elapsed().as_secs_f64().max(1e-9)
             ));
         }
-        let (valid_loss, vm) = validate(&model, &set, &fold.valid, &labels, &index, &cfg)?;
+        let (valid_loss, vm) = validate(&model, &set, &fold.valid, &labels, &index, &cfg, &norm)?;
         let seconds = t0.elapsed().as_secs_f64();
         records.push(EpochMetrics {
             epoch,
@@ -1041,6 +1048,7 @@ fn train(
         width: m.width,
         decoded_height: dh,
         decoded_width: dw,
+        norm,
         parameters: model.param_count(),
         train_images: fold.train.len(),
         valid_images: fold.valid.len(),
@@ -1253,6 +1261,8 @@ mod tests {
         assert_eq!(s["valid_images"], 6);
         assert_eq!(s["decoded_height"], 36);
         assert_eq!(s["decoded_width"], 72);
+        let norm: Norm = serde_json::from_value(s["norm"].clone()).unwrap();
+        assert_eq!(norm, Norm::imagenet());
         assert!(s.get("resumed_from_epoch").is_none());
         let loaded = Model::load(&a.path().join(MODEL_FILE)).unwrap();
         assert_eq!(loaded.config().heads, 5);
