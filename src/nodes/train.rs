@@ -1445,7 +1445,10 @@ mod tests {
         // `normalise = "unit"` is the unset default: the same key.
         assert_eq!(params(json!({"normalise": "unit"})), params(json!({})));
         assert_eq!(params(json!({})).get("normalise"), None);
-        assert_eq!(params(json!({"normalise": "imagenet"}))["normalise"], "imagenet");
+        assert_eq!(
+            params(json!({"normalise": "imagenet"}))["normalise"],
+            "imagenet"
+        );
         assert_eq!(input_norm(Some("imagenet")), Norm::imagenet());
         assert_eq!(input_norm(Some("unit")), Norm::default());
         assert_eq!(input_norm(None), Norm::default());
