@@ -22,6 +22,8 @@ use std::cell::RefCell;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::fused::f32_slice;
+
 /// Images per partial weight gradient (fixed, so the summation order does
 /// not depend on the number of threads).
 const GROUP: usize = 4;
@@ -235,16 +237,6 @@ fn matmul(
     }
 }
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let Some((start, end)) = l.contiguous_offsets() else {
-        candle_core::bail!("conv: {what} must be contiguous");
-    };
-    match s {
-        CpuStorage::F32(v) => Ok(&v[start..end]),
-        _ => candle_core::bail!("conv: {what} must be f32"),
-    }
-}
-
 /// Forward: (x [N,Cin,H,W], w [Cout,Cin,k,k]) → y [N,Cout,OH,OW].
 #[derive(Debug, Clone, Copy)]
 struct Conv2d {
@@ -265,8 +257,8 @@ impl CustomOp2 for Conv2d {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
-        let x = f32_slice(s1, l1, "input")?;
-        let wt = f32_slice(s2, l2, "weight")?;
+        let x = f32_slice(s1, l1, "conv: input")?;
+        let wt = f32_slice(s2, l2, "conv: weight")?;
         let (kd, p) = (g.kdim(), g.p());
         let mut y = vec![0f32; g.n * g.cout * p];
         y.par_chunks_mut(g.cout * p.max(1))
@@ -338,8 +330,8 @@ impl CustomOp2 for ConvBackwardData {
         if l2.dims() != [g.n, g.cout, g.oh, g.ow] {
             candle_core::bail!("conv backward: gradient {:?} does not fit {g:?}", l2.dims());
         }
-        let wt = f32_slice(s1, l1, "weight")?;
-        let dy = f32_slice(s2, l2, "gradient")?;
+        let wt = f32_slice(s1, l1, "conv: weight")?;
+        let dy = f32_slice(s2, l2, "conv: gradient")?;
         let (kd, p) = (g.kdim(), g.p());
         let mut dx = vec![0f32; g.n * g.in_len()];
         dx.par_chunks_mut(g.in_len().max(1))
@@ -382,8 +374,8 @@ impl CustomOp2 for ConvBackwardFilter {
         if l2.dims() != [g.n, g.cout, g.oh, g.ow] {
             candle_core::bail!("conv backward: gradient {:?} does not fit {g:?}", l2.dims());
         }
-        let x = f32_slice(s1, l1, "input")?;
-        let dy = f32_slice(s2, l2, "gradient")?;
+        let x = f32_slice(s1, l1, "conv: input")?;
+        let dy = f32_slice(s2, l2, "conv: gradient")?;
         let (kd, p) = (g.kdim(), g.p());
         let wlen = g.cout * kd;
         let groups = g.n.div_ceil(GROUP);
@@ -426,18 +418,9 @@ pub(crate) fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::reference::{random, values};
     use crate::rng::Rng;
-    use candle_core::{Device, Var};
-
-    fn random(rng: &mut Rng, shape: &[usize]) -> Var {
-        let len = shape.iter().product();
-        let v: Vec<f32> = (0..len).map(|_| rng.f32() * 2.0 - 1.0).collect();
-        Var::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn values(t: &Tensor) -> Vec<f32> {
-        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-    }
+    use candle_core::Device;
 
     /// Every (size, kernel, stride, padding) combination the tests cover:
     /// odd and even sizes, strides 1 and 2, padding 0 and 1, kernels 1-3.

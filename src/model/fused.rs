@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+/// The f32 values of a contiguous storage; `what` names the operand in
+/// errors ("conv: input").
+pub(super) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     let Some((start, end)) = l.contiguous_offsets() else {
         candle_core::bail!("{what} must be contiguous");
     };
@@ -584,18 +586,9 @@ pub(crate) fn bias_relu_dropout(x: &Tensor, b: &Tensor, mask: Option<Vec<f32>>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::reference::{random, values};
     use crate::rng::Rng;
     use candle_core::{Device, Var};
-
-    fn random(rng: &mut Rng, shape: &[usize]) -> Var {
-        let len = shape.iter().product();
-        let v: Vec<f32> = (0..len).map(|_| rng.f32() * 2.0 - 1.0).collect();
-        Var::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn values(t: &Tensor) -> Vec<f32> {
-        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-    }
 
     /// Checks analytic gradients of `sum(f(vars) * r)` against central
     /// differences for every element of every variable.

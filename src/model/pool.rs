@@ -14,6 +14,8 @@
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+
+use super::fused::f32_slice;
 use std::sync::{Arc, Mutex};
 
 /// Max pooling with kernel `k` and stride `s` (floor mode). The forward
@@ -89,13 +91,7 @@ impl CustomOp1 for MaxPool {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = layout.shape().dims4()?;
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("max-pool: input must be contiguous");
-        };
-        let x = match storage {
-            CpuStorage::F32(v) => &v[start..end],
-            _ => candle_core::bail!("max-pool: only f32 is supported"),
-        };
+        let x = f32_slice(storage, layout, "max-pool: input")?;
         let (ho, wo) = self.out_dims(h, w)?;
         let (picks, y) = self.argmax(x, (n, c, h, w))?;
         *self.picks.lock().expect("max-pool picks") = picks;

@@ -1,9 +1,24 @@
-//! Test-only access to the numpy reference values in
+//! Test-only helpers of the model's tests: random variables, flattened
+//! values, and the numpy reference values in
 //! `tests/fixtures/model/reference.json` (regenerate with `reference.py`
 //! beside it).
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor, Var};
 use serde_json::Value;
+
+use crate::rng::Rng;
+
+/// A variable of `shape` with values uniform in [-1, 1) from `rng`.
+pub(crate) fn random(rng: &mut Rng, shape: &[usize]) -> Var {
+    let len = shape.iter().product();
+    let v: Vec<f32> = (0..len).map(|_| rng.f32() * 2.0 - 1.0).collect();
+    Var::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+/// Every value of `t`, flattened.
+pub(crate) fn values(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
 
 pub(crate) fn reference() -> Value {
     serde_json::from_str(include_str!("../../tests/fixtures/model/reference.json")).unwrap()
