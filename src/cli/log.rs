@@ -68,11 +68,14 @@ pub fn record(store: &Store, path: &Path, p: &Pipeline, r: &RunReport) -> std::i
 }
 
 /// Runs of the pipeline named `filter` (a file's pipeline name, or the
-/// path or name as recorded); every run when `None`.
+/// path or name as recorded); every run when `None`. Unreadable records are
+/// named on standard error and skipped.
 pub fn select(store: &Store, filter: Option<(&str, Option<&str>)>) -> Vec<RunRecord> {
-    store
-        .history()
-        .into_iter()
+    let (runs, unreadable) = store.history_checked();
+    for msg in unreadable {
+        eprintln!("warning: {msg}");
+    }
+    runs.into_iter()
         .filter(|r| match filter {
             None => true,
             Some((arg, name)) => {

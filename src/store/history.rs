@@ -97,8 +97,14 @@ impl Store {
 
     /// Every recorded run, oldest first.
     pub fn history(&self) -> Vec<RunRecord> {
+        self.history_checked().0
+    }
+
+    /// Every readable recorded run, oldest first, and one message naming
+    /// each record that could not be read (damaged, truncated, foreign).
+    pub fn history_checked(&self) -> (Vec<RunRecord>, Vec<String>) {
         let Ok(entries) = fs::read_dir(self.history_dir()) else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
         let mut files: Vec<PathBuf> = entries
             .flatten()
@@ -106,12 +112,21 @@ impl Store {
             .filter(|p| p.extension().is_some_and(|x| x == "json"))
             .collect();
         files.sort();
-        let mut runs: Vec<RunRecord> = files
-            .iter()
-            .filter_map(|p| serde_json::from_slice(&fs::read(p).ok()?).ok())
-            .collect();
+        let (mut runs, mut unreadable) = (Vec::new(), Vec::new());
+        for p in &files {
+            let parsed = fs::read(p)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<RunRecord>(&b).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(r) => runs.push(r),
+                Err(e) => unreadable.push(format!(
+                    "run record {} is unreadable and was skipped: {e}",
+                    p.display()
+                )),
+            }
+        }
         runs.sort_by_key(|r| r.started_unix_ms);
-        runs
+        (runs, unreadable)
     }
 }
 
@@ -148,8 +163,17 @@ mod tests {
         store.record_run(&run(20)).unwrap();
         store.record_run(&run(3)).unwrap();
         fs::write(dir.path().join(HISTORY).join("junk.json"), "{").unwrap();
-        let h = store.history();
+        let (h, unreadable) = store.history_checked();
         assert_eq!(h, vec![run(3), run(20)]);
+        assert_eq!(unreadable.len(), 1);
+        assert!(
+            unreadable[0].starts_with(&format!(
+                "run record {} is unreadable and was skipped: EOF while parsing",
+                dir.path().join(HISTORY).join("junk.json").display()
+            )),
+            "{unreadable:?}"
+        );
+        assert_eq!(store.history(), h);
         assert_eq!(h[0].with_outcome("executed").count(), 1);
         assert_eq!(h[0].score("eval", "seq_acc"), Some(0.5));
         assert_eq!(h[0].score("eval", "char_acc"), None);
