@@ -42,10 +42,18 @@ impl Ctx {
     }
 }
 
-/// One architecture.
+/// One architecture: a backbone giving the features the heads read, and
+/// the heads.
 pub(crate) trait Network: Send + Sync {
+    /// The features [N, F] the heads read (after dropout in training) for
+    /// images [N, 3, H, W].
+    fn features(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor>;
+    /// The digit heads.
+    fn heads(&self) -> &Heads;
     /// Logits [N, heads, 11] for images [N, 3, H, W].
-    fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor>;
+    fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        self.heads().forward(&self.features(x, ctx)?)
+    }
     /// Every trainable parameter with a stable, unique name.
     fn params(&self) -> Vec<(String, Var)>;
     /// Every BatchNorm layer (index `i` is the one created with index `i`).
@@ -126,6 +134,17 @@ pub(crate) struct Linear {
 }
 
 impl Linear {
+    /// Linear(features, out), drawn as PyTorch's default (U(-b, b), b =
+    /// 1/sqrt(features), weights then bias).
+    pub fn new(rng: &mut Rng, features: usize, out: usize) -> Result<Linear> {
+        let w = kaiming_uniform(rng, out * features, features);
+        let b = kaiming_uniform(rng, out, features);
+        Ok(Linear {
+            w: var(w, &[out, features])?,
+            b: var(b, &[out])?,
+        })
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.matmul(&self.w.as_tensor().t()?)?
             .broadcast_add(self.b.as_tensor())
@@ -159,6 +178,11 @@ impl Heads {
             b: var(b, &[heads * 11])?,
         };
         Ok(Heads { lin, heads })
+    }
+
+    /// Input features per image.
+    pub fn features(&self) -> usize {
+        self.lin.w.dims()[1]
     }
 
     /// [N, features] → logits [N, heads, 11].

@@ -91,6 +91,12 @@ pub struct ModelConfig {
     /// Dropout probability in [0, 1).
     pub dropout: f32,
     pub optimizer: Optimizer,
+    /// A length classifier beside the digit heads ([`Model::forward_all`]):
+    /// one Linear(features, 11) whose class k means "k digits", reading the
+    /// same features as the heads with the gradient stopped there, so the
+    /// backbone and the digit heads train exactly as without it.
+    #[serde(default)]
+    pub length_head: bool,
 }
 
 impl ModelConfig {
@@ -103,6 +109,7 @@ impl ModelConfig {
             width: 128,
             dropout: 0.25,
             optimizer: Optimizer::Adam { weight_decay: 0.0 },
+            length_head: false,
         }
     }
 }
@@ -117,6 +124,9 @@ pub struct StepStats {
     pub seq_correct: usize,
     /// (image, head) pairs whose argmax equals the label.
     pub char_correct: usize,
+    /// With a length head: images whose length argmax equals the number of
+    /// non-blank labels.
+    pub length_correct: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +155,8 @@ pub type Result<T> = std::result::Result<T, ModelError>;
 pub struct Model {
     cfg: ModelConfig,
     net: Box<dyn Network>,
+    /// The length classifier when `cfg.length_head`.
+    length: Option<layers::Linear>,
     opt: OptState,
 }
 
@@ -159,6 +171,9 @@ impl std::fmt::Debug for Model {
 }
 
 const TRAIN_STREAM: u64 = init::DROPOUT_STREAM;
+/// The stream of the length head's initial weights (apart from the
+/// network's, so adding the head leaves those unchanged).
+const LENGTH_INIT_STREAM: u64 = 0x1E67;
 
 /// Process-wide settings for fast training; call once at the start of
 /// `main`, before any thread exists (it sets an environment variable).
@@ -238,9 +253,34 @@ impl Model {
                 cfg.dropout,
             )?),
         };
-        let sizes: Vec<usize> = net.params().iter().map(|(_, v)| v.elem_count()).collect();
-        let opt = OptState::new(cfg.optimizer, &sizes);
-        Ok(Model { cfg, net, opt })
+        let length = if cfg.length_head {
+            let mut rng = crate::rng::Rng::derive(seed, LENGTH_INIT_STREAM, 0);
+            Some(layers::Linear::new(
+                &mut rng,
+                net.heads().features(),
+                CLASSES,
+            )?)
+        } else {
+            None
+        };
+        let mut model = Model {
+            cfg,
+            net,
+            length,
+            opt: OptState::new(Optimizer::Adam { weight_decay: 0.0 }, &[]),
+        };
+        let sizes: Vec<usize> = model.params().iter().map(|(_, v)| v.elem_count()).collect();
+        model.opt = OptState::new(model.cfg.optimizer, &sizes);
+        Ok(model)
+    }
+
+    /// Every trainable parameter: the network's, then the length head's.
+    fn params(&self) -> Vec<(String, candle_core::Var)> {
+        let mut p = self.net.params();
+        if let Some(l) = &self.length {
+            l.params("length_head", &mut p);
+        }
+        p
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -249,7 +289,7 @@ impl Model {
 
     /// Number of trainable parameters (BatchNorm running statistics excluded).
     pub fn param_count(&self) -> usize {
-        self.net.params().iter().map(|(_, v)| v.elem_count()).sum()
+        self.params().iter().map(|(_, v)| v.elem_count()).sum()
     }
 
     /// Training steps taken so far (restored by [`Model::load`]).
@@ -278,11 +318,37 @@ impl Model {
         Ok(probs.flatten_all()?.to_vec1::<f32>()?)
     }
 
+    /// [`Model::forward_probs`] and, with a length head, its probabilities
+    /// [n, 11] (class k: the code has k digits), from one forward pass.
+    pub fn forward_all(&self, images: &[f32], n: usize) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+        let x = self.images(images, n)?;
+        let feats = self.net.features(&x, &mut Ctx::eval())?;
+        let logits = self.net.heads().forward(&feats)?;
+        let probs = candle_nn::ops::softmax_last_dim(&logits)?;
+        let length = match &self.length {
+            Some(l) => Some(
+                candle_nn::ops::softmax_last_dim(&l.forward(&feats)?)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?,
+            ),
+            None => None,
+        };
+        Ok((probs.flatten_all()?.to_vec1::<f32>()?, length))
+    }
+
+    /// Whether the model has a length head.
+    pub fn has_length_head(&self) -> bool {
+        self.length.is_some()
+    }
+
     /// One optimizer step on a batch. `labels` holds `n * heads` classes
     /// (10 = blank); `step_seed` seeds this step's dropout masks; the loss is
     /// the sum over heads of the batch-mean cross-entropy with label
     /// smoothing `label_smoothing` (PyTorch's definition: the target is
-    /// (1 - ε)·one-hot + ε/11).
+    /// (1 - ε)·one-hot + ε/11). A length head adds its own smoothed
+    /// cross-entropy against the number of non-blank labels to the loss it
+    /// minimises (not to [`StepStats::loss`]); its gradient stops at the
+    /// features.
     pub fn train_step(
         &mut self,
         images: &[f32],
@@ -312,14 +378,34 @@ impl Model {
         }
         let x = self.images(images, n)?;
         let mut ctx = Ctx::train(crate::rng::Rng::derive(step_seed, TRAIN_STREAM, 0));
-        let logits = self.net.forward(&x, &mut ctx)?;
+        let feats = self.net.features(&x, &mut ctx)?;
+        let logits = self.net.heads().forward(&feats)?;
         let loss = smoothed_cross_entropy(&logits, labels, label_smoothing)?;
         let loss_v = loss.to_scalar::<f32>()?;
         if !loss_v.is_finite() {
             return Err(ModelError::NonFiniteLoss { loss: loss_v });
         }
-        let grads = loss.backward()?;
-        let params = self.net.params();
+        let mut length_correct = None;
+        let total = match &self.length {
+            Some(l) => {
+                let lengths: Vec<u8> = labels
+                    .chunks(heads)
+                    .map(|c| c.iter().filter(|&&x| x != BLANK).count() as u8)
+                    .collect();
+                let ll = l.forward(&feats.detach())?.reshape((n, 1, CLASSES))?;
+                let lloss = smoothed_cross_entropy(&ll, &lengths, label_smoothing)?;
+                let lv = lloss.to_scalar::<f32>()?;
+                if !lv.is_finite() {
+                    return Err(ModelError::NonFiniteLoss { loss: lv });
+                }
+                length_correct =
+                    Some(count_correct(&ll.flatten_all()?.to_vec1::<f32>()?, &lengths, 1).0);
+                (loss + lloss)?
+            }
+            None => loss,
+        };
+        let grads = total.backward()?;
+        let params = self.params();
         self.opt.step(&params, &grads, lr)?;
         let mut bns = self.net.bns_mut();
         for (i, m, v) in ctx.bn_stats {
@@ -331,6 +417,7 @@ impl Model {
             loss: loss_v,
             seq_correct,
             char_correct,
+            length_correct,
         })
     }
 
@@ -343,7 +430,7 @@ impl Model {
         };
         let dev = Device::Cpu;
         let mut map: HashMap<String, Tensor> = HashMap::new();
-        for (i, (name, v)) in self.net.params().into_iter().enumerate() {
+        for (i, (name, v)) in self.params().into_iter().enumerate() {
             map.insert(format!("param.{name}"), v.as_tensor().clone());
             let m = &self.opt.m[i];
             map.insert(
@@ -407,7 +494,7 @@ impl Model {
         let cfg: ModelConfig =
             serde_json::from_slice(&cfg_bytes).map_err(|e| bad(format!("config: {e}")))?;
         let mut model = Model::new(cfg, 0)?;
-        for (i, (name, v)) in model.net.params().into_iter().enumerate() {
+        for (i, (name, v)) in model.params().into_iter().enumerate() {
             let w = f32s(&format!("param.{name}"), v.elem_count())?;
             v.set(&Tensor::from_vec(w, v.shape(), &Device::Cpu)?)?;
             let m_len = model.opt.m[i].len();
@@ -608,6 +695,51 @@ mod tests {
             m.train_step(&x, &y, 0, 0.01, 0.0),
             Err(ModelError::Input(_))
         ));
+    }
+
+    #[test]
+    fn a_length_head_leaves_the_digit_model_bit_identical_and_learns_lengths() {
+        for arch in [Arch::SvhnSmall, Arch::ResnetMini] {
+            let plain = cfg(arch, 4, 32, 64);
+            let with = ModelConfig {
+                length_head: true,
+                ..plain.clone()
+            };
+            let mut a = Model::new(plain, 7).unwrap();
+            let mut b = Model::new(with, 7).unwrap();
+            assert!(b.has_length_head() && !a.has_length_head());
+            let features = b.net.heads().features();
+            assert_eq!(b.param_count(), a.param_count() + 11 * features + 11);
+            let (x, y) = batch(8, 4, 32, 64, 5);
+            let mut last = None;
+            for step in 0..80 {
+                let sa = a.train_step(&x, &y, step, 2e-3, 0.1).unwrap();
+                let sb = b.train_step(&x, &y, step, 2e-3, 0.1).unwrap();
+                assert_eq!(sa.loss.to_bits(), sb.loss.to_bits(), "{arch:?} step {step}");
+                assert_eq!(sa.length_correct, None);
+                last = sb.length_correct;
+            }
+            assert_eq!(weights(&a), weights(&b), "{arch:?}: digit weights differ");
+            let (pa, la) = a.forward_all(&x, 8).unwrap();
+            let (pb, lb) = b.forward_all(&x, 8).unwrap();
+            assert_eq!(pa, pb);
+            assert_eq!(pa, b.forward_probs(&x, 8).unwrap());
+            assert!(la.is_none());
+            let lb = lb.unwrap();
+            assert_eq!(lb.len(), 8 * CLASSES);
+            for row in lb.chunks(CLASSES) {
+                assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+            }
+            // It fits the lengths of this one batch.
+            assert_eq!(last, Some(8), "{arch:?}");
+            // Saved and loaded with its head.
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("m.safetensors");
+            b.save(&path).unwrap();
+            let c = Model::load(&path).unwrap();
+            assert!(c.has_length_head());
+            assert_eq!(c.forward_all(&x, 8).unwrap(), (pb, Some(lb)));
+        }
     }
 
     fn overfits(arch: Arch) {

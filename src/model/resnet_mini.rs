@@ -133,14 +133,18 @@ impl ResnetMini {
 }
 
 impl Network for ResnetMini {
-    fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+    fn features(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         let mut x = self.stem_bn.forward(&self.stem.forward(x)?, ctx, true)?;
         for b in &self.blocks {
             x = b.forward(&x, ctx)?;
         }
         // Mean over the height only: [N, C, H, W] → [N, C, W] → [N, C*W].
         let x = x.mean(2)?.flatten_from(1)?;
-        self.heads.forward(&dropout(&x, self.dropout, ctx)?)
+        dropout(&x, self.dropout, ctx)
+    }
+
+    fn heads(&self) -> &Heads {
+        &self.heads
     }
 
     fn params(&self) -> Vec<(String, Var)> {

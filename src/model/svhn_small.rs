@@ -45,12 +45,16 @@ impl SvhnSmall {
 }
 
 impl Network for SvhnSmall {
-    fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+    fn features(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         let x = self.conv1.forward_relu_dropout(x, self.dropout, ctx)?;
         let x = max_pool(&x, 2, 2)?;
         let x = self.conv2.forward_relu_dropout(&x, self.dropout, ctx)?;
         let x = max_pool(&x, 2, 2)?;
-        self.heads.forward(&x.flatten_from(1)?)
+        x.flatten_from(1)
+    }
+
+    fn heads(&self) -> &Heads {
+        &self.heads
     }
 
     fn params(&self) -> Vec<(String, Var)> {
