@@ -15,8 +15,13 @@
 //!   later use), while `codes.json` and `classes.json` hold the vote, which
 //!   `evaluate` and `submit` prefer.
 //!
+//! Length probabilities: when every input has `length.fwprobs`, the
+//! artifact has their combination too — the weighted mean under
+//! `weighted`, else the plain mean (a vote averages them).
+//!
 //! Artifact layout (as `predict`'s): `probs.fwprobs`, `items.json`,
-//! `codes.json`, `classes.json` (vote only), and `members.json`: one entry
+//! `codes.json`, `classes.json` (vote only), `length.fwprobs` (see above),
+//! and `members.json`: one entry
 //! per input, `{"input": digest, "valid_seq_acc"}` (the input's mean
 //! validation accuracy, `null` when unknown), in digest order.
 //!
@@ -33,7 +38,8 @@ use serde_json::Value;
 
 use crate::config::schema::{Dflt, Param, Ty};
 use crate::nodes::predict::{
-    read_members, read_output, write_json, write_output, Output, ITEMS_FILE, MEMBERS_FILE,
+    read_members, read_output, write_json, write_length, write_output, Output, ITEMS_FILE,
+    MEMBERS_FILE,
 };
 use crate::nodes::{InputArtifact, Kind, NodeError, RunCtx};
 use crate::predictions::{ensemble, store, Probs};
@@ -167,6 +173,8 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         }
     }
     let probs: Vec<&Probs> = ins.iter().map(|i| &i.out.probs).collect();
+    let lengths: Option<Vec<&Probs>> = ins.iter().map(|i| i.out.length.as_ref()).collect();
+    let mut length = None;
     let (mean, classes) = match p.method.as_str() {
         "weighted" => {
             let mut weights = Vec::with_capacity(ins.len());
@@ -184,6 +192,9 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
                     }
                 }
             }
+            if let Some(l) = &lengths {
+                length = Some(ensemble::weighted(l, &weights)?);
+            }
             (ensemble::weighted(&probs, &weights)?, None)
         }
         "vote" => {
@@ -196,7 +207,13 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         }
         _ => (ensemble::mean(&probs)?, None),
     };
+    if let (None, Some(l)) = (&length, &lengths) {
+        length = Some(ensemble::mean(l)?);
+    }
     write_output(ctx.out, &first.out.items, &mean, classes.as_deref())?;
+    if let Some(l) = &length {
+        write_length(ctx.out, l)?;
+    }
     let infos: Vec<InputInfo> = ins
         .iter()
         .map(|i| InputInfo {
@@ -290,6 +307,58 @@ mod tests {
             fs::write(dir.join(MEMBERS_FILE), serde_json::to_vec(&list).unwrap()).unwrap();
         }
         dir
+    }
+
+    #[test]
+    fn length_probabilities_are_combined_when_every_input_has_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let a = artifact(
+            root,
+            "a",
+            row(&[(1, 1.0)]),
+            &[(row(&[(1, 1.0)]), Some(0.5))],
+        );
+        let b = artifact(
+            root,
+            "b",
+            row(&[(2, 1.0)]),
+            &[(row(&[(2, 1.0)]), Some(0.25))],
+        );
+        let c = artifact(root, "c", row(&[(3, 1.0)]), &[]);
+        let la = Probs::new(1, 1, row(&[(1, 0.8), (2, 0.2)])).unwrap();
+        let lb = Probs::new(1, 1, row(&[(2, 0.4), (3, 0.6)])).unwrap();
+        write_length(&a, &la).unwrap();
+        write_length(&b, &lb).unwrap();
+        let length = |dir: &Path| read_output(dir).unwrap().length;
+        for method in ["mean", "vote"] {
+            let out = ens(
+                root,
+                &[("a", &a), ("b", &b)],
+                json!({"method": method}),
+                method,
+            )
+            .unwrap();
+            assert_eq!(
+                length(&out),
+                Some(ensemble::mean(&[&la, &lb]).unwrap()),
+                "{method}"
+            );
+        }
+        let out = ens(
+            root,
+            &[("a", &a), ("b", &b)],
+            json!({"method": "weighted"}),
+            "w",
+        )
+        .unwrap();
+        assert_eq!(
+            length(&out),
+            Some(ensemble::weighted(&[&la, &lb], &[0.5, 0.25]).unwrap())
+        );
+        // One input without: none.
+        let out = ens(root, &[("a", &a), ("c", &c)], json!({}), "none").unwrap();
+        assert_eq!(length(&out), None);
     }
 
     fn ens(

@@ -27,9 +27,14 @@
 //!   `<model>` is the instance name with `[i]` written `.i` (`cnn.0`),
 //!   `<snapshot>` is `final` or `c<cycle>`;
 //! - `members.json`: `[{"file", "model", "snapshot", "cycle", "round",
-//!   "valid_seq_acc"}]` in member-file order; `valid_seq_acc` is the
-//!   snapshot's (from `snapshots.json`) or, for `final`, the last epoch's of
-//!   `metrics.json`, `null` when unknown.
+//!   "valid_seq_acc", "length_file"}]` in member-file order; `valid_seq_acc`
+//!   is the snapshot's (from `snapshots.json`) or, for `final`, the last
+//!   epoch's of `metrics.json`, `null` when unknown;
+//! - when every model has a length head (`train`'s `model.length_head`):
+//!   `length.fwprobs`, the mean length probabilities, stored as
+//!   probabilities of one 11-way head whose class k means "k digits"
+//!   ([`LENGTH_FILE`]), and each member's as
+//!   `members/<model>-<snapshot>-r<round>.length.fwprobs` (`length_file`).
 //!
 //! Reuse: each member (model file bytes, data digest, predicted indices,
 //! round, TTA settings of that round, input size, normalisation) is stored
@@ -75,6 +80,9 @@ pub const CLASSES_FILE: &str = "classes.json";
 pub const MEMBERS_FILE: &str = "members.json";
 /// Folder of the member probability files.
 pub const MEMBERS_DIR: &str = "members";
+/// The mean length probabilities (one 11-way "head": class k = k digits),
+/// present when every model has a length head.
+pub const LENGTH_FILE: &str = "length.fwprobs";
 
 /// Stream id for the TTA augmentation draws.
 const STREAM: u64 = 0x7743_0001;
@@ -345,6 +353,8 @@ struct TrainSummary {
     decoded_width: u32,
     #[serde(default)]
     norm: Option<Norm>,
+    #[serde(default)]
+    length_head: bool,
 }
 
 /// One model file chosen from a train artifact.
@@ -472,6 +482,9 @@ pub struct Output {
     pub probs: Probs,
     /// From `classes.json` when present.
     pub classes: Option<Vec<Vec<u8>>>,
+    /// From [`LENGTH_FILE`] when present: one row per item, class k = k
+    /// digits.
+    pub length: Option<Probs>,
 }
 
 impl Output {
@@ -522,11 +535,39 @@ pub fn read_output(dir: &Path) -> Result<Output, NodeError> {
     } else {
         None
     };
+    let length = read_length(dir, items.len())?;
     Ok(Output {
         items,
         probs,
         classes,
+        length,
     })
+}
+
+/// Reads [`LENGTH_FILE`] of a prediction artifact when present, checking it
+/// has one row per item and one head.
+pub fn read_length(dir: &Path, items: usize) -> Result<Option<Probs>, NodeError> {
+    let path = dir.join(LENGTH_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let l = store::read(&path)?;
+    if l.n != items || l.heads != 1 {
+        return Err(NodeError::file(
+            &path,
+            format!(
+                "holds {} rows × {} heads, want {items} rows × 1 length head",
+                l.n, l.heads
+            ),
+        ));
+    }
+    Ok(Some(l))
+}
+
+/// Writes [`LENGTH_FILE`].
+pub fn write_length(out: &Path, length: &Probs) -> Result<(), NodeError> {
+    let path = out.join(LENGTH_FILE);
+    fs::write(&path, store::to_bytes(length)).map_err(|e| NodeError::io(&path, e))
 }
 
 /// Writes the shared prediction layout: `probs.fwprobs`, `items.json`,
@@ -596,6 +637,8 @@ struct MemberInfo {
     cycle: Option<u64>,
     round: u64,
     valid_seq_acc: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    length_file: Option<String>,
 }
 
 fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
@@ -691,6 +734,8 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
     let members_dir = ctx.out.join(MEMBERS_DIR);
     fs::create_dir_all(&members_dir).map_err(|e| NodeError::io(&members_dir, e))?;
     let mut member_probs: Vec<Probs> = Vec::new();
+    let mut member_lengths: Vec<Probs> = Vec::new();
+    let all_length = files.iter().all(|(_, s)| s.length_head);
     let mut infos: Vec<MemberInfo> = Vec::new();
     let tta = p.tta.augment();
     for (f, summary) in &files {
@@ -722,10 +767,24 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
                 "norm": norm,
             }));
             let path = ctx.derived.join(format!("pr-{name}.fwprobs"));
+            let lpath = ctx.derived.join(format!("pl-{name}.fwprobs"));
             let cached = store::read(&path)
                 .ok()
                 .filter(|q| q.n == indices.len() && q.heads == summary.heads);
-            let probs = match cached {
+            let cached_length = if summary.length_head {
+                store::read(&lpath)
+                    .ok()
+                    .filter(|q| q.n == indices.len() && q.heads == 1)
+            } else {
+                None
+            };
+            let cached = match cached {
+                Some(q) if cached_length.is_some() || !summary.length_head => {
+                    Some((q, cached_length))
+                }
+                _ => None,
+            };
+            let (probs, length) = match cached {
                 Some(q) => {
                     ctx.progress.inc(batches);
                     q
@@ -734,8 +793,13 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
                     if model.is_none() {
                         let m = Model::load(&f.path).map_err(|e| NodeError::msg(e.to_string()))?;
                         let c = m.config();
-                        if (c.heads, c.height, c.width)
-                            != (summary.heads, summary.height, summary.width)
+                        if (c.heads, c.height, c.width, c.length_head)
+                            != (
+                                summary.heads,
+                                summary.height,
+                                summary.width,
+                                summary.length_head,
+                            )
                         {
                             return Err(NodeError::file(
                                 &f.path,
@@ -762,18 +826,32 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
                     let s = set.as_ref().expect("decoded");
                     let aug = if r == 0 { Augment::none() } else { tta };
                     let mut out = Vec::with_capacity(indices.len() * summary.heads * 11);
+                    let mut lout = Vec::new();
                     for chunk in indices.chunks(batch) {
                         let x = imaging::batch(s, chunk, &aug, seed, STREAM, r, h, w, &norm);
-                        let y = m
-                            .forward_probs(&x, chunk.len())
+                        let (y, l) = m
+                            .forward_all(&x, chunk.len())
                             .map_err(|e| NodeError::msg(format!("model `{}`: {e}", f.node)))?;
                         out.extend_from_slice(&y);
+                        if let Some(l) = l {
+                            lout.extend_from_slice(&l);
+                        }
                         ctx.progress.inc(1);
                     }
                     let q = Probs::new(indices.len(), summary.heads, out)?;
+                    let l = if summary.length_head {
+                        Some(Probs::new(indices.len(), 1, lout)?)
+                    } else {
+                        None
+                    };
                     fs::create_dir_all(ctx.derived).map_err(|e| NodeError::io(ctx.derived, e))?;
+                    // The length file first: the digit file is what marks
+                    // the member as cached.
+                    if let Some(l) = &l {
+                        write_atomic(&lpath, &store::to_bytes(l))?;
+                    }
                     write_atomic(&path, &store::to_bytes(&q))?;
-                    q
+                    (q, l)
                 }
             };
             let file = format!("{}-{}-r{r}.fwprobs", file_part(&f.node), f.snapshot);
@@ -781,6 +859,20 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
             if fs::hard_link(&path, &dst).is_err() {
                 fs::write(&dst, store::to_bytes(&probs)).map_err(|e| NodeError::io(&dst, e))?;
             }
+            let length_file = match &length {
+                Some(l) if all_length => {
+                    let lfile =
+                        format!("{}-{}-r{r}.length.fwprobs", file_part(&f.node), f.snapshot);
+                    let ldst = members_dir.join(&lfile);
+                    if fs::hard_link(&lpath, &ldst).is_err() {
+                        fs::write(&ldst, store::to_bytes(l))
+                            .map_err(|e| NodeError::io(&ldst, e))?;
+                    }
+                    member_lengths.push(l.clone());
+                    Some(format!("{MEMBERS_DIR}/{lfile}"))
+                }
+                _ => None,
+            };
             infos.push(MemberInfo {
                 file: format!("{MEMBERS_DIR}/{file}"),
                 model: f.node.clone(),
@@ -788,6 +880,7 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
                 cycle: f.cycle,
                 round: r,
                 valid_seq_acc: f.valid_seq_acc,
+                length_file,
             });
             member_probs.push(probs);
         }
@@ -802,6 +895,10 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         })
         .collect();
     write_output(ctx.out, &items, &mean, None)?;
+    if all_length {
+        let refs: Vec<&Probs> = member_lengths.iter().collect();
+        write_length(ctx.out, &ensemble::mean(&refs)?)?;
+    }
     write_json(&ctx.out.join(MEMBERS_FILE), &infos)
 }
 
@@ -812,6 +909,8 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
 pub struct MemberEntry {
     #[serde(default)]
     pub file: Option<String>,
+    #[serde(default)]
+    pub length_file: Option<String>,
     #[serde(default)]
     pub valid_seq_acc: Option<f64>,
 }
@@ -845,10 +944,16 @@ pub(crate) mod testutil {
     /// of `heads` heads as `model.safetensors`, `train.json`, `metrics.json`
     /// and, when `cycles` > 0, snapshots with the given accuracies.
     pub fn train_artifact(dir: &Path, heads: usize, seed: u64, accs: &[f64]) {
+        train_artifact_as(dir, heads, seed, accs, false)
+    }
+
+    /// [`train_artifact`], the models with a length head when `length`.
+    pub fn train_artifact_as(dir: &Path, heads: usize, seed: u64, accs: &[f64], length: bool) {
         fs::create_dir_all(dir).unwrap();
         let mut cfg = ModelConfig::new(Arch::SvhnSmall, heads);
         cfg.height = 32;
         cfg.width = 64;
+        cfg.length_head = length;
         Model::new(cfg.clone(), seed)
             .unwrap()
             .save(&dir.join("model.safetensors"))
@@ -857,7 +962,7 @@ pub(crate) mod testutil {
             dir.join("train.json"),
             serde_json::to_vec(
                 &json!({"arch": "svhn-small", "heads": heads, "height": 32, "width": 64,
-                    "decoded_height": 36, "decoded_width": 72}),
+                    "decoded_height": 36, "decoded_width": 72, "length_head": length}),
             )
             .unwrap(),
         )
@@ -1042,6 +1147,68 @@ mod tests {
             v.sort();
             v
         }
+    }
+
+    #[test]
+    fn length_heads_give_length_probabilities_per_member_and_their_mean() {
+        let fx = Fixture::new();
+        let p = fx.p();
+        train_artifact_as(&p.join("len0"), 4, 11, &[], true);
+        train_artifact_as(&p.join("len1"), 4, 12, &[], true);
+        let models = || {
+            vec![
+                input("len[0]", &p.join("len0"), "l0"),
+                input("len[1]", &p.join("len1"), "l1"),
+            ]
+        };
+        let out = fx
+            .predict(json!({"tta": {"rounds": 2}}), models(), "pred")
+            .unwrap();
+        let o = read_output(&out).unwrap();
+        let l = o.length.clone().expect("length.fwprobs");
+        assert_eq!((l.n, l.heads), (6, 1));
+        let members: Value =
+            serde_json::from_slice(&fs::read(out.join(MEMBERS_FILE)).unwrap()).unwrap();
+        let lfiles: Vec<&str> = members
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["length_file"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            lfiles,
+            [
+                "members/len.0-final-r0.length.fwprobs",
+                "members/len.0-final-r1.length.fwprobs",
+                "members/len.1-final-r0.length.fwprobs",
+                "members/len.1-final-r1.length.fwprobs"
+            ]
+        );
+        let ms: Vec<Probs> = lfiles
+            .iter()
+            .map(|f| store::read(&out.join(f)).unwrap())
+            .collect();
+        let refs: Vec<&Probs> = ms.iter().collect();
+        assert_eq!(ensemble::mean(&refs).unwrap(), l);
+        // The digit probabilities are those of the same models without the
+        // head: a second run finds every member (digits and lengths) in
+        // the derived folder and writes identical bytes.
+        let again = fx
+            .predict(json!({"tta": {"rounds": 2}}), models(), "again")
+            .unwrap();
+        assert_eq!(files(&out), files(&again));
+        // A model without the head among them: no length file at all.
+        let mixed = fx
+            .predict(
+                json!({}),
+                vec![input("len[0]", &p.join("len0"), "l0"), fx.model(1)],
+                "mixed",
+            )
+            .unwrap();
+        assert!(read_output(&mixed).unwrap().length.is_none());
+        let m: Value =
+            serde_json::from_slice(&fs::read(mixed.join(MEMBERS_FILE)).unwrap()).unwrap();
+        assert!(m[0].get("length_file").is_none());
     }
 
     #[test]

@@ -131,6 +131,12 @@ impl Kind for Train {
             if obj.get("normalise").and_then(Value::as_str) == Some("unit") {
                 obj.remove("normalise");
             }
+            // So is `length_head = false`.
+            if let Some(m) = obj.get_mut("model").and_then(Value::as_object_mut) {
+                if m.get("length_head") == Some(&Value::Bool(false)) {
+                    m.remove("length_head");
+                }
+            }
             if let Some(opt) = obj.get_mut("optimizer").and_then(Value::as_object_mut) {
                 if opt.get("kind").and_then(Value::as_str) == Some("adam") {
                     opt.remove("momentum");
@@ -213,6 +219,12 @@ static MODEL_PARAMS: &[Param] = &[
         ty: float_range(0.0, 0.9),
         default: Dflt::Value("0.25"),
         doc: "Dropout probability (training only).",
+    },
+    Param {
+        name: "length_head",
+        ty: Ty::Bool,
+        default: Dflt::Optional,
+        doc: "Also learn the number of digits: a length classifier on the same features, its gradient stopped there so the digit model trains exactly as without it. `predict` then writes `length.fwprobs` (for `postprocess`). Unset means false.",
     },
 ];
 
@@ -446,6 +458,8 @@ struct ModelParams {
     height: u32,
     width: u32,
     dropout: f64,
+    #[serde(default)]
+    length_head: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -565,6 +579,9 @@ pub struct EpochMetrics {
     pub valid_loss: f64,
     pub valid_seq_acc: f64,
     pub valid_char_acc: f64,
+    /// With a length head: how often its argmax is the true digit count.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_length_acc: Option<f64>,
 }
 
 impl EpochMetrics {
@@ -589,6 +606,7 @@ impl EpochMetrics {
             valid_loss: f[3],
             valid_seq_acc: f[4],
             valid_char_acc: f[5],
+            valid_length_acc: None,
         }
     }
 }
@@ -607,6 +625,9 @@ pub struct EpochTiming {
 struct CheckpointInfo {
     epoch: usize,
     metrics_bits: Vec<(usize, [u64; 6])>,
+    /// With a length head: each epoch's `valid_length_acc` bits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    length_acc_bits: Vec<u64>,
     timings: Vec<EpochTiming>,
 }
 
@@ -640,6 +661,12 @@ struct Summary {
     final_valid_seq_acc: f64,
     final_valid_char_acc: f64,
     final_valid_loss: f64,
+    /// Whether the model has a length head (`predict` then writes
+    /// `length.fwprobs`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    length_head: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    final_valid_length_acc: Option<f64>,
     snapshots: usize,
 }
 
@@ -763,7 +790,8 @@ fn find_checkpoint(
     None
 }
 
-/// Validation: (mean −ln p(true class) over images and heads, metrics).
+/// Validation: (mean −ln p(true class) over images and heads, metrics,
+/// the length head's accuracy when there is one).
 fn validate(
     model: &Model,
     set: &DecodedSet,
@@ -772,13 +800,21 @@ fn validate(
     index: &DataIndex,
     cfg: &ModelConfig,
     norm: &Norm,
-) -> Result<(f64, metrics::Metrics), NodeError> {
+) -> Result<(f64, metrics::Metrics, Option<f64>), NodeError> {
     let heads = cfg.heads;
     let (h, w) = (cfg.height as u32, cfg.width as u32);
     let mut data = Vec::with_capacity(valid.len() * heads * CLASSES);
+    let mut length_hits = model.has_length_head().then_some(0usize);
     for chunk in valid.chunks(EVAL_CHUNK) {
         let x = imaging::batch(set, chunk, &Augment::none(), 0, 0, 0, h, w, norm);
-        data.extend(model.forward_probs(&x, chunk.len()).map_err(model_err)?);
+        let (probs, length) = model.forward_all(&x, chunk.len()).map_err(model_err)?;
+        data.extend(probs);
+        if let (Some(hits), Some(length)) = (length_hits.as_mut(), length) {
+            for (row, &item) in length.chunks(CLASSES).zip(chunk) {
+                let truth = labels[item].iter().filter(|&&c| c != BLANK).count();
+                *hits += (decode::argmax(row) as usize == truth) as usize;
+            }
+        }
     }
     let probs = Probs::new(valid.len(), heads, data)?;
     let mut loss = 0.0f64;
@@ -798,7 +834,8 @@ fn validate(
         .map(|&i| index.items[i].label.as_deref())
         .collect();
     let m = metrics::evaluate(&names, &truth, &decode::classes(&probs))?;
-    Ok((loss, m))
+    let length_acc = length_hits.map(|h| h as f64 / valid.len() as f64);
+    Ok((loss, m, length_acc))
 }
 
 /// Trains and writes the artifact. `stop_after` (tests) stops right after
@@ -883,6 +920,7 @@ fn train(
         width: m.width as usize,
         dropout: m.dropout as f32,
         optimizer,
+        length_head: m.length_head,
     };
     let sched = Schedule::from_params(p);
     let total = sched.epochs(p.epochs.unwrap_or(10));
@@ -913,7 +951,11 @@ fn train(
             let recs: Vec<EpochMetrics> = info
                 .metrics_bits
                 .iter()
-                .map(|&(ep, b)| EpochMetrics::from_bits(ep, b))
+                .enumerate()
+                .map(|(k, &(ep, b))| EpochMetrics {
+                    valid_length_acc: info.length_acc_bits.get(k).map(|&x| f64::from_bits(x)),
+                    ..EpochMetrics::from_bits(ep, b)
+                })
                 .collect();
             (model, recs, info.timings)
         }
@@ -984,7 +1026,8 @@ fn train(
                 seen as f64 / t0.elapsed().as_secs_f64().max(1e-9)
             ));
         }
-        let (valid_loss, vm) = validate(&model, &set, &fold.valid, &labels, &index, &cfg, &norm)?;
+        let (valid_loss, vm, valid_length_acc) =
+            validate(&model, &set, &fold.valid, &labels, &index, &cfg, &norm)?;
         let seconds = t0.elapsed().as_secs_f64();
         records.push(EpochMetrics {
             epoch,
@@ -994,6 +1037,7 @@ fn train(
             valid_loss,
             valid_seq_acc: vm.seq_acc,
             valid_char_acc: vm.char_acc,
+            valid_length_acc,
         });
         timings.push(EpochTiming {
             epoch,
@@ -1012,6 +1056,10 @@ fn train(
             let info = CheckpointInfo {
                 epoch,
                 metrics_bits: records.iter().map(|r| (r.epoch, r.to_bits())).collect(),
+                length_acc_bits: records
+                    .iter()
+                    .filter_map(|r| r.valid_length_acc.map(f64::to_bits))
+                    .collect(),
                 timings: timings.clone(),
             };
             write_atomic(&ckpt_info(work, epoch), &pretty(&info))?;
@@ -1075,6 +1123,8 @@ fn train(
         final_valid_seq_acc: last.valid_seq_acc,
         final_valid_char_acc: last.valid_char_acc,
         final_valid_loss: last.valid_loss,
+        length_head: m.length_head,
+        final_valid_length_acc: last.valid_length_acc,
         snapshots: snapshots.len(),
     };
     fs::write(ctx.out.join(SUMMARY), pretty(&summary))
