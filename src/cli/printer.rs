@@ -189,7 +189,7 @@ pub fn summary(r: &RunReport, quiet: bool, color: bool) -> String {
 }
 
 /// The tables a run ends with (on standard output): the `report.txt` of
-/// every `ladder` instance the run reached, executed or reused, in run
+/// every `ladder` and `postprocess` instance the run reached, executed or reused, in run
 /// order, each after an empty line, its first line prefixed with the
 /// instance name. A no-op run prints them again: they are the pipeline's
 /// result, read from the cache.
@@ -199,7 +199,8 @@ pub fn closing_tables(r: &RunReport, store: &Store) -> String {
         let (Outcome::Executed { .. } | Outcome::Reused) = n.outcome else {
             continue;
         };
-        let Some(key) = n.key.as_deref().filter(|_| n.kind == "ladder") else {
+        let closing = n.kind == "ladder" || n.kind == "postprocess";
+        let Some(key) = n.key.as_deref().filter(|_| closing) else {
             continue;
         };
         let path = store.artifact_dir(key).join(REPORT_FILE);

@@ -58,7 +58,7 @@ impl Kind for Evaluate {
 static PARAMS: &[Param] = &[
     Param {
         name: "predictions",
-        ty: Ty::Ref(&["predict", "ensemble"]),
+        ty: Ty::Ref(&["predict", "ensemble", "postprocess"]),
         default: Dflt::Required,
         doc: "The predictions to score.",
     },

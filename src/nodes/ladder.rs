@@ -8,7 +8,8 @@
 //! four rows ([`crate::predictions::ladder`]): the best single model on the
 //! clean image; + the other snapshots of its model; + every TTA round of
 //! those; + every other model (the full ensemble, the same mean as the
-//! prediction's own `probs.fwprobs`).
+//! prediction's own `probs.fwprobs`). With `post`, a fifth row scores a
+//! `postprocess` artifact of the full ensemble's items: "+ post-processing".
 //!
 //! Artifact layout:
 //! - `metrics.json`: the [`Scores`] (`n`, `rows` with `step`, `members`,
@@ -30,7 +31,8 @@ use crate::config::schema::{Dflt, Param, Ty};
 use crate::nodes::evaluate::{labelled_items, METRICS_FILE, REPORT_FILE};
 use crate::nodes::predict::{read_output, write_json, MEMBERS_FILE};
 use crate::nodes::{Kind, NodeError, RunCtx};
-use crate::predictions::ladder::{ladder, report, Member, Scores};
+use crate::predictions::ladder::{ladder, report, Member, Scores, Step};
+use crate::predictions::metrics::evaluate_items;
 use crate::predictions::store;
 
 pub struct Ladder;
@@ -51,7 +53,13 @@ impl Kind for Ladder {
     fn run(&self, ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         let pred = ctx.input("predictions")?;
         let data = ctx.input("data")?;
-        let l = compute(&pred.dir, &pred.node, &data.dir, &data.node)?;
+        let mut l = compute(&pred.dir, &pred.node, &data.dir, &data.node)?;
+        if ctx.inputs.contains_key("post") {
+            let post = ctx.input("post")?;
+            l.rows.push(post_row(
+                &pred.dir, &pred.node, post, &data.dir, &data.node, &l,
+            )?);
+        }
         write_json(&ctx.out.join(METRICS_FILE), &l)?;
         let path = ctx.out.join(REPORT_FILE);
         fs::write(&path, report(&l)).map_err(|e| NodeError::io(&path, e))
@@ -71,7 +79,46 @@ static PARAMS: &[Param] = &[
         default: Dflt::Required,
         doc: "The labelled data set the predictions were made on.",
     },
+    Param {
+        name: "post",
+        ty: Ty::Ref(&["postprocess"]),
+        default: Dflt::Optional,
+        doc: "A `postprocess` node over the same items: its score becomes the last row, \"+ post-processing\".",
+    },
 ];
+
+/// The "+ post-processing" row: the `postprocess` artifact `post`, which
+/// must predict the items of the prediction in `pred_dir`, scored on the
+/// data; its member count is the full ensemble's.
+fn post_row(
+    pred_dir: &Path,
+    pred_node: &str,
+    post: &crate::nodes::InputArtifact,
+    data_dir: &Path,
+    data_node: &str,
+    l: &Scores,
+) -> Result<Step, NodeError> {
+    let pred_items = read_output(pred_dir)?.items;
+    let out = read_output(&post.dir)?;
+    if out.items != pred_items {
+        return Err(NodeError::file(
+            post.dir.join(crate::nodes::predict::ITEMS_FILE),
+            format!(
+                "post: `{}` corrects other items than `{pred_node}` predicts; point it at the same data",
+                post.node
+            ),
+        ));
+    }
+    let items = labelled_items(&post.dir, &out.items, data_dir, data_node)?;
+    let m = evaluate_items(&items, &out.final_classes())?;
+    Ok(Step {
+        step: "post_processing".into(),
+        members: l.rows.last().map_or(0, |r| r.members),
+        seq_acc: m.seq_acc,
+        char_acc: m.char_acc,
+        len_acc: m.len_acc,
+    })
+}
 
 /// A member as `members.json` of a `predict` artifact lists it.
 #[derive(Debug, Deserialize)]
@@ -191,6 +238,70 @@ mod tests {
             report(&l)
         );
         assert!(KINDS.iter().any(|k| k.name() == "ladder"));
+    }
+
+    #[test]
+    fn a_postprocess_artifact_becomes_the_last_row() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let pred = predicted(r);
+        // A "postprocess" output: the prediction's files with every item
+        // corrected to its true code.
+        let post = r.join("post");
+        fs::create_dir_all(&post).unwrap();
+        let o = read_output(&pred).unwrap();
+        let index = crate::data::DataIndex::load(&r.join("data")).unwrap();
+        let classes: Vec<Vec<u8>> = o
+            .items
+            .iter()
+            .map(|it| {
+                let mut c = index.items[it.index].label.clone().unwrap();
+                c.resize(4, crate::predictions::BLANK);
+                c
+            })
+            .collect();
+        crate::nodes::predict::write_output(&post, &o.items, &o.probs, Some(&classes)).unwrap();
+        let mut inputs = BTreeMap::new();
+        inputs.insert("predictions".to_string(), vec![input("pred", &pred, "p")]);
+        inputs.insert(
+            "data".to_string(),
+            vec![input("plates", &r.join("data"), "d")],
+        );
+        inputs.insert("post".to_string(), vec![input("post", &post, "q")]);
+        let p = json!({"predictions": "pred", "data": "plates", "post": "post"});
+        let out = run_kind(&Ladder, p.clone(), inputs.clone(), r, "ladder", None).unwrap();
+        let l: Scores = serde_json::from_slice(&fs::read(out.join(METRICS_FILE)).unwrap()).unwrap();
+        let last = l.rows.last().unwrap();
+        assert_eq!(
+            (last.step.as_str(), last.members, last.seq_acc),
+            ("post_processing", 8, 1.0)
+        );
+        let text = report(&l);
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("+ post-processing"))
+            .unwrap();
+        assert!(
+            row.ends_with(&format!("{:+.2}", 100.0 * (1.0 - l.rows[3].seq_acc))),
+            "{row}"
+        );
+        assert!(
+            text.contains("full ensemble (8 members) vs best single model"),
+            "{text}"
+        );
+        // Other items: an error naming the post artifact's item list.
+        fs::remove_file(post.join(crate::nodes::predict::CLASSES_FILE)).unwrap();
+        crate::nodes::predict::write_output(
+            &post,
+            &o.items[..3],
+            &crate::predictions::Probs::new(3, 4, o.probs.data[..3 * 44].to_vec()).unwrap(),
+            None,
+        )
+        .unwrap();
+        let e = run_kind(&Ladder, p, inputs, r, "ladder2", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("items.json: post: `post` corrects other items than `pred` predicts; point it at the same data"), "{e}");
     }
 
     #[test]

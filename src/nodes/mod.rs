@@ -18,6 +18,7 @@ pub mod dataset;
 pub mod ensemble;
 pub mod evaluate;
 pub mod ladder;
+pub mod postprocess;
 pub mod predict;
 pub mod split;
 pub mod submit;
@@ -91,6 +92,7 @@ pub static KINDS: &[&dyn Kind] = &[
     &predict::Predict,
     &ensemble::Ensemble,
     &evaluate::Evaluate,
+    &postprocess::Postprocess,
     &ladder::Ladder,
     &submit::Submit,
 ];

@@ -59,7 +59,7 @@ impl Kind for Submit {
 static PARAMS: &[Param] = &[
     Param {
         name: "predictions",
-        ty: Ty::Ref(&["predict", "ensemble"]),
+        ty: Ty::Ref(&["predict", "ensemble", "postprocess"]),
         default: Dflt::Required,
         doc: "The predictions to submit.",
     },

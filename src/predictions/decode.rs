@@ -25,6 +25,19 @@ pub fn argmax(row: &[f32]) -> u8 {
     best as u8
 }
 
+/// Index of the largest digit probability (classes 0-9, the blank left
+/// out); ties go to the lowest digit.
+pub fn argmax_digit(row: &[f32]) -> u8 {
+    debug_assert_eq!(row.len(), CLASSES);
+    let mut best = 0;
+    for (c, x) in row.iter().enumerate().take(BLANK as usize).skip(1) {
+        if *x > row[best] {
+            best = c;
+        }
+    }
+    best as u8
+}
+
 /// The class vector of image `i`: the argmax class (0-10) of every head.
 pub fn image_classes(p: &Probs, i: usize) -> Vec<u8> {
     (0..p.heads).map(|h| argmax(p.get(i, h))).collect()

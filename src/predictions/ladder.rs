@@ -207,6 +207,7 @@ fn label(step: &str) -> &str {
         "snapshots" => "+ snapshots",
         "tta" => "+ TTA",
         "folds" => "+ folds (full ensemble)",
+        "post_processing" => "+ post-processing",
         other => other,
     }
 }
@@ -225,7 +226,8 @@ pub fn report(l: &Scores) -> String {
     );
     let mut prev: Option<(usize, f64)> = None;
     for r in &l.rows {
-        if prev.is_some_and(|(members, _)| members == r.members) {
+        let grows = matches!(r.step.as_str(), "snapshots" | "tta" | "folds");
+        if grows && prev.is_some_and(|(members, _)| members == r.members) {
             continue; // adds nothing: one snapshot, one round or one model
         }
         let gain = match prev {
@@ -266,7 +268,8 @@ pub fn report(l: &Scores) -> String {
         pct(l.single_mean_seq_acc).trim_start(),
         pct(l.single_min_seq_acc).trim_start()
     );
-    if let (Some(first), Some(last)) = (l.rows.first(), l.rows.last()) {
+    let full = l.rows.iter().find(|r| r.step == "folds");
+    if let (Some(first), Some(last)) = (l.rows.first(), full) {
         let _ = writeln!(
             s,
             "full ensemble ({} members) vs best single model: {:+.2} points of sequence accuracy",

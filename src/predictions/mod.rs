@@ -13,6 +13,9 @@
 //!   snapshots and TTA rounds to the full ensemble;
 //! - [`metrics`]: sequence (contest), character, length and per-position
 //!   accuracy, per-head confusion matrices;
+//! - [`postprocess`]: corrections after the ensemble — well-formedness
+//!   rules, a length model, per-position character priors — and their
+//!   out-of-fold fitting;
 //! - [`submission`]: the contest CSV `file_name,file_code`, writer and parser;
 //! - [`store`]: a deterministic binary file of [`Probs`] with a JSON sidecar
 //!   of the decoded codes.
@@ -29,6 +32,7 @@ pub mod decode;
 pub mod ensemble;
 pub mod ladder;
 pub mod metrics;
+pub mod postprocess;
 pub mod store;
 pub mod submission;
 

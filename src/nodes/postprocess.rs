@@ -1,0 +1,1088 @@
+//! The `postprocess` node kind: corrects the decoded codes of a prediction
+//! (`predict`, `ensemble` or another `postprocess`) with well-formedness
+//! rules, a length model and per-position character statistics
+//! ([`crate::predictions::postprocess`] defines each step).
+//!
+//! Parameters: `predictions`; `steps`, applied in the order written, each
+//! at most once: `"rules"`, `"length"`, `"position_prior"`; the tables
+//! `length` (`mode` `"joint"` or `"force"`, `weight` for joint, `threshold`
+//! for force) and `position_prior` (`weight`), where each setting is a
+//! number or `"fit"` (the default); `length_from` (a prediction whose
+//! `length.fwprobs` to use; default the input's own); `labels` (the
+//! labelled training data: the position statistics are counted on it, and
+//! the `oof` predictions are scored against it); `oof` (out-of-fold
+//! predictions of `labels`' items, e.g. `["oof[*]"]`, concatenated); `truth`
+//! (labelled data the input predicts, for the fixed/broken counts).
+//!
+//! Fitting: with `oof`, each step is first applied to the out-of-fold
+//! predictions under "off" and every candidate setting (`rules`: "on"), in
+//! step order; the setting with the best out-of-fold sequence
+//! accuracy wins, "off" and then the mildest on ties
+//! ([`crate::predictions::postprocess::fit`]). So by default a step is
+//! applied only where out-of-fold evidence says it helps; a `"fit"` setting
+//! without `oof` is an error. An explicit number is applied as given, and
+//! with `oof` its out-of-fold effect is still reported.
+//!
+//! Artifact layout: the prediction layout ([`super::predict`]):
+//! `probs.fwprobs` (reweighted by a position prior), `items.json`,
+//! `codes.json`, `classes.json` (the corrected classes, which `evaluate`,
+//! `submit` and `ladder` use) and the input's `length.fwprobs` when it had
+//! one; `postprocess.json` ([`Report`]); `report.txt`, the table `foldwise
+//! run` prints at the end.
+//!
+//! Errors name the input: a prediction without length probabilities for a
+//! `length` step, `length_from` or `oof` predictions of other items,
+//! unlabelled `labels` or `truth`, labels longer than the heads, `oof`
+//! predictions with the same item twice.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::fs;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::schema::{Dflt, Param, Ty};
+use crate::data::DataIndex;
+use crate::nodes::evaluate::{labelled_items, REPORT_FILE};
+use crate::nodes::predict::{
+    read_output, write_json, write_length, write_output, Item, ITEMS_FILE, LENGTH_FILE,
+};
+use crate::nodes::{InputArtifact, Kind, NodeError, ParamIssue, RunCtx};
+use crate::predictions::postprocess::{
+    apply, candidates, change, fit, seq_acc, Aids, Change, Prior, Setting, State, Tried,
+};
+use crate::predictions::Probs;
+
+/// The step report of a postprocess artifact.
+pub const REPORT_JSON: &str = "postprocess.json";
+
+/// The step names `steps` accepts.
+const STEPS: &[&str] = &["rules", "length", "position_prior"];
+
+pub struct Postprocess;
+
+impl Kind for Postprocess {
+    fn name(&self) -> &'static str {
+        "postprocess"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        "Corrects decoded codes, in the order of `steps`: `rules` (no digit after a blank, no empty code), `length` (a length model, `joint` with the heads or `force`d above a threshold), `position_prior` (per-position character frequencies of `labels`). Settings are fitted on out-of-fold predictions (`oof`) so a step applies only where it helps there. Writes the prediction layout with `classes.json`, plus `postprocess.json` and `report.txt` (each step's setting, codes changed, fixed and broken)."
+    }
+    fn params(&self) -> &'static [Param] {
+        PARAMS
+    }
+    fn check(&self, params: &Value) -> Vec<ParamIssue> {
+        check(params)
+    }
+    fn canonical(&self, mut params: Value) -> Value {
+        let steps: Vec<String> = params["steps"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(obj) = params.as_object_mut() {
+            // Settings of steps not taken cannot matter.
+            if !steps.iter().any(|s| s == "length") {
+                obj.remove("length");
+                obj.remove("length_from");
+            } else if let Some(l) = obj.get_mut("length").and_then(Value::as_object_mut) {
+                let drop = if l.get("mode").and_then(Value::as_str) == Some("force") {
+                    "weight"
+                } else {
+                    "threshold"
+                };
+                l.remove(drop);
+            }
+            if !steps.iter().any(|s| s == "position_prior") {
+                obj.remove("position_prior");
+            }
+        }
+        params
+    }
+    fn run(&self, ctx: &RunCtx<'_>) -> Result<(), NodeError> {
+        run(ctx)
+    }
+}
+
+static LENGTH: &[Param] = &[
+    Param {
+        name: "mode",
+        ty: Ty::Choice(&["joint", "force"]),
+        default: Dflt::Value("\"joint\""),
+        doc: "`joint`: the heads' own length probabilities times the length model's to the power `weight`; `force`: the length model's length wherever its probability reaches `threshold`.",
+    },
+    Param {
+        name: "weight",
+        ty: Ty::Any,
+        default: Dflt::Value("\"fit\""),
+        doc: "For `joint`: a number >= 0 (0 = the heads alone) or `\"fit\"` (chosen on `oof`).",
+    },
+    Param {
+        name: "threshold",
+        ty: Ty::Any,
+        default: Dflt::Value("\"fit\""),
+        doc: "For `force`: a probability in [0, 1] or `\"fit\"` (chosen on `oof`).",
+    },
+];
+
+static PRIOR: &[Param] = &[Param {
+    name: "weight",
+    ty: Ty::Any,
+    default: Dflt::Value("\"fit\""),
+    doc: "Exponent of the position frequencies: a number >= 0 (0 = no change) or `\"fit\"` (chosen on `oof`).",
+}];
+
+static PARAMS: &[Param] = &[
+    Param {
+        name: "predictions",
+        ty: Ty::Ref(&["predict", "ensemble", "postprocess"]),
+        default: Dflt::Required,
+        doc: "The predictions to correct.",
+    },
+    Param {
+        name: "steps",
+        ty: Ty::List(&Ty::Choice(STEPS)),
+        default: Dflt::Required,
+        doc: "The steps, applied in this order, each at most once: `\"rules\"`, `\"length\"`, `\"position_prior\"`.",
+    },
+    Param {
+        name: "length",
+        ty: Ty::Table(LENGTH),
+        default: Dflt::Value("{}"),
+        doc: "Settings of the `length` step.",
+    },
+    Param {
+        name: "position_prior",
+        ty: Ty::Table(PRIOR),
+        default: Dflt::Value("{}"),
+        doc: "Settings of the `position_prior` step.",
+    },
+    Param {
+        name: "length_from",
+        ty: Ty::Ref(&["predict", "ensemble", "postprocess"]),
+        default: Dflt::Optional,
+        doc: "A prediction of the same items whose `length.fwprobs` the `length` step uses (default: the input's own; a model trained with `model.length_head = true` gives them).",
+    },
+    Param {
+        name: "labels",
+        ty: Ty::Ref(&["dataset", "synthetic"]),
+        default: Dflt::Optional,
+        doc: "Labelled training data: `position_prior` counts its labels, and `oof` is scored against them.",
+    },
+    Param {
+        name: "oof",
+        ty: Ty::List(&Ty::Ref(&["predict", "ensemble", "postprocess"])),
+        default: Dflt::Optional,
+        doc: "Out-of-fold predictions of `labels`' items (`[\"oof[*]\"]` gathers every fold's), on which each step's setting is fitted.",
+    },
+    Param {
+        name: "truth",
+        ty: Ty::Ref(&["dataset", "synthetic"]),
+        default: Dflt::Optional,
+        doc: "The labelled data the input predicts: the report then counts the codes each step fixed and broke.",
+    },
+];
+
+/// A setting as written: a number or `"fit"`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Given {
+    Fit,
+    Value(f64),
+}
+
+fn given(v: &Value) -> Option<Given> {
+    match v {
+        Value::String(s) if s == "fit" => Some(Given::Fit),
+        v => v.as_f64().map(Given::Value),
+    }
+}
+
+fn check(params: &Value) -> Vec<ParamIssue> {
+    let mut out = Vec::new();
+    let steps: Vec<&str> = params["steps"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if params["steps"].as_array().is_some_and(|a| a.is_empty()) {
+        out.push(ParamIssue {
+            path: "steps".into(),
+            message: "no steps: the node would change nothing".into(),
+            help: Some(format!("list some of {}", quoted(STEPS))),
+        });
+    }
+    let mut seen = BTreeSet::new();
+    for (k, s) in steps.iter().enumerate() {
+        if !seen.insert(*s) {
+            out.push(ParamIssue {
+                path: format!("steps[{k}]"),
+                message: format!("step `{s}` is listed twice"),
+                help: Some("each step runs at most once".into()),
+            });
+        }
+    }
+    let mut number = |path: &str, v: &Value, max: Option<f64>| {
+        let ok = match given(v) {
+            Some(Given::Fit) => true,
+            Some(Given::Value(x)) => x >= 0.0 && x.is_finite() && max.is_none_or(|m| x <= m),
+            None => false,
+        };
+        if !ok {
+            let range = match max {
+                Some(m) => format!("a number in [0, {m}]"),
+                None => "a number >= 0".into(),
+            };
+            out.push(ParamIssue {
+                path: path.into(),
+                message: format!("expected {range} or \"fit\", found {v}"),
+                help: Some("\"fit\" chooses it on the `oof` predictions".into()),
+            });
+        }
+    };
+    if let Some(v) = params["length"].get("weight") {
+        number("length.weight", v, None);
+    }
+    if let Some(v) = params["length"].get("threshold") {
+        number("length.threshold", v, Some(1.0));
+    }
+    if let Some(v) = params["position_prior"].get("weight") {
+        number("position_prior.weight", v, None);
+    }
+    out
+}
+
+fn quoted(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[derive(Debug, Deserialize)]
+struct Params {
+    steps: Vec<String>,
+    #[serde(default)]
+    length: Option<Value>,
+    #[serde(default)]
+    position_prior: Option<Value>,
+}
+
+/// What happened to one step.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// `rules`, `length` or `position_prior`.
+    pub step: String,
+    /// The setting applied; `null` when the step was off.
+    pub setting: Option<Setting>,
+    /// `"given"` (written in the pipeline) or `"oof"` (fitted).
+    pub chosen_by: String,
+    /// Out-of-fold sequence accuracy before and after the step (with
+    /// `oof`).
+    pub oof_before: Option<f64>,
+    pub oof_after: Option<f64>,
+    /// Every candidate tried on `oof` (fitting only), "off" first.
+    pub tried: Vec<Tried>,
+    /// On the input: codes changed, and with `truth` fixed and broken.
+    pub changed: usize,
+    pub fixed: Option<usize>,
+    pub broke: Option<usize>,
+    /// With `truth`: sequence accuracy before and after the step.
+    pub seq_acc_before: Option<f64>,
+    pub seq_acc_after: Option<f64>,
+}
+
+/// `postprocess.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub n: usize,
+    /// Out-of-fold items used for fitting (0 without `oof`).
+    pub oof_items: usize,
+    pub steps: Vec<StepReport>,
+    /// With `truth`: the input's and the final sequence accuracy.
+    pub seq_acc_input: Option<f64>,
+    pub seq_acc_final: Option<f64>,
+}
+
+/// A prediction read for post-processing: its items, its state and its
+/// length probabilities.
+struct Pred {
+    items: Vec<Item>,
+    state: State,
+    length: Option<Probs>,
+}
+
+fn read_pred(a: &InputArtifact) -> Result<Pred, NodeError> {
+    let out = read_output(&a.dir)?;
+    let classes = out.final_classes();
+    Ok(Pred {
+        items: out.items,
+        state: State::new(out.probs, classes),
+        length: out.length,
+    })
+}
+
+/// The true codes of `items` predicted in artifact `pred` on data `data`.
+fn truth_codes(
+    pred: &InputArtifact,
+    items: &[Item],
+    data: &InputArtifact,
+) -> Result<Vec<Vec<u8>>, NodeError> {
+    Ok(labelled_items(&pred.dir, items, &data.dir, &data.node)?
+        .into_iter()
+        .map(|d| d.label.unwrap_or_default())
+        .collect())
+}
+
+/// Concatenates the out-of-fold predictions; an item predicted twice is an
+/// error naming the second artifact.
+fn read_oof(
+    arts: &[InputArtifact],
+    labels: &InputArtifact,
+) -> Result<(Pred, Vec<Vec<u8>>), NodeError> {
+    let mut items = Vec::new();
+    let mut data = Vec::new();
+    let mut classes = Vec::new();
+    let mut length: Option<Vec<f32>> = Some(Vec::new());
+    let mut truth = Vec::new();
+    let mut heads = None;
+    let mut seen = BTreeSet::new();
+    for a in arts {
+        let p = read_pred(a)?;
+        if *heads.get_or_insert(p.state.probs.heads) != p.state.probs.heads {
+            return Err(NodeError::msg(format!(
+                "oof: `{}` has {} heads, the other out-of-fold predictions {}",
+                a.node,
+                p.state.probs.heads,
+                heads.unwrap_or(0)
+            )));
+        }
+        if let Some(dup) = p.items.iter().find(|it| !seen.insert(it.index)) {
+            return Err(NodeError::file(
+                a.dir.join(ITEMS_FILE),
+                format!(
+                    "oof: item {} (`{}`) is predicted by another of the `oof` predictions too; give one prediction per fold (`[\"oof[*]\"]`)",
+                    dup.index, dup.file
+                ),
+            ));
+        }
+        truth.extend(truth_codes(a, &p.items, labels)?);
+        match (&mut length, &p.length) {
+            (Some(l), Some(pl)) => l.extend_from_slice(&pl.data),
+            _ => length = None,
+        }
+        data.extend_from_slice(&p.state.probs.data);
+        classes.extend(p.state.classes);
+        items.extend(p.items);
+    }
+    let heads = heads.unwrap_or(1);
+    let probs = Probs::new(items.len(), heads, data)?;
+    let length = match length {
+        Some(l) => Some(Probs::new(items.len(), 1, l)?),
+        None => None,
+    };
+    Ok((
+        Pred {
+            items,
+            state: State::new(probs, classes),
+            length,
+        },
+        truth,
+    ))
+}
+
+/// The fixed setting, or the candidates to fit, of one step.
+fn settings_of(
+    step: &str,
+    p: &Params,
+    fitting: bool,
+) -> Result<(String, Result<Setting, Vec<Setting>>), NodeError> {
+    let g = |table: &Option<Value>, key: &str| -> Given {
+        table
+            .as_ref()
+            .and_then(|t| t.get(key))
+            .and_then(given)
+            .unwrap_or(Given::Fit)
+    };
+    Ok(match step {
+        // Fitted like the others when there is `oof`: applied only when
+        // it fixes more out-of-fold codes than it breaks.
+        "rules" if fitting => ("rules".into(), Err(candidates("rules"))),
+        "rules" => ("rules".into(), Ok(Setting::Rules)),
+        "length" => {
+            let force = p
+                .length
+                .as_ref()
+                .and_then(|t| t.get("mode"))
+                .and_then(Value::as_str)
+                == Some("force");
+            if force {
+                let s = match g(&p.length, "threshold") {
+                    Given::Value(threshold) => Ok(Setting::LengthForce { threshold }),
+                    Given::Fit => Err(candidates("length_force")),
+                };
+                ("length_force".into(), s)
+            } else {
+                let s = match g(&p.length, "weight") {
+                    Given::Value(weight) => Ok(Setting::LengthJoint { weight }),
+                    Given::Fit => Err(candidates("length_joint")),
+                };
+                ("length_joint".into(), s)
+            }
+        }
+        "position_prior" => {
+            let s = match g(&p.position_prior, "weight") {
+                Given::Value(weight) => Ok(Setting::PositionPrior { weight }),
+                Given::Fit => Err(candidates("position_prior")),
+            };
+            ("position_prior".into(), s)
+        }
+        other => return Err(NodeError::msg(format!("unknown step `{other}`"))),
+    })
+}
+
+fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
+    let p: Params = ctx.typed()?;
+    let input = ctx.input("predictions")?;
+    let Pred {
+        items,
+        state: mut st,
+        length: own_length,
+    } = read_pred(input)?;
+    let heads = st.probs.heads;
+    let opt = |name: &str| -> Result<Option<&InputArtifact>, NodeError> {
+        match ctx.inputs.get(name) {
+            Some(_) => ctx.input(name).map(Some),
+            None => Ok(None),
+        }
+    };
+    let wants = |s: &str| p.steps.iter().any(|x| x == s);
+
+    // Length probabilities.
+    let length: Option<Probs> = match opt("length_from")? {
+        Some(a) => {
+            let other = read_pred(a)?;
+            if other.items != items {
+                return Err(NodeError::file(
+                    a.dir.join(ITEMS_FILE),
+                    format!(
+                        "length_from: `{}` predicts other items than `{}`; the length probabilities must be for the same items in the same order",
+                        a.node, input.node
+                    ),
+                ));
+            }
+            match other.length {
+                Some(l) => Some(l),
+                None => {
+                    return Err(NodeError::msg(format!(
+                        "length_from: `{}` has no {LENGTH_FILE}; train its models with `model.length_head = true`",
+                        a.node
+                    )))
+                }
+            }
+        }
+        None => own_length.clone(),
+    };
+    if wants("length") && length.is_none() {
+        return Err(NodeError::msg(format!(
+            "step `length` needs length probabilities, but `{}` has no {LENGTH_FILE}: train its models with `model.length_head = true`, or name a prediction that has them in `length_from`",
+            input.node
+        )));
+    }
+
+    // Statistics and out-of-fold predictions.
+    let labels = opt("labels")?;
+    let prior = match (wants("position_prior"), labels) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(NodeError::msg(
+                "step `position_prior` needs `labels`: the labelled training data whose per-position frequencies it uses",
+            ))
+        }
+        (true, Some(l)) => {
+            let index = DataIndex::load(&l.dir)?;
+            if !index.labelled {
+                return Err(NodeError::msg(format!(
+                    "labels: data `{}` is unlabelled",
+                    l.node
+                )));
+            }
+            let codes: Vec<&[u8]> = index
+                .items
+                .iter()
+                .map(|it| it.label.as_deref().unwrap_or(&[]))
+                .collect();
+            Some(
+                Prior::count(&codes, heads)
+                    .map_err(|m| NodeError::msg(format!("labels: data `{}`: {m}", l.node)))?,
+            )
+        }
+    };
+    let oof = match ctx.inputs.get("oof") {
+        Some(arts) if !arts.is_empty() => {
+            let Some(l) = labels else {
+                return Err(NodeError::msg(
+                    "`oof` needs `labels`: the labelled data the out-of-fold predictions were made on",
+                ));
+            };
+            let (pred, truth) = read_oof(arts, l)?;
+            if pred.state.probs.heads != heads {
+                return Err(NodeError::msg(format!(
+                    "oof: the out-of-fold predictions have {} heads, `{}` has {heads}",
+                    pred.state.probs.heads, input.node
+                )));
+            }
+            if wants("length") && pred.length.is_none() {
+                return Err(NodeError::msg(format!(
+                    "oof: fitting the `length` step needs {LENGTH_FILE} in every out-of-fold prediction; train their models with `model.length_head = true`"
+                )));
+            }
+            Some((pred, truth))
+        }
+        _ => None,
+    };
+    let (mut oof_state, oof_truth, oof_length) = match oof {
+        Some((pred, truth)) => (Some(pred.state), truth, pred.length),
+        None => (None, Vec::new(), None),
+    };
+    let truth = match opt("truth")? {
+        Some(t) => Some(truth_codes(input, &items, t)?),
+        None => None,
+    };
+
+    // The steps, in order.
+    let seq = |s: &State| truth.as_ref().map(|t| seq_acc(&s.classes, t));
+    let seq_input = seq(&st);
+    let mut reports = Vec::new();
+    for step in &p.steps {
+        let (kind, setting) = settings_of(step, &p, oof_state.is_some())?;
+        let aids = Aids {
+            length: length.as_ref(),
+            prior: prior.as_ref(),
+        };
+        let oof_aids = Aids {
+            length: oof_length.as_ref(),
+            prior: prior.as_ref(),
+        };
+        let (chosen, chosen_by, tried) = match (&setting, &oof_state) {
+            (Ok(s), _) => (Some(*s), "given", Vec::new()),
+            (Err(cands), Some(os)) => {
+                let (tried, best) = fit(cands, os, oof_aids, &oof_truth);
+                (best, "oof", tried)
+            }
+            (Err(_), None) => {
+                let what = match kind.as_str() {
+                    "length_force" => "length.threshold",
+                    "length_joint" => "length.weight",
+                    _ => "position_prior.weight",
+                };
+                return Err(NodeError::msg(format!(
+                    "step `{step}`: `{what}` is \"fit\" (the default), but there is no `oof` input to fit it on; give out-of-fold predictions in `oof` (with `labels`), or set `{what}` to a number"
+                )));
+            }
+        };
+        let (oof_before, oof_after) = match &mut oof_state {
+            Some(os) => {
+                let before = seq_acc(&os.classes, &oof_truth);
+                if let Some(c) = &chosen {
+                    *os = apply(c, os, oof_aids);
+                }
+                (Some(before), Some(seq_acc(&os.classes, &oof_truth)))
+            }
+            None => (None, None),
+        };
+        let before = st.classes.clone();
+        let acc_before = seq(&st);
+        if let Some(c) = &chosen {
+            st = apply(c, &st, aids);
+        }
+        let Change {
+            changed,
+            fixed,
+            broke,
+        } = change(&before, &st.classes, truth.as_deref());
+        reports.push(StepReport {
+            step: step.clone(),
+            setting: chosen,
+            chosen_by: chosen_by.into(),
+            oof_before,
+            oof_after,
+            tried,
+            changed,
+            fixed: truth.as_ref().map(|_| fixed),
+            broke: truth.as_ref().map(|_| broke),
+            seq_acc_before: acc_before,
+            seq_acc_after: seq(&st),
+        });
+    }
+    let report = Report {
+        n: items.len(),
+        oof_items: oof_truth.len(),
+        steps: reports,
+        seq_acc_input: seq_input,
+        seq_acc_final: seq(&st),
+    };
+
+    write_output(ctx.out, &items, &st.probs, Some(&st.classes))?;
+    if let Some(l) = &own_length {
+        write_length(ctx.out, l)?;
+    }
+    write_json(&ctx.out.join(REPORT_JSON), &report)?;
+    let path = ctx.out.join(REPORT_FILE);
+    fs::write(&path, report_text(&report)).map_err(|e| NodeError::io(&path, e))?;
+    debug_assert!(st.classes.iter().all(|c| c.len() == heads));
+    Ok(())
+}
+
+fn pct(x: Option<f64>) -> String {
+    match x {
+        Some(x) => format!("{:.2}%", 100.0 * x),
+        None => "-".into(),
+    }
+}
+
+/// The `report.txt` table.
+pub fn report_text(r: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "post-processing of {} images{}",
+        r.n,
+        if r.oof_items > 0 {
+            format!(", fitted on {} out-of-fold predictions", r.oof_items)
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(
+        s,
+        "{:<16} {:<26} {:>17} {:>8} {:>6} {:>6} {:>17}",
+        "step", "setting", "oof", "changed", "fixed", "broke", "accuracy"
+    );
+    for st in &r.steps {
+        let setting = match &st.setting {
+            Some(x) => format!(
+                "{}{}",
+                x.describe(),
+                if st.chosen_by == "oof" {
+                    " (fitted)"
+                } else {
+                    ""
+                }
+            ),
+            None => "off (no oof gain)".into(),
+        };
+        let name = match st.setting {
+            Some(Setting::LengthForce { .. }) => "length (force)".to_string(),
+            Some(Setting::LengthJoint { .. }) => "length (joint)".to_string(),
+            _ => st.step.clone(),
+        };
+        let oof = match (st.oof_before, st.oof_after) {
+            (Some(a), Some(b)) => format!("{} → {}", pct(Some(a)), pct(Some(b))),
+            _ => "-".into(),
+        };
+        let acc = match (st.seq_acc_before, st.seq_acc_after) {
+            (Some(a), Some(b)) => format!("{} → {}", pct(Some(a)), pct(Some(b))),
+            _ => "-".into(),
+        };
+        let opt = |x: Option<usize>| x.map_or("-".to_string(), |v| v.to_string());
+        let _ = writeln!(
+            s,
+            "{:<16} {:<26} {:>17} {:>8} {:>6} {:>6} {:>17}",
+            name,
+            setting,
+            oof,
+            st.changed,
+            opt(st.fixed),
+            opt(st.broke),
+            acc
+        );
+    }
+    if let (Some(a), Some(b)) = (r.seq_acc_input, r.seq_acc_final) {
+        let _ = writeln!(
+            s,
+            "sequence accuracy {} → {} ({:+.2} points)",
+            pct(Some(a)),
+            pct(Some(b)),
+            100.0 * (b - a)
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nodes::predict::testutil::{dataset, input, run_kind};
+    use crate::nodes::predict::CLASSES_FILE;
+    use crate::predictions::{BLANK, CLASSES};
+    use serde_json::json;
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    const HEADS: usize = 6;
+
+    /// Probabilities for the labels of `codes`: sure digits and blanks,
+    /// except that for `damaged` items the last digit is a near tie with
+    /// the blank (0.45 vs 0.5), so the argmax drops it.
+    fn probs_for(codes: &[Vec<u8>], damaged: &dyn Fn(usize) -> bool) -> Probs {
+        let mut data = Vec::new();
+        for (i, c) in codes.iter().enumerate() {
+            for h in 0..HEADS {
+                let mut r = [0.0f32; CLASSES];
+                if h < c.len() {
+                    let weak = damaged(i) && h + 1 == c.len();
+                    let (p, b) = if weak { (0.45, 0.5) } else { (0.8, 0.1) };
+                    r[c[h] as usize] = p;
+                    r[BLANK as usize] = b;
+                    let rest = (1.0 - p - b) / 9.0;
+                    for (k, x) in r.iter_mut().enumerate() {
+                        if k != c[h] as usize && k != BLANK as usize {
+                            *x = rest;
+                        }
+                    }
+                } else {
+                    r = [0.01; CLASSES];
+                    r[BLANK as usize] = 0.9;
+                }
+                data.extend(r);
+            }
+        }
+        Probs::new(codes.len(), HEADS, data).unwrap()
+    }
+
+    /// Length probabilities: 0.9 on the true length.
+    fn lengths_for(codes: &[Vec<u8>]) -> Probs {
+        let mut data = Vec::new();
+        for c in codes {
+            let mut r = [0.01f32; CLASSES];
+            r[c.len()] = 0.9;
+            data.extend(r);
+        }
+        Probs::new(codes.len(), 1, data).unwrap()
+    }
+
+    /// A prediction artifact of `indices` of `index` in `dir`.
+    fn prediction(
+        dir: &Path,
+        index: &DataIndex,
+        indices: &[usize],
+        damaged: &dyn Fn(usize) -> bool,
+        length: bool,
+    ) {
+        fs::create_dir_all(dir).unwrap();
+        let codes: Vec<Vec<u8>> = indices
+            .iter()
+            .map(|&i| index.items[i].label.clone().unwrap())
+            .collect();
+        let items: Vec<Item> = indices
+            .iter()
+            .map(|&i| Item {
+                index: i,
+                file: index.items[i].file.clone(),
+            })
+            .collect();
+        let p = probs_for(&codes, &|k| damaged(indices[k]));
+        write_output(dir, &items, &p, None).unwrap();
+        if length {
+            write_length(dir, &lengths_for(&codes)).unwrap();
+        }
+    }
+
+    struct Fixture {
+        _tmp: tempfile::TempDir,
+        root: std::path::PathBuf,
+        inputs: BTreeMap<String, Vec<InputArtifact>>,
+    }
+
+    /// 12 plates; the input predicts all of them, odd items damaged; two
+    /// out-of-fold artifacts (items 0-5 and 6-11) damaged the same way.
+    fn fixture(length: bool) -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        let index = dataset(&root.join("data"), 12, 5);
+        let odd = |i: usize| i % 2 == 1;
+        prediction(
+            &root.join("pred"),
+            &index,
+            &(0..12).collect::<Vec<_>>(),
+            &odd,
+            length,
+        );
+        prediction(
+            &root.join("oof0"),
+            &index,
+            &(0..6).collect::<Vec<_>>(),
+            &odd,
+            length,
+        );
+        prediction(
+            &root.join("oof1"),
+            &index,
+            &(6..12).collect::<Vec<_>>(),
+            &odd,
+            length,
+        );
+        let mut inputs = BTreeMap::new();
+        inputs.insert(
+            "predictions".into(),
+            vec![input("pred", &root.join("pred"), "p")],
+        );
+        inputs.insert(
+            "labels".into(),
+            vec![input("plates", &root.join("data"), "d")],
+        );
+        inputs.insert(
+            "truth".into(),
+            vec![input("plates", &root.join("data"), "d")],
+        );
+        inputs.insert(
+            "oof".into(),
+            vec![
+                input("oof[0]", &root.join("oof0"), "o0"),
+                input("oof[1]", &root.join("oof1"), "o1"),
+            ],
+        );
+        Fixture {
+            _tmp: tmp,
+            root,
+            inputs,
+        }
+    }
+
+    fn read_json(path: &Path) -> Value {
+        serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn fitted_steps_apply_only_where_they_help_out_of_fold() {
+        let f = fixture(true);
+        let out = run_kind(
+            &Postprocess,
+            json!({"predictions": "pred", "steps": ["rules", "length"], "labels": "plates",
+                   "oof": ["oof[*]"], "truth": "plates"}),
+            f.inputs.clone(),
+            &f.root,
+            "post",
+            None,
+        )
+        .unwrap();
+        let r = read_json(&out.join(REPORT_JSON));
+        // Every decoding is well formed: rules change nothing out of fold,
+        // so they stay off.
+        assert_eq!(r["steps"][0]["step"], "rules");
+        assert_eq!(r["steps"][0]["setting"], Value::Null);
+        assert_eq!(r["steps"][0]["chosen_by"], "oof");
+        assert_eq!(r["steps"][0]["changed"], 0);
+        // The joint length fixes every damaged item; the heads alone
+        // (weight 0) cannot break the tie, so the mildest helping weight
+        // is 0.25.
+        let l = &r["steps"][1];
+        assert_eq!(
+            l["setting"],
+            json!({"kind": "length_joint", "weight": 0.25})
+        );
+        assert_eq!(l["oof_before"], 0.5);
+        assert_eq!(l["oof_after"], 1.0);
+        assert_eq!(l["tried"].as_array().unwrap().len(), 7);
+        assert_eq!(
+            (l["changed"].clone(), l["fixed"].clone(), l["broke"].clone()),
+            (json!(6), json!(6), json!(0))
+        );
+        assert_eq!(r["seq_acc_input"], 0.5);
+        assert_eq!(r["seq_acc_final"], 1.0);
+        assert_eq!(r["oof_items"], 12);
+        // The corrected classes are what evaluate and submit read.
+        let out_pred = read_output(&out).unwrap();
+        assert!(out_pred.classes.is_some());
+        let codes: Vec<String> =
+            serde_json::from_value(read_json(&out.join("codes.json"))).unwrap();
+        let index = DataIndex::load(&f.root.join("data")).unwrap();
+        let want: Vec<String> = index
+            .items
+            .iter()
+            .map(|it| crate::predictions::code_string(it.label.as_ref().unwrap()))
+            .collect();
+        assert_eq!(codes, want);
+        assert!(out.join(CLASSES_FILE).exists() && out.join(LENGTH_FILE).exists());
+        let text = fs::read_to_string(out.join(REPORT_FILE)).unwrap();
+        assert!(
+            text.starts_with(
+                "post-processing of 12 images, fitted on 12 out-of-fold predictions\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("length (joint)   weight 0.25 (fitted)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rules            off (no oof gain)"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("sequence accuracy 50.00% → 100.00% (+50.00 points)\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_harmful_step_stays_off_and_a_given_setting_is_applied_and_reported() {
+        let f = fixture(true);
+        // A length model that always says one digit: forcing it only breaks.
+        let index = DataIndex::load(&f.root.join("data")).unwrap();
+        for (name, range) in [("oof0", 0..6), ("oof1", 6..12), ("pred", 0..12)] {
+            let ones: Vec<Vec<u8>> = range.map(|_| vec![1u8]).collect();
+            write_length(&f.root.join(name), &lengths_for(&ones)).unwrap();
+        }
+        let params = |threshold: Value| {
+            json!({"predictions": "pred", "steps": ["length"], "length": {"mode": "force", "threshold": threshold},
+                   "labels": "plates", "oof": ["oof[*]"], "truth": "plates"})
+        };
+        let out = run_kind(
+            &Postprocess,
+            params(json!("fit")),
+            f.inputs.clone(),
+            &f.root,
+            "a",
+            None,
+        )
+        .unwrap();
+        let r = read_json(&out.join(REPORT_JSON));
+        assert_eq!(r["steps"][0]["setting"], Value::Null);
+        assert_eq!(r["seq_acc_final"], r["seq_acc_input"]);
+        // Given explicitly, it is applied, and the out-of-fold loss shows.
+        let out = run_kind(
+            &Postprocess,
+            params(json!(0.5)),
+            f.inputs.clone(),
+            &f.root,
+            "b",
+            None,
+        )
+        .unwrap();
+        let r = read_json(&out.join(REPORT_JSON));
+        let s = &r["steps"][0];
+        assert_eq!(
+            s["setting"],
+            json!({"kind": "length_force", "threshold": 0.5})
+        );
+        assert_eq!(s["chosen_by"], "given");
+        let multi = index
+            .items
+            .iter()
+            .filter(|it| it.label.as_ref().unwrap().len() > 1)
+            .count();
+        let right_before = (0..12)
+            .filter(|i| i % 2 == 0)
+            .filter(|&i| index.items[i].label.as_ref().unwrap().len() > 1)
+            .count();
+        assert_eq!(s["broke"], right_before);
+        assert!(s["oof_after"].as_f64().unwrap() < s["oof_before"].as_f64().unwrap());
+        assert!(multi > 0);
+    }
+
+    #[test]
+    fn missing_aids_are_errors_that_say_what_to_do() {
+        let f = fixture(false);
+        let err = |params: Value, inputs: &BTreeMap<String, Vec<InputArtifact>>| {
+            run_kind(&Postprocess, params, inputs.clone(), &f.root, "x", None)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err(json!({"predictions": "pred", "steps": ["length"]}), &f.inputs),
+            "step `length` needs length probabilities, but `pred` has no length.fwprobs: train its models with `model.length_head = true`, or name a prediction that has them in `length_from`"
+        );
+        let mut no_oof = f.inputs.clone();
+        no_oof.remove("oof");
+        assert_eq!(
+            err(json!({"predictions": "pred", "steps": ["position_prior"]}), &no_oof),
+            "step `position_prior`: `position_prior.weight` is \"fit\" (the default), but there is no `oof` input to fit it on; give out-of-fold predictions in `oof` (with `labels`), or set `position_prior.weight` to a number"
+        );
+        let mut no_labels = no_oof.clone();
+        no_labels.remove("labels");
+        assert_eq!(
+            err(json!({"predictions": "pred", "steps": ["position_prior"], "position_prior": {"weight": 0.5}}), &no_labels),
+            "step `position_prior` needs `labels`: the labelled training data whose per-position frequencies it uses"
+        );
+        // The same item out of fold twice.
+        let mut dup = f.inputs.clone();
+        dup.insert(
+            "oof".into(),
+            vec![
+                input("oof[0]", &f.root.join("oof0"), "o0"),
+                input("pred", &f.root.join("pred"), "p"),
+            ],
+        );
+        let m = err(json!({"predictions": "pred", "steps": ["rules"]}), &dup);
+        assert!(m.contains("pred/items.json: oof: item 0 ("), "{m}");
+        assert!(
+            m.contains("is predicted by another of the `oof` predictions too"),
+            "{m}"
+        );
+        // Without oof, rules apply as given.
+        let out = run_kind(
+            &Postprocess,
+            json!({"predictions": "pred", "steps": ["rules"]}),
+            no_labels,
+            &f.root,
+            "r",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            read_json(&out.join(REPORT_JSON))["steps"][0]["setting"],
+            json!({"kind": "rules"})
+        );
+    }
+
+    #[test]
+    fn check_and_canonical() {
+        let issues = check(
+            &json!({"steps": ["rules", "rules"], "length": {"weight": -1}, "position_prior": {"weight": "often"}}),
+        );
+        let got: Vec<(String, String)> = issues.into_iter().map(|i| (i.path, i.message)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "steps[1]".to_string(),
+                    "step `rules` is listed twice".to_string()
+                ),
+                (
+                    "length.weight".to_string(),
+                    "expected a number >= 0 or \"fit\", found -1".to_string()
+                ),
+                (
+                    "position_prior.weight".to_string(),
+                    "expected a number >= 0 or \"fit\", found \"often\"".to_string()
+                ),
+            ]
+        );
+        assert_eq!(
+            check(&json!({"steps": []}))[0].message,
+            "no steps: the node would change nothing"
+        );
+        assert_eq!(
+            check(&json!({"steps": ["length"], "length": {"threshold": 1.5}}))[0].message,
+            "expected a number in [0, 1] or \"fit\", found 1.5"
+        );
+        // Settings of steps not taken, and of the other length mode, drop out.
+        let k = Postprocess;
+        assert_eq!(
+            k.canonical(json!({"steps": ["rules"], "length": {"mode": "joint", "weight": "fit", "threshold": "fit"}, "position_prior": {"weight": "fit"}})),
+            json!({"steps": ["rules"]})
+        );
+        assert_eq!(
+            k.canonical(json!({"steps": ["length"], "length": {"mode": "force", "weight": "fit", "threshold": 0.9}})),
+            json!({"steps": ["length"], "length": {"mode": "force", "threshold": 0.9}})
+        );
+    }
+}
