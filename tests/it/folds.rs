@@ -150,17 +150,22 @@ fn the_quickstart_expands_training_per_fold_and_gathers_for_prediction() {
          cnn[1] (train) <- data: plates, split: folds#1\n\
          cnn[2] (train) <- data: plates, split: folds#2\n\
          pred (predict) <- models: cnn[*], data: plates_test\n\
+         oof[0] (predict) <- models: cnn[0], data: plates, oof: folds#0\n\
+         oof[1] (predict) <- models: cnn[1], data: plates, oof: folds#1\n\
+         oof[2] (predict) <- models: cnn[2], data: plates, oof: folds#2\n\
+         post (postprocess) <- predictions: pred, labels: plates, oof: oof[*], truth: plates_test\n\
          eval (evaluate) <- predictions: pred, data: plates_test\n\
-         submission (submit) <- predictions: pred\n\
-         ladder (ladder) <- predictions: pred, data: plates_test\n"
+         submission (submit) <- predictions: post\n\
+         ladder (ladder) <- predictions: pred, data: plates_test, post: post\n"
     );
 }
 
 /// The quickstart end to end at a small scale, through the command line:
-/// every node runs once and the run ends with the ladder table on stdout;
-/// a second run does nothing and prints the same table (the pipeline's
-/// result, from the cache); more TTA rounds rerun exactly the prediction
-/// and what follows it.
+/// every node runs once and the run ends with the post-processing and
+/// ladder tables on stdout; a second run does nothing and prints the same
+/// tables (the pipeline's result, from the cache); more TTA rounds rerun
+/// exactly the prediction and what follows it, not the out-of-fold
+/// predictions.
 #[test]
 fn the_quickstart_runs_end_to_end_at_a_small_scale() {
     let small = example("quickstart.toml")
@@ -173,7 +178,7 @@ fn the_quickstart_runs_end_to_end_at_a_small_scale() {
     let first = p.cli(&["run", "p.toml"]);
     assert!(first.status.success(), "{}", stderr(&first));
     assert!(
-        stderr(&first).contains("\n10 executed, 0 reused, 0 failed, 0 skipped in "),
+        stderr(&first).contains("\n14 executed, 0 reused, 0 failed, 0 skipped in "),
         "{}",
         stderr(&first)
     );
@@ -190,7 +195,12 @@ fn the_quickstart_runs_end_to_end_at_a_small_scale() {
             .clone()
     };
     let report = std::fs::read_to_string(dir("ladder").join("report.txt")).unwrap();
-    assert_eq!(stdout(&first), format!("\nladder: {report}"));
+    let post = std::fs::read_to_string(dir("post").join("report.txt")).unwrap();
+    assert_eq!(stdout(&first), format!("\npost: {post}\nladder: {report}"));
+    assert!(
+        post.starts_with("post-processing of 8 images, fitted on 36 out-of-fold predictions\n"),
+        "{post}"
+    );
     assert!(
         report.starts_with("accuracy as the ensemble grows (8 images)\n"),
         "{report}"
@@ -198,7 +208,7 @@ fn the_quickstart_runs_end_to_end_at_a_small_scale() {
 
     let second = p.cli(&["run", "p.toml"]);
     assert!(
-        stderr(&second).contains("\n0 executed, 10 reused, 0 failed, 0 skipped in "),
+        stderr(&second).contains("\n0 executed, 14 reused, 0 failed, 0 skipped in "),
         "{}",
         stderr(&second)
     );
@@ -207,9 +217,10 @@ fn the_quickstart_runs_end_to_end_at_a_small_scale() {
     assert_eq!(stdout(&p.cli(&["run", "-q", "p.toml"])), "");
     let json = p.cli(&["run", "--json", "p.toml"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(v["nodes"].as_array().unwrap().len(), 10);
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 14);
 
-    // 3 models x 2 snapshots x 4 rounds; the last row is the evaluation.
+    // 3 models x 2 snapshots x 4 rounds; the fourth row is the evaluation,
+    // the fifth the post-processing of the same 24 members' mean.
     let ladder: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir("ladder").join("metrics.json")).unwrap())
             .unwrap();
@@ -219,15 +230,38 @@ fn the_quickstart_runs_end_to_end_at_a_small_scale() {
         .iter()
         .map(|r| r["members"].as_u64().unwrap())
         .collect();
-    assert_eq!(members, [1, 2, 8, 24]);
+    assert_eq!(members, [1, 2, 8, 24, 24]);
     let metrics: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir("eval").join("metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics["n"], 8);
     assert_eq!(ladder["rows"][3]["seq_acc"], metrics["seq_acc"]);
     assert_eq!(ladder["rows"][3]["char_acc"], metrics["char_acc"]);
+    let post_report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir("post").join("postprocess.json")).unwrap())
+            .unwrap();
+    assert_eq!(ladder["rows"][4]["step"], "post_processing");
+    assert_eq!(ladder["rows"][4]["seq_acc"], post_report["seq_acc_final"]);
+    assert_eq!(post_report["seq_acc_input"], metrics["seq_acc"]);
+    // The length classifier was trained beside the digit heads and
+    // predicted with them.
+    assert!(dir("pred").join("length.fwprobs").exists());
+    assert!(dir("oof[1]").join("length.fwprobs").exists());
 
+    // The submission holds the post-processed codes.
     let csv = std::fs::read_to_string(dir("submission").join("submission.csv")).unwrap();
     assert!(csv.starts_with("file_name,file_code\n"));
+    let codes: Vec<String> =
+        serde_json::from_slice(&std::fs::read(dir("post").join("codes.json")).unwrap()).unwrap();
+    let mut post_rows: Vec<String> = std::fs::read_to_string(dir("post").join("items.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Vec<serde_json::Value>>(&t).ok())
+        .unwrap()
+        .iter()
+        .zip(&codes)
+        .map(|(it, c)| format!("{},{c}", it["file"].as_str().unwrap()))
+        .collect();
+    post_rows.sort();
+    assert_eq!(csv.lines().skip(1).collect::<Vec<_>>(), post_rows);
     assert_eq!(csv.lines().count(), 1 + 8);
     let snapshots = dir("cnn[0]").join("snapshots");
     assert_eq!(std::fs::read_dir(snapshots).unwrap().count(), 5);
@@ -249,6 +283,6 @@ fn the_quickstart_runs_end_to_end_at_a_small_scale() {
     let r = p.run();
     assert_eq!(
         r.executed(),
-        names(&["pred", "eval", "submission", "ladder"])
+        names(&["pred", "post", "eval", "submission", "ladder"])
     );
 }

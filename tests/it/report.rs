@@ -105,14 +105,15 @@ fn a_small_experiment_is_compared_logged_and_reported() {
             "ladder single.seq_acc",
             "ladder snapshots.seq_acc",
             "ladder tta.seq_acc",
-            "ladder folds.seq_acc"
+            "ladder folds.seq_acc",
+            "ladder post_processing.seq_acc"
         ])
     );
     assert_eq!(t["runs"][0]["values"][0].as_f64().unwrap(), a);
     assert_eq!(t["runs"][1]["values"][0].as_f64().unwrap(), b);
     let text = stdout(&p.cli(&["log", "--metric", "seq_acc"]));
     assert!(
-        text.lines().next().unwrap().ends_with("eval  ladder single.seq_acc  ladder snapshots.seq_acc  ladder tta.seq_acc  ladder folds.seq_acc"),
+        text.lines().next().unwrap().ends_with("eval  ladder single.seq_acc  ladder snapshots.seq_acc  ladder tta.seq_acc  ladder folds.seq_acc  ladder post_processing.seq_acc"),
         "{text}"
     );
     assert_eq!(text.lines().count(), 3, "{text}");
