@@ -8,7 +8,8 @@
 //!
 //! Artifact layout:
 //! - `metrics.json`: the [`Metrics`] (`seq_acc`, `char_acc`, `len_acc`,
-//!   `per_position`, `confusion`, `n`);
+//!   `per_position`, `confusion`, `n`, and `length_model_acc` when the
+//!   prediction has a length model's probabilities);
 //! - `report.txt`: a short table of the same numbers for people.
 //!
 //! Errors: unlabelled data, an item index outside the data, a file name that
@@ -23,7 +24,7 @@ use crate::config::schema::{Dflt, Param, Ty};
 use crate::data::{DataIndex, DataItem, INDEX_FILE};
 use crate::nodes::predict::{read_output, write_json, Item, ITEMS_FILE};
 use crate::nodes::{Kind, NodeError, RunCtx};
-use crate::predictions::metrics::{evaluate_items, Metrics};
+use crate::predictions::metrics::{evaluate_items, length_model_acc, Metrics};
 
 /// The metrics file of an evaluate artifact.
 pub const METRICS_FILE: &str = "metrics.json";
@@ -75,7 +76,15 @@ static PARAMS: &[Param] = &[
 pub fn score(pred_dir: &Path, data_dir: &Path, data_node: &str) -> Result<Metrics, NodeError> {
     let out = read_output(pred_dir)?;
     let items = labelled_items(pred_dir, &out.items, data_dir, data_node)?;
-    evaluate_items(&items, &out.final_classes())
+    let mut m = evaluate_items(&items, &out.final_classes())?;
+    if let Some(l) = &out.length {
+        let truth: Vec<&[u8]> = items
+            .iter()
+            .map(|it| it.label.as_deref().unwrap_or(&[]))
+            .collect();
+        m.length_model_acc = Some(length_model_acc(l, &truth));
+    }
+    Ok(m)
 }
 
 /// The labelled data items behind the predicted `items` of the prediction
@@ -138,6 +147,9 @@ pub fn report(m: &Metrics) -> String {
     let _ = writeln!(s, "sequence accuracy {}", pct(m.seq_acc));
     let _ = writeln!(s, "character acc.    {}", pct(m.char_acc));
     let _ = writeln!(s, "length accuracy   {}", pct(m.len_acc));
+    if let Some(a) = m.length_model_acc {
+        let _ = writeln!(s, "length model acc. {}", pct(a));
+    }
     let _ = writeln!(s, "per position:");
     for (k, a) in m.per_position.iter().enumerate() {
         match a {
@@ -245,6 +257,23 @@ mod tests {
         let report = fs::read_to_string(out.join(REPORT_FILE)).unwrap();
         assert!(report.contains("sequence accuracy  33.33%"), "{report}");
         assert!(report.contains("  2                     -"), "{report}");
+        assert_eq!(m.length_model_acc, None);
+        assert!(!report.contains("length model"), "{report}");
+        // With a length model's probabilities: "2" (right: "19"), "2"
+        // (right: "34"), "3" (wrong: "5").
+        let mut l = Vec::new();
+        for k in [2usize, 2, 3] {
+            let mut r = [0.0f32; 11];
+            r[k] = 1.0;
+            l.extend(r);
+        }
+        crate::nodes::predict::write_length(&pred, &Probs::new(3, 1, l).unwrap()).unwrap();
+        let out = eval(root.path(), &pred, &d).unwrap();
+        let m: Metrics =
+            serde_json::from_slice(&fs::read(out.join(METRICS_FILE)).unwrap()).unwrap();
+        assert_eq!(m.length_model_acc, Some(2.0 / 3.0));
+        let report = fs::read_to_string(out.join(REPORT_FILE)).unwrap();
+        assert!(report.contains("length model acc.  66.67%"), "{report}");
 
         // classes.json wins over the probabilities: now all three are right.
         fs::write(pred.join(CLASSES_FILE), "[[1,9,10],[3,4,10],[5,10,10]]").unwrap();

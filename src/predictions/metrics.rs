@@ -25,7 +25,9 @@
 //!   padded with blanks to `heads`; true digits beyond `heads` (a label
 //!   longer than the model can express) are not in the confusion but do
 //!   count in the other metrics.
-//! - `n`: number of images scored.
+//! - `n`: number of images scored;
+//! - `length_model_acc` (only when the prediction has length probabilities
+//!   from a length head): how often their argmax is the true code length.
 //!
 //! Guarantee: the JSON field names above are stable.
 
@@ -45,6 +47,10 @@ pub struct Metrics {
     /// `confusion[head][true class][predicted class]`.
     pub confusion: Vec<[[u64; CLASSES]; CLASSES]>,
     pub n: usize,
+    /// When the prediction has length probabilities (a length head): how
+    /// often their argmax is the true number of digits. Set by the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length_model_acc: Option<f64>,
 }
 
 /// Scores `predicted` class vectors against data items (same order).
@@ -139,7 +145,17 @@ pub fn evaluate<S: AsRef<str>, L: AsRef<[u8]>>(
             .collect(),
         confusion,
         n,
+        length_model_acc: None,
     })
+}
+
+/// How often the argmax of length probabilities (one 11-way row per item,
+/// class k = k digits) is the length of the true code.
+pub fn length_model_acc(length: &super::Probs, truth: &[&[u8]]) -> f64 {
+    let right = (0..length.n)
+        .filter(|&i| usize::from(decode::argmax(length.get(i, 0))) == truth[i].len())
+        .count();
+    right as f64 / length.n.max(1) as f64
 }
 
 #[cfg(test)]
