@@ -19,7 +19,7 @@
 
 use std::cell::RefCell;
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::fused::f32_slice;
@@ -406,6 +406,238 @@ impl CustomOp2 for ConvBackwardFilter {
             }
         }
         Ok((CpuStorage::F32(dw), Shape::from((co, ci, k, k2))))
+    }
+}
+
+/// What the evaluation-mode convolution ([`conv2d_eval`]) does to each
+/// output value of channel `c` before storing it. Each is the same
+/// arithmetic, in the same order, as the separate layer it replaces, so
+/// the fused result is bit-identical to the unfused one (tested).
+#[derive(Debug, Clone)]
+pub(crate) enum Epilogue {
+    /// `v·scale[c] + shift[c]`, then max(·, 0) when `relu`: BatchNorm with
+    /// running statistics (as [`super::fused::batch_norm_eval`]).
+    Affine {
+        scale: Vec<f32>,
+        shift: Vec<f32>,
+        relu: bool,
+    },
+    /// `max(v + bias[c], 0)`: bias + ReLU without dropout (as
+    /// [`super::fused::bias_relu_dropout`] in evaluation).
+    BiasRelu { bias: Vec<f32> },
+}
+
+impl Epilogue {
+    fn channels(&self) -> usize {
+        match self {
+            Epilogue::Affine { scale, .. } => scale.len(),
+            Epilogue::BiasRelu { bias } => bias.len(),
+        }
+    }
+
+    /// Applies the epilogue to channel `c`'s plane, then, with `residual`,
+    /// `max(v + r, 0)` (as [`super::fused::add_relu`]).
+    fn apply(&self, c: usize, plane: &mut [f32], residual: Option<&[f32]>) {
+        match self {
+            Epilogue::Affine { scale, shift, relu } => {
+                let (a, b) = (scale[c], shift[c]);
+                for v in plane.iter_mut() {
+                    let y = *v * a + b;
+                    *v = if *relu { y.max(0.0) } else { y };
+                }
+            }
+            Epilogue::BiasRelu { bias } => {
+                let b = bias[c];
+                for v in plane.iter_mut() {
+                    *v = (*v + b).max(0.0);
+                }
+            }
+        }
+        if let Some(r) = residual {
+            for (v, r) in plane.iter_mut().zip(r) {
+                *v = (*v + r).max(0.0);
+            }
+        }
+    }
+}
+
+thread_local! {
+    static OUT_SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Forward only, for evaluation: the convolution, its [`Epilogue`], an
+/// optional residual (`max(v + r, 0)`) and an optional 2x2 stride-2 max
+/// pool (as [`super::pool::max_pool`]), per image while its output is in
+/// cache — no intermediate tensor is written.
+#[derive(Debug, Clone)]
+struct ConvEval {
+    conv: Conv2d,
+    epi: Epilogue,
+    pool: bool,
+}
+
+impl ConvEval {
+    fn run(
+        &self,
+        (s1, l1): (&CpuStorage, &Layout),
+        (s2, l2): (&CpuStorage, &Layout),
+        residual: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geom::new(l1.dims(), l2.dims(), self.conv.stride, self.conv.pad)?;
+        if self.epi.channels() != g.cout {
+            candle_core::bail!(
+                "conv: {} output channels, an epilogue for {}",
+                g.cout,
+                self.epi.channels()
+            );
+        }
+        let x = f32_slice(s1, l1, "conv: input")?;
+        let wt = f32_slice(s2, l2, "conv: weight")?;
+        let res = match residual {
+            Some((s3, l3)) => {
+                if l3.dims() != [g.n, g.cout, g.oh, g.ow] {
+                    candle_core::bail!(
+                        "conv: residual {:?} does not match the output {:?}",
+                        l3.dims(),
+                        [g.n, g.cout, g.oh, g.ow]
+                    );
+                }
+                Some(f32_slice(s3, l3, "conv: residual")?)
+            }
+            None => None,
+        };
+        let (kd, p) = (g.kdim(), g.p());
+        let (ph, pw) = if self.pool {
+            if g.oh < 2 || g.ow < 2 {
+                candle_core::bail!("max-pool: a {}x{} plane is too small", g.oh, g.ow);
+            }
+            ((g.oh - 2) / 2 + 1, (g.ow - 2) / 2 + 1)
+        } else {
+            (g.oh, g.ow)
+        };
+        let out_len = g.cout * ph * pw;
+        let mut y = vec![0f32; g.n * out_len];
+        y.par_chunks_mut(out_len.max(1))
+            .zip(x.par_chunks(g.in_len().max(1)))
+            .enumerate()
+            .for_each(|(i, (y, x))| {
+                let conv = |dst: &mut [f32]| {
+                    if g.pointwise() {
+                        matmul((g.cout, p, kd), dst, false, wt, (kd, 1), x, (p, 1));
+                    } else {
+                        with_scratch(kd * p, |col| {
+                            g.im2col(x, col);
+                            matmul((g.cout, p, kd), dst, false, wt, (kd, 1), col, (p, 1));
+                        })
+                    }
+                };
+                let r = res.map(|r| &r[i * g.cout * p..(i + 1) * g.cout * p]);
+                let epilogue = |dst: &mut [f32]| {
+                    for c in 0..g.cout {
+                        let plane = &mut dst[c * p..(c + 1) * p];
+                        self.epi.apply(c, plane, r.map(|r| &r[c * p..(c + 1) * p]));
+                    }
+                };
+                if !self.pool {
+                    conv(y);
+                    epilogue(y);
+                    return;
+                }
+                OUT_SCRATCH.with(|buf| {
+                    let mut buf = buf.borrow_mut();
+                    if buf.len() < g.cout * p {
+                        buf.resize(g.cout * p, 0.0);
+                    }
+                    let full = &mut buf[..g.cout * p];
+                    conv(full);
+                    epilogue(full);
+                    for c in 0..g.cout {
+                        let src = &full[c * p..(c + 1) * p];
+                        let dst = &mut y[c * ph * pw..(c + 1) * ph * pw];
+                        pool2(src, g.ow, ph, pw, dst);
+                    }
+                });
+            });
+        Ok((CpuStorage::F32(y), Shape::from((g.n, g.cout, ph, pw))))
+    }
+}
+
+/// 2x2 stride-2 max pool of one plane of width `w` into `ph` x `pw`; the
+/// comparison of [`super::pool`] (strictly greater, a NaN wins once).
+fn pool2(src: &[f32], w: usize, ph: usize, pw: usize, dst: &mut [f32]) {
+    for i in 0..ph {
+        for j in 0..pw {
+            let mut best = (false, f32::NEG_INFINITY);
+            for di in 0..2 {
+                let row = (i * 2 + di) * w + j * 2;
+                for &v in &src[row..row + 2] {
+                    if !best.0 || v > best.1 || (v.is_nan() && !best.1.is_nan()) {
+                        best = (true, v);
+                    }
+                }
+            }
+            dst[i * pw + j] = best.1;
+        }
+    }
+}
+
+impl CustomOp2 for ConvEval {
+    fn name(&self) -> &'static str {
+        "foldwise-conv2d-eval"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.run((s1, l1), (s2, l2), None)
+    }
+}
+
+impl CustomOp3 for ConvEval {
+    fn name(&self) -> &'static str {
+        "foldwise-conv2d-eval-residual"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.run((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+}
+
+/// Evaluation only (no gradient): `x` [N,Cin,H,W] convolved with `w`
+/// [Cout,Cin,k,k], then `epi`, then `max(v + residual, 0)` when a residual
+/// [N,Cout,OH,OW] is given, then a 2x2 stride-2 max pool when `pool` — one
+/// pass per image instead of one per layer. Bit-identical to the separate
+/// layers.
+pub(crate) fn conv2d_eval(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    pad: usize,
+    epi: Epilogue,
+    residual: Option<&Tensor>,
+    pool: bool,
+) -> Result<Tensor> {
+    let op = ConvEval {
+        conv: Conv2d { stride, pad },
+        epi,
+        pool,
+    };
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    match residual {
+        Some(r) => x.apply_op3_no_bwd(&w, &r.contiguous()?, &op),
+        None => x.apply_op2_no_bwd(&w, &op),
     }
 }
 

@@ -358,14 +358,26 @@ pub(crate) fn batch_norm_eval(
     eps: f64,
     relu: bool,
 ) -> Result<Tensor> {
-    let (scale, shift) = (0..gamma.len())
+    let (scale, shift) = bn_eval_affine(gamma, beta, mean, var, eps);
+    x.contiguous()?
+        .apply_op1_no_bwd(&BnEval { scale, shift, relu })
+}
+
+/// The per-channel (scale, shift) of evaluation BatchNorm: scale = γ /
+/// sqrt(var + eps), shift = β − mean · scale (computed in f64).
+pub(crate) fn bn_eval_affine(
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    eps: f64,
+) -> (Vec<f32>, Vec<f32>) {
+    (0..gamma.len())
         .map(|c| {
             let a = gamma[c] as f64 / (var[c] as f64 + eps).sqrt();
             (a as f32, (beta[c] as f64 - mean[c] as f64 * a) as f32)
         })
-        .unzip();
-    x.contiguous()?
-        .apply_op1_no_bwd(&BnEval { scale, shift, relu })
+        .unzip()
 }
 
 /// relu(a + b): (a, b) → y; both gradients are dy where y > 0.

@@ -9,8 +9,8 @@
 
 use candle_core::{Device, Result, Tensor, Var};
 
-use super::conv::conv2d;
-use super::fused::{batch_norm_eval, batch_norm_train, bias_relu_dropout};
+use super::conv::{conv2d, conv2d_eval, Epilogue};
+use super::fused::{batch_norm_eval, batch_norm_train, bias_relu_dropout, bn_eval_affine};
 use super::init::kaiming_uniform;
 use crate::rng::Rng;
 
@@ -19,6 +19,10 @@ use crate::rng::Rng;
 /// so the forward pass itself can borrow the network immutably).
 pub(crate) struct Ctx {
     pub train: bool,
+    /// In evaluation: fuse each convolution with the layers after it
+    /// ([`conv2d_eval`]; bit-identical, fewer passes). Off only to test
+    /// that equality.
+    pub fuse: bool,
     pub rng: Rng,
     /// (BatchNorm index, batch mean, unbiased batch variance).
     pub bn_stats: Vec<(usize, Vec<f32>, Vec<f32>)>,
@@ -28,14 +32,30 @@ impl Ctx {
     pub fn eval() -> Ctx {
         Ctx {
             train: false,
+            fuse: true,
             rng: Rng::new(0),
             bn_stats: Vec::new(),
         }
     }
 
+    /// Evaluation through the separate layers (tests).
+    #[cfg(test)]
+    pub fn eval_unfused() -> Ctx {
+        Ctx {
+            fuse: false,
+            ..Ctx::eval()
+        }
+    }
+
+    /// Whether this forward pass takes the fused evaluation path.
+    pub fn fused_eval(&self) -> bool {
+        !self.train && self.fuse
+    }
+
     pub fn train(rng: Rng) -> Ctx {
         Ctx {
             train: true,
+            fuse: false,
             rng,
             bn_stats: Vec::new(),
         }
@@ -105,6 +125,39 @@ impl Conv {
             Some(b) => y.broadcast_add(&b.as_tensor().reshape((1, (), 1, 1))?),
             None => Ok(y),
         }
+    }
+
+    /// Evaluation only: the convolution fused with what follows it
+    /// ([`conv2d_eval`]).
+    pub fn forward_eval(
+        &self,
+        x: &Tensor,
+        epi: Epilogue,
+        residual: Option<&Tensor>,
+        pool: bool,
+    ) -> Result<Tensor> {
+        if self.b.is_some() && !matches!(epi, Epilogue::BiasRelu { .. }) {
+            candle_core::bail!("conv: a layer with a bias needs the bias epilogue");
+        }
+        conv2d_eval(
+            x,
+            self.w.as_tensor(),
+            self.stride,
+            self.pad,
+            epi,
+            residual,
+            pool,
+        )
+    }
+
+    /// The bias + ReLU epilogue of this layer (which must have a bias).
+    pub fn bias_relu(&self) -> Result<Epilogue> {
+        let Some(b) = &self.b else {
+            candle_core::bail!("conv: bias_relu needs a bias");
+        };
+        Ok(Epilogue::BiasRelu {
+            bias: b.as_tensor().to_vec1::<f32>()?,
+        })
     }
 
     /// relu(conv(x) + bias), then inverted dropout with probability `p` in
@@ -243,6 +296,19 @@ impl BatchNorm {
                 relu,
             )
         }
+    }
+
+    /// This layer in evaluation as a convolution epilogue (+ ReLU when
+    /// `relu`): the arithmetic of [`batch_norm_eval`].
+    pub fn epilogue(&self, relu: bool) -> Result<Epilogue> {
+        let (scale, shift) = bn_eval_affine(
+            &self.gamma.as_tensor().to_vec1::<f32>()?,
+            &self.beta.as_tensor().to_vec1::<f32>()?,
+            &self.running_mean,
+            &self.running_var,
+            BN_EPS,
+        );
+        Ok(Epilogue::Affine { scale, shift, relu })
     }
 
     /// running = (1 - momentum) * running + momentum * batch.

@@ -698,6 +698,33 @@ mod tests {
     }
 
     #[test]
+    fn fused_evaluation_is_bit_identical_to_the_separate_layers() {
+        for arch in [Arch::SvhnSmall, Arch::ResnetMini] {
+            for (h, w) in [(32, 64), (37, 75)] {
+                let mut m = Model::new(cfg(arch, 5, h, w), 3).unwrap();
+                let (x, y) = batch(6, 5, h, w, 9);
+                // A few steps, so BatchNorm's running statistics and the
+                // biases are not their initial values.
+                for step in 0..3 {
+                    m.train_step(&x, &y, step, 1e-2, 0.0).unwrap();
+                }
+                let t = Tensor::from_slice(&x, (6, 3, h, w), &Device::Cpu).unwrap();
+                let fused = m.net.forward(&t, &mut Ctx::eval()).unwrap();
+                let plain = m.net.forward(&t, &mut Ctx::eval_unfused()).unwrap();
+                let (a, b) = (
+                    fused.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                    plain.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                );
+                assert_eq!(a.len(), b.len());
+                assert!(
+                    a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()),
+                    "{arch:?} {h}x{w}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn a_length_head_leaves_the_digit_model_bit_identical_and_learns_lengths() {
         for arch in [Arch::SvhnSmall, Arch::ResnetMini] {
             let plain = cfg(arch, 4, 32, 64);

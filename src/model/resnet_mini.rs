@@ -55,6 +55,18 @@ impl Block {
     }
 
     fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        if ctx.fused_eval() {
+            let y = self
+                .conv1
+                .forward_eval(x, self.bn1.epilogue(true)?, None, false)?;
+            let short = match &self.proj {
+                Some((conv, bn)) => conv.forward_eval(x, bn.epilogue(false)?, None, false)?,
+                None => x.clone(),
+            };
+            return self
+                .conv2
+                .forward_eval(&y, self.bn2.epilogue(false)?, Some(&short), false);
+        }
         let y = self.bn1.forward(&self.conv1.forward(x)?, ctx, true)?;
         let y = self.bn2.forward(&self.conv2.forward(&y)?, ctx, false)?;
         let short = match &self.proj {
@@ -134,7 +146,12 @@ impl ResnetMini {
 
 impl Network for ResnetMini {
     fn features(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
-        let mut x = self.stem_bn.forward(&self.stem.forward(x)?, ctx, true)?;
+        let mut x = if ctx.fused_eval() {
+            self.stem
+                .forward_eval(x, self.stem_bn.epilogue(true)?, None, false)?
+        } else {
+            self.stem_bn.forward(&self.stem.forward(x)?, ctx, true)?
+        };
         for b in &self.blocks {
             x = b.forward(&x, ctx)?;
         }

@@ -46,6 +46,15 @@ impl SvhnSmall {
 
 impl Network for SvhnSmall {
     fn features(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        if ctx.fused_eval() {
+            let x = self
+                .conv1
+                .forward_eval(x, self.conv1.bias_relu()?, None, true)?;
+            let x = self
+                .conv2
+                .forward_eval(&x, self.conv2.bias_relu()?, None, true)?;
+            return x.flatten_from(1);
+        }
         let x = self.conv1.forward_relu_dropout(x, self.dropout, ctx)?;
         let x = max_pool(&x, 2, 2)?;
         let x = self.conv2.forward_relu_dropout(&x, self.dropout, ctx)?;
