@@ -308,6 +308,9 @@ pub struct Report {
     /// With `truth`: the input's and the final sequence accuracy.
     pub seq_acc_input: Option<f64>,
     pub seq_acc_final: Option<f64>,
+    /// The per-position frequencies `position_prior` used (when a step).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position_prior: Option<Prior>,
 }
 
 /// A prediction read for post-processing: its items, its state and its
@@ -627,6 +630,7 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         steps: reports,
         seq_acc_input: seq_input,
         seq_acc_final: seq(&st),
+        position_prior: prior.clone(),
     };
 
     write_output(ctx.out, &items, &st.probs, Some(&st.classes))?;
@@ -986,6 +990,49 @@ mod tests {
         assert_eq!(s["broke"], right_before);
         assert!(s["oof_after"].as_f64().unwrap() < s["oof_before"].as_f64().unwrap());
         assert!(multi > 0);
+    }
+
+    #[test]
+    fn position_statistics_are_counted_from_the_labels() {
+        let f = fixture(false);
+        let mut inputs = f.inputs.clone();
+        inputs.remove("oof");
+        let out = run_kind(
+            &Postprocess,
+            json!({"predictions": "pred", "steps": ["position_prior"], "position_prior": {"weight": 1.0},
+                   "labels": "plates", "truth": "plates"}),
+            inputs,
+            &f.root,
+            "prior",
+            None,
+        )
+        .unwrap();
+        let r = read_json(&out.join(REPORT_JSON));
+        let index = DataIndex::load(&f.root.join("data")).unwrap();
+        let pr = &r["position_prior"];
+        assert_eq!(pr["labels"], 12);
+        for h in 0..HEADS {
+            for c in 0..CLASSES {
+                let count = index
+                    .items
+                    .iter()
+                    .filter(|it| {
+                        let l = it.label.as_ref().unwrap();
+                        l.get(h).copied().unwrap_or(BLANK) as usize == c
+                    })
+                    .count();
+                let want = (count + 1) as f64 / (12 + CLASSES) as f64;
+                assert!(
+                    (pr["freq"][h][c].as_f64().unwrap() - want).abs() < 1e-12,
+                    "{h} {c}"
+                );
+            }
+        }
+        assert_eq!(r["steps"][0]["chosen_by"], "given");
+        assert_eq!(
+            r["steps"][0]["setting"],
+            json!({"kind": "position_prior", "weight": 1.0})
+        );
     }
 
     #[test]
