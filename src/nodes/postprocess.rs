@@ -17,7 +17,9 @@
 //! Fitting: with `oof`, each step is first applied to the out-of-fold
 //! predictions under "off" and every candidate setting (`rules`: "on"), in
 //! step order; the setting with the best out-of-fold sequence
-//! accuracy wins, "off" and then the mildest on ties
+//! accuracy wins among the settings that fix more out-of-fold codes than
+//! they break with a sign-test p-value of at most `significance` (0.05),
+//! the mildest on ties, and "off" when none does
 //! ([`crate::predictions::postprocess::fit`]). So by default a step is
 //! applied only where out-of-fold evidence says it helps; a `"fit"` setting
 //! without `oof` is an error. An explicit number is applied as given, and
@@ -103,6 +105,10 @@ impl Kind for Postprocess {
             if !steps.iter().any(|s| s == "position_prior") {
                 obj.remove("position_prior");
             }
+            // Nothing is fitted without out-of-fold predictions.
+            if !obj.contains_key("oof") {
+                obj.remove("significance");
+            }
         }
         params
     }
@@ -163,6 +169,17 @@ static PARAMS: &[Param] = &[
         ty: Ty::Table(PRIOR),
         default: Dflt::Value("{}"),
         doc: "Settings of the `position_prior` step.",
+    },
+    Param {
+        name: "significance",
+        ty: Ty::Float {
+            min: 0.0,
+            max: 1.0,
+            min_open: true,
+            max_open: false,
+        },
+        default: Dflt::Value("0.05"),
+        doc: "Fitting: a setting counts as helping only when it fixes more out-of-fold codes than it breaks with a one-sided sign-test p-value at most this (1 accepts any net gain).",
     },
     Param {
         name: "length_from",
@@ -272,6 +289,13 @@ struct Params {
     length: Option<Value>,
     #[serde(default)]
     position_prior: Option<Value>,
+    /// Dropped by `canonical` without `oof` (nothing is fitted then).
+    #[serde(default = "default_significance")]
+    significance: f64,
+}
+
+fn default_significance() -> f64 {
+    0.05
 }
 
 /// What happened to one step.
@@ -576,7 +600,7 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         let (chosen, chosen_by, tried) = match (&setting, &oof_state) {
             (Ok(s), _) => (Some(*s), "given", Vec::new()),
             (Err(cands), Some(os)) => {
-                let (tried, best) = fit(cands, os, oof_aids, &oof_truth);
+                let (tried, best) = fit(cands, os, oof_aids, &oof_truth, p.significance);
                 (best, "oof", tried)
             }
             (Err(_), None) => {
@@ -680,7 +704,7 @@ pub fn report_text(r: &Report) -> String {
                     ""
                 }
             ),
-            None => "off (no oof gain)".into(),
+            None => "off (no oof evidence)".into(),
         };
         let name = match st.setting {
             Some(Setting::LengthForce { .. }) => "length (force)".to_string(),
@@ -927,7 +951,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("rules            off (no oof gain)"),
+            text.contains("rules            off (no oof evidence)"),
             "{text}"
         );
         assert!(
