@@ -93,7 +93,6 @@ impl Kind for Postprocess {
             // Settings of steps not taken cannot matter.
             if !steps.iter().any(|s| s == "length") {
                 obj.remove("length");
-                obj.remove("length_from");
             } else if let Some(l) = obj.get_mut("length").and_then(Value::as_object_mut) {
                 let drop = if l.get("mode").and_then(Value::as_str) == Some("force") {
                     "weight"

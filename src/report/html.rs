@@ -63,6 +63,7 @@ pub fn render(p: &Pipeline, store: &Store) -> String {
     scores(&mut body, &proj);
     curves(&mut body, &proj);
     ladders(&mut body, &proj);
+    postprocessing(&mut body, &proj);
     evaluations(&mut body, p, &proj);
     timing(&mut body, &proj, &seconds);
     page(&format!("foldwise report: {}", p.name), &body)
@@ -312,6 +313,63 @@ fn ladders(s: &mut String, proj: &[Projected]) {
                 );
             }
         }
+    }
+}
+
+/// One table per `postprocess` node: each step's setting (and how it was
+/// chosen), its out-of-fold effect, and the codes it changed, fixed and
+/// broke, from the artifact's `postprocess.json`.
+fn postprocessing(s: &mut String, proj: &[Projected]) {
+    let nodes: Vec<&Projected> = proj.iter().filter(|x| x.kind == "postprocess").collect();
+    if nodes.is_empty() {
+        return;
+    }
+    section(s, "post", "Post-processing");
+    for x in nodes {
+        let _ = write!(s, "<h3>{}</h3>", esc(&x.instance));
+        let Some(r) = x
+            .artifact
+            .as_ref()
+            .and_then(|a| read_json(&a.dir.join(crate::nodes::postprocess::REPORT_JSON)))
+        else {
+            s.push_str("<p class=\"muted\">not run</p>");
+            continue;
+        };
+        let opt_pct = |v: &Value| v.as_f64().map_or("–".to_string(), pct);
+        let opt_n = |v: &Value| v.as_u64().map_or("–".to_string(), |n| n.to_string());
+        s.push_str("<table><tr><th>step</th><th>setting</th><th>out of fold</th><th>changed</th><th>fixed</th><th>broke</th><th>accuracy</th></tr>");
+        for st in r["steps"].as_array().into_iter().flatten() {
+            let setting = match st["setting"].as_object() {
+                None => "off (no out-of-fold evidence)".to_string(),
+                Some(o) => {
+                    let mut parts: Vec<String> = o
+                        .iter()
+                        .map(|(k, v)| match k.as_str() {
+                            "kind" => v.as_str().unwrap_or("").replace('_', " "),
+                            _ => format!("{k} {v}"),
+                        })
+                        .collect();
+                    if st["chosen_by"] == "oof" {
+                        parts.push("(fitted)".into());
+                    }
+                    parts.join(" ")
+                }
+            };
+            let _ = write!(
+                s,
+                "<tr><td>{}</td><td>{}</td><td>{} → {}</td><td>{}</td><td>{}</td><td>{}</td><td>{} → {}</td></tr>",
+                esc(st["step"].as_str().unwrap_or("")),
+                esc(&setting),
+                opt_pct(&st["oof_before"]),
+                opt_pct(&st["oof_after"]),
+                opt_n(&st["changed"]),
+                opt_n(&st["fixed"]),
+                opt_n(&st["broke"]),
+                opt_pct(&st["seq_acc_before"]),
+                opt_pct(&st["seq_acc_after"]),
+            );
+        }
+        s.push_str("</table>");
     }
 }
 
