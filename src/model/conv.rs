@@ -237,6 +237,21 @@ fn matmul(
     }
 }
 
+/// One image's forward convolution, `y` [Cout, OH*OW] = W · col(x). The
+/// training forward and the fused evaluation both call it, so their
+/// products are the same bit for bit.
+fn conv_image(g: &Geom, x: &[f32], wt: &[f32], y: &mut [f32]) {
+    let (kd, p) = (g.kdim(), g.p());
+    if g.pointwise() {
+        matmul((g.cout, p, kd), y, false, wt, (kd, 1), x, (p, 1));
+    } else {
+        with_scratch(kd * p, |col| {
+            g.im2col(x, col);
+            matmul((g.cout, p, kd), y, false, wt, (kd, 1), col, (p, 1));
+        })
+    }
+}
+
 /// Forward: (x [N,Cin,H,W], w [Cout,Cin,k,k]) → y [N,Cout,OH,OW].
 #[derive(Debug, Clone, Copy)]
 struct Conv2d {
@@ -259,20 +274,11 @@ impl CustomOp2 for Conv2d {
         let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
         let x = f32_slice(s1, l1, "conv: input")?;
         let wt = f32_slice(s2, l2, "conv: weight")?;
-        let (kd, p) = (g.kdim(), g.p());
+        let p = g.p();
         let mut y = vec![0f32; g.n * g.cout * p];
         y.par_chunks_mut(g.cout * p.max(1))
             .zip(x.par_chunks(g.in_len().max(1)))
-            .for_each(|(y, x)| {
-                if g.pointwise() {
-                    matmul((g.cout, p, kd), y, false, wt, (kd, 1), x, (p, 1));
-                } else {
-                    with_scratch(kd * p, |col| {
-                        g.im2col(x, col);
-                        matmul((g.cout, p, kd), y, false, wt, (kd, 1), col, (p, 1));
-                    })
-                }
-            });
+            .for_each(|(y, x)| conv_image(&g, x, wt, y));
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.cout, g.oh, g.ow))))
     }
 
@@ -506,7 +512,7 @@ impl ConvEval {
             }
             None => None,
         };
-        let (kd, p) = (g.kdim(), g.p());
+        let p = g.p();
         let (ph, pw) = if self.pool {
             if g.oh < 2 || g.ow < 2 {
                 candle_core::bail!("max-pool: a {}x{} plane is too small", g.oh, g.ow);
@@ -521,16 +527,7 @@ impl ConvEval {
             .zip(x.par_chunks(g.in_len().max(1)))
             .enumerate()
             .for_each(|(i, (y, x))| {
-                let conv = |dst: &mut [f32]| {
-                    if g.pointwise() {
-                        matmul((g.cout, p, kd), dst, false, wt, (kd, 1), x, (p, 1));
-                    } else {
-                        with_scratch(kd * p, |col| {
-                            g.im2col(x, col);
-                            matmul((g.cout, p, kd), dst, false, wt, (kd, 1), col, (p, 1));
-                        })
-                    }
-                };
+                let conv = |dst: &mut [f32]| conv_image(&g, x, wt, dst);
                 let r = res.map(|r| &r[i * g.cout * p..(i + 1) * g.cout * p]);
                 let epilogue = |dst: &mut [f32]| {
                     for c in 0..g.cout {

@@ -64,11 +64,6 @@ impl State {
         assert_eq!(probs.n, classes.len(), "one class vector per image");
         State { probs, classes }
     }
-
-    /// The decoded codes.
-    pub fn codes(&self) -> Vec<Vec<u8>> {
-        self.classes.iter().map(|c| decode::code(c)).collect()
-    }
 }
 
 /// One step with its setting.
