@@ -9,6 +9,11 @@
 //! - input gradient: `dx_n = col2im(Wᵀ · dy_n)`;
 //! - weight gradient: `dW = Σ_n dy_n · col(x_n)ᵀ`.
 //!
+//! On a CPU with AVX-512F, 3x3 padding-1 kernels (stride 1 or 2) take the
+//! direct kernel of [`super::direct`] for the forward pass instead, and at
+//! stride 1 for the input gradient too (no im2col, no col2im); measured
+//! 1.2-1.6x faster than im2col + `gemm` on `resnet-mini`'s layers.
+//!
 //! Guarantees: NCHW f32, square kernel, any stride ≥ 1 and padding, any input
 //! size the kernel fits (`out = (in + 2p - k) / s + 1`). Work is split over
 //! images on rayon's current pool, each product single-threaded; the weight
@@ -22,6 +27,7 @@ use std::cell::RefCell;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::direct;
 use super::fused::f32_slice;
 
 /// Images per partial weight gradient (fixed, so the summation order does
@@ -237,18 +243,54 @@ fn matmul(
     }
 }
 
+/// How a call computes its products: im2col + `gemm` on the weights as
+/// given, or the direct 3x3 kernel ([`direct`]) on weights packed once per
+/// call.
+enum Kernel<'a> {
+    Gemm(&'a [f32]),
+    Direct(direct::Plan, Vec<f32>),
+}
+
+impl Geom {
+    /// The direct kernel's plan for this convolution's input, when it
+    /// computes it: a 3x3 padding-1 kernel at stride 1 or 2 on a CPU with
+    /// AVX-512F.
+    fn direct(&self) -> Option<direct::Plan> {
+        if self.k == 3 && self.pad == 1 && direct::supported() {
+            direct::Plan::new(self.cin, self.h, self.w, self.stride)
+        } else {
+            None
+        }
+    }
+
+    /// The forward kernel for weights `wt` [Cout,Cin,k,k].
+    fn kernel<'a>(&self, wt: &'a [f32]) -> Kernel<'a> {
+        match self.direct() {
+            Some(plan) => {
+                Kernel::Direct(plan, direct::pack_weights(wt, self.cout, self.cin, false))
+            }
+            None => Kernel::Gemm(wt),
+        }
+    }
+}
+
 /// One image's forward convolution, `y` [Cout, OH*OW] = W · col(x). The
 /// training forward and the fused evaluation both call it, so their
 /// products are the same bit for bit.
-fn conv_image(g: &Geom, x: &[f32], wt: &[f32], y: &mut [f32]) {
+fn conv_image(g: &Geom, x: &[f32], kernel: &Kernel, y: &mut [f32]) {
     let (kd, p) = (g.kdim(), g.p());
-    if g.pointwise() {
-        matmul((g.cout, p, kd), y, false, wt, (kd, 1), x, (p, 1));
-    } else {
-        with_scratch(kd * p, |col| {
+    match kernel {
+        Kernel::Direct(plan, packed) => with_scratch(plan.len(), |buf| {
+            plan.prepare(x, buf);
+            plan.run(buf, packed, g.cout, y);
+        }),
+        Kernel::Gemm(wt) if g.pointwise() => {
+            matmul((g.cout, p, kd), y, false, wt, (kd, 1), x, (p, 1))
+        }
+        Kernel::Gemm(wt) => with_scratch(kd * p, |col| {
             g.im2col(x, col);
             matmul((g.cout, p, kd), y, false, wt, (kd, 1), col, (p, 1));
-        })
+        }),
     }
 }
 
@@ -275,10 +317,11 @@ impl CustomOp2 for Conv2d {
         let x = f32_slice(s1, l1, "conv: input")?;
         let wt = f32_slice(s2, l2, "conv: weight")?;
         let p = g.p();
+        let kernel = g.kernel(wt);
         let mut y = vec![0f32; g.n * g.cout * p];
         y.par_chunks_mut(g.cout * p.max(1))
             .zip(x.par_chunks(g.in_len().max(1)))
-            .for_each(|(y, x)| conv_image(&g, x, wt, y));
+            .for_each(|(y, x)| conv_image(&g, x, &kernel, y));
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.cout, g.oh, g.ow))))
     }
 
@@ -340,11 +383,27 @@ impl CustomOp2 for ConvBackwardData {
         let dy = f32_slice(s2, l2, "conv: gradient")?;
         let (kd, p) = (g.kdim(), g.p());
         let mut dx = vec![0f32; g.n * g.in_len()];
+        // For a 3x3 stride-1 padding-1 kernel, dx is the same convolution
+        // of dy with the kernel transposed and flipped.
+        let flipped = if g.stride == 1 {
+            Geom::new(&[n, g.cout, g.oh, g.ow], &[g.cin, g.cout, 3, 3], 1, 1)
+                .ok()
+                .and_then(|back| back.direct())
+                .filter(|_| g.k == 3 && g.pad == 1)
+                .map(|plan| (plan, direct::pack_weights(wt, g.cout, g.cin, true)))
+        } else {
+            None
+        };
         dx.par_chunks_mut(g.in_len().max(1))
             .zip(dy.par_chunks(g.cout * p.max(1)))
             .for_each(|(dx, dy)| {
                 // dcol [kd × p] = Wᵀ [kd × cout] · dy [cout × p]
-                if g.pointwise() {
+                if let Some((plan, packed)) = &flipped {
+                    with_scratch(plan.len(), |buf| {
+                        plan.prepare(dy, buf);
+                        plan.run(buf, packed, g.cin, dx);
+                    })
+                } else if g.pointwise() {
                     matmul((kd, p, g.cout), dx, false, wt, (1, kd), dy, (p, 1));
                 } else {
                     with_scratch(kd * p, |col| {
@@ -522,12 +581,13 @@ impl ConvEval {
             (g.oh, g.ow)
         };
         let out_len = g.cout * ph * pw;
+        let kernel = g.kernel(wt);
         let mut y = vec![0f32; g.n * out_len];
         y.par_chunks_mut(out_len.max(1))
             .zip(x.par_chunks(g.in_len().max(1)))
             .enumerate()
             .for_each(|(i, (y, x))| {
-                let conv = |dst: &mut [f32]| conv_image(&g, x, wt, dst);
+                let conv = |dst: &mut [f32]| conv_image(&g, x, &kernel, dst);
                 let r = res.map(|r| &r[i * g.cout * p..(i + 1) * g.cout * p]);
                 let epilogue = |dst: &mut [f32]| {
                     for c in 0..g.cout {

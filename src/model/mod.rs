@@ -31,6 +31,7 @@
 //! candle's own thread pool for them (docs/benchmarks.md has the figures).
 
 mod conv;
+mod direct;
 mod fused;
 mod init;
 mod layers;
