@@ -1,8 +1,12 @@
-//! Max pooling as a candle [`CustomOp1`] with a correct backward pass.
+//! Max pooling as a candle [`CustomOp1`] with a correct backward pass, and
+//! the mean over the height that `resnet-mini` ends with.
 //!
 //! candle 0.11's built-in `max_pool2d` backward scales the gradient by the
 //! window mean and misaligns it on odd input sizes (see
-//! `docs/tensor-engine.md`). This op replaces it.
+//! `docs/tensor-engine.md`). This op replaces it. candle's `mean(2)` on
+//! NCHW reduces along a strided dimension on one thread; [`mean_height`]
+//! does the same arithmetic (a sum in row order, times 1/H) over planes in
+//! parallel.
 //!
 //! Guarantees: NCHW f32 input, kernel `k`, stride `s`, floor mode (no
 //! padding: `out = (in - k) / s + 1`). The forward takes each window's
@@ -128,10 +132,59 @@ pub(crate) fn max_pool(x: &Tensor, k: usize, s: usize) -> Result<Tensor> {
     })
 }
 
+/// [N, C, H, W] → [N, C, W]: each column's mean over the height.
+struct MeanHeight;
+
+impl CustomOp1 for MeanHeight {
+    fn name(&self) -> &'static str {
+        "foldwise-mean-height"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = l.shape().dims4()?;
+        let x = f32_slice(s, l, "mean over the height: input")?;
+        if h == 0 {
+            candle_core::bail!("mean over the height: the input has no rows");
+        }
+        // As candle's mean: the sum, then times 1/H rounded to f32.
+        let scale = (1.0 / h as f64) as f32;
+        let mut y = vec![0f32; n * c * w];
+        y.par_chunks_mut(w.max(1))
+            .zip(x.par_chunks((h * w).max(1)))
+            .for_each(|(y, plane)| {
+                for row in plane.chunks(w.max(1)) {
+                    for (s, v) in y.iter_mut().zip(row) {
+                        *s += v;
+                    }
+                }
+                for s in y.iter_mut() {
+                    *s *= scale;
+                }
+            });
+        Ok((CpuStorage::F32(y), Shape::from((n, c, w))))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
+        let (_, _, h, _) = x.dims4()?;
+        let scale = 1.0 / h as f64;
+        // dx[n, c, i, j] = dy[n, c, j] / H for every row i.
+        let dx = (dy.unsqueeze(2)? * scale)?
+            .broadcast_as(x.shape())?
+            .contiguous()?;
+        Ok(Some(dx))
+    }
+}
+
+/// [N, C, H, W] → [N, C, W]: the mean over the height, planes in parallel.
+pub(crate) fn mean_height(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(MeanHeight)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::reference::{assert_close, reference};
+    use crate::model::reference::{assert_close, reference, values};
+    use crate::rng::Rng;
     use candle_core::{Device, Var};
 
     #[test]
@@ -220,6 +273,28 @@ mod tests {
             for j in 0..w {
                 assert_eq!(g[ch * h * w + 6 * w + j], 0.0);
             }
+        }
+    }
+
+    #[test]
+    fn mean_height_equals_candles_mean_and_its_gradient() {
+        let mut rng = Rng::new(11);
+        for dims in [(2, 3, 5, 7), (1, 1, 1, 4), (3, 2, 8, 16)] {
+            let x = crate::model::reference::random(&mut rng, &[dims.0, dims.1, dims.2, dims.3]);
+            let dy = crate::model::reference::random(&mut rng, &[dims.0, dims.1, dims.3]);
+            let ours = mean_height(x.as_tensor()).unwrap();
+            let theirs = x.as_tensor().mean(2).unwrap();
+            assert_eq!(values(&ours), values(&theirs), "{dims:?}");
+            let grad = |t: &Tensor| {
+                let g = (t * dy.as_tensor())
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                values(g.get(x.as_tensor()).unwrap())
+            };
+            assert_eq!(grad(&ours), grad(&theirs), "{dims:?}");
         }
     }
 

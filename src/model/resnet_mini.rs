@@ -16,6 +16,7 @@ use candle_core::{Result, Tensor, Var};
 
 use super::fused::add_relu;
 use super::layers::{dropout, out_size, BatchNorm, Conv, Ctx, Heads, Network};
+use super::pool::mean_height;
 use crate::model::init::INIT_STREAM;
 use crate::rng::Rng;
 
@@ -156,7 +157,7 @@ impl Network for ResnetMini {
             x = b.forward(&x, ctx)?;
         }
         // Mean over the height only: [N, C, H, W] → [N, C, W] → [N, C*W].
-        let x = x.mean(2)?.flatten_from(1)?;
+        let x = mean_height(&x)?.flatten_from(1)?;
         dropout(&x, self.dropout, ctx)
     }
 
