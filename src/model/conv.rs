@@ -23,6 +23,7 @@
 //! reference values, candle's forward, and finite differences (tests below).
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -157,10 +158,9 @@ impl Geom {
         }
     }
 
-    /// The adjoint of [`Geom::im2col`]: dx[c][y][x] = Σ col entries that
-    /// read it. `dx` is overwritten.
+    /// The adjoint of [`Geom::im2col`]: dx[c][y][x] += Σ col entries that
+    /// read it (`dx` comes zeroed).
     fn col2im(&self, col: &[f32], dx: &mut [f32]) {
-        dx.fill(0.0);
         let (k, s, p, ow, p_len) = (self.k, self.stride, self.pad, self.ow, self.p());
         for c in 0..self.cin {
             let plane = &mut dx[c * self.h * self.w..(c + 1) * self.h * self.w];
@@ -196,15 +196,48 @@ impl Geom {
 /// row stride, column stride); single-threaded.
 #[allow(clippy::too_many_arguments)]
 fn matmul(
-    (m, n, k): (usize, usize, usize),
+    dims: (usize, usize, usize),
     dst: &mut [f32],
+    accumulate: bool,
+    a: &[f32],
+    a_strides: (usize, usize),
+    b: &[f32],
+    b_strides: (usize, usize),
+) {
+    // SAFETY: an initialised slice is a valid uninitialised one, and
+    // nothing uninitialised is written into it.
+    let dst = unsafe { &mut *(dst as *mut [f32] as *mut [MaybeUninit<f32>]) };
+    // SAFETY: with `accumulate`, dst is initialised (it came as `[f32]`).
+    unsafe { product(dims, dst, accumulate, a, a_strides, b, b_strides) }
+}
+
+/// As [`matmul`] without accumulating, into an uninitialised `dst`, every
+/// value of whose first `m×n` it writes.
+fn matmul_into(
+    dims: (usize, usize, usize),
+    dst: &mut [MaybeUninit<f32>],
+    a: &[f32],
+    a_strides: (usize, usize),
+    b: &[f32],
+    b_strides: (usize, usize),
+) {
+    // SAFETY: without accumulating, dst is only written.
+    unsafe { product(dims, dst, false, a, a_strides, b, b_strides) }
+}
+
+/// SAFETY: with `accumulate`, the first `m×n` values of `dst` must be
+/// initialised.
+#[allow(clippy::too_many_arguments)]
+unsafe fn product(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [MaybeUninit<f32>],
     accumulate: bool,
     a: &[f32],
     (a_rs, a_cs): (usize, usize),
     b: &[f32],
     (b_rs, b_cs): (usize, usize),
 ) {
-    debug_assert!(dst.len() >= m * n);
+    assert!(dst.len() >= m * n);
     debug_assert!(m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
     debug_assert!(k == 0 || n == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
     if m == 0 || n == 0 {
@@ -212,18 +245,21 @@ fn matmul(
     }
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(0.0);
+            for v in &mut dst[..m * n] {
+                v.write(0.0);
+            }
         }
         return;
     }
-    // SAFETY: the bounds above hold (checked in debug builds, and by
-    // construction from `Geom` in every caller); dst does not alias a or b.
+    // SAFETY: the bounds above hold (dst asserted; a and b checked in
+    // debug builds, and by construction from `Geom` in every caller); dst
+    // does not alias a or b; without `accumulate`, gemm does not read dst.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst.as_mut_ptr().cast::<f32>(),
             1,
             n as isize,
             accumulate,
@@ -241,6 +277,34 @@ fn matmul(
             gemm::Parallelism::None,
         )
     }
+}
+
+/// `chunks` chunks of `len` values, chunk `i` computed by `fill(i, chunk)`
+/// in parallel, without zeroing them first.
+///
+/// SAFETY: `fill` must write every value of its chunk.
+unsafe fn par_filled(
+    chunks: usize,
+    len: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send,
+) -> Vec<f32> {
+    let total = chunks * len;
+    let mut v = Vec::with_capacity(total);
+    v.spare_capacity_mut()[..total]
+        .par_chunks_mut(len.max(1))
+        .enumerate()
+        .for_each(|(i, c)| fill(i, c));
+    // SAFETY: every value was written (the caller's contract).
+    unsafe { v.set_len(total) };
+    v
+}
+
+/// The initialised view of `s`.
+///
+/// SAFETY: every value of `s` must have been written.
+unsafe fn assume_init(s: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: the caller's contract; the layouts are the same.
+    unsafe { &mut *(s as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
 /// How a call computes its products: im2col + `gemm` on the weights as
@@ -274,22 +338,34 @@ impl Geom {
     }
 }
 
-/// One image's forward convolution, `y` [Cout, OH*OW] = W · col(x). The
-/// training forward and the fused evaluation both call it, so their
-/// products are the same bit for bit.
-fn conv_image(g: &Geom, x: &[f32], kernel: &Kernel, y: &mut [f32]) {
+/// One image's forward convolution, `y` [Cout, OH*OW] = W · col(x), every
+/// value of `y` written. The training forward and the fused evaluation
+/// both call it, so their products are the same bit for bit.
+fn conv_image(g: &Geom, x: &[f32], kernel: &Kernel, y: &mut [MaybeUninit<f32>]) {
+    conv_image_post(g, x, kernel, y, direct::Post::default());
+}
+
+/// [`conv_image`], then `post` applied as the direct kernel stores each
+/// value (the im2col path ignores `post`: callers apply it themselves).
+fn conv_image_post(
+    g: &Geom,
+    x: &[f32],
+    kernel: &Kernel,
+    y: &mut [MaybeUninit<f32>],
+    post: direct::Post,
+) {
     let (kd, p) = (g.kdim(), g.p());
     match kernel {
         Kernel::Direct(plan, packed) => with_scratch(plan.len(), |buf| {
             plan.prepare(x, buf);
-            plan.run(buf, packed, g.cout, y);
+            plan.run(buf, packed, g.cout, y, post);
         }),
         Kernel::Gemm(wt) if g.pointwise() => {
-            matmul((g.cout, p, kd), y, false, wt, (kd, 1), x, (p, 1))
+            matmul_into((g.cout, p, kd), y, wt, (kd, 1), x, (p, 1))
         }
         Kernel::Gemm(wt) => with_scratch(kd * p, |col| {
             g.im2col(x, col);
-            matmul((g.cout, p, kd), y, false, wt, (kd, 1), col, (p, 1));
+            matmul_into((g.cout, p, kd), y, wt, (kd, 1), col, (p, 1));
         }),
     }
 }
@@ -318,10 +394,12 @@ impl CustomOp2 for Conv2d {
         let wt = f32_slice(s2, l2, "conv: weight")?;
         let p = g.p();
         let kernel = g.kernel(wt);
-        let mut y = vec![0f32; g.n * g.cout * p];
-        y.par_chunks_mut(g.cout * p.max(1))
-            .zip(x.par_chunks(g.in_len().max(1)))
-            .for_each(|(y, x)| conv_image(&g, x, &kernel, y));
+        let in_len = g.in_len();
+        let fill = |i: usize, y: &mut [MaybeUninit<f32>]| {
+            conv_image(&g, &x[i * in_len..(i + 1) * in_len], &kernel, y)
+        };
+        // SAFETY: conv_image writes every value of its image's output.
+        let y = unsafe { par_filled(g.n, g.cout * p, fill) };
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.cout, g.oh, g.ow))))
     }
 
@@ -382,7 +460,6 @@ impl CustomOp2 for ConvBackwardData {
         let wt = f32_slice(s1, l1, "conv: weight")?;
         let dy = f32_slice(s2, l2, "conv: gradient")?;
         let (kd, p) = (g.kdim(), g.p());
-        let mut dx = vec![0f32; g.n * g.in_len()];
         // For a 3x3 stride-1 padding-1 kernel, dx is the same convolution
         // of dy with the kernel transposed and flipped.
         let flipped = if g.stride == 1 {
@@ -394,24 +471,33 @@ impl CustomOp2 for ConvBackwardData {
         } else {
             None
         };
-        dx.par_chunks_mut(g.in_len().max(1))
-            .zip(dy.par_chunks(g.cout * p.max(1)))
-            .for_each(|(dx, dy)| {
-                // dcol [kd × p] = Wᵀ [kd × cout] · dy [cout × p]
-                if let Some((plan, packed)) = &flipped {
-                    with_scratch(plan.len(), |buf| {
-                        plan.prepare(dy, buf);
-                        plan.run(buf, packed, g.cin, dx);
-                    })
-                } else if g.pointwise() {
-                    matmul((kd, p, g.cout), dx, false, wt, (1, kd), dy, (p, 1));
-                } else {
-                    with_scratch(kd * p, |col| {
-                        matmul((kd, p, g.cout), col, false, wt, (1, kd), dy, (p, 1));
-                        g.col2im(col, dx);
-                    })
+        let out_len = g.cout * p;
+        let fill = |i: usize, dx: &mut [MaybeUninit<f32>]| {
+            let dy = &dy[i * out_len..(i + 1) * out_len];
+            if let Some((plan, packed)) = &flipped {
+                with_scratch(plan.len(), |buf| {
+                    plan.prepare(dy, buf);
+                    plan.run(buf, packed, g.cin, dx, direct::Post::default());
+                })
+            } else if g.pointwise() {
+                // dx [kd × p] = Wᵀ [kd × cout] · dy [cout × p]
+                matmul_into((kd, p, g.cout), dx, wt, (1, kd), dy, (p, 1));
+            } else {
+                for v in dx.iter_mut() {
+                    v.write(0.0);
                 }
-            });
+                // dcol [kd × p] = Wᵀ [kd × cout] · dy [cout × p]
+                with_scratch(kd * p, |col| {
+                    matmul((kd, p, g.cout), col, false, wt, (1, kd), dy, (p, 1));
+                    // SAFETY: zeroed just above.
+                    g.col2im(col, unsafe { assume_init(dx) });
+                })
+            }
+        };
+        // SAFETY: each path writes every value of its image's dx: the
+        // direct kernel and the product all of it; the col2im path zeroes
+        // it first.
+        let dx = unsafe { par_filled(g.n, g.in_len(), fill) };
         Ok((CpuStorage::F32(dx), Shape::from((n, c, h, w))))
     }
 }
@@ -500,6 +586,25 @@ impl Epilogue {
         }
     }
 
+    /// The same arithmetic for the direct kernel to apply as it stores
+    /// ([`direct::Post`]), with an image's `residual`.
+    fn post<'a>(&'a self, residual: Option<&'a [f32]>) -> direct::Post<'a> {
+        match self {
+            Epilogue::Affine { scale, shift, relu } => direct::Post {
+                scale: Some(scale),
+                shift: Some(shift),
+                relu: *relu,
+                residual,
+            },
+            Epilogue::BiasRelu { bias } => direct::Post {
+                scale: None,
+                shift: Some(bias),
+                relu: true,
+                residual,
+            },
+        }
+    }
+
     /// Applies the epilogue to channel `c`'s plane, then, with `residual`,
     /// `max(v + r, 0)` (as [`super::fused::add_relu`]).
     fn apply(&self, c: usize, plane: &mut [f32], residual: Option<&[f32]>) {
@@ -582,46 +687,56 @@ impl ConvEval {
         };
         let out_len = g.cout * ph * pw;
         let kernel = g.kernel(wt);
-        let mut y = vec![0f32; g.n * out_len];
-        y.par_chunks_mut(out_len.max(1))
-            .zip(x.par_chunks(g.in_len().max(1)))
-            .enumerate()
-            .for_each(|(i, (y, x))| {
-                let conv = |dst: &mut [f32]| conv_image(&g, x, &kernel, dst);
-                let r = res.map(|r| &r[i * g.cout * p..(i + 1) * g.cout * p]);
-                let epilogue = |dst: &mut [f32]| {
-                    for c in 0..g.cout {
-                        let plane = &mut dst[c * p..(c + 1) * p];
-                        self.epi.apply(c, plane, r.map(|r| &r[c * p..(c + 1) * p]));
-                    }
-                };
-                if !self.pool {
-                    conv(y);
-                    epilogue(y);
-                    return;
+        let in_len = g.in_len();
+        let fill = |i: usize, y: &mut [MaybeUninit<f32>]| {
+            let x = &x[i * in_len..(i + 1) * in_len];
+            let r = res.map(|r| &r[i * g.cout * p..(i + 1) * g.cout * p]);
+            let epilogue = |dst: &mut [f32]| {
+                for c in 0..g.cout {
+                    let plane = &mut dst[c * p..(c + 1) * p];
+                    self.epi.apply(c, plane, r.map(|r| &r[c * p..(c + 1) * p]));
                 }
-                OUT_SCRATCH.with(|buf| {
-                    let mut buf = buf.borrow_mut();
-                    if buf.len() < g.cout * p {
-                        buf.resize(g.cout * p, 0.0);
-                    }
-                    let full = &mut buf[..g.cout * p];
-                    conv(full);
-                    epilogue(full);
-                    for c in 0..g.cout {
-                        let src = &full[c * p..(c + 1) * p];
-                        let dst = &mut y[c * ph * pw..(c + 1) * ph * pw];
-                        pool2(src, g.ow, ph, pw, dst);
-                    }
+            };
+            if !self.pool {
+                if let Kernel::Direct(..) = kernel {
+                    // The kernel applies the epilogue as it stores.
+                    conv_image_post(&g, x, &kernel, y, self.epi.post(r));
+                } else {
+                    conv_image(&g, x, &kernel, y);
+                    // SAFETY: conv_image wrote all of y.
+                    epilogue(unsafe { assume_init(y) });
+                }
+                return;
+            }
+            OUT_SCRATCH.with(|buf| {
+                let mut buf = buf.borrow_mut();
+                if buf.len() < g.cout * p {
+                    buf.resize(g.cout * p, 0.0);
+                }
+                let full = &mut buf[..g.cout * p];
+                // SAFETY: initialised values viewed as uninitialised,
+                // then written by conv_image.
+                conv_image(&g, x, &kernel, unsafe {
+                    &mut *(full as *mut [f32] as *mut [MaybeUninit<f32>])
                 });
+                epilogue(full);
+                for c in 0..g.cout {
+                    let src = &full[c * p..(c + 1) * p];
+                    let dst = &mut y[c * ph * pw..(c + 1) * ph * pw];
+                    pool2(src, g.ow, ph, pw, dst);
+                }
             });
+        };
+        // SAFETY: every path below writes every value of the image's
+        // output: conv_image all of it, pool2 every pooled value.
+        let y = unsafe { par_filled(g.n, out_len, fill) };
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.cout, ph, pw))))
     }
 }
 
 /// 2x2 stride-2 max pool of one plane of width `w` into `ph` x `pw`; the
 /// comparison of [`super::pool`] (strictly greater, a NaN wins once).
-fn pool2(src: &[f32], w: usize, ph: usize, pw: usize, dst: &mut [f32]) {
+fn pool2(src: &[f32], w: usize, ph: usize, pw: usize, dst: &mut [MaybeUninit<f32>]) {
     for i in 0..ph {
         for j in 0..pw {
             let mut best = (false, f32::NEG_INFINITY);
@@ -633,7 +748,7 @@ fn pool2(src: &[f32], w: usize, ph: usize, pw: usize, dst: &mut [f32]) {
                     }
                 }
             }
-            dst[i * pw + j] = best.1;
+            dst[i * pw + j].write(best.1);
         }
     }
 }

@@ -19,6 +19,8 @@
 //! are ordered differently; tested against the definition and by the
 //! adjoint identity); [`supported`] says whether the kernel may be called.
 
+use std::mem::MaybeUninit;
+
 /// Output channels per register block.
 pub(super) const R: usize = 8;
 /// Lanes of one vector.
@@ -61,6 +63,19 @@ pub(super) fn pack_weights(w: &[f32], cout: usize, cin: usize, transpose: bool) 
         }
     }
     out
+}
+
+/// What the kernel applies to each output value of channel `o` as it stores
+/// it, in this order: `v * scale[o]`, `+ shift[o]`, `max(·, 0)` when
+/// `relu`, then `max(· + residual, 0)` with a residual (same layout as the
+/// output). The operations and their order are those of
+/// [`super::conv::Epilogue`], so the results are the same bit for bit.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Post<'a> {
+    pub scale: Option<&'a [f32]>,
+    pub shift: Option<&'a [f32]>,
+    pub relu: bool,
+    pub residual: Option<&'a [f32]>,
 }
 
 /// One 3x3 padding-1 convolution's geometry, laid out for the kernel.
@@ -138,23 +153,41 @@ impl Plan {
     /// border (and, at stride 2, its columns split by parity).
     pub(super) fn prepare(&self, x: &[f32], buf: &mut [f32]) {
         let (h, w, row) = (self.h, self.w, self.row);
-        buf[..self.len()].fill(0.0);
+        // One padded row's values (stride 1), or its two phases (stride 2).
+        let span = row * self.stride;
         for c in 0..self.ic {
             let plane = &mut buf[c * self.plane..(c + 1) * self.plane];
+            plane[..span].fill(0.0);
+            plane[(h + 1) * span..].fill(0.0);
             for y in 0..h {
                 let src = &x[(c * h + y) * w..][..w];
+                let dst = &mut plane[(y + 1) * span..(y + 2) * span];
                 if self.stride == 1 {
-                    plane[(y + 1) * row + 1..][..w].copy_from_slice(src);
+                    dst[0] = 0.0;
+                    dst[1..=w].copy_from_slice(src);
+                    dst[w + 1] = 0.0;
                 } else {
-                    // Padded column j = x + 1 goes to phase j % 2, index j / 2.
-                    let r = (y + 1) * 2 * row;
-                    for (x, v) in src.iter().enumerate() {
-                        let j = x + 1;
-                        plane[r + (j % 2) * row + j / 2] = *v;
+                    // Padded column j (x[j - 1], 0 at j = 0 and j > w) goes
+                    // to phase j % 2, index j / 2: x[2k] to odd[k], x[2k + 1]
+                    // to even[k + 1].
+                    let (even, odd) = dst.split_at_mut(row);
+                    even.fill(0.0);
+                    odd.fill(0.0);
+                    for ((pair, o), e) in src
+                        .chunks_exact(2)
+                        .zip(odd.iter_mut())
+                        .zip(even[1..].iter_mut())
+                    {
+                        *o = pair[0];
+                        *e = pair[1];
+                    }
+                    if w % 2 == 1 {
+                        odd[w / 2] = src[w - 1];
                     }
                 }
             }
         }
+        buf[self.ic * self.plane..self.len()].fill(0.0);
     }
 
     /// Output values per channel.
@@ -164,42 +197,63 @@ impl Plan {
 
     /// `y` [oc][oh][ow] = the convolution of `buf` (from
     /// [`Plan::prepare`]) with `packed` (from [`pack_weights`], `oc`
-    /// output channels).
+    /// output channels), then `post`; every value of `y`'s first `oc`
+    /// planes is written, nothing past them.
     ///
     /// # Panics
     /// If a buffer is shorter than the shapes say, or [`supported`] is
     /// false.
-    pub(super) fn run(&self, buf: &[f32], packed: &[f32], oc: usize, y: &mut [f32]) {
+    pub(super) fn run(
+        &self,
+        buf: &[f32],
+        packed: &[f32],
+        oc: usize,
+        y: &mut [MaybeUninit<f32>],
+        post: Post,
+    ) {
         assert!(supported(), "direct 3x3 convolution needs AVX-512F");
         assert!(buf.len() >= self.len());
         assert!(packed.len() >= oc.div_ceil(R) * self.ic * 9 * R);
         assert!(y.len() >= oc * self.out_plane());
+        let per_channel = |v: Option<&[f32]>| v.is_none_or(|v| v.len() >= oc);
+        assert!(per_channel(post.scale) && per_channel(post.shift));
+        assert!(post
+            .residual
+            .is_none_or(|r| r.len() >= oc * self.out_plane()));
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512F is present (asserted); the buffer sizes are
         // asserted above, and `avx512::run` stays inside them.
         unsafe {
-            avx512::run(self, buf, packed, oc, y)
+            avx512::run(self, buf, packed, oc, y, post)
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Plan, R};
+    use super::{Plan, Post, R};
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
 
     /// SAFETY: AVX-512F present; the sizes [`Plan::run`] asserts.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn run(plan: &Plan, buf: &[f32], packed: &[f32], oc: usize, y: &mut [f32]) {
+    pub(super) unsafe fn run(
+        plan: &Plan,
+        buf: &[f32],
+        packed: &[f32],
+        oc: usize,
+        y: &mut [MaybeUninit<f32>],
+        post: Post,
+    ) {
         for cb in 0..oc.div_ceil(R) {
             let wblock = &packed[cb * plan.ic * 9 * R..];
             for group in plan.vecs.chunks(3) {
                 // SAFETY (all three): see `block`.
                 unsafe {
                     match *group {
-                        [a, b, c] => block([a, b, c], plan, buf, wblock, oc, cb, y),
-                        [a, b] => block([a, b], plan, buf, wblock, oc, cb, y),
-                        [a] => block([a], plan, buf, wblock, oc, cb, y),
+                        [a, b, c] => block([a, b, c], plan, buf, wblock, (oc, cb), y, post),
+                        [a, b] => block([a, b], plan, buf, wblock, (oc, cb), y, post),
+                        [a] => block([a], plan, buf, wblock, (oc, cb), y, post),
                         _ => unreachable!(),
                     }
                 }
@@ -223,9 +277,9 @@ mod avx512 {
         plan: &Plan,
         buf: &[f32],
         wblock: &[f32],
-        oc: usize,
-        cb: usize,
-        y: &mut [f32],
+        (oc, cb): (usize, usize),
+        y: &mut [MaybeUninit<f32>],
+        post: Post,
     ) {
         let mut acc = [[_mm512_setzero_ps(); B]; R];
         let xbase = buf.as_ptr();
@@ -251,16 +305,34 @@ mod avx512 {
             }
         }
         let out_plane = plan.out_plane();
+        let zero = _mm512_setzero_ps();
         for (r, acc) in acc.iter().enumerate() {
             let o = cb * R + r;
             if o >= oc {
                 break;
             }
-            for (a, &(_, dst, mask)) in acc.iter().zip(&vecs) {
+            for (&a, &(_, dst, mask)) in acc.iter().zip(&vecs) {
+                let at = o * out_plane + dst;
+                let mut v = a;
+                if let Some(scale) = post.scale {
+                    v = _mm512_mul_ps(v, _mm512_set1_ps(scale[o]));
+                }
+                if let Some(shift) = post.shift {
+                    v = _mm512_add_ps(v, _mm512_set1_ps(shift[o]));
+                }
+                // max(v, 0) returns the 0 for a NaN v, as f32::max does.
+                if post.relu {
+                    v = _mm512_max_ps(v, zero);
+                }
+                if let Some(res) = post.residual {
+                    // SAFETY: the mask keeps the lanes inside the row.
+                    let r = unsafe { _mm512_maskz_loadu_ps(mask, res.as_ptr().add(at)) };
+                    v = _mm512_max_ps(_mm512_add_ps(v, r), zero);
+                }
                 // SAFETY: channel o < oc; the mask keeps the lanes inside
                 // the output row.
                 unsafe {
-                    _mm512_mask_storeu_ps(y.as_mut_ptr().add(o * out_plane + dst), mask, *a);
+                    _mm512_mask_storeu_ps(y.as_mut_ptr().add(at).cast::<f32>(), mask, v);
                 }
             }
         }
@@ -318,8 +390,10 @@ mod tests {
         // NaN everywhere the preparation must overwrite or never read.
         let mut buf = vec![f32::NAN; plan.len() + 7];
         plan.prepare(x, &mut buf);
-        let mut y = vec![f32::NAN; oc * plan.out_plane() + 5];
-        plan.run(&buf, packed, oc, &mut y);
+        let mut y = vec![MaybeUninit::new(f32::NAN); oc * plan.out_plane() + 5];
+        plan.run(&buf, packed, oc, &mut y, Post::default());
+        // SAFETY: initialised with NaN, then written.
+        let mut y: Vec<f32> = y.into_iter().map(|v| unsafe { v.assume_init() }).collect();
         assert!(
             y[oc * plan.out_plane()..].iter().all(|v| v.is_nan()),
             "wrote past the output"
