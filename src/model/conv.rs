@@ -948,6 +948,43 @@ mod tests {
     /// Layer-sized shapes (the matrix products take their blocked, packed
     /// paths) against a direct six-loop convolution and its gradients.
     #[test]
+    fn im2col_path_agrees_with_the_direct_kernel() {
+        // On a CPU with AVX-512F, 3x3 padding-1 layers take the direct
+        // kernel; CPUs without it take im2col + gemm. Both must agree.
+        if !direct::supported() {
+            eprintln!("skipped: this CPU has no AVX-512F (only the im2col path runs)");
+            return;
+        }
+        let mut rng = Rng::new(9);
+        for (xs, co, stride) in [
+            ([5, 20, 33], 24, 1),
+            ([3, 17, 40], 16, 2),
+            ([32, 8, 16], 32, 1),
+        ] {
+            let [ci, h, w] = xs;
+            let g = Geom::new(&[1, ci, h, w], &[co, ci, 3, 3], stride, 1).unwrap();
+            let x = values(random(&mut rng, &xs).as_tensor());
+            let wt = values(random(&mut rng, &[co, ci, 3, 3]).as_tensor());
+            let run = |kernel: &Kernel| {
+                let mut y = vec![MaybeUninit::new(f32::NAN); co * g.p()];
+                conv_image(&g, &x, kernel, &mut y);
+                // SAFETY: initialised with NaN, then written.
+                y.into_iter()
+                    .map(|v| unsafe { v.assume_init() })
+                    .collect::<Vec<f32>>()
+            };
+            let (gemm, direct) = (run(&Kernel::Gemm(&wt)), run(&g.kernel(&wt)));
+            assert!(matches!(g.kernel(&wt), Kernel::Direct(..)));
+            for (i, (a, b)) in gemm.iter().zip(&direct).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                    "{xs:?} at {i}: {a} vs {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn layer_sized_shapes_match_direct_loops() {
         let mut rng = Rng::new(4);
         for (xs, ws, stride, pad) in [
