@@ -15,6 +15,7 @@
 //! output is positive. Pinned against numpy reference values (the BatchNorm
 //! tests in `layers`) and finite differences (below).
 
+use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
@@ -96,14 +97,74 @@ fn plane_moments(x: &[f32], k: f32) -> [f64; 2] {
 }
 
 /// What a training BatchNorm's forward pass measured, per channel: mean and
-/// 1/sqrt(biased variance + eps) for its backward pass, and the unbiased
-/// variance for the running statistics.
+/// 1/sqrt(biased variance + eps) for its backward pass, the unbiased
+/// variance for the running statistics, and the map it applied,
+/// `y = x·scale + shift` (in f32, from f64 coefficients).
 #[derive(Default)]
-struct BatchStats {
+pub(super) struct BatchStats {
     mean: Vec<f64>,
     invstd: Vec<f64>,
     unbiased: Vec<f64>,
+    scale: Vec<f32>,
+    shift: Vec<f32>,
 }
+
+impl BatchStats {
+    /// The statistics of NCHW `x` (`dims` = (N, C, H*W)) and the map they
+    /// give with `gamma`, `beta`.
+    pub(super) fn measure(
+        x: &[f32],
+        dims @ (n, c, hw): (usize, usize, usize),
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f64,
+    ) -> Result<BatchStats> {
+        if gamma.len() != c || beta.len() != c {
+            candle_core::bail!("batchnorm: {c} channels but {} weights", gamma.len());
+        }
+        let m = (n * hw) as f64;
+        // Moments about a value of the channel (its first in the batch), so
+        // E[d²] - E[d]² does not cancel even when the mean is far from 0.
+        let shift: Vec<f32> = (0..c).map(|ch| x[ch * hw]).collect();
+        let moments = channel_sums(dims, |plane, ch| {
+            plane_moments(&x[plane * hw..][..hw], shift[ch])
+        });
+        let mean: Vec<f64> = (0..c)
+            .map(|ch| shift[ch] as f64 + moments[ch][0] / m)
+            .collect();
+        let var: Vec<f64> = moments
+            .iter()
+            .map(|[s, q]| (q / m - (s / m) * (s / m)).max(0.0))
+            .collect();
+        let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+        let (scale, shift): (Vec<f32>, Vec<f32>) = (0..c)
+            .map(|ch| {
+                let a = gamma[ch] as f64 * invstd[ch];
+                (a as f32, (beta[ch] as f64 - mean[ch] * a) as f32)
+            })
+            .unzip();
+        let unbias = if m > 1.0 { m / (m - 1.0) } else { 1.0 };
+        Ok(BatchStats {
+            unbiased: var.iter().map(|v| v * unbias).collect(),
+            mean,
+            invstd,
+            scale,
+            shift,
+        })
+    }
+
+    /// The batch mean and unbiased variance in f32.
+    pub(super) fn running(&self) -> BatchMoments {
+        (
+            self.mean.iter().map(|v| *v as f32).collect(),
+            self.unbiased.iter().map(|v| *v as f32).collect(),
+        )
+    }
+}
+
+/// A training BatchNorm's batch mean and unbiased variance, as the running
+/// statistics take them.
+pub(crate) type BatchMoments = (Vec<f32>, Vec<f32>);
 
 /// Training BatchNorm (+ ReLU): (x, gamma, beta) → y.
 struct BnTrain {
@@ -126,41 +187,13 @@ impl CustomOp3 for BnTrain {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let dims @ (n, c, hw) = nc_hw(l1)?;
+        let dims = nc_hw(l1)?;
         let x = f32_slice(s1, l1, "batchnorm: input")?;
         let gamma = f32_slice(s2, l2, "batchnorm: weight")?;
         let beta = f32_slice(s3, l3, "batchnorm: bias")?;
-        if gamma.len() != c || beta.len() != c {
-            candle_core::bail!("batchnorm: {c} channels but {} weights", gamma.len());
-        }
-        let m = (n * hw) as f64;
-        // Moments about a value of the channel (its first in the batch), so
-        // E[d²] - E[d]² does not cancel even when the mean is far from 0.
-        let shift: Vec<f32> = (0..c).map(|ch| x[ch * hw]).collect();
-        let moments = channel_sums(dims, |plane, ch| {
-            plane_moments(&x[plane * hw..][..hw], shift[ch])
-        });
-        let mean: Vec<f64> = (0..c)
-            .map(|ch| shift[ch] as f64 + moments[ch][0] / m)
-            .collect();
-        let var: Vec<f64> = moments
-            .iter()
-            .map(|[s, q]| (q / m - (s / m) * (s / m)).max(0.0))
-            .collect();
-        let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
-        let (scale, shift): (Vec<f32>, Vec<f32>) = (0..c)
-            .map(|ch| {
-                let a = gamma[ch] as f64 * invstd[ch];
-                (a as f32, (beta[ch] as f64 - mean[ch] * a) as f32)
-            })
-            .unzip();
-        let y = affine(x, dims, &scale, &shift, self.relu);
-        let unbias = if m > 1.0 { m / (m - 1.0) } else { 1.0 };
-        *self.stats.lock().expect("batch statistics") = BatchStats {
-            unbiased: var.iter().map(|v| v * unbias).collect(),
-            mean,
-            invstd,
-        };
+        let st = BatchStats::measure(x, dims, gamma, beta, self.eps)?;
+        let y = affine(x, dims, &st.scale, &st.shift, self.relu);
+        *self.stats.lock().expect("batch statistics") = st;
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -178,7 +211,11 @@ impl CustomOp3 for BnTrain {
             y,
             &dy.contiguous()?,
             &BnBackward {
-                relu: self.relu,
+                mask: if self.relu {
+                    BnMask::Output
+                } else {
+                    BnMask::None
+                },
                 gamma: gamma.flatten_all()?.to_vec1()?,
                 stats: self.stats.clone(),
             },
@@ -187,6 +224,17 @@ impl CustomOp3 for BnTrain {
         let dgamma = packed.narrow(0, len, c)?.reshape(gamma.shape())?;
         let dbeta = packed.narrow(0, len + c, c)?.reshape(gamma.shape())?;
         Ok((Some(dx), Some(dgamma), Some(dbeta)))
+    }
+}
+
+/// One plane of [`affine`]: y = x * a + b (then max(0, ·) with `relu`).
+/// Every training and evaluation BatchNorm output, stored or recomputed,
+/// is this expression.
+#[inline]
+pub(super) fn affine_plane(x: &[f32], y: &mut [f32], a: f32, b: f32, relu: bool) {
+    for (y, x) in y.iter_mut().zip(x) {
+        let v = x * a + b;
+        *y = if relu { v.max(0.0) } else { v };
     }
 }
 
@@ -203,22 +251,152 @@ fn affine(
     y.par_chunks_mut(hw.max(1))
         .zip(x.par_chunks(hw.max(1)))
         .enumerate()
-        .for_each(|(plane, (y, x))| {
-            let (a, b) = (scale[plane % c], shift[plane % c]);
-            for (y, x) in y.iter_mut().zip(x) {
-                let v = x * a + b;
-                *y = if relu { v.max(0.0) } else { v };
-            }
-        });
+        .for_each(|(plane, (y, x))| affine_plane(x, y, scale[plane % c], shift[plane % c], relu));
     y
+}
+
+/// Where a training BatchNorm's backward pass lets the output gradient
+/// through: everywhere (no ReLU after it), or where its stored output is
+/// positive.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum BnMask {
+    None,
+    Output,
 }
 
 /// Training BatchNorm gradients: (x, y, dy) → [dx, dgamma, dbeta] packed
 /// into one vector.
 struct BnBackward {
-    relu: bool,
+    mask: BnMask,
     gamma: Vec<f32>,
     stats: Arc<Mutex<BatchStats>>,
+}
+
+impl BnBackward {
+    fn run(
+        &self,
+        (s1, l1): (&CpuStorage, &Layout),
+        y: Option<(&CpuStorage, &Layout)>,
+        (s3, l3): (&CpuStorage, &Layout),
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims @ (_, c, _) = nc_hw(l1)?;
+        let x = f32_slice(s1, l1, "batchnorm: input")?;
+        let dy = f32_slice(s3, l3, "batchnorm: gradient")?;
+        let y = match y {
+            Some((s2, l2)) => Some(f32_slice(s2, l2, "batchnorm: output")?),
+            None => None,
+        };
+        if dy.len() != x.len()
+            || y.is_some_and(|y| y.len() != x.len())
+            || (self.mask == BnMask::Output && y.is_none())
+            || self.gamma.len() != c
+        {
+            candle_core::bail!("batchnorm backward: mismatched sizes");
+        }
+        let stats = self.stats.lock().expect("batch statistics");
+        if stats.mean.len() != c {
+            candle_core::bail!("batchnorm backward: the forward pass did not run");
+        }
+        let len = x.len();
+        let mut out = vec![0f32; len + 2 * c];
+        let (dx, rest) = out.split_at_mut(len);
+        let gate = Gate {
+            mask: self.mask,
+            x,
+            y: y.unwrap_or(x),
+            dy,
+            stats: &stats,
+            hw: dims.2,
+        };
+        let sums = bn_backward(&gate, dims, &self.gamma, dx);
+        for ch in 0..c {
+            rest[ch] = sums[ch][1] as f32;
+            rest[c + ch] = sums[ch][0] as f32;
+        }
+        Ok((CpuStorage::F32(out), Shape::from(len + 2 * c)))
+    }
+}
+
+thread_local! {
+    static GATED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The gradient a training BatchNorm's backward pass works on: the output
+/// gradient `dy` where the ReLU after it (per [`BnMask`]) let it through,
+/// else 0.
+struct Gate<'a> {
+    mask: BnMask,
+    x: &'a [f32],
+    /// The stored output ([`BnMask::Output`]; any same-sized slice
+    /// otherwise).
+    y: &'a [f32],
+    dy: &'a [f32],
+    stats: &'a BatchStats,
+    hw: usize,
+}
+
+impl Gate<'_> {
+    /// Runs `f` on the gated gradient of plane `plane`.
+    fn plane<R>(&self, plane: usize, f: impl FnOnce(&[f32]) -> R) -> R {
+        let hw = self.hw;
+        let (y, dy) = (&self.y[plane * hw..][..hw], &self.dy[plane * hw..][..hw]);
+        if self.mask == BnMask::None {
+            return f(dy);
+        }
+        GATED.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            if buf.len() < hw {
+                buf.resize(hw, 0.0);
+            }
+            let g = &mut buf[..hw];
+            // dy or 0.0 by a bit mask (all ones or zero), so the loops
+            // vectorise.
+            let masked = |dy: f32, mask: u32| f32::from_bits(dy.to_bits() & mask);
+            for ((g, y), dy) in g.iter_mut().zip(y).zip(dy) {
+                *g = masked(*dy, ((*y <= 0.0) as u32).wrapping_sub(1));
+            }
+            f(g)
+        })
+    }
+}
+
+/// The training BatchNorm backward pass over the gradient `gate` gives,
+/// written to `dx`; returns per channel [Σg, Σg·x̂] (dbeta, dgamma).
+fn bn_backward(
+    gate: &Gate,
+    dims @ (n, c, hw): (usize, usize, usize),
+    gamma: &[f32],
+    dx: &mut [f32],
+) -> Vec<[f64; 2]> {
+    let m = (n * hw) as f64;
+    let (x, mean, invstd) = (gate.x, &gate.stats.mean, &gate.stats.invstd);
+    // Σ g and Σ g·x̂ per channel.
+    let sums = channel_sums(dims, |plane, ch| {
+        let mu = mean[ch] as f32;
+        let x = &x[plane * hw..][..hw];
+        let [sg, sgx] = gate.plane(plane, |g| lane_sums(hw, |j| [g[j], g[j] * (x[j] - mu)]));
+        [sg, sgx * invstd[ch]]
+    });
+    dx.par_chunks_mut(hw.max(1))
+        .enumerate()
+        .for_each(|(plane, dx)| {
+            let ch = plane % c;
+            let [sg, sgx] = sums[ch];
+            // dx = k·(g - Σg/m - x̂·Σg·x̂/m), x̂ = (x - μ)·invstd, in f32
+            // from f64 coefficients: dx = k·g + a·x + b.
+            let (mu, is) = (mean[ch], invstd[ch]);
+            let k = gamma[ch] as f64 * is;
+            let a = -k * is * sgx / m;
+            let b = -k * sg / m - a * mu;
+            let (k, a, b) = (k as f32, a as f32, b as f32);
+            let x = &x[plane * hw..][..hw];
+            gate.plane(plane, |g| {
+                for ((d, g), x) in dx.iter_mut().zip(g).zip(x) {
+                    *d = k * g + a * x + b;
+                }
+            });
+        });
+    sums
 }
 
 impl CustomOp3 for BnBackward {
@@ -235,64 +413,7 @@ impl CustomOp3 for BnBackward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let dims @ (n, c, hw) = nc_hw(l1)?;
-        let x = f32_slice(s1, l1, "batchnorm: input")?;
-        let y = f32_slice(s2, l2, "batchnorm: output")?;
-        let dy = f32_slice(s3, l3, "batchnorm: gradient")?;
-        if y.len() != x.len() || dy.len() != x.len() || self.gamma.len() != c {
-            candle_core::bail!("batchnorm backward: mismatched sizes");
-        }
-        let relu = self.relu;
-        let g = |i: usize| {
-            if relu && y[i] <= 0.0 {
-                0.0
-            } else {
-                dy[i]
-            }
-        };
-        let m = (n * hw) as f64;
-        let stats = self.stats.lock().expect("batch statistics");
-        let (mean, invstd) = (&stats.mean, &stats.invstd);
-        if mean.len() != c {
-            candle_core::bail!("batchnorm backward: the forward pass did not run");
-        }
-        // Σ g and Σ g·x̂ per channel.
-        let sums = channel_sums(dims, |plane, ch| {
-            let mu = mean[ch] as f32;
-            let base = plane * hw;
-            let [sg, sgx] = lane_sums(hw, |j| {
-                let gi = g(base + j);
-                [gi, gi * (x[base + j] - mu)]
-            });
-            [sg, sgx * invstd[ch]]
-        });
-        let len = x.len();
-        let mut out = vec![0f32; len + 2 * c];
-        let (dx, rest) = out.split_at_mut(len);
-        dx.par_chunks_mut(hw.max(1))
-            .enumerate()
-            .for_each(|(plane, dx)| {
-                let ch = plane % c;
-                let [sg, sgx] = sums[ch];
-                // dx = k·(g - Σg/m - x̂·Σg·x̂/m), x̂ = (x - μ)·invstd, in f32
-                // from f64 coefficients: dx = k·g + a·x + b.
-                let (mu, is) = (mean[ch], invstd[ch]);
-                let k = self.gamma[ch] as f64 * is;
-                let a = -k * is * sgx / m;
-                let b = -k * sg / m - a * mu;
-                let (k, a, b) = (k as f32, a as f32, b as f32);
-                let base = plane * hw;
-                let (x, y, dy) = (&x[base..][..hw], &y[base..][..hw], &dy[base..][..hw]);
-                for (((d, x), y), dy) in dx.iter_mut().zip(x).zip(y).zip(dy) {
-                    let g = if relu && *y <= 0.0 { 0.0 } else { *dy };
-                    *d = k * g + a * x + b;
-                }
-            });
-        for ch in 0..c {
-            rest[ch] = sums[ch][1] as f32;
-            rest[c + ch] = sums[ch][0] as f32;
-        }
-        Ok((CpuStorage::F32(out), Shape::from(len + 2 * c)))
+        self.run((s1, l1), Some((s2, l2)), (s3, l3))
     }
 }
 
@@ -315,9 +436,7 @@ pub(crate) fn batch_norm_train(
             stats: stats.clone(),
         },
     )?;
-    let st = stats.lock().expect("batch statistics");
-    let mean = st.mean.iter().map(|v| *v as f32).collect();
-    let var = st.unbiased.iter().map(|v| *v as f32).collect();
+    let (mean, var) = stats.lock().expect("batch statistics").running();
     Ok((y, mean, var))
 }
 
@@ -598,49 +717,9 @@ pub(crate) fn bias_relu_dropout(x: &Tensor, b: &Tensor, mask: Option<Vec<f32>>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::reference::{random, values};
+    use crate::model::reference::{check_gradients, random, values};
     use crate::rng::Rng;
     use candle_core::{Device, Var};
-
-    /// Checks analytic gradients of `sum(f(vars) * r)` against central
-    /// differences for every element of every variable.
-    fn check_gradients(vars: &[&Var], f: &dyn Fn(&[Tensor]) -> Tensor, rng: &mut Rng, what: &str) {
-        let inputs: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
-        let y = f(&inputs);
-        let r = random(rng, y.dims());
-        let loss = |inputs: &[Tensor]| -> f64 {
-            values(&f(inputs))
-                .iter()
-                .zip(values(r.as_tensor()))
-                .map(|(a, b)| *a as f64 * b as f64)
-                .sum()
-        };
-        let grads = (y * r.as_tensor())
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        for (vi, var) in vars.iter().enumerate() {
-            let analytic = values(grads.get(var).unwrap());
-            let base = values(var.as_tensor());
-            for (i, a) in analytic.iter().enumerate() {
-                let eps = 1e-3f32;
-                let at = |d: f32| {
-                    let mut inputs = inputs.clone();
-                    let mut v = base.clone();
-                    v[i] += d;
-                    inputs[vi] = Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap();
-                    loss(&inputs)
-                };
-                let numeric = (at(eps) - at(-eps)) / (2.0 * eps as f64);
-                assert!(
-                    (numeric - *a as f64).abs() < 5e-3 * (1.0 + numeric.abs()),
-                    "{what}: input {vi} [{i}]: analytic {a} vs numeric {numeric}"
-                );
-            }
-        }
-    }
 
     #[test]
     fn batch_norm_gradients_match_finite_differences_with_and_without_relu() {
