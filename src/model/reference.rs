@@ -100,3 +100,9 @@ pub(crate) fn check_gradients(
         }
     }
 }
+
+/// The bit patterns of every value of `t` (for bit-identity checks, where
+/// -0 and 0 differ and NaN equals itself).
+pub(crate) fn bits(t: &Tensor) -> Vec<u32> {
+    values(t).iter().map(|v| v.to_bits()).collect()
+}
