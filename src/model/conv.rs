@@ -21,15 +21,25 @@
 //! order, so results are byte-identical whatever the thread count. im2col
 //! buffers are per thread and reused across calls. Pinned against numpy
 //! reference values, candle's forward, and finite differences (tests below).
+//!
+//! [`bn_relu_conv`] (training) convolves max(BatchNorm(x), 0), BatchNorm
+//! with batch statistics, without storing the normalised tensor: each
+//! image is normalised into a per-thread buffer just before its product,
+//! forward and again for the weight gradient, and the BatchNorm backward
+//! pass recomputes its ReLU mask from x. Forward and every gradient are
+//! bit-identical to [`super::fused::batch_norm_train`] followed by
+//! [`conv2d`] (tested: strides 1 and 2, 1x1 and 3x3, partial weight
+//! gradient groups, 1 and 2 threads), and match finite differences.
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
+use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::direct;
-use super::fused::f32_slice;
+use super::fused::{affine_plane, bn_backward_unstored, f32_slice, BatchStats, BnMask};
 
 /// Images per partial weight gradient (fixed, so the summation order does
 /// not depend on the number of threads).
@@ -37,18 +47,52 @@ const GROUP: usize = 4;
 
 thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static INPUT_SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` with this thread's scratch buffer resized to `len` (contents
 /// unspecified).
 fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    SCRATCH.with(|s| {
+    with_buffer(&SCRATCH, len, f)
+}
+
+fn with_buffer<R>(
+    key: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    key.with(|s| {
         let mut s = s.borrow_mut();
         if s.len() < len {
             s.resize(len, 0.0);
         }
         f(&mut s[..len])
     })
+}
+
+/// A per-channel map applied to each input image before the convolution
+/// reads it: `x·scale[c] + shift[c]`, then max(·, 0) when `relu` — a
+/// training BatchNorm (+ ReLU) folded into the convolution after it, with
+/// the arithmetic of the separate layer ([`affine_plane`]).
+#[derive(Debug, Clone)]
+struct Prologue {
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+    relu: bool,
+}
+
+impl Prologue {
+    /// Runs `f` on image `x` mapped into this thread's input buffer.
+    fn with_image<R>(&self, g: &Geom, x: &[f32], f: impl FnOnce(&[f32]) -> R) -> R {
+        let hw = g.h * g.w;
+        with_buffer(&INPUT_SCRATCH, g.in_len(), |buf| {
+            for c in 0..g.cin {
+                let (src, dst) = (&x[c * hw..][..hw], &mut buf[c * hw..][..hw]);
+                affine_plane(src, dst, self.scale[c], self.shift[c], self.relu);
+            }
+            f(buf)
+        })
+    }
 }
 
 /// The geometry of one convolution.
@@ -392,14 +436,7 @@ impl CustomOp2 for Conv2d {
         let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
         let x = f32_slice(s1, l1, "conv: input")?;
         let wt = f32_slice(s2, l2, "conv: weight")?;
-        let p = g.p();
-        let kernel = g.kernel(wt);
-        let in_len = g.in_len();
-        let fill = |i: usize, y: &mut [MaybeUninit<f32>]| {
-            conv_image(&g, &x[i * in_len..(i + 1) * in_len], &kernel, y)
-        };
-        // SAFETY: conv_image writes every value of its image's output.
-        let y = unsafe { par_filled(g.n, g.cout * p, fill) };
+        let y = conv_forward(&g, x, wt, None);
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.cout, g.oh, g.ow))))
     }
 
@@ -428,10 +465,27 @@ impl CustomOp2 for Conv2d {
             &ConvBackwardFilter {
                 conv: *self,
                 w_dims: w.dims4()?,
+                pre: None,
             },
         )?;
         Ok((dx, Some(dw)))
     }
+}
+
+/// The forward convolution of every image (each mapped by `pre` first),
+/// images in parallel.
+fn conv_forward(g: &Geom, x: &[f32], wt: &[f32], pre: Option<&Prologue>) -> Vec<f32> {
+    let kernel = g.kernel(wt);
+    let in_len = g.in_len();
+    let fill = |i: usize, y: &mut [MaybeUninit<f32>]| {
+        let x = &x[i * in_len..(i + 1) * in_len];
+        match pre {
+            None => conv_image(g, x, &kernel, y),
+            Some(pre) => pre.with_image(g, x, |x| conv_image(g, x, &kernel, y)),
+        }
+    };
+    // SAFETY: conv_image writes every value of its image's output.
+    unsafe { par_filled(g.n, g.cout * g.p(), fill) }
 }
 
 /// Input gradient: (w, dy) → dx.
@@ -502,10 +556,12 @@ impl CustomOp2 for ConvBackwardData {
     }
 }
 
-/// Weight gradient: (x, dy) → dw.
+/// Weight gradient: (x, dy) → dw, over the images mapped by `pre` when
+/// given.
 struct ConvBackwardFilter {
     conv: Conv2d,
     w_dims: (usize, usize, usize, usize),
+    pre: Option<Prologue>,
 }
 
 impl CustomOp2 for ConvBackwardFilter {
@@ -540,13 +596,19 @@ impl CustomOp2 for ConvBackwardFilter {
                     let x = &x[img * g.in_len()..(img + 1) * g.in_len()];
                     let dy = &dy[img * g.cout * p..(img + 1) * g.cout * p];
                     // dW [cout × kd] += dy [cout × p] · colᵀ [p × kd]
-                    if g.pointwise() {
-                        matmul((g.cout, kd, p), dw, i > 0, dy, (p, 1), x, (1, p));
-                    } else {
-                        with_scratch(kd * p, |col| {
-                            g.im2col(x, col);
-                            matmul((g.cout, kd, p), dw, i > 0, dy, (p, 1), col, (1, p));
-                        })
+                    let mut product = |x: &[f32]| {
+                        if g.pointwise() {
+                            matmul((g.cout, kd, p), dw, i > 0, dy, (p, 1), x, (1, p));
+                        } else {
+                            with_scratch(kd * p, |col| {
+                                g.im2col(x, col);
+                                matmul((g.cout, kd, p), dw, i > 0, dy, (p, 1), col, (1, p));
+                            })
+                        }
+                    };
+                    match &self.pre {
+                        None => product(x),
+                        Some(pre) => pre.with_image(&g, x, product),
                     }
                 }
             });
@@ -819,12 +881,122 @@ pub(crate) fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Resul
         .apply_op2(&w.contiguous()?, Conv2d { stride, pad })
 }
 
+/// Training only: the convolution of max(BatchNorm(x), 0), the BatchNorm
+/// with batch statistics: (x, w, gb) → y, gb = [γ, β]. Each image is
+/// normalised into a per-thread buffer just before it is convolved (and
+/// again for the weight gradient), so the normalised tensor never exists.
+struct BnReluConv {
+    conv: Conv2d,
+    eps: f64,
+    stats: Arc<Mutex<BatchStats>>,
+}
+
+impl BnReluConv {
+    fn prologue(&self) -> Prologue {
+        let st = self.stats.lock().expect("batch statistics");
+        Prologue {
+            scale: st.scale.clone(),
+            shift: st.shift.clone(),
+            relu: true,
+        }
+    }
+}
+
+impl CustomOp3 for BnReluConv {
+    fn name(&self) -> &'static str {
+        "foldwise-batchnorm-relu-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geom::new(l1.dims(), l2.dims(), self.conv.stride, self.conv.pad)?;
+        let x = f32_slice(s1, l1, "conv: input")?;
+        let wt = f32_slice(s2, l2, "conv: weight")?;
+        let gb = f32_slice(s3, l3, "batchnorm: weights")?;
+        if gb.len() != 2 * g.cin {
+            candle_core::bail!("batchnorm: {} channels but {} weights", g.cin, gb.len());
+        }
+        let (gamma, beta) = gb.split_at(g.cin);
+        let st = BatchStats::measure(x, (g.n, g.cin, g.h * g.w), gamma, beta, self.eps)?;
+        *self.stats.lock().expect("batch statistics") = st;
+        let y = conv_forward(&g, x, wt, Some(&self.prologue()));
+        Ok((CpuStorage::F32(y), Shape::from((g.n, g.cout, g.oh, g.ow))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        gb: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let dw = x.apply_op2_no_bwd(
+            &dy,
+            &ConvBackwardFilter {
+                conv: self.conv,
+                w_dims: w.dims4()?,
+                pre: Some(self.prologue()),
+            },
+        )?;
+        // The gradient of the normalised input, then BatchNorm's backward
+        // pass with the ReLU mask recomputed from x.
+        let da = w.apply_op2_no_bwd(
+            &dy,
+            &ConvBackwardData {
+                conv: self.conv,
+                x_dims: x.dims4()?,
+            },
+        )?;
+        let gamma = gb.narrow(0, 0, x.dim(1)?)?.to_vec1::<f32>()?;
+        let (dx, dgb) = bn_backward_unstored(x, &da, BnMask::Recompute, gamma, &self.stats)?;
+        let dgb = Tensor::from_vec(dgb, gb.shape(), gb.device())?;
+        Ok((Some(dx), Some(dw), Some(dgb)))
+    }
+}
+
+/// Training only: the convolution (no bias) of max(BatchNorm(x), 0), the
+/// BatchNorm with batch statistics and `gb` = [γ, β]; the batch mean and
+/// unbiased variance of `x` are returned beside the output. Bit-identical,
+/// forward and backward, to [`super::fused::batch_norm_train`] (with ReLU)
+/// and then [`conv2d`], without storing the normalised tensor.
+pub(crate) fn bn_relu_conv(
+    x: &Tensor,
+    w: &Tensor,
+    gb: &Tensor,
+    stride: usize,
+    pad: usize,
+    eps: f64,
+) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
+    let stats: Arc<Mutex<BatchStats>> = Arc::default();
+    let y = x.contiguous()?.apply_op3(
+        &w.contiguous()?,
+        &gb.contiguous()?,
+        BnReluConv {
+            conv: Conv2d { stride, pad },
+            eps,
+            stats: stats.clone(),
+        },
+    )?;
+    let (mean, var) = stats.lock().expect("batch statistics").running();
+    Ok((y, mean, var))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::reference::{random, values};
+    use crate::model::fused::batch_norm_train;
+    use crate::model::reference::{bits, check_gradients, random, values};
     use crate::rng::Rng;
-    use candle_core::Device;
+    use candle_core::{Device, Var};
 
     /// Every (size, kernel, stride, padding) combination the tests cover:
     /// odd and even sizes, strides 1 and 2, padding 0 and 1, kernels 1-3.
@@ -1068,5 +1240,113 @@ mod tests {
         let w = Tensor::zeros((1, 2, 1, 1), candle_core::DType::F32, &Device::Cpu).unwrap();
         let err = conv2d(&x, &w, 1, 0).unwrap_err().to_string();
         assert!(err.contains("does not fit input"), "{err}");
+    }
+
+    /// The bits of an output, its batch statistics, and the bits of the
+    /// gradients of each input.
+    type Run = (Vec<u32>, Vec<Vec<f32>>, Vec<Vec<u32>>);
+
+    /// [`bn_relu_conv`] and the separate layers it replaces on the same
+    /// inputs: (output, statistics, gradients of x, w, γ, β).
+    fn bn_relu_conv_both_ways(
+        xs: [usize; 4],
+        ws: [usize; 4],
+        stride: usize,
+        pad: usize,
+        rng: &mut Rng,
+    ) -> [Run; 2] {
+        let x = random(rng, &xs);
+        let x = Var::from_tensor(&((x.as_tensor() * 3.0).unwrap() + 0.5).unwrap()).unwrap();
+        let w = random(rng, &ws);
+        let (gamma, beta) = (random(rng, &[xs[1]]), random(rng, &[xs[1]]));
+        let gb = Tensor::cat(&[gamma.as_tensor(), beta.as_tensor()], 0).unwrap();
+        let (fused, m, v) =
+            bn_relu_conv(x.as_tensor(), w.as_tensor(), &gb, stride, pad, 1e-5).unwrap();
+        let r = random(rng, fused.dims());
+        let grads_of = |y: &Tensor, stats: Vec<Vec<f32>>| {
+            let g = (y * r.as_tensor())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let grads = [&x, &w, &gamma, &beta]
+                .iter()
+                .map(|v| bits(g.get(v).unwrap()))
+                .collect();
+            (bits(y), stats, grads)
+        };
+        let fused = grads_of(&fused, vec![m, v]);
+        let (a, m, v) = batch_norm_train(
+            x.as_tensor(),
+            gamma.as_tensor(),
+            beta.as_tensor(),
+            1e-5,
+            true,
+        )
+        .unwrap();
+        let plain = grads_of(&conv2d(&a, w.as_tensor(), stride, pad).unwrap(), vec![m, v]);
+        [fused, plain]
+    }
+
+    #[test]
+    fn bn_relu_conv_is_bit_identical_to_the_separate_layers() {
+        let mut rng = Rng::new(5);
+        // 5 and 9 images: a partial group of the weight gradient.
+        for (xs, ws, stride, pad) in [
+            ([5, 3, 7, 9], [4, 3, 3, 3], 1, 1),
+            ([5, 3, 7, 9], [4, 3, 3, 3], 2, 1),
+            ([9, 4, 6, 5], [3, 4, 1, 1], 1, 0),
+            ([9, 4, 6, 5], [6, 4, 1, 1], 2, 0),
+            ([2, 16, 17, 33], [24, 16, 3, 3], 2, 1),
+        ] {
+            let [fused, plain] = bn_relu_conv_both_ways(xs, ws, stride, pad, &mut rng);
+            let what = format!("{xs:?} {ws:?} s{stride} p{pad}");
+            assert_eq!(fused.0, plain.0, "{what}: output");
+            assert_eq!(fused.1, plain.1, "{what}: statistics");
+            for (i, name) in ["dx", "dw", "dgamma", "dbeta"].iter().enumerate() {
+                assert_eq!(fused.2[i], plain.2[i], "{what}: {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn bn_relu_conv_gradients_match_finite_differences() {
+        let mut rng = Rng::new(6);
+        for (xs, ws, stride, pad) in [
+            ([2, 2, 3, 5], [3, 2, 3, 3], 1, 1),
+            ([3, 2, 5, 4], [2, 2, 3, 3], 2, 1),
+            ([2, 3, 2, 3], [2, 3, 1, 1], 1, 0),
+        ] {
+            let x = random(&mut rng, &xs);
+            let w = random(&mut rng, &ws);
+            let (gamma, beta) = (random(&mut rng, &[xs[1]]), random(&mut rng, &[xs[1]]));
+            let f = |t: &[Tensor]| {
+                let gb = Tensor::cat(&t[2..], 0).unwrap();
+                bn_relu_conv(&t[0], &t[1], &gb, stride, pad, 1e-5)
+                    .unwrap()
+                    .0
+            };
+            check_gradients(
+                &[&x, &w, &gamma, &beta],
+                &f,
+                &mut rng,
+                &format!("{xs:?} {ws:?} s{stride} p{pad}"),
+            );
+        }
+    }
+
+    #[test]
+    fn bn_relu_conv_is_identical_on_one_or_two_threads() {
+        let run = |threads| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    bn_relu_conv_both_ways([9, 3, 6, 7], [4, 3, 3, 3], 1, 1, &mut Rng::new(7))
+                })
+        };
+        assert_eq!(run(1)[0], run(2)[0]);
     }
 }

@@ -1,6 +1,7 @@
 //! Fused elementwise kernels as the project's own candle custom ops:
-//! batch normalisation with an optional ReLU (training and evaluation), and
-//! the residual `relu(a + b)`.
+//! batch normalisation with an optional ReLU (training and evaluation), the
+//! residual `relu(a + b)`, and in training the two together
+//! ([`bn_add_relu`]).
 //!
 //! Composed from candle's primitives, one training BatchNorm is about ten
 //! passes over the activation (its reductions over N, H, W are slow
@@ -14,7 +15,17 @@
 //! statistics (PyTorch's convention). With ReLU, gradients flow where the
 //! output is positive. Pinned against numpy reference values (the BatchNorm
 //! tests in `layers`) and finite differences (below).
+//!
+//! [`bn_add_relu`] computes max(BatchNorm(c) + t, 0) with t = s,
+//! BatchNorm(s) or max(BatchNorm(s), 0) without storing either normalised
+//! tensor (candle keeps every op input until the backward pass ends; these
+//! are recomputed from c, s and the per-channel scale and shift). Forward
+//! and every gradient are bit-identical to the separate layers (the same
+//! f32 expressions, the same statistics, the same backward function; the
+//! recomputed ReLU mask equals the stored output's), tested on odd sizes,
+//! with finite differences and on 1 and 2 threads.
 
+use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
@@ -96,14 +107,74 @@ fn plane_moments(x: &[f32], k: f32) -> [f64; 2] {
 }
 
 /// What a training BatchNorm's forward pass measured, per channel: mean and
-/// 1/sqrt(biased variance + eps) for its backward pass, and the unbiased
-/// variance for the running statistics.
+/// 1/sqrt(biased variance + eps) for its backward pass, the unbiased
+/// variance for the running statistics, and the map it applied,
+/// `y = x·scale + shift` (in f32, from f64 coefficients).
 #[derive(Default)]
-struct BatchStats {
+pub(super) struct BatchStats {
     mean: Vec<f64>,
     invstd: Vec<f64>,
     unbiased: Vec<f64>,
+    pub scale: Vec<f32>,
+    pub shift: Vec<f32>,
 }
+
+impl BatchStats {
+    /// The statistics of NCHW `x` (`dims` = (N, C, H*W)) and the map they
+    /// give with `gamma`, `beta`.
+    pub(super) fn measure(
+        x: &[f32],
+        dims @ (n, c, hw): (usize, usize, usize),
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f64,
+    ) -> Result<BatchStats> {
+        if gamma.len() != c || beta.len() != c {
+            candle_core::bail!("batchnorm: {c} channels but {} weights", gamma.len());
+        }
+        let m = (n * hw) as f64;
+        // Moments about a value of the channel (its first in the batch), so
+        // E[d²] - E[d]² does not cancel even when the mean is far from 0.
+        let shift: Vec<f32> = (0..c).map(|ch| x[ch * hw]).collect();
+        let moments = channel_sums(dims, |plane, ch| {
+            plane_moments(&x[plane * hw..][..hw], shift[ch])
+        });
+        let mean: Vec<f64> = (0..c)
+            .map(|ch| shift[ch] as f64 + moments[ch][0] / m)
+            .collect();
+        let var: Vec<f64> = moments
+            .iter()
+            .map(|[s, q]| (q / m - (s / m) * (s / m)).max(0.0))
+            .collect();
+        let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+        let (scale, shift): (Vec<f32>, Vec<f32>) = (0..c)
+            .map(|ch| {
+                let a = gamma[ch] as f64 * invstd[ch];
+                (a as f32, (beta[ch] as f64 - mean[ch] * a) as f32)
+            })
+            .unzip();
+        let unbias = if m > 1.0 { m / (m - 1.0) } else { 1.0 };
+        Ok(BatchStats {
+            unbiased: var.iter().map(|v| v * unbias).collect(),
+            mean,
+            invstd,
+            scale,
+            shift,
+        })
+    }
+
+    /// The batch mean and unbiased variance in f32.
+    pub(super) fn running(&self) -> BatchMoments {
+        (
+            self.mean.iter().map(|v| *v as f32).collect(),
+            self.unbiased.iter().map(|v| *v as f32).collect(),
+        )
+    }
+}
+
+/// A training BatchNorm's batch mean and unbiased variance, as the running
+/// statistics take them.
+pub(crate) type BatchMoments = (Vec<f32>, Vec<f32>);
 
 /// Training BatchNorm (+ ReLU): (x, gamma, beta) → y.
 struct BnTrain {
@@ -126,41 +197,13 @@ impl CustomOp3 for BnTrain {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let dims @ (n, c, hw) = nc_hw(l1)?;
+        let dims = nc_hw(l1)?;
         let x = f32_slice(s1, l1, "batchnorm: input")?;
         let gamma = f32_slice(s2, l2, "batchnorm: weight")?;
         let beta = f32_slice(s3, l3, "batchnorm: bias")?;
-        if gamma.len() != c || beta.len() != c {
-            candle_core::bail!("batchnorm: {c} channels but {} weights", gamma.len());
-        }
-        let m = (n * hw) as f64;
-        // Moments about a value of the channel (its first in the batch), so
-        // E[d²] - E[d]² does not cancel even when the mean is far from 0.
-        let shift: Vec<f32> = (0..c).map(|ch| x[ch * hw]).collect();
-        let moments = channel_sums(dims, |plane, ch| {
-            plane_moments(&x[plane * hw..][..hw], shift[ch])
-        });
-        let mean: Vec<f64> = (0..c)
-            .map(|ch| shift[ch] as f64 + moments[ch][0] / m)
-            .collect();
-        let var: Vec<f64> = moments
-            .iter()
-            .map(|[s, q]| (q / m - (s / m) * (s / m)).max(0.0))
-            .collect();
-        let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
-        let (scale, shift): (Vec<f32>, Vec<f32>) = (0..c)
-            .map(|ch| {
-                let a = gamma[ch] as f64 * invstd[ch];
-                (a as f32, (beta[ch] as f64 - mean[ch] * a) as f32)
-            })
-            .unzip();
-        let y = affine(x, dims, &scale, &shift, self.relu);
-        let unbias = if m > 1.0 { m / (m - 1.0) } else { 1.0 };
-        *self.stats.lock().expect("batch statistics") = BatchStats {
-            unbiased: var.iter().map(|v| v * unbias).collect(),
-            mean,
-            invstd,
-        };
+        let st = BatchStats::measure(x, dims, gamma, beta, self.eps)?;
+        let y = affine(x, dims, &st.scale, &st.shift, self.relu);
+        *self.stats.lock().expect("batch statistics") = st;
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -178,7 +221,11 @@ impl CustomOp3 for BnTrain {
             y,
             &dy.contiguous()?,
             &BnBackward {
-                relu: self.relu,
+                mask: if self.relu {
+                    BnMask::Output
+                } else {
+                    BnMask::None
+                },
                 gamma: gamma.flatten_all()?.to_vec1()?,
                 stats: self.stats.clone(),
             },
@@ -187,6 +234,17 @@ impl CustomOp3 for BnTrain {
         let dgamma = packed.narrow(0, len, c)?.reshape(gamma.shape())?;
         let dbeta = packed.narrow(0, len + c, c)?.reshape(gamma.shape())?;
         Ok((Some(dx), Some(dgamma), Some(dbeta)))
+    }
+}
+
+/// One plane of [`affine`]: y = x * a + b (then max(0, ·) with `relu`).
+/// Every training and evaluation BatchNorm output, stored or recomputed,
+/// is this expression.
+#[inline]
+pub(super) fn affine_plane(x: &[f32], y: &mut [f32], a: f32, b: f32, relu: bool) {
+    for (y, x) in y.iter_mut().zip(x) {
+        let v = x * a + b;
+        *y = if relu { v.max(0.0) } else { v };
     }
 }
 
@@ -203,22 +261,170 @@ fn affine(
     y.par_chunks_mut(hw.max(1))
         .zip(x.par_chunks(hw.max(1)))
         .enumerate()
-        .for_each(|(plane, (y, x))| {
-            let (a, b) = (scale[plane % c], shift[plane % c]);
-            for (y, x) in y.iter_mut().zip(x) {
-                let v = x * a + b;
-                *y = if relu { v.max(0.0) } else { v };
-            }
-        });
+        .for_each(|(plane, (y, x))| affine_plane(x, y, scale[plane % c], shift[plane % c], relu));
     y
 }
 
-/// Training BatchNorm gradients: (x, y, dy) → [dx, dgamma, dbeta] packed
-/// into one vector.
+/// Where a training BatchNorm's backward pass lets the output gradient
+/// through: everywhere (no ReLU after it), where its stored output is
+/// positive, or where that output, recomputed from the input and the
+/// forward pass's scale and shift, is positive. The two ReLU masks are the
+/// same bit for bit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum BnMask {
+    None,
+    Output,
+    Recompute,
+}
+
+/// Training BatchNorm gradients: (x, y, dy) with [`BnMask::Output`] (a
+/// `CustomOp3`), or (x, dy) otherwise (a `CustomOp2`) → [dx, dgamma, dbeta]
+/// packed into one vector.
 struct BnBackward {
-    relu: bool,
+    mask: BnMask,
     gamma: Vec<f32>,
     stats: Arc<Mutex<BatchStats>>,
+}
+
+impl BnBackward {
+    fn run(
+        &self,
+        (s1, l1): (&CpuStorage, &Layout),
+        y: Option<(&CpuStorage, &Layout)>,
+        (s3, l3): (&CpuStorage, &Layout),
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims @ (_, c, _) = nc_hw(l1)?;
+        let x = f32_slice(s1, l1, "batchnorm: input")?;
+        let dy = f32_slice(s3, l3, "batchnorm: gradient")?;
+        let y = match y {
+            Some((s2, l2)) => Some(f32_slice(s2, l2, "batchnorm: output")?),
+            None => None,
+        };
+        if dy.len() != x.len()
+            || y.is_some_and(|y| y.len() != x.len())
+            || (self.mask == BnMask::Output && y.is_none())
+            || self.gamma.len() != c
+        {
+            candle_core::bail!("batchnorm backward: mismatched sizes");
+        }
+        let stats = self.stats.lock().expect("batch statistics");
+        if stats.mean.len() != c {
+            candle_core::bail!("batchnorm backward: the forward pass did not run");
+        }
+        let len = x.len();
+        let mut out = vec![0f32; len + 2 * c];
+        let (dx, rest) = out.split_at_mut(len);
+        let gate = Gate {
+            mask: self.mask,
+            x,
+            y: y.unwrap_or(x),
+            dy,
+            stats: &stats,
+            hw: dims.2,
+        };
+        let sums = bn_backward(&gate, dims, &self.gamma, dx);
+        for ch in 0..c {
+            rest[ch] = sums[ch][1] as f32;
+            rest[c + ch] = sums[ch][0] as f32;
+        }
+        Ok((CpuStorage::F32(out), Shape::from(len + 2 * c)))
+    }
+}
+
+thread_local! {
+    static GATED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The gradient a training BatchNorm's backward pass works on: the output
+/// gradient `dy` where the ReLU after it (per [`BnMask`]) let it through,
+/// else 0.
+struct Gate<'a> {
+    mask: BnMask,
+    x: &'a [f32],
+    /// The stored output ([`BnMask::Output`]; any same-sized slice
+    /// otherwise).
+    y: &'a [f32],
+    dy: &'a [f32],
+    stats: &'a BatchStats,
+    hw: usize,
+}
+
+impl Gate<'_> {
+    /// Runs `f` on the gated gradient of plane `plane` (channel `ch`).
+    fn plane<R>(&self, plane: usize, ch: usize, f: impl FnOnce(&[f32]) -> R) -> R {
+        let hw = self.hw;
+        let (x, y, dy) = (
+            &self.x[plane * hw..][..hw],
+            &self.y[plane * hw..][..hw],
+            &self.dy[plane * hw..][..hw],
+        );
+        if self.mask == BnMask::None {
+            return f(dy);
+        }
+        GATED.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            if buf.len() < hw {
+                buf.resize(hw, 0.0);
+            }
+            let g = &mut buf[..hw];
+            // dy or 0.0 by a bit mask (all ones or zero), so the loops
+            // vectorise.
+            let masked = |dy: f32, mask: u32| f32::from_bits(dy.to_bits() & mask);
+            if self.mask == BnMask::Output {
+                for ((g, y), dy) in g.iter_mut().zip(y).zip(dy) {
+                    *g = masked(*dy, ((*y <= 0.0) as u32).wrapping_sub(1));
+                }
+            } else {
+                // The stored output is max(v, 0), v = x·a + b as
+                // `affine_plane` computes it; max(v, 0) <= 0 exactly where
+                // v > 0 fails (v <= 0, -0 or NaN).
+                let (a, b) = (self.stats.scale[ch], self.stats.shift[ch]);
+                for ((g, x), dy) in g.iter_mut().zip(x).zip(dy) {
+                    *g = masked(*dy, ((x * a + b > 0.0) as u32).wrapping_neg());
+                }
+            }
+            f(g)
+        })
+    }
+}
+
+/// The training BatchNorm backward pass over the gradient `gate` gives,
+/// written to `dx`; returns per channel [Σg, Σg·x̂] (dbeta, dgamma).
+fn bn_backward(
+    gate: &Gate,
+    dims @ (n, c, hw): (usize, usize, usize),
+    gamma: &[f32],
+    dx: &mut [f32],
+) -> Vec<[f64; 2]> {
+    let m = (n * hw) as f64;
+    let (x, mean, invstd) = (gate.x, &gate.stats.mean, &gate.stats.invstd);
+    // Σ g and Σ g·x̂ per channel.
+    let sums = channel_sums(dims, |plane, ch| {
+        let mu = mean[ch] as f32;
+        let x = &x[plane * hw..][..hw];
+        let [sg, sgx] = gate.plane(plane, ch, |g| lane_sums(hw, |j| [g[j], g[j] * (x[j] - mu)]));
+        [sg, sgx * invstd[ch]]
+    });
+    dx.par_chunks_mut(hw.max(1))
+        .enumerate()
+        .for_each(|(plane, dx)| {
+            let ch = plane % c;
+            let [sg, sgx] = sums[ch];
+            // dx = k·(g - Σg/m - x̂·Σg·x̂/m), x̂ = (x - μ)·invstd, in f32
+            // from f64 coefficients: dx = k·g + a·x + b.
+            let (mu, is) = (mean[ch], invstd[ch]);
+            let k = gamma[ch] as f64 * is;
+            let a = -k * is * sgx / m;
+            let b = -k * sg / m - a * mu;
+            let (k, a, b) = (k as f32, a as f32, b as f32);
+            let x = &x[plane * hw..][..hw];
+            gate.plane(plane, ch, |g| {
+                for ((d, g), x) in dx.iter_mut().zip(g).zip(x) {
+                    *d = k * g + a * x + b;
+                }
+            });
+        });
+    sums
 }
 
 impl CustomOp3 for BnBackward {
@@ -235,65 +441,48 @@ impl CustomOp3 for BnBackward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let dims @ (n, c, hw) = nc_hw(l1)?;
-        let x = f32_slice(s1, l1, "batchnorm: input")?;
-        let y = f32_slice(s2, l2, "batchnorm: output")?;
-        let dy = f32_slice(s3, l3, "batchnorm: gradient")?;
-        if y.len() != x.len() || dy.len() != x.len() || self.gamma.len() != c {
-            candle_core::bail!("batchnorm backward: mismatched sizes");
-        }
-        let relu = self.relu;
-        let g = |i: usize| {
-            if relu && y[i] <= 0.0 {
-                0.0
-            } else {
-                dy[i]
-            }
-        };
-        let m = (n * hw) as f64;
-        let stats = self.stats.lock().expect("batch statistics");
-        let (mean, invstd) = (&stats.mean, &stats.invstd);
-        if mean.len() != c {
-            candle_core::bail!("batchnorm backward: the forward pass did not run");
-        }
-        // Σ g and Σ g·x̂ per channel.
-        let sums = channel_sums(dims, |plane, ch| {
-            let mu = mean[ch] as f32;
-            let base = plane * hw;
-            let [sg, sgx] = lane_sums(hw, |j| {
-                let gi = g(base + j);
-                [gi, gi * (x[base + j] - mu)]
-            });
-            [sg, sgx * invstd[ch]]
-        });
-        let len = x.len();
-        let mut out = vec![0f32; len + 2 * c];
-        let (dx, rest) = out.split_at_mut(len);
-        dx.par_chunks_mut(hw.max(1))
-            .enumerate()
-            .for_each(|(plane, dx)| {
-                let ch = plane % c;
-                let [sg, sgx] = sums[ch];
-                // dx = k·(g - Σg/m - x̂·Σg·x̂/m), x̂ = (x - μ)·invstd, in f32
-                // from f64 coefficients: dx = k·g + a·x + b.
-                let (mu, is) = (mean[ch], invstd[ch]);
-                let k = self.gamma[ch] as f64 * is;
-                let a = -k * is * sgx / m;
-                let b = -k * sg / m - a * mu;
-                let (k, a, b) = (k as f32, a as f32, b as f32);
-                let base = plane * hw;
-                let (x, y, dy) = (&x[base..][..hw], &y[base..][..hw], &dy[base..][..hw]);
-                for (((d, x), y), dy) in dx.iter_mut().zip(x).zip(y).zip(dy) {
-                    let g = if relu && *y <= 0.0 { 0.0 } else { *dy };
-                    *d = k * g + a * x + b;
-                }
-            });
-        for ch in 0..c {
-            rest[ch] = sums[ch][1] as f32;
-            rest[c + ch] = sums[ch][0] as f32;
-        }
-        Ok((CpuStorage::F32(out), Shape::from(len + 2 * c)))
+        self.run((s1, l1), Some((s2, l2)), (s3, l3))
     }
+}
+
+impl CustomOp2 for BnBackward {
+    fn name(&self) -> &'static str {
+        "foldwise-batchnorm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.run((s1, l1), None, (s2, l2))
+    }
+}
+
+/// The gradients of a training BatchNorm over `x` whose output was not
+/// kept (`mask` is [`BnMask::None`] or [`BnMask::Recompute`]), given the
+/// gradient `dy` of its output: dx, and [dgamma, dbeta] as plain values (so
+/// they hold no reference to dx's storage).
+pub(super) fn bn_backward_unstored(
+    x: &Tensor,
+    dy: &Tensor,
+    mask: BnMask,
+    gamma: Vec<f32>,
+    stats: &Arc<Mutex<BatchStats>>,
+) -> Result<(Tensor, Vec<f32>)> {
+    let (c, len) = (gamma.len(), x.elem_count());
+    let packed = x.contiguous()?.apply_op2_no_bwd(
+        &dy.contiguous()?,
+        &BnBackward {
+            mask,
+            gamma,
+            stats: stats.clone(),
+        },
+    )?;
+    let dparams = packed.narrow(0, len, 2 * c)?.to_vec1::<f32>()?;
+    Ok((packed.narrow(0, 0, len)?.reshape(x.shape())?, dparams))
 }
 
 /// Training BatchNorm over NCHW `x` (+ ReLU when `relu`); the batch mean and
@@ -315,9 +504,7 @@ pub(crate) fn batch_norm_train(
             stats: stats.clone(),
         },
     )?;
-    let st = stats.lock().expect("batch statistics");
-    let mean = st.mean.iter().map(|v| *v as f32).collect();
-    let var = st.unbiased.iter().map(|v| *v as f32).collect();
+    let (mean, var) = stats.lock().expect("batch statistics").running();
     Ok((y, mean, var))
 }
 
@@ -466,6 +653,168 @@ pub(crate) fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
 }
 
+/// The shortcut term `t` of [`bn_add_relu`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum ShortcutNorm {
+    /// t = s.
+    Identity,
+    /// t = BatchNorm(s): a projection shortcut.
+    Bn,
+    /// t = max(BatchNorm(s), 0): the block input itself, when that is a
+    /// BatchNorm + ReLU output that is not stored.
+    BnRelu,
+}
+
+/// Training only: max(BatchNorm(c) + t, 0) with t from `s` as
+/// [`ShortcutNorm`] says: (c, s, gb) → y, gb = [γ, β] for the identity,
+/// else [γ, β, γs, βs]. Neither BatchNorm's output is stored.
+struct BnAddRelu {
+    eps: f64,
+    shortcut: ShortcutNorm,
+    c_stats: Arc<Mutex<BatchStats>>,
+    s_stats: Arc<Mutex<BatchStats>>,
+}
+
+impl CustomOp3 for BnAddRelu {
+    fn name(&self) -> &'static str {
+        "foldwise-batchnorm-add-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if l1.shape() != l2.shape() {
+            candle_core::bail!(
+                "batchnorm-add-relu: shapes {:?} and {:?} differ",
+                l1.dims(),
+                l2.dims()
+            );
+        }
+        let dims @ (_, c, hw) = nc_hw(l1)?;
+        let x = f32_slice(s1, l1, "batchnorm-add-relu: input")?;
+        let s = f32_slice(s2, l2, "batchnorm-add-relu: shortcut")?;
+        let gb = f32_slice(s3, l3, "batchnorm-add-relu: weights")?;
+        let identity = self.shortcut == ShortcutNorm::Identity;
+        if gb.len() != if identity { 2 * c } else { 4 * c } {
+            candle_core::bail!("batchnorm-add-relu: {c} channels but {} weights", gb.len());
+        }
+        let xs = BatchStats::measure(x, dims, &gb[..c], &gb[c..2 * c], self.eps)?;
+        let ss = if identity {
+            None
+        } else {
+            Some(BatchStats::measure(
+                s,
+                dims,
+                &gb[2 * c..3 * c],
+                &gb[3 * c..],
+                self.eps,
+            )?)
+        };
+        let relu = self.shortcut == ShortcutNorm::BnRelu;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(hw.max(1))
+            .enumerate()
+            .for_each(|(plane, y)| {
+                let ch = plane % c;
+                let base = plane * hw;
+                let (x, s) = (&x[base..][..y.len()], &s[base..][..y.len()]);
+                let (a, b) = (xs.scale[ch], xs.shift[ch]);
+                // The expressions of `affine` and then `AddRelu`.
+                match &ss {
+                    None => {
+                        for ((y, x), s) in y.iter_mut().zip(x).zip(s) {
+                            *y = ((x * a + b) + s).max(0.0);
+                        }
+                    }
+                    Some(ss) => {
+                        let (sa, sb) = (ss.scale[ch], ss.shift[ch]);
+                        for ((y, x), s) in y.iter_mut().zip(x).zip(s) {
+                            let t = s * sa + sb;
+                            let t = if relu { t.max(0.0) } else { t };
+                            *y = ((x * a + b) + t).max(0.0);
+                        }
+                    }
+                }
+            });
+        *self.c_stats.lock().expect("batch statistics") = xs;
+        if let Some(ss) = ss {
+            *self.s_stats.lock().expect("batch statistics") = ss;
+        }
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        s: &Tensor,
+        gb: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let c = x.dim(1)?;
+        let gbv = gb.to_vec1::<f32>()?;
+        // As AddRelu's backward: the gradient where the output is positive.
+        let g = y
+            .contiguous()?
+            .apply_op2_no_bwd(&dy.contiguous()?, &ReluMask)?;
+        let (dx, mut dgb) =
+            bn_backward_unstored(x, &g, BnMask::None, gbv[..c].to_vec(), &self.c_stats)?;
+        let ds = match self.shortcut {
+            ShortcutNorm::Identity => g,
+            kind => {
+                let mask = if kind == ShortcutNorm::BnRelu {
+                    BnMask::Recompute
+                } else {
+                    BnMask::None
+                };
+                let gamma = gbv[2 * c..3 * c].to_vec();
+                let (ds, dp) = bn_backward_unstored(s, &g, mask, gamma, &self.s_stats)?;
+                dgb.extend(dp);
+                ds
+            }
+        };
+        let dgb = Tensor::from_vec(dgb, gb.shape(), gb.device())?;
+        Ok((Some(dx), Some(ds), Some(dgb)))
+    }
+}
+
+/// Training only: max(BatchNorm(c) + t, 0) over same-shaped NCHW `c` and
+/// `s`, t = s, BatchNorm(s) or max(BatchNorm(s), 0) as `shortcut` says;
+/// `gb` = [γ, β] (identity) or [γ, β, γs, βs]. Bit-identical, forward and
+/// backward, to [`batch_norm_train`] on each input and then [`add_relu`],
+/// without storing the normalised tensors. Returns the batch mean and
+/// unbiased variance of `c`, then of `s` when it is normalised.
+pub(crate) fn bn_add_relu(
+    c: &Tensor,
+    s: &Tensor,
+    gb: &Tensor,
+    shortcut: ShortcutNorm,
+    eps: f64,
+) -> Result<(Tensor, Vec<BatchMoments>)> {
+    let (c_stats, s_stats): (Arc<Mutex<BatchStats>>, Arc<Mutex<BatchStats>>) = Default::default();
+    let y = c.contiguous()?.apply_op3(
+        &s.contiguous()?,
+        &gb.contiguous()?,
+        BnAddRelu {
+            eps,
+            shortcut,
+            c_stats: c_stats.clone(),
+            s_stats: s_stats.clone(),
+        },
+    )?;
+    let mut stats = vec![c_stats.lock().expect("batch statistics").running()];
+    if shortcut != ShortcutNorm::Identity {
+        stats.push(s_stats.lock().expect("batch statistics").running());
+    }
+    Ok((y, stats))
+}
+
 /// relu(x + b[c]) · mask: (x, b) → y, the mask (inverted-dropout scales,
 /// one per element) fixed in the op.
 struct BiasReluMask {
@@ -598,49 +947,9 @@ pub(crate) fn bias_relu_dropout(x: &Tensor, b: &Tensor, mask: Option<Vec<f32>>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::reference::{random, values};
+    use crate::model::reference::{bits, check_gradients, random, values};
     use crate::rng::Rng;
     use candle_core::{Device, Var};
-
-    /// Checks analytic gradients of `sum(f(vars) * r)` against central
-    /// differences for every element of every variable.
-    fn check_gradients(vars: &[&Var], f: &dyn Fn(&[Tensor]) -> Tensor, rng: &mut Rng, what: &str) {
-        let inputs: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
-        let y = f(&inputs);
-        let r = random(rng, y.dims());
-        let loss = |inputs: &[Tensor]| -> f64 {
-            values(&f(inputs))
-                .iter()
-                .zip(values(r.as_tensor()))
-                .map(|(a, b)| *a as f64 * b as f64)
-                .sum()
-        };
-        let grads = (y * r.as_tensor())
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        for (vi, var) in vars.iter().enumerate() {
-            let analytic = values(grads.get(var).unwrap());
-            let base = values(var.as_tensor());
-            for (i, a) in analytic.iter().enumerate() {
-                let eps = 1e-3f32;
-                let at = |d: f32| {
-                    let mut inputs = inputs.clone();
-                    let mut v = base.clone();
-                    v[i] += d;
-                    inputs[vi] = Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap();
-                    loss(&inputs)
-                };
-                let numeric = (at(eps) - at(-eps)) / (2.0 * eps as f64);
-                assert!(
-                    (numeric - *a as f64).abs() < 5e-3 * (1.0 + numeric.abs()),
-                    "{what}: input {vi} [{i}]: analytic {a} vs numeric {numeric}"
-                );
-            }
-        }
-    }
 
     #[test]
     fn batch_norm_gradients_match_finite_differences_with_and_without_relu() {
@@ -832,5 +1141,131 @@ mod tests {
                 })
         };
         assert_eq!(run(1), run(2));
+    }
+
+    /// The bits of an output, its batch statistics, and the bits of the
+    /// gradients of each input.
+    type Run = (Vec<u32>, Vec<Vec<f32>>, Vec<Vec<u32>>);
+
+    /// [`bn_add_relu`] and the separate layers it replaces on the same
+    /// inputs: (output, statistics, gradients of c, s, γ, β, γs, βs).
+    fn add_relu_both_ways(shape: &[usize], kind: ShortcutNorm, rng: &mut Rng) -> [Run; 2] {
+        let ch = shape[1];
+        let spread = |v: Var, k: f64| {
+            Var::from_tensor(&((v.as_tensor() * k).unwrap() + 0.3).unwrap()).unwrap()
+        };
+        let c = spread(random(rng, shape), 3.0);
+        let s = spread(random(rng, shape), 2.0);
+        let p: Vec<Var> = (0..4).map(|_| random(rng, &[ch])).collect();
+        let r = random(rng, shape);
+        let grads_of = |y: &Tensor, stats: Vec<Vec<f32>>| {
+            let g = (y * r.as_tensor())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let mut vars = vec![&c, &s, &p[0], &p[1]];
+            if kind != ShortcutNorm::Identity {
+                vars.extend([&p[2], &p[3]]);
+            }
+            let grads = vars.iter().map(|v| bits(g.get(v).unwrap())).collect();
+            (bits(y), stats, grads)
+        };
+        let gb: Vec<&Tensor> = match kind {
+            ShortcutNorm::Identity => p[..2].iter().map(Var::as_tensor).collect(),
+            _ => p.iter().map(Var::as_tensor).collect(),
+        };
+        let gb = Tensor::cat(&gb, 0).unwrap();
+        let (fused, stats) = bn_add_relu(c.as_tensor(), s.as_tensor(), &gb, kind, 1e-5).unwrap();
+        let stats = stats.into_iter().flat_map(|(m, v)| [m, v]).collect();
+        let fused = grads_of(&fused, stats);
+        let (a, m, v) = batch_norm_train(
+            c.as_tensor(),
+            p[0].as_tensor(),
+            p[1].as_tensor(),
+            1e-5,
+            false,
+        )
+        .unwrap();
+        let mut stats = vec![m, v];
+        let t = match kind {
+            ShortcutNorm::Identity => s.as_tensor().clone(),
+            _ => {
+                let relu = kind == ShortcutNorm::BnRelu;
+                let (t, m, v) = batch_norm_train(
+                    s.as_tensor(),
+                    p[2].as_tensor(),
+                    p[3].as_tensor(),
+                    1e-5,
+                    relu,
+                )
+                .unwrap();
+                stats.extend([m, v]);
+                t
+            }
+        };
+        let plain = grads_of(&add_relu(&a, &t).unwrap(), stats);
+        [fused, plain]
+    }
+
+    const SHORTCUTS: [ShortcutNorm; 3] = [
+        ShortcutNorm::Identity,
+        ShortcutNorm::Bn,
+        ShortcutNorm::BnRelu,
+    ];
+
+    #[test]
+    fn bn_add_relu_is_bit_identical_to_the_separate_layers() {
+        let mut rng = Rng::new(13);
+        for shape in [[5, 3, 7, 9], [2, 4, 1, 1], [9, 2, 5, 37]] {
+            for kind in SHORTCUTS {
+                let [fused, plain] = add_relu_both_ways(&shape, kind, &mut rng);
+                assert!(fused.0.iter().any(|b| *b != 0), "an all-zero output");
+                assert_eq!(fused.0, plain.0, "{shape:?} {kind:?}: output");
+                assert_eq!(fused.1, plain.1, "{shape:?} {kind:?}: statistics");
+                for (i, (f, p)) in fused.2.iter().zip(&plain.2).enumerate() {
+                    assert_eq!(f, p, "{shape:?} {kind:?}: gradient {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bn_add_relu_gradients_match_finite_differences() {
+        // A seed whose draws put no ReLU input within a difference step of
+        // 0 (where central differences straddle the kink; about a third of
+        // seeds do somewhere).
+        let mut rng = Rng::new(19);
+        for shape in [[2, 3, 3, 5], [3, 2, 1, 1]] {
+            for kind in SHORTCUTS {
+                let vars: Vec<Var> = [&shape[..], &shape[..]]
+                    .into_iter()
+                    .chain([&shape[1..2]; 4])
+                    .map(|s| random(&mut rng, s))
+                    .collect();
+                let n = if kind == ShortcutNorm::Identity { 4 } else { 6 };
+                let f = |t: &[Tensor]| {
+                    let gb = Tensor::cat(&t[2..], 0).unwrap();
+                    bn_add_relu(&t[0], &t[1], &gb, kind, 1e-5).unwrap().0
+                };
+                let vars: Vec<&Var> = vars[..n].iter().collect();
+                check_gradients(&vars, &f, &mut rng, &format!("{shape:?} {kind:?}"));
+            }
+        }
+    }
+
+    #[test]
+    fn bn_add_relu_is_identical_on_one_or_two_threads() {
+        for kind in SHORTCUTS {
+            let run = |threads| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap()
+                    .install(|| add_relu_both_ways(&[8, 4, 6, 9], kind, &mut Rng::new(15)))
+            };
+            assert_eq!(run(1)[0], run(2)[0], "{kind:?}");
+        }
     }
 }

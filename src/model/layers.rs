@@ -9,8 +9,10 @@
 
 use candle_core::{Device, Result, Tensor, Var};
 
-use super::conv::{conv2d, conv2d_eval, Epilogue};
-use super::fused::{batch_norm_eval, batch_norm_train, bias_relu_dropout, bn_eval_affine};
+use super::conv::{bn_relu_conv, conv2d, conv2d_eval, Epilogue};
+use super::fused::{
+    batch_norm_eval, batch_norm_train, bias_relu_dropout, bn_add_relu, bn_eval_affine, ShortcutNorm,
+};
 use super::init::kaiming_uniform;
 use crate::rng::Rng;
 
@@ -20,8 +22,10 @@ use crate::rng::Rng;
 pub(crate) struct Ctx {
     pub train: bool,
     /// In evaluation: fuse each convolution with the layers after it
-    /// ([`conv2d_eval`]; bit-identical, fewer passes). Off only to test
-    /// that equality.
+    /// ([`conv2d_eval`]; bit-identical, fewer passes). In training: fold
+    /// each BatchNorm into the layers that read it
+    /// ([`Conv::forward_bn_relu`], [`BatchNorm::add_relu`]), so its output
+    /// is not kept for the backward pass. Off only to test the equality.
     pub fuse: bool,
     pub rng: Rng,
     /// (BatchNorm index, batch mean, unbiased batch variance).
@@ -52,12 +56,26 @@ impl Ctx {
         !self.train && self.fuse
     }
 
+    /// Whether this forward pass takes the fused training path.
+    pub fn fused_train(&self) -> bool {
+        self.train && self.fuse
+    }
+
     pub fn train(rng: Rng) -> Ctx {
         Ctx {
             train: true,
-            fuse: false,
+            fuse: true,
             rng,
             bn_stats: Vec::new(),
+        }
+    }
+
+    /// Training through the separate layers (tests).
+    #[cfg(test)]
+    pub fn train_unfused(rng: Rng) -> Ctx {
+        Ctx {
+            fuse: false,
+            ..Ctx::train(rng)
         }
     }
 }
@@ -125,6 +143,26 @@ impl Conv {
             Some(b) => y.broadcast_add(&b.as_tensor().reshape((1, (), 1, 1))?),
             None => Ok(y),
         }
+    }
+
+    /// Training only: the convolution of max(`bn`(x), 0) ([`bn_relu_conv`];
+    /// bit-identical to `bn.forward(x, ctx, true)` and then
+    /// [`Conv::forward`], without keeping the normalised tensor). Records
+    /// `bn`'s batch statistics in `ctx`. The layer must have no bias.
+    pub fn forward_bn_relu(&self, x: &Tensor, bn: &BatchNorm, ctx: &mut Ctx) -> Result<Tensor> {
+        if self.b.is_some() || !ctx.train {
+            candle_core::bail!("conv: forward_bn_relu is for training, without a bias");
+        }
+        let (y, m, v) = bn_relu_conv(
+            x,
+            self.w.as_tensor(),
+            &bn.gamma_beta()?,
+            self.stride,
+            self.pad,
+            BN_EPS,
+        )?;
+        ctx.bn_stats.push((bn.index, m, v));
+        Ok(y)
     }
 
     /// Evaluation only: the convolution fused with what follows it
@@ -298,6 +336,50 @@ impl BatchNorm {
         }
     }
 
+    /// Training only: max(this(x) + t, 0), t from `shortcut`
+    /// ([`bn_add_relu`]; bit-identical to the separate layers and then
+    /// [`super::fused::add_relu`], without keeping either normalised
+    /// tensor). Records this layer's batch statistics in `ctx`, and those
+    /// of a [`Shortcut::Bn`] layer; a [`Shortcut::BnRelu`] layer's are
+    /// recorded by the convolution that reads the same input
+    /// ([`Conv::forward_bn_relu`]), so they are applied once.
+    pub fn add_relu(&self, x: &Tensor, shortcut: Shortcut<'_>, ctx: &mut Ctx) -> Result<Tensor> {
+        if !ctx.train {
+            candle_core::bail!("batchnorm: add_relu is for training");
+        }
+        let (s, kind, other) = match shortcut {
+            Shortcut::Identity(s) => (s, ShortcutNorm::Identity, None),
+            Shortcut::Bn(s, bn) => (s, ShortcutNorm::Bn, Some(bn)),
+            Shortcut::BnRelu(s, bn) => (s, ShortcutNorm::BnRelu, Some(bn)),
+        };
+        let gb = match other {
+            Some(bn) => Tensor::cat(
+                &[
+                    self.gamma.as_tensor(),
+                    self.beta.as_tensor(),
+                    bn.gamma.as_tensor(),
+                    bn.beta.as_tensor(),
+                ],
+                0,
+            )?,
+            None => self.gamma_beta()?,
+        };
+        let (y, stats) = bn_add_relu(x, s, &gb, kind, BN_EPS)?;
+        let mut stats = stats.into_iter();
+        if let Some((m, v)) = stats.next() {
+            ctx.bn_stats.push((self.index, m, v));
+        }
+        if let (Shortcut::Bn(_, bn), Some((m, v))) = (shortcut, stats.next()) {
+            ctx.bn_stats.push((bn.index, m, v));
+        }
+        Ok(y)
+    }
+
+    /// [γ, β] as one tensor (gradients flow back to both).
+    fn gamma_beta(&self) -> Result<Tensor> {
+        Tensor::cat(&[self.gamma.as_tensor(), self.beta.as_tensor()], 0)
+    }
+
     /// This layer in evaluation as a convolution epilogue (+ ReLU when
     /// `relu`): the arithmetic of [`batch_norm_eval`].
     pub fn epilogue(&self, relu: bool) -> Result<Epilogue> {
@@ -325,6 +407,18 @@ impl BatchNorm {
         out.push((format!("{name}.weight"), self.gamma.clone()));
         out.push((format!("{name}.bias"), self.beta.clone()));
     }
+}
+
+/// The shortcut term of [`BatchNorm::add_relu`].
+#[derive(Clone, Copy)]
+pub(crate) enum Shortcut<'a> {
+    /// The tensor itself.
+    Identity(&'a Tensor),
+    /// The tensor through this BatchNorm (a projection shortcut).
+    Bn(&'a Tensor, &'a BatchNorm),
+    /// The tensor through this BatchNorm and a ReLU (the block input, kept
+    /// only before its normalisation).
+    BnRelu(&'a Tensor, &'a BatchNorm),
 }
 
 /// Inverted dropout with probability `p`: in training, each element is kept

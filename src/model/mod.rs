@@ -358,6 +358,19 @@ impl Model {
         lr: f64,
         label_smoothing: f32,
     ) -> Result<StepStats> {
+        let ctx = Ctx::train(crate::rng::Rng::derive(step_seed, TRAIN_STREAM, 0));
+        self.train_step_in(ctx, images, labels, lr, label_smoothing)
+    }
+
+    /// [`Model::train_step`] with the forward pass in `ctx`.
+    fn train_step_in(
+        &mut self,
+        mut ctx: Ctx,
+        images: &[f32],
+        labels: &[u8],
+        lr: f64,
+        label_smoothing: f32,
+    ) -> Result<StepStats> {
         let heads = self.cfg.heads;
         let n = labels.len() / heads;
         if labels.len() != n * heads || n == 0 {
@@ -378,7 +391,6 @@ impl Model {
             return Err(ModelError::Input(format!("learning rate {lr}")));
         }
         let x = self.images(images, n)?;
-        let mut ctx = Ctx::train(crate::rng::Rng::derive(step_seed, TRAIN_STREAM, 0));
         let feats = self.net.features(&x, &mut ctx)?;
         let logits = self.net.heads().forward(&feats)?;
         let loss = smoothed_cross_entropy(&logits, labels, label_smoothing)?;
@@ -721,6 +733,76 @@ mod tests {
                     a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()),
                     "{arch:?} {h}x{w}"
                 );
+            }
+        }
+    }
+
+    /// Training with each BatchNorm folded into the layers that read it
+    /// (the default) against the separate layers. Everything the stem's
+    /// BatchNorm does not feed back into is the same bit for bit after the
+    /// first step: the forward pass, the loss, the running statistics and
+    /// every gradient but the stem's. The stem's BatchNorm output is read
+    /// by block 0's first convolution and by its shortcut; fused, each
+    /// reader runs that BatchNorm's backward pass on its own gradient and
+    /// the two results are summed, where the separate layers sum the two
+    /// gradients first and run one backward pass — the same sum in another
+    /// order, so the stem's gradients (and from the second step on,
+    /// everything) agree to a relative 1e-5, not bit for bit.
+    #[test]
+    fn fused_training_matches_the_separate_layers() {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        // Relative 1e-5 (absolute 1e-8 for values below 1e-3).
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            assert_eq!(a.len(), b.len());
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                assert!(
+                    (x - y).abs() <= 1e-5 * x.abs().max(y.abs()).max(1e-3),
+                    "{what}[{i}]: {x} vs {y}"
+                );
+            }
+        };
+        for (h, w) in [(32, 64), (37, 75)] {
+            let c = cfg(Arch::ResnetMini, 5, h, w);
+            let (mut fused, mut plain) =
+                (Model::new(c.clone(), 3).unwrap(), Model::new(c, 3).unwrap());
+            let (x, y) = batch(6, 5, h, w, 9);
+            for step in 0..3 {
+                let rng = || crate::rng::Rng::derive(step, TRAIN_STREAM, 0);
+                let a = fused
+                    .train_step_in(Ctx::train(rng()), &x, &y, 1e-3, 0.1)
+                    .unwrap();
+                let b = plain
+                    .train_step_in(Ctx::train_unfused(rng()), &x, &y, 1e-3, 0.1)
+                    .unwrap();
+                let what = format!("{h}x{w} step {step}");
+                if step == 0 {
+                    assert_eq!(a, b, "{what}");
+                    assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "{what}");
+                } else {
+                    close(&[a.loss], &[b.loss], &what);
+                }
+                for ((name, p), (_, q)) in fused.net.params().iter().zip(plain.net.params()) {
+                    let (p, q) = (
+                        p.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                        q.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                    );
+                    if step == 0 && !name.starts_with("stem") {
+                        assert_eq!(bits(&p), bits(&q), "{what}: {name}");
+                    } else {
+                        close(&p, &q, &format!("{what}: {name}"));
+                    }
+                }
+                for (i, (p, q)) in fused.net.bns().iter().zip(plain.net.bns()).enumerate() {
+                    let (p, q) = (
+                        [&p.running_mean[..], &p.running_var[..]].concat(),
+                        [&q.running_mean[..], &q.running_var[..]].concat(),
+                    );
+                    if step == 0 {
+                        assert_eq!(bits(&p), bits(&q), "{what}: bn {i}");
+                    } else {
+                        close(&p, &q, &format!("{what}: bn {i}"));
+                    }
+                }
             }
         }
     }

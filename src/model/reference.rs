@@ -55,3 +55,54 @@ pub(crate) fn assert_close(t: &Tensor, want: &Value, what: &str) {
         );
     }
 }
+
+/// Checks analytic gradients of `sum(f(vars) * r)` against central
+/// differences for every element of every variable.
+pub(crate) fn check_gradients(
+    vars: &[&Var],
+    f: &dyn Fn(&[Tensor]) -> Tensor,
+    rng: &mut Rng,
+    what: &str,
+) {
+    let inputs: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    let y = f(&inputs);
+    let r = random(rng, y.dims());
+    let loss = |inputs: &[Tensor]| -> f64 {
+        values(&f(inputs))
+            .iter()
+            .zip(values(r.as_tensor()))
+            .map(|(a, b)| *a as f64 * b as f64)
+            .sum()
+    };
+    let grads = (y * r.as_tensor())
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    for (vi, var) in vars.iter().enumerate() {
+        let analytic = values(grads.get(var).unwrap());
+        let base = values(var.as_tensor());
+        for (i, a) in analytic.iter().enumerate() {
+            let eps = 1e-3f32;
+            let at = |d: f32| {
+                let mut inputs = inputs.clone();
+                let mut v = base.clone();
+                v[i] += d;
+                inputs[vi] = Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap();
+                loss(&inputs)
+            };
+            let numeric = (at(eps) - at(-eps)) / (2.0 * eps as f64);
+            assert!(
+                (numeric - *a as f64).abs() < 5e-3 * (1.0 + numeric.abs()),
+                "{what}: input {vi} [{i}]: analytic {a} vs numeric {numeric}"
+            );
+        }
+    }
+}
+
+/// The bit patterns of every value of `t` (for bit-identity checks, where
+/// -0 and 0 differ and NaN equals itself).
+pub(crate) fn bits(t: &Tensor) -> Vec<u32> {
+    values(t).iter().map(|v| v.to_bits()).collect()
+}

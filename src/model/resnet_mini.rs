@@ -11,14 +11,32 @@
 //! per head. Convolutions followed by BN have no bias. For 64x128 input:
 //! 32x64 → 32x64 → 16x32 → 8x16, so 128 channels x 16 columns = 2,048
 //! features.
+//!
+//! Training folds every BatchNorm into the layers that read its output
+//! ([`Conv::forward_bn_relu`], [`BatchNorm::add_relu`]), so candle's graph
+//! keeps only convolution and block outputs for the backward pass (57% of
+//! the floats of the separate layers): conv1 reads max(BN(stem conv), 0)
+//! and block 0's sum recomputes it as its shortcut; each conv2 reads
+//! max(bn1(conv1), 0); each block ends in max(bn2(conv2) + shortcut, 0).
+//! Bit-identical to the separate layers except for the stem's gradients:
+//! its BatchNorm's backward pass runs once per reader and the two are
+//! summed, in another order than the separate layers' single pass.
 
 use candle_core::{Result, Tensor, Var};
 
 use super::fused::add_relu;
-use super::layers::{dropout, out_size, BatchNorm, Conv, Ctx, Heads, Network};
+use super::layers::{dropout, out_size, BatchNorm, Conv, Ctx, Heads, Network, Shortcut};
 use super::pool::mean_height;
 use crate::model::init::INIT_STREAM;
 use crate::rng::Rng;
+
+/// What a block reads: a stored tensor, or max(bn(t), 0) of a tensor `t`
+/// whose normalised form is not stored (fused training only).
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    Stored(&'a Tensor),
+    BnRelu(&'a Tensor, &'a BatchNorm),
+}
 
 struct Block {
     conv1: Conv,
@@ -75,6 +93,30 @@ impl Block {
             None => x.clone(),
         };
         add_relu(&y, &short)
+    }
+
+    /// The fused training forward pass: the same values as
+    /// [`Block::forward`] on the input `x` stands for, keeping neither
+    /// BatchNorm output nor (for [`Input::BnRelu`]) the normalised input.
+    fn forward_train(&self, x: Input<'_>, ctx: &mut Ctx) -> Result<Tensor> {
+        let y = match x {
+            Input::Stored(x) => self.conv1.forward(x)?,
+            Input::BnRelu(t, bn) => self.conv1.forward_bn_relu(t, bn, ctx)?,
+        };
+        let y = self.conv2.forward_bn_relu(&y, &self.bn1, ctx)?;
+        let proj;
+        let short = match (&self.proj, x) {
+            (None, Input::Stored(x)) => Shortcut::Identity(x),
+            (None, Input::BnRelu(t, bn)) => Shortcut::BnRelu(t, bn),
+            (Some((conv, bn)), Input::Stored(x)) => {
+                proj = conv.forward(x)?;
+                Shortcut::Bn(&proj, bn)
+            }
+            (Some(_), Input::BnRelu(..)) => {
+                candle_core::bail!("resnet-mini: a block with a projection needs a stored input")
+            }
+        };
+        self.bn2.add_relu(&y, short, ctx)
     }
 
     fn params(&self, name: &str, out: &mut Vec<(String, Var)>) {
@@ -147,15 +189,27 @@ impl ResnetMini {
 
 impl Network for ResnetMini {
     fn features(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
-        let mut x = if ctx.fused_eval() {
-            self.stem
-                .forward_eval(x, self.stem_bn.epilogue(true)?, None, false)?
+        let x = if ctx.fused_train() {
+            // Block 0 reads max(stem_bn(stem conv), 0) without it being stored.
+            let stem = self.stem.forward(x)?;
+            let (first, rest) = self.blocks.split_first().expect("resnet-mini has blocks");
+            let mut x = first.forward_train(Input::BnRelu(&stem, &self.stem_bn), ctx)?;
+            for b in rest {
+                x = b.forward_train(Input::Stored(&x), ctx)?;
+            }
+            x
         } else {
-            self.stem_bn.forward(&self.stem.forward(x)?, ctx, true)?
+            let mut x = if ctx.fused_eval() {
+                self.stem
+                    .forward_eval(x, self.stem_bn.epilogue(true)?, None, false)?
+            } else {
+                self.stem_bn.forward(&self.stem.forward(x)?, ctx, true)?
+            };
+            for b in &self.blocks {
+                x = b.forward(&x, ctx)?;
+            }
+            x
         };
-        for b in &self.blocks {
-            x = b.forward(&x, ctx)?;
-        }
         // Mean over the height only: [N, C, H, W] → [N, C, W] → [N, C*W].
         let x = mean_height(&x)?.flatten_from(1)?;
         dropout(&x, self.dropout, ctx)
