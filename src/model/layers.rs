@@ -27,6 +27,10 @@ pub(crate) struct Ctx {
     /// ([`Conv::forward_bn_relu`], [`BatchNorm::add_relu`]), so its output
     /// is not kept for the backward pass. Off only to test the equality.
     pub fuse: bool,
+    /// In training: let a network that can train in two stages do so
+    /// ([`Network::stage1`]; the same results, bit for bit, less memory).
+    /// Off only to test that equality.
+    pub stage: bool,
     pub rng: Rng,
     /// (BatchNorm index, batch mean, unbiased batch variance).
     pub bn_stats: Vec<(usize, Vec<f32>, Vec<f32>)>,
@@ -37,6 +41,7 @@ impl Ctx {
         Ctx {
             train: false,
             fuse: true,
+            stage: false,
             rng: Rng::new(0),
             bn_stats: Vec::new(),
         }
@@ -65,8 +70,18 @@ impl Ctx {
         Ctx {
             train: true,
             fuse: true,
+            stage: true,
             rng,
             bn_stats: Vec::new(),
+        }
+    }
+
+    /// Training in one piece, without [`Network::stage1`] (tests).
+    #[cfg(test)]
+    pub fn train_unstaged(rng: Rng) -> Ctx {
+        Ctx {
+            stage: false,
+            ..Ctx::train(rng)
         }
     }
 
@@ -86,6 +101,20 @@ pub(crate) trait Network: Send + Sync {
     /// The features [N, F] the heads read (after dropout in training) for
     /// images [N, 3, H, W].
     fn features(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor>;
+    /// For a network that trains in two stages (when `ctx.stage`): the
+    /// first stage's output for images `x`, from which
+    /// [`Network::stage2`] computes the features. The training step keeps
+    /// only a copy of it while the second stage runs forward and backward,
+    /// then recomputes the first stage for its own backward pass, so the
+    /// two stages' activations never coexist. `None` (the default): one
+    /// piece, through [`Network::features`].
+    fn stage1(&self, _x: &Tensor, _ctx: &mut Ctx) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+    /// The features from [`Network::stage1`]'s output.
+    fn stage2(&self, _mid: &Tensor, _ctx: &mut Ctx) -> Result<Tensor> {
+        candle_core::bail!("this network trains in one piece")
+    }
     /// The digit heads.
     fn heads(&self) -> &Heads;
     /// Logits [N, heads, 11] for images [N, 3, H, W].

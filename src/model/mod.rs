@@ -45,7 +45,7 @@ mod svhn_small;
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, Var, D};
 use serde::{Deserialize, Serialize};
 
 use layers::{Ctx, Network};
@@ -168,6 +168,53 @@ impl std::fmt::Debug for Model {
             .field("params", &self.param_count())
             .field("step", &self.opt.step)
             .finish()
+    }
+}
+
+/// Detaches every gradient of `grads`. A gradient computed by candle's own
+/// ops keeps their arguments: the heads' weight gradient holds the
+/// features, and through them the whole graph of the forward pass, which
+/// would then stay in memory as long as the gradient does.
+fn detach_all(grads: &mut candle_core::backprop::GradStore) {
+    let ids: Vec<_> = grads.get_ids().copied().collect();
+    for id in ids {
+        if let Some(g) = grads.get_id(id).map(Tensor::detach) {
+            grads.insert_id(id, g);
+        }
+    }
+}
+
+/// A scalar whose backward pass hands the gradient it holds to its
+/// argument, once: the root of a backward pass that starts from a gradient
+/// computed elsewhere (the staged training step). Handing it over (not a
+/// copy) lets candle free it as soon as it is accumulated.
+struct SeedGradient(std::sync::Mutex<Option<Tensor>>);
+
+impl CustomOp1 for SeedGradient {
+    fn name(&self) -> &'static str {
+        "foldwise-seed-gradient"
+    }
+
+    fn cpu_fwd(&self, _s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let seed = self.0.lock().expect("seed gradient");
+        match &*seed {
+            Some(g) if g.shape() == l.shape() => Ok((CpuStorage::F32(vec![0.0]), Shape::from(()))),
+            Some(g) => candle_core::bail!(
+                "seed gradient: {:?} for a tensor of {:?}",
+                g.dims(),
+                l.dims()
+            ),
+            None => candle_core::bail!("seed gradient: already handed over"),
+        }
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        _grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(self.0.lock().expect("seed gradient").take())
     }
 }
 
@@ -391,41 +438,84 @@ impl Model {
             return Err(ModelError::Input(format!("learning rate {lr}")));
         }
         let x = self.images(images, n)?;
-        let feats = self.net.features(&x, &mut ctx)?;
-        let logits = self.net.heads().forward(&feats)?;
-        let loss = smoothed_cross_entropy(&logits, labels, label_smoothing)?;
-        let loss_v = loss.to_scalar::<f32>()?;
-        if !loss_v.is_finite() {
-            return Err(ModelError::NonFiniteLoss { loss: loss_v });
-        }
-        let mut length_correct = None;
-        let total = match &self.length {
-            Some(l) => {
-                let lengths: Vec<u8> = labels
-                    .chunks(heads)
-                    .map(|c| c.iter().filter(|&&x| x != BLANK).count() as u8)
-                    .collect();
-                let ll = l.forward(&feats.detach())?.reshape((n, 1, CLASSES))?;
-                let lloss = smoothed_cross_entropy(&ll, &lengths, label_smoothing)?;
-                let lv = lloss.to_scalar::<f32>()?;
-                if !lv.is_finite() {
-                    return Err(ModelError::NonFiniteLoss { loss: lv });
-                }
-                length_correct =
-                    Some(count_correct(&ll.flatten_all()?.to_vec1::<f32>()?, &lengths, 1).0);
-                (loss + lloss)?
-            }
-            None => loss,
+        // A staged network: the first stage's output is kept as a copy (a
+        // leaf variable, to receive its gradient) and its graph dropped.
+        let cut = match self.net.stage1(&x, &mut ctx)? {
+            Some(mid) => Some(Var::from_tensor(&mid.detach())?),
+            None => None,
         };
-        let grads = total.backward()?;
+        let (mut grads, loss_v, length_correct, logits_v) = {
+            let feats = match &cut {
+                Some(leaf) => self.net.stage2(leaf.as_tensor(), &mut ctx)?,
+                None => self.net.features(&x, &mut ctx)?,
+            };
+            let logits = self.net.heads().forward(&feats)?;
+            let loss = smoothed_cross_entropy(&logits, labels, label_smoothing)?;
+            let loss_v = loss.to_scalar::<f32>()?;
+            if !loss_v.is_finite() {
+                return Err(ModelError::NonFiniteLoss { loss: loss_v });
+            }
+            let mut length_correct = None;
+            let total = match &self.length {
+                Some(l) => {
+                    let lengths: Vec<u8> = labels
+                        .chunks(heads)
+                        .map(|c| c.iter().filter(|&&x| x != BLANK).count() as u8)
+                        .collect();
+                    let ll = l.forward(&feats.detach())?.reshape((n, 1, CLASSES))?;
+                    let lloss = smoothed_cross_entropy(&ll, &lengths, label_smoothing)?;
+                    let lv = lloss.to_scalar::<f32>()?;
+                    if !lv.is_finite() {
+                        return Err(ModelError::NonFiniteLoss { loss: lv });
+                    }
+                    length_correct =
+                        Some(count_correct(&ll.flatten_all()?.to_vec1::<f32>()?, &lengths, 1).0);
+                    (loss + lloss)?
+                }
+                None => loss,
+            };
+            let logits_v = logits.flatten_all()?.to_vec1::<f32>()?;
+            let mut grads = total.backward()?;
+            detach_all(&mut grads);
+            (grads, loss_v, length_correct, logits_v)
+            // The second stage's graph and activations are freed here.
+        };
+        if let Some(leaf) = cut {
+            // The first stage again (the same values; its statistics are
+            // not recorded twice), then its backward pass from the gradient
+            // its output received.
+            let grad = grads.remove(leaf.as_tensor()).ok_or_else(|| {
+                ModelError::Engine("the first stage's output got no gradient".into())
+            })?;
+            drop(leaf);
+            let recorded = ctx.bn_stats.len();
+            let again = self
+                .net
+                .stage1(&x, &mut ctx)?
+                .ok_or_else(|| ModelError::Engine("the first stage did not run again".into()))?;
+            ctx.bn_stats.truncate(recorded);
+            let mut first = again
+                .apply_op1(SeedGradient(std::sync::Mutex::new(Some(grad))))?
+                .backward()?;
+            detach_all(&mut first);
+            drop(again);
+            for (_, p) in self.params() {
+                if let Some(g) = first.remove(p.as_tensor()) {
+                    let g = match grads.remove(p.as_tensor()) {
+                        Some(g0) => (g0 + g)?,
+                        None => g,
+                    };
+                    grads.insert(p.as_tensor(), g);
+                }
+            }
+        }
         let params = self.params();
         self.opt.step(&params, &grads, lr)?;
         let mut bns = self.net.bns_mut();
         for (i, m, v) in ctx.bn_stats {
             bns[i].update(&m, &v);
         }
-        let (seq_correct, char_correct) =
-            count_correct(&logits.flatten_all()?.to_vec1::<f32>()?, labels, heads);
+        let (seq_correct, char_correct) = count_correct(&logits_v, labels, heads);
         Ok(StepStats {
             loss: loss_v,
             seq_correct,
@@ -802,6 +892,43 @@ mod tests {
                     } else {
                         close(&p, &q, &format!("{what}: bn {i}"));
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn staged_training_is_bit_identical_to_one_piece() {
+        // The staged step recomputes resnet-mini's first stage for its
+        // backward pass; the values, gradients, Adam state and running
+        // statistics must not change by a bit. With a length head, whose
+        // loss joins the second stage's graph.
+        let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for length_head in [false, true] {
+            let c = ModelConfig {
+                length_head,
+                ..cfg(Arch::ResnetMini, 5, 37, 75)
+            };
+            let (mut staged, mut whole) =
+                (Model::new(c.clone(), 4).unwrap(), Model::new(c, 4).unwrap());
+            let (x, y) = batch(6, 5, 37, 75, 10);
+            for step in 0..3 {
+                let rng = || crate::rng::Rng::derive(step, TRAIN_STREAM, 0);
+                let a = staged
+                    .train_step_in(Ctx::train(rng()), &x, &y, 1e-2, 0.1)
+                    .unwrap();
+                let b = whole
+                    .train_step_in(Ctx::train_unstaged(rng()), &x, &y, 1e-2, 0.1)
+                    .unwrap();
+                assert_eq!(a, b, "step {step}");
+                assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "step {step}");
+                for ((name, p), (_, q)) in staged.params().iter().zip(whole.params()) {
+                    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                    assert_eq!(bits(flat(p)), bits(flat(&q)), "step {step}: {name}");
+                }
+                for (p, q) in staged.net.bns().iter().zip(whole.net.bns()) {
+                    assert_eq!(bits(p.running_mean.clone()), bits(q.running_mean.clone()));
+                    assert_eq!(bits(p.running_var.clone()), bits(q.running_var.clone()));
                 }
             }
         }

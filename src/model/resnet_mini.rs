@@ -187,32 +187,61 @@ impl ResnetMini {
     }
 }
 
+impl ResnetMini {
+    /// Fused training, first stage: the stem and block 0 (which reads
+    /// max(stem_bn(stem conv), 0) without it being stored).
+    fn first_stage(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        let stem = self.stem.forward(x)?;
+        let first = self.blocks.first().expect("resnet-mini has blocks");
+        first.forward_train(Input::BnRelu(&stem, &self.stem_bn), ctx)
+    }
+
+    /// Fused training, second stage: the other blocks, from block 0's
+    /// output, then the pooling and dropout of [`ResnetMini::head_input`].
+    fn second_stage(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        let mut x = x.clone();
+        for b in &self.blocks[1..] {
+            x = b.forward_train(Input::Stored(&x), ctx)?;
+        }
+        self.head_input(&x, ctx)
+    }
+
+    /// The mean over the height only ([N, C, H, W] → [N, C, W] → [N,
+    /// C*W]), then dropout.
+    fn head_input(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        let x = mean_height(x)?.flatten_from(1)?;
+        dropout(&x, self.dropout, ctx)
+    }
+}
+
 impl Network for ResnetMini {
     fn features(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
-        let x = if ctx.fused_train() {
-            // Block 0 reads max(stem_bn(stem conv), 0) without it being stored.
-            let stem = self.stem.forward(x)?;
-            let (first, rest) = self.blocks.split_first().expect("resnet-mini has blocks");
-            let mut x = first.forward_train(Input::BnRelu(&stem, &self.stem_bn), ctx)?;
-            for b in rest {
-                x = b.forward_train(Input::Stored(&x), ctx)?;
-            }
-            x
+        if ctx.fused_train() {
+            let mid = self.first_stage(x, ctx)?;
+            return self.second_stage(&mid, ctx);
+        }
+        let mut x = if ctx.fused_eval() {
+            self.stem
+                .forward_eval(x, self.stem_bn.epilogue(true)?, None, false)?
         } else {
-            let mut x = if ctx.fused_eval() {
-                self.stem
-                    .forward_eval(x, self.stem_bn.epilogue(true)?, None, false)?
-            } else {
-                self.stem_bn.forward(&self.stem.forward(x)?, ctx, true)?
-            };
-            for b in &self.blocks {
-                x = b.forward(&x, ctx)?;
-            }
-            x
+            self.stem_bn.forward(&self.stem.forward(x)?, ctx, true)?
         };
-        // Mean over the height only: [N, C, H, W] → [N, C, W] → [N, C*W].
-        let x = mean_height(&x)?.flatten_from(1)?;
-        dropout(&x, self.dropout, ctx)
+        for b in &self.blocks {
+            x = b.forward(&x, ctx)?;
+        }
+        self.head_input(&x, ctx)
+    }
+
+    fn stage1(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Option<Tensor>> {
+        if ctx.fused_train() && ctx.stage {
+            Ok(Some(self.first_stage(x, ctx)?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn stage2(&self, mid: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        self.second_stage(mid, ctx)
     }
 
     fn heads(&self) -> &Heads {
