@@ -30,6 +30,7 @@
 //! heads' matrix products. [`configure_process`] tunes the allocator and
 //! candle's own thread pool for them (docs/benchmarks.md has the figures).
 
+mod alloc;
 mod conv;
 mod direct;
 mod fused;
@@ -244,8 +245,10 @@ pub fn configure_process() {
 /// threshold) to the OS and maps them again on the next step, so every
 /// activation of every step page-faults (26-43% of training time measured
 /// with stock candle). Fixing the mmap threshold at its maximum (32 MiB) and
-/// never trimming keeps them in the heap for reuse. Idempotent; called by
-/// [`Model::new`] too; a no-op on other C libraries.
+/// never trimming keeps them in the heap for reuse. Blocks of 4 MiB and
+/// more never reach glibc: the global allocator (`alloc.rs`) maps them on
+/// their own. Idempotent; called by [`Model::new`] too; a no-op on other C
+/// libraries.
 pub fn tune_allocator() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
