@@ -172,10 +172,11 @@ impl std::fmt::Debug for Model {
     }
 }
 
-/// Detaches every gradient of `grads`. A gradient computed by candle's own
-/// ops keeps their arguments: the heads' weight gradient holds the
-/// features, and through them the whole graph of the forward pass, which
-/// would then stay in memory as long as the gradient does.
+/// Detaches every gradient of `grads`. candle's backward also leaves a
+/// gradient for the loss's constant inputs (the smoothed targets), computed
+/// as a product with the log-probabilities; that product keeps them, and
+/// through them the whole graph of the forward pass, in memory as long as
+/// the gradient store lives.
 fn detach_all(grads: &mut candle_core::backprop::GradStore) {
     let ids: Vec<_> = grads.get_ids().copied().collect();
     for id in ids {
@@ -898,6 +899,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn gradients_are_detached_from_the_graph_candle_leaves_on_them() {
+        // candle's backward leaves a gradient for the constant targets of
+        // the loss, computed from the log-probabilities, that keeps their
+        // graph (and so every activation of the step); detach_all lets it
+        // go.
+        let m = Model::new(cfg(Arch::SvhnSmall, 4, 32, 64), 2).unwrap();
+        let (x, y) = batch(4, 4, 32, 64, 3);
+        let t = m.images(&x, 4).unwrap();
+        let logits = m
+            .net
+            .forward(&t, &mut Ctx::train(crate::rng::Rng::new(1)))
+            .unwrap();
+        let loss = smoothed_cross_entropy(&logits, &y, 0.0).unwrap();
+        let mut grads = loss.backward().unwrap();
+        let tracked = |grads: &candle_core::backprop::GradStore| {
+            let ids: Vec<_> = grads.get_ids().copied().collect();
+            assert!(!ids.is_empty());
+            ids.iter()
+                .filter(|id| grads.get_id(**id).unwrap().track_op())
+                .count()
+        };
+        assert!(
+            tracked(&grads) > 0,
+            "candle changed: no gradient keeps its graph"
+        );
+        detach_all(&mut grads);
+        assert_eq!(tracked(&grads), 0);
     }
 
     #[test]
