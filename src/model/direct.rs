@@ -13,7 +13,9 @@
 //! registers and accumulates, for each input channel and each of the 9
 //! taps, one broadcast weight times 16 input values. Each output is the
 //! sum over (input channel, tap) in that fixed order, so the result
-//! depends only on the inputs, never on threads.
+//! depends only on the inputs, never on threads. In evaluation the kernel
+//! applies what follows the convolution ([`Post`]: BatchNorm's scale and
+//! shift, ReLU, a residual sum) as it stores each vector.
 //!
 //! Guarantees: results equal the im2col path's up to rounding (the sums
 //! are ordered differently; tested against the definition and by the
@@ -465,6 +467,49 @@ mod tests {
             (lhs - rhs).abs() < 1e-4 * (1.0 + lhs.abs()),
             "{lhs} vs {rhs}"
         );
+    }
+
+    #[test]
+    fn post_is_the_scalar_epilogue_bit_for_bit() {
+        if !supported() {
+            eprintln!("skipped: this CPU has no AVX-512F");
+            return;
+        }
+        let mut rng = Rng::new(12);
+        let dims @ (cin, cout, h, w) = (3, 11, 5, 21);
+        let x = random(&mut rng, cin * h * w);
+        let packed = pack_weights(&random(&mut rng, cout * cin * 9), cout, cin, false);
+        let (scale, shift) = (random(&mut rng, cout), random(&mut rng, cout));
+        let residual = random(&mut rng, cout * h * w);
+        let plain = run(&x, &packed, dims, 1);
+        let plan = Plan::new(cin, h, w, 1).unwrap();
+        let mut buf = vec![0f32; plan.len()];
+        plan.prepare(&x, &mut buf);
+        for relu in [false, true] {
+            for res in [None, Some(&residual[..])] {
+                let post = Post {
+                    scale: Some(&scale),
+                    shift: Some(&shift),
+                    relu,
+                    residual: res,
+                };
+                let mut y = vec![MaybeUninit::new(0f32); cout * h * w];
+                plan.run(&buf, &packed, cout, &mut y, post);
+                for (i, (got, v)) in y.iter().zip(&plain).enumerate() {
+                    // SAFETY: initialised, then written.
+                    let got = unsafe { got.assume_init() };
+                    let c = i / (h * w);
+                    let mut want = *v * scale[c] + shift[c];
+                    if relu {
+                        want = want.max(0.0);
+                    }
+                    if let Some(r) = res {
+                        want = (want + r[i]).max(0.0);
+                    }
+                    assert_eq!(got.to_bits(), want.to_bits(), "relu {relu} at {i}");
+                }
+            }
+        }
     }
 
     #[test]
