@@ -1038,57 +1038,19 @@ mod tests {
     }
 
     /// Analytic gradients of `sum(conv(x, w) * r)` against central
-    /// differences in f64-accumulated f32 arithmetic.
+    /// differences, on every case.
     #[test]
     fn gradients_match_finite_differences() {
         let mut rng = Rng::new(2);
         for (xs, ws, stride, pad) in cases() {
             let x = random(&mut rng, &xs);
             let w = random(&mut rng, &ws);
-            let y = conv2d(x.as_tensor(), w.as_tensor(), stride, pad).unwrap();
-            let r = random(&mut rng, y.dims());
-            let loss = |x: &Tensor, w: &Tensor| -> f64 {
-                let y = conv2d(x, w, stride, pad).unwrap();
-                values(&y)
-                    .iter()
-                    .zip(values(r.as_tensor()))
-                    .map(|(a, b)| *a as f64 * b as f64)
-                    .sum()
-            };
-            let grads = (y * r.as_tensor())
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            for (var, name) in [(&x, "dx"), (&w, "dw")] {
-                let analytic = values(grads.get(var).unwrap());
-                let base = values(var.as_tensor());
-                for (i, a) in analytic.iter().enumerate() {
-                    let eps = 1e-2f32;
-                    let shifted = |d: f32| {
-                        let mut v = base.clone();
-                        v[i] += d;
-                        Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap()
-                    };
-                    let (plus, minus) = if name == "dx" {
-                        (
-                            loss(&shifted(eps), w.as_tensor()),
-                            loss(&shifted(-eps), w.as_tensor()),
-                        )
-                    } else {
-                        (
-                            loss(x.as_tensor(), &shifted(eps)),
-                            loss(x.as_tensor(), &shifted(-eps)),
-                        )
-                    };
-                    let numeric = (plus - minus) / (2.0 * eps as f64);
-                    assert!(
-                        (numeric - *a as f64).abs() < 2e-3,
-                        "{name}[{i}] {xs:?} {ws:?} s{stride} p{pad}: {a} vs {numeric}"
-                    );
-                }
-            }
+            check_gradients(
+                &[&x, &w],
+                &|t| conv2d(&t[0], &t[1], stride, pad).unwrap(),
+                &mut rng,
+                &format!("conv {xs:?} {ws:?} s{stride} p{pad}"),
+            );
         }
     }
 
