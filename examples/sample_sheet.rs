@@ -12,8 +12,8 @@
 //! plates (PNG files and index) into a temporary folder and prints how long
 //! it took.
 
+use foldwise::kind::NoProgress;
 use foldwise::nodes::synthetic::{render_plate, specimen, write_dataset, Style, SyntheticParams};
-use foldwise::nodes::NoProgress;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{imageops, ImageEncoder, Rgb, RgbImage};
 

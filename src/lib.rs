@@ -3,12 +3,13 @@
 //!
 //! Code map:
 //! - [`config`]: TOML → validated, span-free [`config::Pipeline`] with miette
-//!   diagnostics; [`config::schema`] the parameter schemas.
+//!   diagnostics; [`kind::schema`] the parameter schemas.
 //! - [`graph`]: the petgraph DAG of instances and its renderings.
 //! - [`fingerprint`]: key pre-images, keys and stale reasons.
 //! - [`store`]: the content-addressed cache.
 //! - [`exec`]: plans and runs instances, in parallel, with progress.
-//! - [`nodes`]: the node kinds, one per file.
+//! - [`nodes`]: the node kinds, one per file, and their registry
+//!   [`nodes::KINDS`].
 //! - [`data`]: the data-artifact layout shared by data nodes.
 //! - [`rng`]: the project's seeded random numbers.
 //! - [`imaging`]: model input from images of any size and colour mode —
@@ -22,6 +23,7 @@
 //!   keys without running, `diff`, scores, the HTML report with plots.
 //! - [`cli`]: the command-line front end (`main.rs` only calls it).
 
+pub mod artifact;
 pub mod cli;
 pub mod config;
 pub mod data;
@@ -29,6 +31,7 @@ pub mod exec;
 pub mod fingerprint;
 pub mod graph;
 pub mod imaging;
+pub mod kind;
 pub mod model;
 pub mod nodes;
 pub mod predictions;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::config::{self, Pipeline};
+use crate::nodes::KINDS;
 use crate::report::diff::{Diff, State};
 
 use super::printer::secs;
@@ -32,7 +33,7 @@ pub(super) fn load_side(arg: &str, color: bool) -> Result<Pipeline, Failure> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    config::load_str(arg, &src, &base_dir).map_err(|e| {
+    config::load_str(arg, &src, &base_dir, KINDS).map_err(|e| {
         eprint!("{}", config::render_diagnostic(&e, color, 100));
         Failure::Reported(2)
     })

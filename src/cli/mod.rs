@@ -18,6 +18,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, Pipeline};
 use crate::exec::{Engine, RunOptions};
 use crate::graph;
+use crate::nodes::KINDS;
 use crate::store::Store;
 
 use printer::Printer;
@@ -152,7 +153,7 @@ fn cache_dir(cli: &Cli) -> PathBuf {
 }
 
 fn load(path: &Path, color: bool) -> Result<Pipeline, Failure> {
-    config::load(path).map_err(|e| {
+    config::load(path, KINDS).map_err(|e| {
         eprint!("{}", config::render_diagnostic(&e, color, 100));
         Failure::Reported(2)
     })
@@ -302,7 +303,7 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32, Failure> {
             let name = pipeline
                 .as_deref()
                 .filter(|f| Path::new(f).is_file())
-                .and_then(|f| config::load(Path::new(f)).ok())
+                .and_then(|f| config::load(Path::new(f), KINDS).ok())
                 .map(|p| p.name);
             let runs = log::select(&store, pipeline.as_deref().map(|a| (a, name.as_deref())));
             match (metric, json) {

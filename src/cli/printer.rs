@@ -11,8 +11,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::config::Pipeline;
 use crate::exec::{NodeOutcome, NodeStatus, Observer, Outcome, RunReport};
 use crate::fingerprint::Reason;
+use crate::kind::Progress;
 use crate::nodes::evaluate::REPORT_FILE;
-use crate::nodes::Progress;
 use crate::store::Store;
 
 /// The CLI's run observer.
@@ -120,7 +120,7 @@ impl Observer for Printer {
             ),
             Outcome::Reused if self.quiet => return,
             Outcome::Reused => format!("{} {}", paint(self.color, "2", "     reused"), o.instance),
-            Outcome::Failed { error } => format!(
+            Outcome::Failed { error, .. } => format!(
                 "{} {}: {error}",
                 paint(self.color, "1;31", "     FAILED"),
                 o.instance
@@ -177,12 +177,16 @@ pub fn summary(r: &RunReport, quiet: bool, color: bool) -> String {
         secs(r.seconds)
     ));
     for n in &r.nodes {
-        if let Outcome::Failed { error } = &n.outcome {
+        if let Outcome::Failed { error, code, help } = &n.outcome {
             s.push_str(&format!(
-                "{} `{}` failed: {error}\n",
+                "{} `{}` failed: {error}\n  {}\n",
                 paint(color, "1;31", "error:"),
-                n.instance
+                n.instance,
+                paint(color, "2", &format!("[{code}]")),
             ));
+            if let Some(h) = help {
+                s.push_str(&format!("  {} {h}\n", paint(color, "36", "help:")));
+            }
         }
     }
     s

@@ -2,7 +2,7 @@
 //! documentation can never drift from the validator (`foldwise kinds`;
 //! docs/pipeline-format.md embeds it, and a test keeps them equal).
 
-use crate::config::schema::{Dflt, Param, Ty};
+use crate::kind::schema::{Dflt, Param, Ty};
 use crate::nodes::KINDS;
 
 /// Markdown for every kind: its description and a table of its parameters.

@@ -19,7 +19,6 @@ mod params;
 mod parse;
 mod refs;
 mod resolve;
-pub mod schema;
 mod suggest;
 #[cfg(test)]
 pub(crate) mod testkinds;
@@ -33,7 +32,7 @@ use std::sync::Arc;
 use miette::NamedSource;
 use serde_json::Value;
 
-use crate::nodes::{Kind, KINDS};
+use crate::kind::Kind;
 
 pub use error::{render_diagnostic, Code, ConfigError, Problem};
 
@@ -155,8 +154,9 @@ impl std::fmt::Debug for Pipeline {
 
 /// Reads and validates the pipeline file at `path`. The file name in
 /// diagnostics is `path` as given; relative paths in parameters start at
-/// its folder.
-pub fn load(path: &Path) -> Result<Pipeline, ConfigError> {
+/// its folder. `kinds` is the registry of node kinds the file may use
+/// (`nodes::KINDS` for foldwise's own).
+pub fn load(path: &Path, kinds: &[&'static dyn Kind]) -> Result<Pipeline, ConfigError> {
     let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
@@ -165,17 +165,12 @@ pub fn load(path: &Path) -> Result<Pipeline, ConfigError> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    load_str(&path.display().to_string(), &src, &base_dir)
+    load_str(&path.display().to_string(), &src, &base_dir, kinds)
 }
 
 /// Validates pipeline text; `name` is the file name shown in diagnostics
 /// (and, by its stem, the default pipeline name).
-pub fn load_str(name: &str, src: &str, base_dir: &Path) -> Result<Pipeline, ConfigError> {
-    load_str_with_kinds(name, src, base_dir, KINDS)
-}
-
-/// [`load_str`] with another kind registry (tests, plug-ins).
-pub fn load_str_with_kinds(
+pub fn load_str(
     name: &str,
     src: &str,
     base_dir: &Path,

@@ -12,9 +12,9 @@ use serde_json::{Map, Value as J};
 
 use super::error::{Code, Problem, Source};
 use super::refs::{parse_ref, RefSpec};
-use super::schema::{Dflt, Param, Ty};
 use super::suggest::{did_you_mean, list};
 use super::view::{Span, View};
+use crate::kind::schema::{Dflt, Param, Ty};
 
 /// A reference found in the parameters.
 #[derive(Debug, Clone)]

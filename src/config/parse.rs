@@ -14,7 +14,7 @@ use super::params::{Checker, Owner, RefSite};
 use super::refs::valid_name;
 use super::suggest::{did_you_mean, list};
 use super::view::{Span, View};
-use crate::nodes::Kind;
+use crate::kind::Kind;
 
 /// A declared node, before references are resolved.
 pub(crate) struct RawNode {

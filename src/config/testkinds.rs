@@ -4,8 +4,9 @@
 
 use serde_json::Value;
 
-use crate::config::schema::{int_min, int_range, Dflt, Param, Ty, RATIO};
-use crate::nodes::{synthetic, Kind, NodeError, ParamIssue, RunCtx};
+use crate::kind::schema::{int_min, int_range, Dflt, Param, Ty, RATIO};
+use crate::kind::{Kind, NodeError, ParamIssue, RunCtx};
+use crate::nodes::synthetic;
 
 pub(crate) struct Split;
 
@@ -191,5 +192,5 @@ pub(crate) static KINDS: &[&dyn Kind] = &[
 
 /// Loads with the test kinds.
 pub(crate) fn load(src: &str) -> Result<crate::config::Pipeline, crate::config::ConfigError> {
-    crate::config::load_str_with_kinds("test.toml", src, std::path::Path::new("/base"), KINDS)
+    crate::config::load_str("test.toml", src, std::path::Path::new("/base"), KINDS)
 }

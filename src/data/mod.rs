@@ -15,7 +15,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::nodes::NodeError;
+use crate::kind::NodeError;
 
 /// Folder of the images inside a data artifact.
 pub const IMAGES_DIR: &str = "images";

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::config::{Edge, Pipeline};
 use crate::fingerprint::{external_digest, PreImage, Reason, ResolvedExternal, ResolvedInput};
-use crate::nodes::InputArtifact;
+use crate::kind::InputArtifact;
 use crate::store::{Artifact, Check, Store};
 
 pub use observer::{NullObserver, Observer};
@@ -57,22 +57,29 @@ impl NodeStatus {
 }
 
 /// Errors of the engine (not of a node's own work).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum EngineError {
     #[error("no node or instance named `{name}` in the pipeline{}", hint(.suggestion))]
+    #[diagnostic(code(foldwise::engine::unknown_target))]
     UnknownTarget {
         name: String,
         suggestion: Option<String>,
     },
     #[error("input `{param}`: {path}: {message}")]
+    #[diagnostic(
+        code(foldwise::engine::external_input),
+        help("the file or folder a parameter names must exist and be readable when the node's key is computed")
+    )]
     External {
         param: String,
         path: PathBuf,
         message: String,
     },
     #[error("upstream `{node}` has no part file `{file}`")]
+    #[diagnostic(code(foldwise::engine::missing_part))]
     MissingPart { node: String, file: String },
     #[error("cache: {0}")]
+    #[diagnostic(code(foldwise::engine::cache))]
     Store(#[from] std::io::Error),
 }
 

@@ -3,7 +3,7 @@
 //! prints JSON lines from these; tests record them.
 
 use crate::fingerprint::Reason;
-use crate::nodes::{NoProgress, Progress};
+use crate::kind::{NoProgress, Progress};
 
 use super::NodeOutcome;
 

@@ -6,11 +6,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use miette::Diagnostic;
 use serde::Serialize;
 use serde_json::json;
 
 use crate::fingerprint::Reason;
-use crate::nodes::{NodeError, RunCtx};
+use crate::kind::{codes, NodeError, RunCtx};
 use crate::store::{Artifact, Begin, RefRecord};
 
 use super::{Engine, EngineError, Observer};
@@ -46,18 +47,33 @@ impl Default for RunOptions {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// Computed now.
-    Executed {
-        reason: Reason,
-    },
+    Executed { reason: Reason },
     /// Its artifact was already in the cache.
     Reused,
+    /// Its run (or the engine's work around it) failed: the message, the
+    /// diagnostic code and, where there is some, help.
     Failed {
         error: String,
+        code: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        help: Option<String>,
     },
     /// Not run because an upstream failed.
-    Skipped {
-        upstream: String,
-    },
+    Skipped { upstream: String },
+}
+
+impl Outcome {
+    /// A failure, from any diagnostic: its text, code and help.
+    pub fn failed(e: &dyn Diagnostic) -> Outcome {
+        Outcome::Failed {
+            error: e.to_string(),
+            code: e
+                .code()
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "foldwise::node::failed".into()),
+            help: e.help().map(|h| h.to_string()),
+        }
+    }
 }
 
 /// One instance's result.
@@ -239,13 +255,13 @@ impl Engine<'_> {
             outcome: Outcome::Reused,
             seconds: 0.0,
         };
-        let fail = |mut out: NodeOutcome, error: String| {
-            out.outcome = Outcome::Failed { error };
+        let fail = |mut out: NodeOutcome, error: &dyn Diagnostic| {
+            out.outcome = Outcome::failed(error);
             (out, None)
         };
         let (pre, inputs) = match self.preimage(i, arts) {
             Ok(x) => x,
-            Err(e) => return fail(out, e.to_string()),
+            Err(e) => return fail(out, &e),
         };
         let key = pre.key();
         out.key = Some(key.clone());
@@ -260,7 +276,7 @@ impl Engine<'_> {
         let writer = match self.store.begin(&key, force) {
             Ok(Begin::Hit(a)) => return self.reused(out, &pre, a),
             Ok(Begin::Miss(w)) => w,
-            Err(e) => return fail(out, format!("cache: {e}")),
+            Err(e) => return fail(out, &EngineError::Store(e)),
         };
         obs.started(&inst.name, &reason);
         let mut grouped = std::collections::BTreeMap::<String, Vec<_>>::new();
@@ -270,7 +286,7 @@ impl Engine<'_> {
         let work = match decl.kind.resumable() {
             Some(ex) => match self.store.work_dir(&pre.work_key(ex)) {
                 Ok(d) => Some(d),
-                Err(e) => return fail(out, format!("cache: {e}")),
+                Err(e) => return fail(out, &EngineError::Store(e)),
             },
             None => None,
         };
@@ -291,11 +307,17 @@ impl Engine<'_> {
             derived: &derived,
         };
         let started = Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(|| decl.kind.run(&ctx)))
-            .unwrap_or_else(|panic| Err(NodeError::msg(panic_message(&panic))));
+        let result =
+            catch_unwind(AssertUnwindSafe(|| decl.kind.run(&ctx))).unwrap_or_else(|panic| {
+                Err(
+                    NodeError::new(codes::PANIC, panic_message(&panic)).with_help(
+                        "this is a bug in foldwise: please report it with the pipeline file",
+                    ),
+                )
+            });
         drop(progress);
         if let Err(e) = result {
-            return fail(out, e.to_string());
+            return fail(out, &e);
         }
         let meta = json!({
             "pipeline": p.name,
@@ -305,10 +327,10 @@ impl Engine<'_> {
         });
         let art = match writer.commit(&pre.to_value(), &meta) {
             Ok(a) => a,
-            Err(e) => return fail(out, format!("cache: {e}")),
+            Err(e) => return fail(out, &EngineError::Store(e)),
         };
         if let Err(e) = self.record(&inst.name, &pre) {
-            return fail(out, format!("cache: {e}"));
+            return fail(out, &EngineError::Store(e));
         }
         out.outcome = Outcome::Executed { reason };
         (out, Some(art))
@@ -321,9 +343,7 @@ impl Engine<'_> {
         a: Artifact,
     ) -> (NodeOutcome, Option<Artifact>) {
         if let Err(e) = self.record(&out.instance, pre) {
-            out.outcome = Outcome::Failed {
-                error: format!("cache: {e}"),
-            };
+            out.outcome = Outcome::failed(&EngineError::Store(e));
             return (out, None);
         }
         out.outcome = Outcome::Reused;

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::schema::{Param, Ty};
+use crate::kind::schema::{Param, Ty};
 
 pub use stale::{changes, diff, Reason};
 
@@ -234,7 +234,7 @@ pub fn external_digest(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::schema::Dflt;
+    use crate::kind::schema::Dflt;
     use serde_json::json;
 
     static SCHEMA: &[Param] = &[

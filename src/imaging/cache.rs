@@ -36,7 +36,7 @@ use super::decode::decode_rgb;
 use super::resize::resize_rgb;
 use super::CHANNELS;
 use crate::data::{DataIndex, IMAGES_DIR};
-use crate::nodes::{NodeError, Progress};
+use crate::kind::{NodeError, Progress};
 
 /// First bytes of a decoded-set file.
 pub const MAGIC: &[u8; 8] = b"FWDECSET";
@@ -107,12 +107,17 @@ pub fn decode_set(
     progress: &dyn Progress,
 ) -> Result<(), NodeError> {
     if height == 0 || width == 0 {
-        return Err(NodeError::msg(format!(
-            "decoded set size must be positive, got {height}x{width}"
-        )));
+        return Err(NodeError::new(
+            "foldwise::decoded::size",
+            format!("decoded set size must be positive, got {height}x{width}"),
+        ));
     }
-    let n = u32::try_from(index.items.len())
-        .map_err(|_| NodeError::msg("too many images for a decoded set"))?;
+    let n = u32::try_from(index.items.len()).map_err(|_| {
+        NodeError::new(
+            "foldwise::decoded::size",
+            "too many images for a decoded set",
+        )
+    })?;
     let per = height as usize * width as usize * CHANNELS;
     let images = artifact_dir.join(IMAGES_DIR);
     let tmp = partial_path(out_file);
@@ -228,10 +233,10 @@ impl DecodedSet {
     pub fn from_pixels(h: u32, w: u32, pixels: Vec<u8>) -> Result<DecodedSet, NodeError> {
         let per = h as usize * w as usize * CHANNELS;
         if per == 0 || !pixels.len().is_multiple_of(per) {
-            return Err(NodeError::msg(format!(
-                "{} bytes are not whole {h}x{w} RGB images",
-                pixels.len()
-            )));
+            return Err(NodeError::new(
+                "foldwise::decoded::bytes",
+                format!("{} bytes are not whole {h}x{w} RGB images", pixels.len()),
+            ));
         }
         let n = pixels.len() / per;
         let mut bytes = Vec::with_capacity(HEADER_LEN + pixels.len());
@@ -270,7 +275,7 @@ mod tests {
     use super::*;
     use crate::data::DataItem;
     use crate::imaging::decode_rgb;
-    use crate::nodes::NoProgress;
+    use crate::kind::NoProgress;
     use image::{ImageBuffer, Luma, Rgb, Rgba};
 
     /// A data artifact with images of mixed sizes and colour modes.

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use image::{DynamicImage, ImageReader};
 
-use crate::nodes::NodeError;
+use crate::kind::NodeError;
 
 /// A packed RGB u8 image, row-major HWC.
 #[derive(Debug, Clone, PartialEq, Eq)]

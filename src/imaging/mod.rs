@@ -33,7 +33,7 @@ use std::path::Path;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::nodes::NodeError;
+use crate::kind::NodeError;
 use crate::rng::Rng;
 
 pub mod augment;

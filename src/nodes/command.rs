@@ -46,9 +46,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 #[allow(unused_imports)]
-use crate::config::schema::{float_range, int_min, int_range, Dflt, Param, Ty, RATIO};
+use crate::kind::schema::{float_range, int_min, int_range, Dflt, Param, Ty, RATIO};
+use crate::kind::{codes, Kind, NodeError, ParamIssue, Progress, RunCtx};
 use crate::nodes::dataset::resolve_path;
-use crate::nodes::{Kind, NodeError, ParamIssue, Progress, RunCtx};
 
 /// How many of the last stderr lines a failure message shows.
 pub const STDERR_TAIL: usize = 20;
@@ -232,8 +232,12 @@ fn join(paths: &[PathBuf], what: &str) -> Result<OsString, NodeError> {
     if let [one] = paths {
         return Ok(absolute(one).into_os_string());
     }
-    std::env::join_paths(paths.iter().map(|p| absolute(p)))
-        .map_err(|e| NodeError::msg(format!("cannot pass {what}: {e}")))
+    std::env::join_paths(paths.iter().map(|p| absolute(p))).map_err(|e| {
+        NodeError::new(
+            "foldwise::command::input",
+            format!("cannot pass {what}: {e}"),
+        )
+    })
 }
 
 fn run(ctx: &RunCtx<'_>, p: &CommandParams) -> Result<(), NodeError> {
@@ -257,7 +261,8 @@ fn run(ctx: &RunCtx<'_>, p: &CommandParams) -> Result<(), NodeError> {
             (cmd, format!("sh -c {:?}", shorten(text, 60)), true)
         }
         _ => {
-            return Err(NodeError::msg(
+            return Err(NodeError::new(
+                "foldwise::command::params",
                 "internal: `command` needs exactly one of `argv` and a non-empty `shell`",
             ))
         }
@@ -283,7 +288,7 @@ fn run(ctx: &RunCtx<'_>, p: &CommandParams) -> Result<(), NodeError> {
         let arts = ctx
             .inputs
             .get(&key)
-            .ok_or_else(|| NodeError::msg(format!("missing input `{key}`")))?;
+            .ok_or_else(|| NodeError::new(codes::INPUT, format!("missing input `{key}`")))?;
         let var = format!("FOLDWISE_INPUT_{}", env_suffix(input));
         let dirs: Vec<PathBuf> = arts.iter().map(|a| a.dir.clone()).collect();
         cmd.env(&var, join(&dirs, &var)?);
@@ -319,7 +324,10 @@ fn run(ctx: &RunCtx<'_>, p: &CommandParams) -> Result<(), NodeError> {
             std::io::ErrorKind::NotFound => "program not found".to_string(),
             _ => e.to_string(),
         };
-        NodeError::msg(format!("cannot start `{name}`: {reason}"))
+        NodeError::new(
+            "foldwise::command::start",
+            format!("cannot start `{name}`: {reason}"),
+        )
     })?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
@@ -332,7 +340,12 @@ fn run(ctx: &RunCtx<'_>, p: &CommandParams) -> Result<(), NodeError> {
         let tail = err_reader.join().unwrap_or_default();
         (status, tail)
     });
-    let status = status.map_err(|e| NodeError::msg(format!("waiting for `{name}`: {e}")))?;
+    let status = status.map_err(|e| {
+        NodeError::new(
+            "foldwise::command::wait",
+            format!("waiting for `{name}`: {e}"),
+        )
+    })?;
     if status.success() {
         return Ok(());
     }
@@ -356,7 +369,7 @@ fn run(ctx: &RunCtx<'_>, p: &CommandParams) -> Result<(), NodeError> {
             msg.push_str(line);
         }
     }
-    Err(NodeError::msg(msg))
+    Err(NodeError::new("foldwise::command::failed", msg))
 }
 
 /// Reads `stream` to its end, showing each line as progress and keeping the
@@ -402,7 +415,7 @@ fn read_tail(stream: impl Read, keep: usize, progress: &dyn Progress) -> VecDequ
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nodes::{InputArtifact, NoProgress};
+    use crate::kind::{InputArtifact, NoProgress};
     use serde_json::json;
     use std::fs;
 

@@ -40,10 +40,10 @@ use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::Value;
 
-#[allow(unused_imports)]
-use crate::config::schema::{float_range, int_min, int_range, Dflt, Param, Ty, RATIO};
 use crate::data::{DataIndex, DataItem, IMAGES_DIR};
-use crate::nodes::{Kind, NodeError, RunCtx};
+#[allow(unused_imports)]
+use crate::kind::schema::{float_range, int_min, int_range, Dflt, Param, Ty, RATIO};
+use crate::kind::{Kind, NodeError, RunCtx};
 
 /// How many problems an error lists in full before it only counts the rest.
 pub const MAX_REPORTED: usize = 10;
@@ -136,7 +136,7 @@ impl Problems {
                 if n > MAX_REPORTED {
                     msg.push_str(&format!("\n  … and {} more", n - MAX_REPORTED));
                 }
-                Err(NodeError::msg(msg))
+                Err(NodeError::new("foldwise::dataset::images", msg))
             }
         }
     }
@@ -224,7 +224,12 @@ fn run(ctx: &RunCtx<'_>, p: &DatasetParams) -> Result<(), NodeError> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(ctx.threads.max(1))
         .build()
-        .map_err(|e| NodeError::msg(format!("cannot start worker threads: {e}")))?;
+        .map_err(|e| {
+            NodeError::new(
+                "foldwise::dataset::threads",
+                format!("cannot start worker threads: {e}"),
+            )
+        })?;
     let sizes: Vec<Result<(u32, u32), String>> = pool.install(|| {
         items
             .par_iter()
@@ -611,7 +616,7 @@ fn csv_label(fields: &[String]) -> Result<Label, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nodes::{InputArtifact, NoProgress};
+    use crate::kind::{InputArtifact, NoProgress};
     use image::{ImageBuffer, Luma, Rgb, Rgba};
     use serde_json::json;
     use std::collections::BTreeMap;

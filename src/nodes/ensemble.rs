@@ -36,12 +36,12 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::schema::{Dflt, Param, Ty};
+use crate::kind::schema::{Dflt, Param, Ty};
+use crate::kind::{codes, InputArtifact, Kind, NodeError, RunCtx};
 use crate::nodes::predict::{
     read_members, read_output, write_json, write_length, write_output, Output, ITEMS_FILE,
     MEMBERS_FILE,
 };
-use crate::nodes::{InputArtifact, Kind, NodeError, RunCtx};
 use crate::predictions::{ensemble, store, Probs};
 
 pub struct Ensemble;
@@ -124,19 +124,22 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
     let p: EnsembleParams = ctx.typed()?;
     let arts = match ctx.inputs.get("inputs") {
         Some(v) if !v.is_empty() => v,
-        _ => return Err(NodeError::msg("missing input `inputs`")),
+        _ => return Err(NodeError::new(codes::INPUT, "missing input `inputs`")),
     };
     if let Some(w) = &p.weights {
         if w.len() != arts.len() {
-            return Err(NodeError::msg(format!(
-                "weights: {} weights for {} inputs ({})",
-                w.len(),
-                arts.len(),
-                arts.iter()
-                    .map(|a| format!("`{}`", a.node))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
+            return Err(NodeError::new(
+                "foldwise::ensemble::weights",
+                format!(
+                    "weights: {} weights for {} inputs ({})",
+                    w.len(),
+                    arts.len(),
+                    arts.iter()
+                        .map(|a| format!("`{}`", a.node))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
         }
     }
     let mut ins = Vec::with_capacity(arts.len());

@@ -20,10 +20,10 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
 
-use crate::config::schema::{Dflt, Param, Ty};
 use crate::data::{DataIndex, DataItem, INDEX_FILE};
+use crate::kind::schema::{Dflt, Param, Ty};
+use crate::kind::{Kind, NodeError, RunCtx};
 use crate::nodes::predict::{read_output, write_json, Item, ITEMS_FILE};
-use crate::nodes::{Kind, NodeError, RunCtx};
 use crate::predictions::metrics::{evaluate_items, length_model_acc, Metrics};
 
 /// The metrics file of an evaluate artifact.

@@ -27,10 +27,10 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::config::schema::{Dflt, Param, Ty};
+use crate::kind::schema::{Dflt, Param, Ty};
+use crate::kind::{Kind, NodeError, RunCtx};
 use crate::nodes::evaluate::{labelled_items, METRICS_FILE, REPORT_FILE};
 use crate::nodes::predict::{read_output, write_json, MEMBERS_FILE};
-use crate::nodes::{Kind, NodeError, RunCtx};
 use crate::predictions::ladder::{ladder, report, Member, Scores, Step};
 use crate::predictions::metrics::evaluate_items;
 use crate::predictions::store;
@@ -93,7 +93,7 @@ static PARAMS: &[Param] = &[
 fn post_row(
     pred_dir: &Path,
     pred_node: &str,
-    post: &crate::nodes::InputArtifact,
+    post: &crate::kind::InputArtifact,
     data_dir: &Path,
     data_node: &str,
     l: &Scores,

@@ -1,17 +1,9 @@
-//! Node kinds: one kind per file. Each kind declares its parameters (a
-//! static schema), its version, what external files it reads, whether it
-//! fans out into parts (a k-fold split), and how it runs.
-//!
-//! Guarantee: `run` only writes inside `ctx.out`; everything a kind reads
-//! is either in its parameters, its inputs' artifact folders, or a file its
-//! `external_inputs` declares (and so is hashed into its key).
+//! The node kinds, one per file, and [`KINDS`], the registry the command
+//! line hands to `config` and `report`. What a kind is (the trait, its run
+//! context, its errors) lives in [`crate::kind`]; the formats of the files
+//! kinds hand each other live in [`crate::artifact`].
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-use serde_json::Value;
-
-use crate::config::schema::Param;
+use crate::kind::Kind;
 
 pub mod command;
 pub mod dataset;
@@ -24,63 +16,6 @@ pub mod split;
 pub mod submit;
 pub mod synthetic;
 pub mod train;
-
-/// A node kind. Implementations are unit structs registered in [`KINDS`].
-pub trait Kind: Sync {
-    /// The `kind = "…"` name.
-    fn name(&self) -> &'static str;
-    /// Bumped whenever the kind's output for the same inputs changes.
-    fn version(&self) -> u32;
-    /// One paragraph for the format reference.
-    fn doc(&self) -> &'static str;
-    /// The parameters (everything but `kind`).
-    fn params(&self) -> &'static [Param];
-    /// Semantic checks beyond the schema, on canonical parameters. Each issue
-    /// names the parameter path (`"method"`, `"model.heads"`) it is about.
-    fn check(&self, _params: &Value) -> Vec<ParamIssue> {
-        Vec::new()
-    }
-    /// Drop parameters that cannot affect the output (e.g. `k` of a
-    /// hold-out split) so that they do not enter the key.
-    fn canonical(&self, params: Value) -> Value {
-        params
-    }
-    /// Number of parts this node's artifact offers to nodes that follow it
-    /// (k for a k-fold split), or `None` for a plain artifact.
-    fn parts(&self, _params: &Value) -> Option<usize> {
-        None
-    }
-    /// The artifact-relative file holding part `i` (hashed on its own, so a
-    /// fold consumer's key depends on that fold's index set only).
-    fn part_file(&self, i: usize) -> String {
-        format!("part-{i}")
-    }
-    /// Files or folders outside the cache that `run` reads, as
-    /// (parameter path, absolute path). They are hashed into the key.
-    fn external_inputs(&self, _params: &Value, _base_dir: &Path) -> Vec<(String, PathBuf)> {
-        Vec::new()
-    }
-    /// For kinds that can resume interrupted or extended work (training):
-    /// the parameter paths left out of the *work key*. The engine then gives
-    /// `run` a working folder (`ctx.work`) keyed by the pre-image without
-    /// those parameters, which survives failures and kills. `Some(&[])`
-    /// resumes only the same key; `Some(&["schedule.cycles"])` also lets a
-    /// run with more cycles start from a run with fewer. `None`: no folder.
-    fn resumable(&self) -> Option<&'static [&'static str]> {
-        None
-    }
-    /// Compute the artifact into `ctx.out`.
-    fn run(&self, ctx: &RunCtx<'_>) -> Result<(), NodeError>;
-}
-
-/// A problem found by [`Kind::check`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParamIssue {
-    /// Dotted parameter path; the diagnostic points at its value.
-    pub path: String,
-    pub message: String,
-    pub help: Option<String>,
-}
 
 /// Every kind foldwise knows.
 pub static KINDS: &[&dyn Kind] = &[
@@ -102,117 +37,28 @@ pub fn kind(name: &str) -> Option<&'static dyn Kind> {
     KINDS.iter().copied().find(|k| k.name() == name)
 }
 
-/// An upstream artifact as seen by a running node.
-#[derive(Debug, Clone)]
-pub struct InputArtifact {
-    /// Instance name of the upstream node (`folds`, `cnn[2]`).
-    pub node: String,
-    /// The upstream artifact folder (read only).
-    pub dir: PathBuf,
-    /// For a node following a fan-out (a k-fold split): the part file for
-    /// this instance, inside `dir`.
-    pub part: Option<PathBuf>,
-    /// The digest that entered this node's key for this input (the
-    /// artifact's, or the part file's): names derived files reliably.
-    pub digest: String,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Everything a node's `run` may use.
-pub struct RunCtx<'a> {
-    /// Instance name (`cnn[0]`).
-    pub instance: &'a str,
-    /// Fold index when this instance follows a fan-out.
-    pub fold: Option<usize>,
-    /// Canonical parameters (defaults filled in). References are still the
-    /// strings the user wrote; use `inputs` to reach their artifacts.
-    pub params: &'a Value,
-    /// Seed for this node (pipeline seed unless the node sets `seed`).
-    pub seed: u64,
-    /// Folder of the pipeline file: relative paths start there.
-    pub base_dir: &'a Path,
-    /// Upstream artifacts by parameter path; a gathered reference (`x[*]`)
-    /// gives several.
-    pub inputs: &'a BTreeMap<String, Vec<InputArtifact>>,
-    /// The (empty) folder to write the artifact into.
-    pub out: &'a Path,
-    /// Progress reporting.
-    pub progress: &'a dyn Progress,
-    /// Worker threads this node may use.
-    pub threads: usize,
-    /// The working folder of a [`Kind::resumable`] kind: checkpoints
-    /// written here (atomically: temporary name, then rename) survive a
-    /// killed or failed run, and a later run with the same work key finds
-    /// them. Never part of the artifact.
-    pub work: Option<&'a Path>,
-    /// A shared folder for files derived from inputs alone (a data set
-    /// decoded at a size): name them by a digest of everything they depend
-    /// on, write them atomically, and any node may reuse them. `gc` empties it.
-    pub derived: &'a Path,
-}
-
-impl RunCtx<'_> {
-    /// The single input behind parameter `param`.
-    pub fn input(&self, param: &str) -> Result<&InputArtifact, NodeError> {
-        match self.inputs.get(param).map(|v| v.as_slice()) {
-            Some([one]) => Ok(one),
-            Some(_) => Err(NodeError::msg(format!(
-                "parameter `{param}` must name a single node instance"
-            ))),
-            None => Err(NodeError::msg(format!("missing input `{param}`"))),
+    #[test]
+    fn every_default_of_every_kind_is_valid_json() {
+        fn walk(params: &[crate::kind::schema::Param], at: &str) {
+            for p in params {
+                if let crate::kind::schema::Dflt::Value(lit) = p.default {
+                    assert!(
+                        serde_json::from_str::<serde_json::Value>(lit).is_ok(),
+                        "{at}.{}: {lit}",
+                        p.name
+                    );
+                }
+                if let crate::kind::schema::Ty::Table(inner) = &p.ty {
+                    walk(inner, &format!("{at}.{}", p.name));
+                }
+            }
         }
-    }
-
-    /// Deserialises the canonical parameters into a kind's typed struct.
-    pub fn typed<T: serde::de::DeserializeOwned>(&self) -> Result<T, NodeError> {
-        serde_json::from_value(self.params.clone())
-            .map_err(|e| NodeError::msg(format!("internal: parameters do not fit: {e}")))
-    }
-}
-
-/// Progress reporting for long nodes; the executor draws a bar per node.
-pub trait Progress: Sync {
-    fn set_total(&self, total: u64);
-    fn inc(&self, delta: u64);
-    fn message(&self, msg: &str);
-}
-
-/// A progress sink that ignores everything (tests, quiet mode).
-pub struct NoProgress;
-impl Progress for NoProgress {
-    fn set_total(&self, _total: u64) {}
-    fn inc(&self, _delta: u64) {}
-    fn message(&self, _msg: &str) {}
-}
-
-/// Why a node failed. Errors about a file name the file.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    #[error("{0}")]
-    Msg(String),
-    #[error("{}: {message}", path.display())]
-    File { path: PathBuf, message: String },
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-impl NodeError {
-    pub fn msg(m: impl Into<String>) -> Self {
-        NodeError::Msg(m.into())
-    }
-    pub fn file(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        NodeError::File {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        NodeError::Io {
-            path: path.into(),
-            source,
+        for k in KINDS {
+            walk(k.params(), k.name());
         }
     }
 }

@@ -44,13 +44,13 @@ use std::fs;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::schema::{Dflt, Param, Ty};
 use crate::data::DataIndex;
+use crate::kind::schema::{Dflt, Param, Ty};
+use crate::kind::{InputArtifact, Kind, NodeError, ParamIssue, RunCtx};
 use crate::nodes::evaluate::{labelled_items, REPORT_FILE};
 use crate::nodes::predict::{
     read_output, write_json, write_length, write_output, Item, ITEMS_FILE, LENGTH_FILE,
 };
-use crate::nodes::{InputArtifact, Kind, NodeError, ParamIssue, RunCtx};
 use crate::predictions::postprocess::{
     apply, candidates, change, fit, seq_acc, Aids, Change, Prior, Setting, State, Tried,
 };
@@ -382,12 +382,15 @@ fn read_oof(
     for a in arts {
         let p = read_pred(a)?;
         if *heads.get_or_insert(p.state.probs.heads) != p.state.probs.heads {
-            return Err(NodeError::msg(format!(
-                "oof: `{}` has {} heads, the other out-of-fold predictions {}",
-                a.node,
-                p.state.probs.heads,
-                heads.unwrap_or(0)
-            )));
+            return Err(NodeError::new(
+                "foldwise::postprocess::oof",
+                format!(
+                    "oof: `{}` has {} heads, the other out-of-fold predictions {}",
+                    a.node,
+                    p.state.probs.heads,
+                    heads.unwrap_or(0)
+                ),
+            ));
         }
         if let Some(dup) = p.items.iter().find(|it| !seen.insert(it.index)) {
             return Err(NodeError::file(
@@ -469,7 +472,12 @@ fn settings_of(
             };
             ("position_prior".into(), s)
         }
-        other => return Err(NodeError::msg(format!("unknown step `{other}`"))),
+        other => {
+            return Err(NodeError::new(
+                "foldwise::postprocess::step",
+                format!("unknown step `{other}`"),
+            ))
+        }
     })
 }
 
@@ -506,7 +514,7 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
             match other.length {
                 Some(l) => Some(l),
                 None => {
-                    return Err(NodeError::msg(format!(
+                    return Err(NodeError::new("foldwise::postprocess::length", format!(
                         "length_from: `{}` has no {LENGTH_FILE}; train its models with `model.length_head = true`",
                         a.node
                     )))
@@ -516,7 +524,7 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         None => own_length.clone(),
     };
     if wants("length") && length.is_none() {
-        return Err(NodeError::msg(format!(
+        return Err(NodeError::new("foldwise::postprocess::length", format!(
             "step `length` needs length probabilities, but `{}` has no {LENGTH_FILE}: train its models with `model.length_head = true`, or name a prediction that has them in `length_from`",
             input.node
         )));
@@ -527,14 +535,14 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
     let prior = match (wants("position_prior"), labels) {
         (false, _) => None,
         (true, None) => {
-            return Err(NodeError::msg(
+            return Err(NodeError::new("foldwise::postprocess::labels", 
                 "step `position_prior` needs `labels`: the labelled training data whose per-position frequencies it uses",
             ))
         }
         (true, Some(l)) => {
             let index = DataIndex::load(&l.dir)?;
             if !index.labelled {
-                return Err(NodeError::msg(format!(
+                return Err(NodeError::new("foldwise::postprocess::labels", format!(
                     "labels: data `{}` is unlabelled",
                     l.node
                 )));
@@ -546,26 +554,29 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
                 .collect();
             Some(
                 Prior::count(&codes, heads)
-                    .map_err(|m| NodeError::msg(format!("labels: data `{}`: {m}", l.node)))?,
+                    .map_err(|m| NodeError::new("foldwise::postprocess::labels", format!("labels: data `{}`: {m}", l.node)))?,
             )
         }
     };
     let oof = match ctx.inputs.get("oof") {
         Some(arts) if !arts.is_empty() => {
             let Some(l) = labels else {
-                return Err(NodeError::msg(
+                return Err(NodeError::new("foldwise::postprocess::labels", 
                     "`oof` needs `labels`: the labelled data the out-of-fold predictions were made on",
                 ));
             };
             let (pred, truth) = read_oof(arts, l)?;
             if pred.state.probs.heads != heads {
-                return Err(NodeError::msg(format!(
-                    "oof: the out-of-fold predictions have {} heads, `{}` has {heads}",
-                    pred.state.probs.heads, input.node
-                )));
+                return Err(NodeError::new(
+                    "foldwise::postprocess::oof",
+                    format!(
+                        "oof: the out-of-fold predictions have {} heads, `{}` has {heads}",
+                        pred.state.probs.heads, input.node
+                    ),
+                ));
             }
             if wants("length") && pred.length.is_none() {
-                return Err(NodeError::msg(format!(
+                return Err(NodeError::new("foldwise::postprocess::length", format!(
                     "oof: fitting the `length` step needs {LENGTH_FILE} in every out-of-fold prediction; train their models with `model.length_head = true`"
                 )));
             }
@@ -608,7 +619,7 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
                     "length_joint" => "length.weight",
                     _ => "position_prior.weight",
                 };
-                return Err(NodeError::msg(format!(
+                return Err(NodeError::new("foldwise::postprocess::fit", format!(
                     "step `{step}`: `{what}` is \"fit\" (the default), but there is no `oof` input to fit it on; give out-of-fold predictions in `oof` (with `labels`), or set `{what}` to a number"
                 )));
             }

@@ -59,12 +59,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::config::schema::{float_range, int_min, Dflt, Param, Ty};
 use crate::data::DataIndex;
 use crate::imaging::{self, Augment, DecodedSet, Norm};
+use crate::kind::schema::{float_range, int_min, Dflt, Param, Ty};
+use crate::kind::{codes, InputArtifact, Kind, NodeError, ParamIssue, RunCtx};
 use crate::model::Model;
 use crate::nodes::split::load_fold;
-use crate::nodes::{InputArtifact, Kind, NodeError, ParamIssue, RunCtx};
 use crate::predictions::{code_string, decode, ensemble, store, Probs};
 
 /// The mean probabilities of a prediction artifact.
@@ -643,8 +643,8 @@ struct MemberInfo {
 
 fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
     let p: PredictParams = ctx.typed()?;
-    let sel =
-        Snapshots::parse(&p.snapshots).map_err(|m| NodeError::msg(format!("snapshots: {m}")))?;
+    let sel = Snapshots::parse(&p.snapshots)
+        .map_err(|m| NodeError::new("foldwise::predict::snapshots", format!("snapshots: {m}")))?;
     let batch = p.batch.unwrap_or(64).max(1);
     let data = ctx.input("data")?;
     let index = DataIndex::load(&data.dir)?;
@@ -652,7 +652,7 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
     // The train artifacts; with `oof` a gathered list keeps this fold's.
     let mut model_inputs: Vec<&InputArtifact> = match ctx.inputs.get("models") {
         Some(v) if !v.is_empty() => v.iter().collect(),
-        _ => return Err(NodeError::msg("missing input `models`")),
+        _ => return Err(NodeError::new(codes::INPUT, "missing input `models`")),
     };
     let indices: Vec<usize> = match ctx.inputs.get("oof") {
         Some(_) => {
@@ -663,28 +663,31 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
                 let suffix = format!("[{f}]");
                 model_inputs.retain(|m| m.node.ends_with(&suffix));
                 if model_inputs.is_empty() {
-                    return Err(NodeError::msg(format!(
+                    return Err(NodeError::new("foldwise::predict::oof", format!(
                         "oof: none of the gathered models is fold {f}'s (`…{suffix}`); refer to the models as following the split (`models = \"cnn\"`)"
                     )));
                 }
             }
             if let Some(&bad) = fold.valid.iter().find(|&&i| i >= index.items.len()) {
-                return Err(NodeError::msg(format!(
-                    "oof: split `{}` holds index {bad}, but data `{}` has {} items",
-                    split.node,
-                    data.node,
-                    index.items.len()
-                )));
+                return Err(NodeError::new(
+                    "foldwise::predict::oof",
+                    format!(
+                        "oof: split `{}` holds index {bad}, but data `{}` has {} items",
+                        split.node,
+                        data.node,
+                        index.items.len()
+                    ),
+                ));
             }
             fold.valid
         }
         None => (0..index.items.len()).collect(),
     };
     if indices.is_empty() {
-        return Err(NodeError::msg(format!(
-            "no items to predict in data `{}`",
-            data.node
-        )));
+        return Err(NodeError::new(
+            "foldwise::predict::empty",
+            format!("no items to predict in data `{}`", data.node),
+        ));
     }
 
     // Model files and their shape, which must agree.
@@ -698,20 +701,23 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
     let (first, shape) = (&files[0].0, &files[0].1);
     for (f, s) in &files[1..] {
         if (s.heads, s.height, s.width) != (shape.heads, shape.height, shape.width) {
-            return Err(NodeError::msg(format!(
-                "models disagree: `{}` has {} heads at {}x{}, `{}` has {} heads at {}x{}",
-                first.node,
-                shape.heads,
-                shape.height,
-                shape.width,
-                f.node,
-                s.heads,
-                s.height,
-                s.width
-            )));
+            return Err(NodeError::new(
+                "foldwise::predict::models",
+                format!(
+                    "models disagree: `{}` has {} heads at {}x{}, `{}` has {} heads at {}x{}",
+                    first.node,
+                    shape.heads,
+                    shape.height,
+                    shape.width,
+                    f.node,
+                    s.heads,
+                    s.height,
+                    s.width
+                ),
+            ));
         }
         if (s.decoded_height, s.decoded_width) != (shape.decoded_height, shape.decoded_width) {
-            return Err(NodeError::msg(format!(
+            return Err(NodeError::new("foldwise::predict::models", format!(
                 "models disagree: `{}` was trained on images decoded at {}x{}, `{}` at {}x{} (set the same `margin`)",
                 first.node,
                 shape.decoded_height,
@@ -791,7 +797,8 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
                 }
                 None => {
                     if model.is_none() {
-                        let m = Model::load(&f.path).map_err(|e| NodeError::msg(e.to_string()))?;
+                        let m = Model::load(&f.path)
+                            .map_err(|e| NodeError::new(codes::MODEL, e.to_string()))?;
                         let c = m.config();
                         if (c.heads, c.height, c.width, c.length_head)
                             != (
@@ -820,7 +827,7 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
                             &index,
                             dh,
                             dw,
-                            &crate::nodes::NoProgress,
+                            &crate::kind::NoProgress,
                         )?);
                     }
                     let s = set.as_ref().expect("decoded");
@@ -829,9 +836,9 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
                     let mut lout = Vec::new();
                     for chunk in indices.chunks(batch) {
                         let x = imaging::batch(s, chunk, &aug, seed, STREAM, r, h, w, &norm);
-                        let (y, l) = m
-                            .forward_all(&x, chunk.len())
-                            .map_err(|e| NodeError::msg(format!("model `{}`: {e}", f.node)))?;
+                        let (y, l) = m.forward_all(&x, chunk.len()).map_err(|e| {
+                            NodeError::new(codes::MODEL, format!("model `{}`: {e}", f.node))
+                        })?;
                         out.extend_from_slice(&y);
                         if let Some(l) = l {
                             lout.extend_from_slice(&l);
@@ -930,9 +937,9 @@ pub(crate) mod testutil {
     use super::*;
     use std::collections::BTreeMap;
 
+    use crate::kind::NoProgress;
     use crate::model::{Arch, ModelConfig};
     use crate::nodes::synthetic::{write_dataset, SyntheticParams};
-    use crate::nodes::NoProgress;
 
     /// A synthetic data artifact of `n` plates in `dir`.
     pub fn dataset(dir: &Path, n: u64, seed: u64) -> DataIndex {

@@ -34,10 +34,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-#[allow(unused_imports)]
-use crate::config::schema::{float_range, int_min, int_range, Dflt, Param, Ty, RATIO};
 use crate::data::DataIndex;
-use crate::nodes::{InputArtifact, Kind, NodeError, RunCtx};
+#[allow(unused_imports)]
+use crate::kind::schema::{float_range, int_min, int_range, Dflt, Param, Ty, RATIO};
+use crate::kind::{InputArtifact, Kind, NodeError, RunCtx};
 use crate::rng::Rng;
 
 /// Folder of the fold files inside a split artifact.
@@ -194,7 +194,7 @@ fn compute(
 ) -> Result<(Vec<Fold>, Summary), NodeError> {
     let n = index.items.len();
     if p.stratify && !index.labelled {
-        return Err(NodeError::msg(format!(
+        return Err(NodeError::new("foldwise::split::unlabelled", format!(
             "data `{node}` is unlabelled, so it cannot be stratified by code length; set `stratify = false`"
         )));
     }
@@ -227,9 +227,10 @@ fn compute(
         "kfold" => {
             let k = p.k.unwrap_or(5);
             if k > n {
-                return Err(NodeError::msg(format!(
-                    "k = {k} folds need at least {k} items, but data `{node}` has {n}"
-                )));
+                return Err(NodeError::new(
+                    "foldwise::split::too_few",
+                    format!("k = {k} folds need at least {k} items, but data `{node}` has {n}"),
+                ));
             }
             let mut next = 0usize;
             for bucket in buckets.values() {
@@ -245,7 +246,7 @@ fn compute(
             let total = (ratio * n as f64).round() as usize;
             if total == 0 || total >= n {
                 let empty = if total == 0 { "valid" } else { "train" };
-                return Err(NodeError::msg(format!(
+                return Err(NodeError::new("foldwise::split::empty_part", format!(
                     "a hold-out with ratio = {ratio} of the {n} items of data `{node}` leaves the {empty} part empty"
                 )));
             }
@@ -339,7 +340,7 @@ fn write(out: &Path, folds: &[Fold], summary: &Summary) -> Result<(), NodeError>
 mod tests {
     use super::*;
     use crate::data::DataItem;
-    use crate::nodes::NoProgress;
+    use crate::kind::NoProgress;
     use serde_json::json;
 
     /// A labelled index whose item i has code length `lens[i]`.

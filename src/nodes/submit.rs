@@ -18,10 +18,10 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::config::schema::{Dflt, Param, Ty};
+use crate::kind::schema::{Dflt, Param, Ty};
+use crate::kind::{Kind, NodeError, RunCtx};
 use crate::nodes::dataset::resolve_path;
 use crate::nodes::predict::read_output;
-use crate::nodes::{Kind, NodeError, RunCtx};
 use crate::predictions::decode;
 use crate::predictions::submission::{to_csv, Row};
 

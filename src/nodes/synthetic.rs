@@ -43,10 +43,10 @@ use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::Value;
 
-#[allow(unused_imports)]
-use crate::config::schema::{float_range, int_min, int_range, Dflt, Param, Ty, RATIO};
 use crate::data::{DataIndex, DataItem, IMAGES_DIR};
-use crate::nodes::{Kind, NodeError, ParamIssue, Progress, RunCtx};
+#[allow(unused_imports)]
+use crate::kind::schema::{float_range, int_min, int_range, Dflt, Param, Ty, RATIO};
+use crate::kind::{Kind, NodeError, ParamIssue, Progress, RunCtx};
 use crate::rng::Rng;
 
 pub use glyphs::Style;
@@ -78,10 +78,10 @@ impl Kind for Synthetic {
     }
     fn run(&self, ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         if let Some(issue) = check_params(ctx.params).into_iter().next() {
-            return Err(NodeError::msg(format!(
-                "parameter `{}`: {}",
-                issue.path, issue.message
-            )));
+            return Err(NodeError::new(
+                "foldwise::synthetic::params",
+                format!("parameter `{}`: {}", issue.path, issue.message),
+            ));
         }
         let params: SyntheticParams = ctx.typed()?;
         let job = || write_dataset(&params, ctx.seed, ctx.out, ctx.progress).map(|_| ());
@@ -646,7 +646,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::nodes::NoProgress;
+    use crate::kind::NoProgress;
 
     fn params(count: u64) -> SyntheticParams {
         SyntheticParams::with_count(count)

@@ -56,12 +56,12 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::schema::{float_range, int_min, int_range, Dflt, Param, Ty};
 use crate::data::DataIndex;
 use crate::imaging::{self, Augment, DecodedSet, Norm};
+use crate::kind::schema::{float_range, int_min, int_range, Dflt, Param, Ty};
+use crate::kind::{codes, Kind, NodeError, ParamIssue, RunCtx};
 use crate::model::{Arch, Model, ModelConfig, ModelError, Optimizer, BLANK};
 use crate::nodes::split::{load_fold, SUMMARY_FILE};
-use crate::nodes::{Kind, NodeError, ParamIssue, RunCtx};
 use crate::predictions::{decode, metrics, Probs, CLASSES};
 use crate::rng::Rng;
 
@@ -163,10 +163,10 @@ impl Kind for Train {
     }
     fn run(&self, ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         if let Some(issue) = check_params(ctx.params).into_iter().next() {
-            return Err(NodeError::msg(format!(
-                "parameter `{}`: {}",
-                issue.path, issue.message
-            )));
+            return Err(NodeError::new(
+                "foldwise::train::params",
+                format!("parameter `{}`: {}", issue.path, issue.message),
+            ));
         }
         let p: TrainParams = ctx.typed()?;
         let job = || train(ctx, &p, None).map(|_| ());
@@ -693,7 +693,7 @@ fn ckpt_info(dir: &Path, epoch: usize) -> PathBuf {
 }
 
 fn model_err(e: ModelError) -> NodeError {
-    NodeError::msg(e.to_string())
+    NodeError::new(codes::MODEL, e.to_string())
 }
 
 /// Writes `bytes` to `path` through a temporary name in the same folder.
@@ -713,9 +713,10 @@ fn pretty(v: &impl Serialize) -> Vec<u8> {
 /// `heads`. Unlabelled data and codes longer than `heads` are errors.
 fn class_vectors(index: &DataIndex, heads: usize, node: &str) -> Result<Vec<Vec<u8>>, NodeError> {
     if !index.labelled {
-        return Err(NodeError::msg(format!(
-            "data `{node}` is unlabelled; training needs labels"
-        )));
+        return Err(NodeError::new(
+            "foldwise::train::unlabelled",
+            format!("data `{node}` is unlabelled; training needs labels"),
+        ));
     }
     let mut out = Vec::with_capacity(index.items.len());
     let mut long = Vec::new();
@@ -726,17 +727,20 @@ fn class_vectors(index: &DataIndex, heads: usize, node: &str) -> Result<Vec<Vec<
             continue;
         }
         if let Some(d) = label.iter().find(|d| **d > 9) {
-            return Err(NodeError::msg(format!(
-                "data `{node}`: image `{}` has label digit {d}, not 0-9",
-                it.file
-            )));
+            return Err(NodeError::new(
+                "foldwise::train::label",
+                format!(
+                    "data `{node}`: image `{}` has label digit {d}, not 0-9",
+                    it.file
+                ),
+            ));
         }
         let mut v = label.to_vec();
         v.resize(heads, BLANK);
         out.push(v);
     }
     if let Some(first) = long.first() {
-        return Err(NodeError::msg(format!(
+        return Err(NodeError::new("foldwise::train::heads", format!(
             "{} image(s) of data `{node}` have codes longer than heads = {heads}, e.g. `{}` (code \"{}\", {} digits); raise `model.heads` (up to 6)",
             long.len(),
             first.file,
@@ -859,28 +863,34 @@ fn train(
         })?;
     let split_items = summary["items"].as_u64().unwrap_or(u64::MAX);
     if split_items != n as u64 {
-        return Err(NodeError::msg(format!(
+        return Err(NodeError::new("foldwise::train::split", format!(
             "split `{}` was made from {split_items} items, but data `{}` has {n}; point the split at the same data set",
             split.node, data.node
         )));
     }
     let fold = load_fold(split)?;
     if let Some(bad) = fold.train.iter().chain(&fold.valid).find(|&&i| i >= n) {
-        return Err(NodeError::msg(format!(
-            "split `{}` refers to item {bad}, but data `{}` has {n}",
-            split.node, data.node
-        )));
+        return Err(NodeError::new(
+            "foldwise::train::split",
+            format!(
+                "split `{}` refers to item {bad}, but data `{}` has {n}",
+                split.node, data.node
+            ),
+        ));
     }
     if fold.train.is_empty() || fold.valid.is_empty() {
-        return Err(NodeError::msg(format!(
-            "split `{}`: the fold's {} part is empty",
-            split.node,
-            if fold.train.is_empty() {
-                "train"
-            } else {
-                "valid"
-            }
-        )));
+        return Err(NodeError::new(
+            "foldwise::train::split",
+            format!(
+                "split `{}`: the fold's {} part is empty",
+                split.node,
+                if fold.train.is_empty() {
+                    "train"
+                } else {
+                    "valid"
+                }
+            ),
+        ));
     }
     let m = &p.model;
     let labels = class_vectors(&index, m.heads, &data.node)?;
@@ -1008,7 +1018,7 @@ fn train(
             let stats = match model.train_step(&x, &y, step_seed, lr, smoothing) {
                 Ok(s) => s,
                 Err(ModelError::NonFiniteLoss { loss }) => {
-                    return Err(NodeError::msg(format!(
+                    return Err(NodeError::new("foldwise::train::diverged", format!(
                         "loss is not finite at epoch {epoch}, batch {} (lr {lr:e}, loss {loss}); lower `optimizer.lr`",
                         b + 1
                     )))
@@ -1150,9 +1160,9 @@ fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kind::{InputArtifact, NoProgress};
     use crate::nodes::split::Split;
     use crate::nodes::synthetic::{write_dataset, SyntheticParams};
-    use crate::nodes::{InputArtifact, NoProgress};
     use serde_json::json;
     use std::collections::BTreeMap;
 
@@ -1277,7 +1287,7 @@ mod tests {
             derived: f.derived.path(),
         };
         let r = match check_params(p).into_iter().next() {
-            Some(i) => Err(NodeError::msg(i.message)),
+            Some(i) => Err(NodeError::new("foldwise::train::params", i.message)),
             None => ctx.typed().and_then(|tp| train(&ctx, &tp, stop_after)),
         };
         (out, r)

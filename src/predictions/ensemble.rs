@@ -16,22 +16,32 @@
 
 use super::decode::argmax;
 use super::{Probs, CLASSES};
-use crate::nodes::NodeError;
+use crate::kind::NodeError;
 
 /// Checks that there are members and that they share `n` and `heads`;
 /// returns `(n, heads)`.
 fn check_members(members: &[&Probs]) -> Result<(usize, usize), NodeError> {
     let Some(first) = members.first() else {
-        return Err(NodeError::msg("ensemble: no members"));
+        return Err(NodeError::new(
+            "foldwise::ensemble::members",
+            "ensemble: no members",
+        ));
     };
     for (k, m) in members.iter().enumerate() {
-        m.check_shape()
-            .map_err(|e| NodeError::msg(format!("ensemble member {k}: {e}")))?;
+        m.check_shape().map_err(|e| {
+            NodeError::new(
+                "foldwise::ensemble::members",
+                format!("ensemble member {k}: {e}"),
+            )
+        })?;
         if (m.n, m.heads) != (first.n, first.heads) {
-            return Err(NodeError::msg(format!(
-                "ensemble member {k} has {} images × {} heads, member 0 has {} × {}",
-                m.n, m.heads, first.n, first.heads
-            )));
+            return Err(NodeError::new(
+                "foldwise::ensemble::members",
+                format!(
+                    "ensemble member {k} has {} images × {} heads, member 0 has {} × {}",
+                    m.n, m.heads, first.n, first.heads
+                ),
+            ));
         }
     }
     Ok((first.n, first.heads))
@@ -55,24 +65,31 @@ pub fn mean(members: &[&Probs]) -> Result<Probs, NodeError> {
 pub fn weighted(members: &[&Probs], weights: &[f64]) -> Result<Probs, NodeError> {
     let (n, heads) = check_members(members)?;
     if weights.len() != members.len() {
-        return Err(NodeError::msg(format!(
-            "ensemble: {} weights for {} members",
-            weights.len(),
-            members.len()
-        )));
+        return Err(NodeError::new(
+            "foldwise::ensemble::weights",
+            format!(
+                "ensemble: {} weights for {} members",
+                weights.len(),
+                members.len()
+            ),
+        ));
     }
     if let Some((k, w)) = weights
         .iter()
         .enumerate()
         .find(|(_, w)| !w.is_finite() || **w < 0.0)
     {
-        return Err(NodeError::msg(format!(
-            "ensemble: weight {k} is {w}; weights must be finite and non-negative"
-        )));
+        return Err(NodeError::new(
+            "foldwise::ensemble::weights",
+            format!("ensemble: weight {k} is {w}; weights must be finite and non-negative"),
+        ));
     }
     let total = sorted_sum(&mut weights.to_vec());
     if total <= 0.0 {
-        return Err(NodeError::msg("ensemble: the weights sum to zero"));
+        return Err(NodeError::new(
+            "foldwise::ensemble::weights",
+            "ensemble: the weights sum to zero",
+        ));
     }
     let norm: Vec<f64> = weights.iter().map(|w| w / total).collect();
     let mut buf = vec![0.0f64; members.len()];

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use super::metrics::evaluate_items;
 use super::{decode, ensemble, Probs};
 use crate::data::DataItem;
-use crate::nodes::NodeError;
+use crate::kind::NodeError;
 
 /// One member of a prediction.
 #[derive(Debug, Clone)]
@@ -106,18 +106,22 @@ fn push_unique(v: &mut Vec<String>, s: &str) {
 /// member predicts exactly these items, in this order).
 pub fn ladder(members: &[Member], items: &[DataItem]) -> Result<Scores, NodeError> {
     if let Some(m) = members.iter().find(|m| m.probs.n != items.len()) {
-        return Err(NodeError::msg(format!(
-            "ladder: member {} {} round {} has {} rows for {} items",
-            m.model,
-            m.snapshot,
-            m.round,
-            m.probs.n,
-            items.len()
-        )));
+        return Err(NodeError::new(
+            "foldwise::ladder::members",
+            format!(
+                "ladder: member {} {} round {} has {} rows for {} items",
+                m.model,
+                m.snapshot,
+                m.round,
+                m.probs.n,
+                items.len()
+            ),
+        ));
     }
     let clean: Vec<&Member> = members.iter().filter(|m| m.round == 0).collect();
     if clean.is_empty() {
-        return Err(NodeError::msg(
+        return Err(NodeError::new(
+            "foldwise::ladder::members",
             "ladder: no member predicts the clean image (round 0)",
         ));
     }
@@ -127,10 +131,10 @@ pub fn ladder(members: &[Member], items: &[DataItem]) -> Result<Scores, NodeErro
             .iter()
             .any(|s: &Single| s.model == m.model && s.snapshot == m.snapshot)
         {
-            return Err(NodeError::msg(format!(
-                "ladder: {} {} round 0 is listed twice",
-                m.model, m.snapshot
-            )));
+            return Err(NodeError::new(
+                "foldwise::ladder::members",
+                format!("ladder: {} {} round 0 is listed twice", m.model, m.snapshot),
+            ));
         }
         let (seq_acc, char_acc, _) = score(&[m], items)?;
         singles.push(Single {

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{decode, BLANK, CLASSES};
 use crate::data::DataItem;
-use crate::nodes::NodeError;
+use crate::kind::NodeError;
 
 /// Scores of one prediction set; see the module docs for the definitions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,19 +68,28 @@ pub fn evaluate<S: AsRef<str>, L: AsRef<[u8]>>(
     predicted: &[Vec<u8>],
 ) -> Result<Metrics, NodeError> {
     if names.len() != labels.len() || labels.len() != predicted.len() {
-        return Err(NodeError::msg(format!(
-            "metrics: {} names, {} labels, {} predictions",
-            names.len(),
-            labels.len(),
-            predicted.len()
-        )));
+        return Err(NodeError::new(
+            "foldwise::metrics::mismatch",
+            format!(
+                "metrics: {} names, {} labels, {} predictions",
+                names.len(),
+                labels.len(),
+                predicted.len()
+            ),
+        ));
     }
     let Some(first) = predicted.first() else {
-        return Err(NodeError::msg("metrics: no images to score"));
+        return Err(NodeError::new(
+            "foldwise::metrics::empty",
+            "metrics: no images to score",
+        ));
     };
     let heads = first.len();
     if heads == 0 {
-        return Err(NodeError::msg("metrics: predictions have no heads"));
+        return Err(NodeError::new(
+            "foldwise::metrics::mismatch",
+            "metrics: predictions have no heads",
+        ));
     }
     let mut seq = 0usize;
     let mut len_ok = 0usize;
@@ -92,23 +101,31 @@ pub fn evaluate<S: AsRef<str>, L: AsRef<[u8]>>(
     for ((name, label), pred) in names.iter().zip(labels).zip(predicted) {
         let name = name.as_ref();
         let Some(t) = label.as_ref().map(|l| l.as_ref()) else {
-            return Err(NodeError::msg(format!("metrics: `{name}` has no label")));
+            return Err(NodeError::new(
+                "foldwise::metrics::unlabelled",
+                format!("metrics: `{name}` has no label"),
+            ));
         };
         if t.iter().any(|d| *d > 9) {
-            return Err(NodeError::msg(format!(
-                "metrics: `{name}` has a label digit above 9"
-            )));
+            return Err(NodeError::new(
+                "foldwise::metrics::label",
+                format!("metrics: `{name}` has a label digit above 9"),
+            ));
         }
         if pred.len() != heads {
-            return Err(NodeError::msg(format!(
-                "metrics: prediction for `{name}` has {} heads, not {heads}",
-                pred.len()
-            )));
+            return Err(NodeError::new(
+                "foldwise::metrics::mismatch",
+                format!(
+                    "metrics: prediction for `{name}` has {} heads, not {heads}",
+                    pred.len()
+                ),
+            ));
         }
         if pred.iter().any(|c| *c > BLANK) {
-            return Err(NodeError::msg(format!(
-                "metrics: prediction for `{name}` has a class above {BLANK}"
-            )));
+            return Err(NodeError::new(
+                "foldwise::metrics::mismatch",
+                format!("metrics: prediction for `{name}` has a class above {BLANK}"),
+            ));
         }
         let p = decode::code(pred);
         seq += usize::from(p == t);

@@ -36,7 +36,7 @@ pub mod postprocess;
 pub mod store;
 pub mod submission;
 
-use crate::nodes::NodeError;
+use crate::kind::NodeError;
 
 /// Classes per head: digits 0-9 and the blank.
 pub const CLASSES: usize = 11;
@@ -78,16 +78,20 @@ impl Probs {
                     .iter()
                     .position(|x| !x.is_finite() || *x < 0.0 || *x > 1.0)
                 {
-                    return Err(NodeError::msg(format!(
-                        "probabilities: image {i} head {h} class {c} is {}, not a probability",
-                        row[c]
-                    )));
+                    return Err(NodeError::new(
+                        "foldwise::probs::invalid",
+                        format!(
+                            "probabilities: image {i} head {h} class {c} is {}, not a probability",
+                            row[c]
+                        ),
+                    ));
                 }
                 let sum: f32 = row.iter().sum();
                 if (sum - 1.0).abs() > SUM_TOLERANCE {
-                    return Err(NodeError::msg(format!(
-                        "probabilities: image {i} head {h} sums to {sum}, not 1"
-                    )));
+                    return Err(NodeError::new(
+                        "foldwise::probs::invalid",
+                        format!("probabilities: image {i} head {h} sums to {sum}, not 1"),
+                    ));
                 }
             }
         }
@@ -97,19 +101,25 @@ impl Probs {
     /// Checks only the sizes: `heads >= 1` and `data.len() == n * heads * 11`.
     pub fn check_shape(&self) -> Result<(), NodeError> {
         if self.heads == 0 {
-            return Err(NodeError::msg("probabilities: heads must be at least 1"));
+            return Err(NodeError::new(
+                "foldwise::probs::invalid",
+                "probabilities: heads must be at least 1",
+            ));
         }
         let want = self
             .n
             .checked_mul(self.heads)
             .and_then(|x| x.checked_mul(CLASSES));
         if want != Some(self.data.len()) {
-            return Err(NodeError::msg(format!(
-                "probabilities: {} values for {} images × {} heads × {CLASSES} classes",
-                self.data.len(),
-                self.n,
-                self.heads
-            )));
+            return Err(NodeError::new(
+                "foldwise::probs::invalid",
+                format!(
+                    "probabilities: {} values for {} images × {} heads × {CLASSES} classes",
+                    self.data.len(),
+                    self.n,
+                    self.heads
+                ),
+            ));
         }
         Ok(())
     }

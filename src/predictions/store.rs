@@ -18,7 +18,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{code_string, decode, Probs, CLASSES};
-use crate::nodes::NodeError;
+use crate::kind::NodeError;
 
 /// The first 8 bytes of every probability file.
 pub const MAGIC: &[u8; 8] = b"FWPROBS1";

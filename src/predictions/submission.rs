@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::code_string;
-use crate::nodes::NodeError;
+use crate::kind::NodeError;
 
 /// The header line.
 pub const HEADER: &str = "file_name,file_code";
@@ -44,22 +44,25 @@ pub fn to_csv(rows: &[Row]) -> Result<String, NodeError> {
     let mut sorted: BTreeMap<&str, &[u8]> = BTreeMap::new();
     for r in rows {
         if r.file_name.is_empty() || r.file_name.contains([',', '"', '\r', '\n']) {
-            return Err(NodeError::msg(format!(
-                "submission: file name {:?} cannot be written unquoted",
-                r.file_name
-            )));
+            return Err(NodeError::new(
+                "foldwise::submit::row",
+                format!(
+                    "submission: file name {:?} cannot be written unquoted",
+                    r.file_name
+                ),
+            ));
         }
         if r.code.iter().any(|d| *d > 9) {
-            return Err(NodeError::msg(format!(
-                "submission: code of `{}` has a non-digit",
-                r.file_name
-            )));
+            return Err(NodeError::new(
+                "foldwise::submit::row",
+                format!("submission: code of `{}` has a non-digit", r.file_name),
+            ));
         }
         if sorted.insert(&r.file_name, &r.code).is_some() {
-            return Err(NodeError::msg(format!(
-                "submission: `{}` appears twice",
-                r.file_name
-            )));
+            return Err(NodeError::new(
+                "foldwise::submit::row",
+                format!("submission: `{}` appears twice", r.file_name),
+            ));
         }
     }
     let mut out = String::with_capacity(HEADER.len() + 1 + rows.len() * 16);

@@ -172,6 +172,7 @@ inputs = { fold = "folds" }
 shell = "true"
 "#,
             std::path::Path::new("."),
+            crate::nodes::KINDS,
         )
         .unwrap();
         let pos = layout(&p);

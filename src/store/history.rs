@@ -32,7 +32,7 @@ pub struct RunRecord {
     /// Every instance the run reached, in topological order.
     pub nodes: Vec<NodeRecord>,
     /// The scores of each scoring instance reached, in topological order
-    /// ([`crate::report::metrics`]).
+    /// (`report::metrics` flattens them).
     pub metrics: Vec<Scores>,
 }
 

@@ -378,11 +378,19 @@ pub fn temp_sibling(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Writes a file through a temporary name and a rename.
+/// Writes a file through a temporary name in the same folder and a rename,
+/// so that a reader sees the old file or the whole new one, never a part.
+/// On failure the temporary file is removed. The one atomic write of the
+/// project: artifact formats ([`crate::artifact`]) write through it too.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = temp_sibling(path);
-    fs::write(&tmp, bytes).map_err(|e| annotate(e, &tmp))?;
-    fs::rename(&tmp, path).map_err(|e| annotate(e, path))
+    let result = fs::write(&tmp, bytes)
+        .map_err(|e| annotate(e, &tmp))
+        .and_then(|()| fs::rename(&tmp, path).map_err(|e| annotate(e, path)));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// A file found by [`scan_files`].

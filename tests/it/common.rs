@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 
 use foldwise::config;
 use foldwise::exec::{Engine, NodeStatus, NullObserver, RunOptions, RunReport};
+use foldwise::nodes::KINDS;
 use foldwise::store::Store;
 
 pub struct Project {
@@ -43,7 +44,7 @@ impl Project {
     }
 
     pub fn run_with(&self, opts: RunOptions) -> RunReport {
-        let p = config::load(&self.pipeline()).unwrap_or_else(|e| {
+        let p = config::load(&self.pipeline(), KINDS).unwrap_or_else(|e| {
             panic!("{}", config::render_diagnostic(&e, false, 100));
         });
         let store = Store::open(&self.cache()).unwrap();
@@ -55,7 +56,7 @@ impl Project {
     }
 
     pub fn status(&self) -> Vec<NodeStatus> {
-        let p = config::load(&self.pipeline()).unwrap();
+        let p = config::load(&self.pipeline(), KINDS).unwrap();
         let store = Store::open(&self.cache()).unwrap();
         let e = Engine::new(&p, &store);
         e.status(&vec![true; p.instances.len()])

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use foldwise::config::{self, render_diagnostic};
+use foldwise::nodes::KINDS;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad")
@@ -27,7 +28,7 @@ fn golden_diagnostics() {
     for case in &cases {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
         let src = std::fs::read_to_string(case).unwrap();
-        let actual = match config::load_str(&name, &src, &dir) {
+        let actual = match config::load_str(&name, &src, &dir, KINDS) {
             Ok(_) => {
                 failures.push(format!("{name}: loaded without problems"));
                 continue;
@@ -59,7 +60,7 @@ fn golden_diagnostics() {
 #[test]
 fn an_unreadable_file_names_its_path() {
     let path = fixtures().join("no-such-pipeline.toml");
-    let err = config::load(&path).expect_err("missing file must fail");
+    let err = config::load(&path, KINDS).expect_err("missing file must fail");
     let text = render_diagnostic(&err, false, 100);
     assert!(text.contains("pipeline::read"), "{text}");
     assert!(text.contains("no-such-pipeline.toml"), "{text}");
@@ -98,7 +99,7 @@ fn mangled_files_never_panic() {
     assert!(variants.len() > 3000, "{} variants", variants.len());
     let mut failed = 0;
     for v in &variants {
-        if let Err(e) = config::load_str("m.toml", v, root) {
+        if let Err(e) = config::load_str("m.toml", v, root, KINDS) {
             failed += 1;
             let text = render_diagnostic(&e, false, 100);
             assert!(text.contains("pipeline::"), "{text}");

@@ -95,7 +95,7 @@ fn renamed_nodes_in_another_pipeline_share_artifacts() {
         .replace("plates", "digits")
         .replace("fold_sizes", "sizes_per_fold");
     std::fs::write(a.path().join("v.toml"), renamed).unwrap();
-    let p = foldwise::config::load(&a.path().join("v.toml")).unwrap();
+    let p = foldwise::config::load(&a.path().join("v.toml"), foldwise::nodes::KINDS).unwrap();
     let store = foldwise::store::Store::open(&a.cache()).unwrap();
     let r = foldwise::exec::Engine::new(&p, &store)
         .run(&RunOptions::default(), &foldwise::exec::NullObserver)

@@ -8,6 +8,7 @@ mod docs;
 mod engine;
 mod folds;
 mod history;
+mod keys;
 mod mchar;
 mod real_data;
 mod report;

@@ -5,8 +5,8 @@
 use std::fs;
 use std::path::Path;
 
+use foldwise::kind::NoProgress;
 use foldwise::nodes::synthetic::{write_dataset, SyntheticParams};
-use foldwise::nodes::NoProgress;
 
 use crate::common::{stderr, stdout, Project};
 

@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use foldwise::config::schema::{int_min, Dflt, Param, Ty};
 use foldwise::config::{self, Pipeline};
 use foldwise::exec::{Engine, NullObserver, RunOptions};
-use foldwise::nodes::{Kind, NodeError, RunCtx};
+use foldwise::kind::schema::{int_min, Dflt, Param, Ty};
+use foldwise::kind::{Kind, NodeError, RunCtx};
 use foldwise::store::Store;
 
 /// Computes steps 0..upto, one file each, keeping every finished step in
@@ -69,7 +69,7 @@ fn load(dir: &Path, upto: u64, salt: &str) -> Pipeline {
     let src = format!(
         "[pipeline]\nname = \"r\"\n\n[nodes.s]\nkind = \"steps\"\nupto = {upto}\nsalt = \"{salt}\"\n"
     );
-    config::load_str_with_kinds("r.toml", &src, dir, KINDS).unwrap()
+    config::load_str("r.toml", &src, dir, KINDS).unwrap()
 }
 
 fn computed(store: &Store, p: &Pipeline) -> String {

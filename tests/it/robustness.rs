@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use foldwise::config;
 use foldwise::exec::Engine;
+use foldwise::nodes::KINDS;
 use foldwise::store::Store;
 
 use crate::common::{names, stderr, Project};
@@ -168,7 +169,7 @@ k = 5
     std::fs::write(p.path().join("labels.csv"), csv).unwrap();
     assert_eq!(p.run().executed(), names(&["data", "folds"]));
 
-    let pipeline = config::load(&p.pipeline()).unwrap();
+    let pipeline = config::load(&p.pipeline(), KINDS).unwrap();
     let store = Store::open(&p.cache()).unwrap();
     let engine = Engine::new(&pipeline, &store);
     let st = engine.status(&[true, true]);
