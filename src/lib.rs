@@ -10,7 +10,6 @@
 //! - [`exec`]: plans and runs instances, in parallel, with progress.
 //! - [`nodes`]: the node kinds, one per file, and their registry
 //!   [`nodes::KINDS`].
-//! - [`data`]: the data-artifact layout shared by data nodes.
 //! - [`rng`]: the project's seeded random numbers.
 //! - [`imaging`]: model input from images of any size and colour mode —
 //!   decoding, resizing, augmentation, the decoded-set cache (no tensors).
@@ -26,7 +25,7 @@
 pub mod artifact;
 pub mod cli;
 pub mod config;
-pub mod data;
+
 pub mod exec;
 pub mod fingerprint;
 pub mod graph;

@@ -16,6 +16,9 @@ use serde::Serialize;
 
 use crate::kind::NodeError;
 
+pub mod dataset;
+pub mod probs;
+
 /// Writes `bytes` to `path` atomically (see the module documentation).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
     crate::store::write_atomic(path, bytes).map_err(|e| NodeError::io(path, e))

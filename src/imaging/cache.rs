@@ -35,7 +35,7 @@ use rayon::prelude::*;
 use super::decode::decode_rgb;
 use super::resize::resize_rgb;
 use super::CHANNELS;
-use crate::data::{DataIndex, IMAGES_DIR};
+use crate::artifact::dataset::{DataIndex, IMAGES_DIR};
 use crate::kind::{NodeError, Progress};
 
 /// First bytes of a decoded-set file.
@@ -273,7 +273,7 @@ impl DecodedSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::DataItem;
+    use crate::artifact::dataset::DataItem;
     use crate::imaging::decode_rgb;
     use crate::kind::NoProgress;
     use image::{ImageBuffer, Luma, Rgb, Rgba};

@@ -1,5 +1,5 @@
 //! The `dataset` node kind: a folder of images on disk, with optional
-//! labels, turned into a data artifact (see [`crate::data`]).
+//! labels, turned into a data artifact (see [`crate::artifact::dataset`]).
 //!
 //! What it reads:
 //! - `images`: the image files directly inside the folder (not its
@@ -40,7 +40,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::data::{DataIndex, DataItem, IMAGES_DIR};
+use crate::artifact::dataset::{DataIndex, DataItem, IMAGES_DIR};
 #[allow(unused_imports)]
 use crate::kind::schema::{float_range, int_min, int_range, Dflt, Param, Ty, RATIO};
 use crate::kind::{Kind, NodeError, RunCtx};

@@ -36,13 +36,14 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::artifact::probs;
 use crate::kind::schema::{Dflt, Param, Ty};
 use crate::kind::{codes, InputArtifact, Kind, NodeError, RunCtx};
 use crate::nodes::predict::{
     read_members, read_output, write_json, write_length, write_output, Output, ITEMS_FILE,
     MEMBERS_FILE,
 };
-use crate::predictions::{ensemble, store, Probs};
+use crate::predictions::{ensemble, Probs};
 
 pub struct Ensemble;
 
@@ -241,7 +242,7 @@ fn members_of(i: &In<'_>) -> Result<Vec<Probs>, NodeError> {
         .iter()
         .map(|f| {
             let path = i.art.dir.join(Path::new(f));
-            let q = store::read(&path)?;
+            let q = probs::read(&path)?;
             if (q.n, q.heads) != (i.out.probs.n, i.out.probs.heads) {
                 return Err(NodeError::file(
                     &path,
@@ -301,7 +302,7 @@ mod tests {
             let f = format!("members/m{k}.fwprobs");
             fs::write(
                 dir.join(&f),
-                store::to_bytes(&Probs::new(1, 1, d.clone()).unwrap()),
+                probs::to_bytes(&Probs::new(1, 1, d.clone()).unwrap()),
             )
             .unwrap();
             list.push(json!({"file": f, "valid_seq_acc": acc}));
@@ -481,7 +482,7 @@ mod tests {
             "w",
         )
         .unwrap();
-        let p = store::read(&out.join(PROBS_FILE)).unwrap();
+        let p = probs::read(&out.join(PROBS_FILE)).unwrap();
         assert!(
             (p.data[1] - 0.25).abs() < 1e-6 && (p.data[2] - 0.75).abs() < 1e-6,
             "{:?}",
@@ -495,7 +496,7 @@ mod tests {
             "acc",
         )
         .unwrap();
-        let p = store::read(&out.join(PROBS_FILE)).unwrap();
+        let p = probs::read(&out.join(PROBS_FILE)).unwrap();
         assert!(
             (p.data[1] - 0.25).abs() < 1e-6 && (p.data[2] - 0.75).abs() < 1e-6,
             "{:?}",

@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
 
-use crate::data::{DataIndex, DataItem, INDEX_FILE};
+use crate::artifact::dataset::{DataIndex, DataItem, INDEX_FILE};
 use crate::kind::schema::{Dflt, Param, Ty};
 use crate::kind::{Kind, NodeError, RunCtx};
 use crate::nodes::predict::{read_output, write_json, Item, ITEMS_FILE};

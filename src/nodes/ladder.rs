@@ -27,13 +27,13 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::artifact::probs;
 use crate::kind::schema::{Dflt, Param, Ty};
 use crate::kind::{Kind, NodeError, RunCtx};
 use crate::nodes::evaluate::{labelled_items, METRICS_FILE, REPORT_FILE};
 use crate::nodes::predict::{read_output, write_json, MEMBERS_FILE};
 use crate::predictions::ladder::{ladder, report, Member, Scores, Step};
 use crate::predictions::metrics::evaluate_items;
-use crate::predictions::store;
 
 pub struct Ladder;
 
@@ -153,7 +153,7 @@ pub fn compute(
     let mut members = Vec::with_capacity(entries.len());
     for e in entries {
         let path = pred_dir.join(&e.file);
-        let probs = store::read(&path)?;
+        let probs = probs::read(&path)?;
         if (probs.n, probs.heads) != (out.probs.n, out.probs.heads) {
             return Err(NodeError::file(
                 &path,
@@ -250,7 +250,7 @@ mod tests {
         let post = r.join("post");
         fs::create_dir_all(&post).unwrap();
         let o = read_output(&pred).unwrap();
-        let index = crate::data::DataIndex::load(&r.join("data")).unwrap();
+        let index = crate::artifact::dataset::DataIndex::load(&r.join("data")).unwrap();
         let classes: Vec<Vec<u8>> = o
             .items
             .iter()
@@ -310,11 +310,11 @@ mod tests {
         let pred = predicted(root.path());
         // A member that predicts other items.
         let member = pred.join("members/cnn.1-c0-r1.fwprobs");
-        let mut p = store::read(&member).unwrap();
+        let mut p = probs::read(&member).unwrap();
         p.n = 5;
         p.data.truncate(5 * 4 * 11);
         fs::remove_file(&member).unwrap();
-        fs::write(&member, store::to_bytes(&p)).unwrap();
+        fs::write(&member, probs::to_bytes(&p)).unwrap();
         let e = run_ladder(root.path(), &pred).unwrap_err().to_string();
         assert!(
             e.ends_with(

@@ -44,7 +44,7 @@ use std::fs;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::data::DataIndex;
+use crate::artifact::dataset::DataIndex;
 use crate::kind::schema::{Dflt, Param, Ty};
 use crate::kind::{InputArtifact, Kind, NodeError, ParamIssue, RunCtx};
 use crate::nodes::evaluate::{labelled_items, REPORT_FILE};

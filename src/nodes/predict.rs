@@ -18,7 +18,7 @@
 //! Artifact layout (the layout every prediction-producing kind shares, read
 //! back with [`read_output`]):
 //! - `probs.fwprobs`: the mean over all members (model files × rounds), one
-//!   row per predicted item, in data-index order ([`crate::predictions::store`]);
+//!   row per predicted item, in data-index order ([`crate::artifact::probs`]);
 //! - `items.json`: `[{"index": i, "file": "…png"}, …]`, the predicted data
 //!   items in the same order (all of them, or one fold's `valid` part);
 //! - `codes.json`: the decoded code of every item (`["19", "", …]`);
@@ -59,13 +59,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::data::DataIndex;
+use crate::artifact::dataset::DataIndex;
+use crate::artifact::probs;
 use crate::imaging::{self, Augment, DecodedSet, Norm};
 use crate::kind::schema::{float_range, int_min, Dflt, Param, Ty};
 use crate::kind::{codes, InputArtifact, Kind, NodeError, ParamIssue, RunCtx};
 use crate::model::Model;
 use crate::nodes::split::load_fold;
-use crate::predictions::{code_string, decode, ensemble, store, Probs};
+use crate::predictions::{code_string, decode, ensemble, Probs};
 
 /// The mean probabilities of a prediction artifact.
 pub const PROBS_FILE: &str = "probs.fwprobs";
@@ -503,7 +504,7 @@ pub fn read_output(dir: &Path) -> Result<Output, NodeError> {
     let items_path = dir.join(ITEMS_FILE);
     let items: Vec<Item> = read_json(&items_path, "an item list")?;
     let probs_path = dir.join(PROBS_FILE);
-    let probs = store::read(&probs_path)?;
+    let probs = probs::read(&probs_path)?;
     if probs.n != items.len() {
         return Err(NodeError::file(
             &probs_path,
@@ -551,7 +552,7 @@ pub fn read_length(dir: &Path, items: usize) -> Result<Option<Probs>, NodeError>
     if !path.exists() {
         return Ok(None);
     }
-    let l = store::read(&path)?;
+    let l = probs::read(&path)?;
     if l.n != items || l.heads != 1 {
         return Err(NodeError::file(
             &path,
@@ -567,7 +568,7 @@ pub fn read_length(dir: &Path, items: usize) -> Result<Option<Probs>, NodeError>
 /// Writes [`LENGTH_FILE`].
 pub fn write_length(out: &Path, length: &Probs) -> Result<(), NodeError> {
     let path = out.join(LENGTH_FILE);
-    fs::write(&path, store::to_bytes(length)).map_err(|e| NodeError::io(&path, e))
+    fs::write(&path, probs::to_bytes(length)).map_err(|e| NodeError::io(&path, e))
 }
 
 /// Writes the shared prediction layout: `probs.fwprobs`, `items.json`,
@@ -579,7 +580,7 @@ pub fn write_output(
     classes: Option<&[Vec<u8>]>,
 ) -> Result<(), NodeError> {
     let path = out.join(PROBS_FILE);
-    fs::write(&path, store::to_bytes(probs)).map_err(|e| NodeError::io(&path, e))?;
+    fs::write(&path, probs::to_bytes(probs)).map_err(|e| NodeError::io(&path, e))?;
     write_json(&out.join(ITEMS_FILE), &items)?;
     let codes: Vec<String> = match classes {
         Some(c) => c.iter().map(|v| code_string(&decode::code(v))).collect(),
@@ -774,11 +775,11 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
             }));
             let path = ctx.derived.join(format!("pr-{name}.fwprobs"));
             let lpath = ctx.derived.join(format!("pl-{name}.fwprobs"));
-            let cached = store::read(&path)
+            let cached = probs::read(&path)
                 .ok()
                 .filter(|q| q.n == indices.len() && q.heads == summary.heads);
             let cached_length = if summary.length_head {
-                store::read(&lpath)
+                probs::read(&lpath)
                     .ok()
                     .filter(|q| q.n == indices.len() && q.heads == 1)
             } else {
@@ -855,16 +856,16 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
                     // The length file first: the digit file is what marks
                     // the member as cached.
                     if let Some(l) = &l {
-                        write_atomic(&lpath, &store::to_bytes(l))?;
+                        write_atomic(&lpath, &probs::to_bytes(l))?;
                     }
-                    write_atomic(&path, &store::to_bytes(&q))?;
+                    write_atomic(&path, &probs::to_bytes(&q))?;
                     (q, l)
                 }
             };
             let file = format!("{}-{}-r{r}.fwprobs", file_part(&f.node), f.snapshot);
             let dst = members_dir.join(&file);
             if fs::hard_link(&path, &dst).is_err() {
-                fs::write(&dst, store::to_bytes(&probs)).map_err(|e| NodeError::io(&dst, e))?;
+                fs::write(&dst, probs::to_bytes(&probs)).map_err(|e| NodeError::io(&dst, e))?;
             }
             let length_file = match &length {
                 Some(l) if all_length => {
@@ -872,7 +873,7 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
                         format!("{}-{}-r{r}.length.fwprobs", file_part(&f.node), f.snapshot);
                     let ldst = members_dir.join(&lfile);
                     if fs::hard_link(&lpath, &ldst).is_err() {
-                        fs::write(&ldst, store::to_bytes(l))
+                        fs::write(&ldst, probs::to_bytes(l))
                             .map_err(|e| NodeError::io(&ldst, e))?;
                     }
                     member_lengths.push(l.clone());
@@ -1193,7 +1194,7 @@ mod tests {
         );
         let ms: Vec<Probs> = lfiles
             .iter()
-            .map(|f| store::read(&out.join(f)).unwrap())
+            .map(|f| probs::read(&out.join(f)).unwrap())
             .collect();
         let refs: Vec<&Probs> = ms.iter().collect();
         assert_eq!(ensemble::mean(&refs).unwrap(), l);
@@ -1256,8 +1257,8 @@ mod tests {
         assert_eq!(members[1]["model"], "cnn[1]");
         assert_eq!(members[0]["valid_seq_acc"], 0.5);
         // The mean of the members is the artifact's probabilities.
-        let a = store::read(&out.join("members/cnn.0-final-r0.fwprobs")).unwrap();
-        let b = store::read(&out.join("members/cnn.1-final-r0.fwprobs")).unwrap();
+        let a = probs::read(&out.join("members/cnn.0-final-r0.fwprobs")).unwrap();
+        let b = probs::read(&out.join("members/cnn.1-final-r0.fwprobs")).unwrap();
         assert_ne!(a, b);
         assert_eq!(ensemble::mean(&[&a, &b]).unwrap(), o.probs);
     }

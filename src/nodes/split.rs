@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::data::DataIndex;
+use crate::artifact::dataset::DataIndex;
 #[allow(unused_imports)]
 use crate::kind::schema::{float_range, int_min, int_range, Dflt, Param, Ty, RATIO};
 use crate::kind::{InputArtifact, Kind, NodeError, RunCtx};
@@ -339,7 +339,7 @@ fn write(out: &Path, folds: &[Fold], summary: &Summary) -> Result<(), NodeError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::DataItem;
+    use crate::artifact::dataset::DataItem;
     use crate::kind::NoProgress;
     use serde_json::json;
 

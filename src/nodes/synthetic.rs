@@ -12,7 +12,7 @@
 //! clutter (lines, blobs, texture, stripes, a plate frame) beneath and cut
 //! neighbouring digits at the plate edges, then blurred and noised.
 //!
-//! Output: the data-artifact layout of [`crate::data`]: `images/000000.png`,
+//! Output: the data-artifact layout of [`crate::artifact::dataset`]: `images/000000.png`,
 //! `images/000001.png`, … (8-bit RGB PNG, names zero-padded to 6 digits, or
 //! more when `count` needs it so that name order is index order), and a
 //! labelled `index.json` plus mchar `labels.json` with one box per digit.
@@ -43,7 +43,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::data::{DataIndex, DataItem, IMAGES_DIR};
+use crate::artifact::dataset::{DataIndex, DataItem, IMAGES_DIR};
 #[allow(unused_imports)]
 use crate::kind::schema::{float_range, int_min, int_range, Dflt, Param, Ty, RATIO};
 use crate::kind::{Kind, NodeError, ParamIssue, Progress, RunCtx};

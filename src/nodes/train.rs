@@ -56,7 +56,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::data::DataIndex;
+use crate::artifact::dataset::DataIndex;
 use crate::imaging::{self, Augment, DecodedSet, Norm};
 use crate::kind::schema::{float_range, int_min, int_range, Dflt, Param, Ty};
 use crate::kind::{codes, Kind, NodeError, ParamIssue, RunCtx};

@@ -28,8 +28,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use super::metrics::evaluate_items;
-use super::{decode, ensemble, Probs};
-use crate::data::DataItem;
+use super::{decode, ensemble, Labelled, Probs};
 use crate::kind::NodeError;
 
 /// One member of a prediction.
@@ -89,7 +88,7 @@ pub struct Scores {
 }
 
 /// Scores the mean of `members` against `items` (same order).
-fn score(members: &[&Member], items: &[DataItem]) -> Result<(f64, f64, f64), NodeError> {
+fn score(members: &[&Member], items: &[impl Labelled]) -> Result<(f64, f64, f64), NodeError> {
     let probs: Vec<&Probs> = members.iter().map(|m| &m.probs).collect();
     let mean = ensemble::mean(&probs)?;
     let m = evaluate_items(items, &decode::classes(&mean))?;
@@ -104,7 +103,7 @@ fn push_unique(v: &mut Vec<String>, s: &str) {
 
 /// Computes the ladder of `members` over the labelled `items` (every
 /// member predicts exactly these items, in this order).
-pub fn ladder(members: &[Member], items: &[DataItem]) -> Result<Scores, NodeError> {
+pub fn ladder(members: &[Member], items: &[impl Labelled]) -> Result<Scores, NodeError> {
     if let Some(m) = members.iter().find(|m| m.probs.n != items.len()) {
         return Err(NodeError::new(
             "foldwise::ladder::members",
@@ -312,15 +311,9 @@ mod tests {
     }
 
     /// Five one-digit images "1" … "5".
-    fn items() -> Vec<DataItem> {
+    fn items() -> Vec<(String, Option<Vec<u8>>)> {
         (1..=5u8)
-            .map(|d| DataItem {
-                file: format!("{d}.png"),
-                width: 1,
-                height: 1,
-                label: Some(vec![d]),
-                boxes: None,
-            })
+            .map(|d| (format!("{d}.png"), Some(vec![d])))
             .collect()
     }
 

@@ -33,8 +33,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{decode, BLANK, CLASSES};
-use crate::data::DataItem;
+use super::{decode, Labelled, BLANK, CLASSES};
 use crate::kind::NodeError;
 
 /// Scores of one prediction set; see the module docs for the definitions.
@@ -54,9 +53,12 @@ pub struct Metrics {
 }
 
 /// Scores `predicted` class vectors against data items (same order).
-pub fn evaluate_items(items: &[DataItem], predicted: &[Vec<u8>]) -> Result<Metrics, NodeError> {
-    let names: Vec<&str> = items.iter().map(|it| it.file.as_str()).collect();
-    let labels: Vec<Option<&[u8]>> = items.iter().map(|it| it.label.as_deref()).collect();
+pub fn evaluate_items(
+    items: &[impl Labelled],
+    predicted: &[Vec<u8>],
+) -> Result<Metrics, NodeError> {
+    let names: Vec<&str> = items.iter().map(|it| it.name()).collect();
+    let labels: Vec<Option<&[u8]>> = items.iter().map(|it| it.label()).collect();
     evaluate(&names, &labels, predicted)
 }
 
@@ -181,14 +183,8 @@ mod tests {
 
     const B: u8 = BLANK;
 
-    fn item(file: &str, label: Option<Vec<u8>>) -> DataItem {
-        DataItem {
-            file: file.into(),
-            width: 1,
-            height: 1,
-            label,
-            boxes: None,
-        }
+    fn item(file: &str, label: Option<Vec<u8>>) -> (String, Option<Vec<u8>>) {
+        (file.into(), label)
     }
 
     #[test]

@@ -16,9 +16,11 @@
 //! - [`postprocess`]: corrections after the ensemble — well-formedness
 //!   rules, a length model, per-position character priors — and their
 //!   out-of-fold fitting;
-//! - [`submission`]: the contest CSV `file_name,file_code`, writer and parser;
-//! - [`store`]: a deterministic binary file of [`Probs`] with a JSON sidecar
-//!   of the decoded codes.
+//! - [`submission`]: the contest CSV `file_name,file_code`, writer and parser.
+//!
+//! Files of probabilities are an artifact format (`artifact::probs`); this
+//! module reads and writes no file and knows no artifact: scored items come
+//! in through [`Labelled`].
 //!
 //! Conventions: a *class vector* is one class (0-10) per head; a *code* is
 //! the digits (0-9) of a decoded string, blanks removed; the code's text is
@@ -33,10 +35,27 @@ pub mod ensemble;
 pub mod ladder;
 pub mod metrics;
 pub mod postprocess;
-pub mod store;
+
 pub mod submission;
 
 use crate::kind::NodeError;
+
+/// An item with a name and, in a labelled set, its label (digits 0-9 in
+/// reading order): what metrics and the ladder score predictions against.
+pub trait Labelled {
+    fn name(&self) -> &str;
+    fn label(&self) -> Option<&[u8]>;
+}
+
+/// A name and a label: the plain form of a scored item.
+impl Labelled for (String, Option<Vec<u8>>) {
+    fn name(&self) -> &str {
+        &self.0
+    }
+    fn label(&self) -> Option<&[u8]> {
+        self.1.as_deref()
+    }
+}
 
 /// Classes per head: digits 0-9 and the blank.
 pub const CLASSES: usize = 11;

@@ -17,8 +17,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use crate::artifact::dataset::{DataIndex, IMAGES_DIR};
 use crate::config::Pipeline;
-use crate::data::{DataIndex, IMAGES_DIR};
 use crate::predictions::decode;
 use crate::store::{RunRecord, Store};
 

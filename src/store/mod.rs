@@ -381,7 +381,7 @@ pub fn temp_sibling(path: &Path) -> PathBuf {
 /// Writes a file through a temporary name in the same folder and a rename,
 /// so that a reader sees the old file or the whole new one, never a part.
 /// On failure the temporary file is removed. The one atomic write of the
-/// project: artifact formats ([`crate::artifact`]) write through it too.
+/// project: the artifact formats write through it too.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = temp_sibling(path);
     let result = fs::write(&tmp, bytes)

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use foldwise::data::DataIndex;
+use foldwise::artifact::dataset::DataIndex;
 
 use crate::common::{names, Project};
 

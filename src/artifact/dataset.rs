@@ -111,3 +111,12 @@ fn json_num(x: f32) -> serde_json::Value {
         serde_json::json!(x)
     }
 }
+
+impl crate::predictions::Labelled for DataItem {
+    fn name(&self) -> &str {
+        &self.file
+    }
+    fn label(&self) -> Option<&[u8]> {
+        self.label.as_deref()
+    }
+}

@@ -17,8 +17,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{code_string, decode, Probs, CLASSES};
 use crate::kind::NodeError;
+use crate::predictions::{code_string, decode, Probs, CLASSES};
 
 /// The first 8 bytes of every probability file.
 pub const MAGIC: &[u8; 8] = b"FWPROBS1";
