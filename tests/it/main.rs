@@ -9,6 +9,7 @@ mod engine;
 mod folds;
 mod history;
 mod keys;
+mod layers;
 mod mchar;
 mod real_data;
 mod report;
