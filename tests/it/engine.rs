@@ -184,6 +184,23 @@ fn a_failure_skips_dependents_and_independent_branches_finish() {
         "{err}"
     );
     assert!(err.contains("broken"), "{err}");
+    // The failure is a diagnostic: its code follows the message, and the
+    // JSON report carries it.
+    let tail = &err[err.find("error: `b` failed:").unwrap()..];
+    assert!(
+        tail.ends_with("\n  broken\n  [foldwise::command::failed]\n"),
+        "{tail}"
+    );
+    let json = p.cli(&["run", "--json", "p.toml"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let b = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["instance"] == "b")
+        .unwrap();
+    assert_eq!(b["outcome"].as_str(), Some("failed"));
+    assert_eq!(b["code"].as_str(), Some("foldwise::command::failed"));
 }
 
 #[test]
