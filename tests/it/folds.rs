@@ -9,6 +9,26 @@ pub fn example(name: &str) -> String {
     std::fs::read_to_string(format!("{}/pipelines/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
+/// The quickstart at a small scale: 36 training plates, 8 test plates,
+/// one-epoch cycles, 32x64 models.
+pub fn small_quickstart() -> String {
+    let full = example("quickstart.toml");
+    let small = full
+        .replace("count = 3000", "count = 36")
+        .replace("count = 1000", "count = 8")
+        .replace("cycle_epochs = 3", "cycle_epochs = 1")
+        .replace("height = 48, width = 96", "height = 32, width = 64");
+    assert_eq!(
+        small
+            .lines()
+            .zip(full.lines())
+            .filter(|(a, b)| a != b)
+            .count(),
+        5
+    );
+    small
+}
+
 #[test]
 fn the_command_example_runs_once_per_fold_then_gathers() {
     let p = Project::new(&example("command.toml"));
@@ -168,12 +188,7 @@ fn the_quickstart_expands_training_per_fold_and_gathers_for_prediction() {
 /// predictions.
 #[test]
 fn the_quickstart_runs_end_to_end_at_a_small_scale() {
-    let small = example("quickstart.toml")
-        .replace("count = 3000", "count = 36")
-        .replace("count = 1000", "count = 8")
-        .replace("cycle_epochs = 3", "cycle_epochs = 1")
-        .replace("height = 48, width = 96", "height = 32, width = 64");
-    assert_ne!(small, example("quickstart.toml"));
+    let small = small_quickstart();
     let p = Project::new(&small);
     let first = p.cli(&["run", "p.toml"]);
     assert!(first.status.success(), "{}", stderr(&first));

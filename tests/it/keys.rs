@@ -11,7 +11,7 @@
 //! where the recording was made.
 
 use crate::common::Project;
-use crate::folds::example;
+use crate::folds::small_quickstart;
 
 /// (instance, key, artifact digest), in topological order.
 const RECORDED: &[(&str, &str, &str)] = &[
@@ -99,12 +99,7 @@ const DATA_SIDE: &[&str] = &[
 
 #[test]
 fn the_quickstart_keys_and_artifacts_are_unchanged() {
-    let small = example("quickstart.toml")
-        .replace("count = 3000", "count = 36")
-        .replace("count = 1000", "count = 8")
-        .replace("cycle_epochs = 3", "cycle_epochs = 1")
-        .replace("height = 48, width = 96", "height = 32, width = 64");
-    let p = Project::new(&small);
+    let p = Project::new(&small_quickstart());
     let report = p.run();
     assert!(report.failed().is_empty(), "{:?}", report.failed());
     let actual: Vec<(String, String, String)> = p

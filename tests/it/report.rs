@@ -9,15 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{stderr, stdout, Project};
-
-/// The quickstart at a small scale (as in `folds.rs`).
-fn small_quickstart() -> String {
-    crate::folds::example("quickstart.toml")
-        .replace("count = 3000", "count = 36")
-        .replace("count = 1000", "count = 8")
-        .replace("cycle_epochs = 3", "cycle_epochs = 1")
-        .replace("height = 48, width = 96", "height = 32, width = 64")
-}
+use crate::folds::small_quickstart;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
