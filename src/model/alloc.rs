@@ -3,6 +3,10 @@
 //! backed by transparent huge pages, and unmapped when freed; everything
 //! else goes to the system allocator.
 //!
+//! The library does not install it: the `foldwise` binary (`src/main.rs`)
+//! and the model benchmark (`benches/model.rs`) declare
+//! `#[global_allocator] static GLOBAL: Allocator = Allocator;` themselves.
+//!
 //! Why: glibc serves such blocks from its arenas (their mmap threshold is
 //! fixed at 32 MiB by [`super::tune_allocator`], so that activations are
 //! not mapped and faulted in again on every step). There a training step's
@@ -25,7 +29,7 @@ pub const LARGE: usize = 4 << 20;
 const PAGE: usize = 4096;
 const HUGE_PAGE: usize = 2 << 20;
 
-/// See the module documentation.
+/// See the module documentation; installed by the binary, not the library.
 pub struct Allocator;
 
 fn mapped(layout: Layout) -> bool {
@@ -125,9 +129,6 @@ unsafe impl GlobalAlloc for Allocator {
         }
     }
 }
-
-#[global_allocator]
-static GLOBAL: Allocator = Allocator;
 
 #[cfg(test)]
 mod tests {

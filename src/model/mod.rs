@@ -30,7 +30,7 @@
 //! heads' matrix products. [`configure_process`] tunes the allocator and
 //! candle's own thread pool for them (docs/benchmarks.md has the figures).
 
-mod alloc;
+pub mod alloc;
 mod conv;
 mod direct;
 mod fused;
@@ -247,7 +247,8 @@ pub fn configure_process() {
 /// activation of every step page-faults (26-43% of training time measured
 /// with stock candle). Fixing the mmap threshold at its maximum (32 MiB) and
 /// never trimming keeps them in the heap for reuse. Blocks of 4 MiB and
-/// more never reach glibc: the global allocator (`alloc.rs`) maps them on
+/// more never reach glibc in the `foldwise` binary: the global allocator it
+/// installs ([`alloc::Allocator`], declared in `src/main.rs`) maps them on
 /// their own. Idempotent; called by [`Model::new`] too; a no-op on other C
 /// libraries.
 pub fn tune_allocator() {
