@@ -10,13 +10,13 @@
 //! Why: glibc serves such blocks from its arenas (their mmap threshold is
 //! fixed at 32 MiB by [`super::tune_allocator`], so that activations are
 //! not mapped and faulted in again on every step). There a training step's
-//! 4-17 MB tensors, allocated and freed in a different order in each part
-//! of the step, leave holes that smaller blocks split: `resnet-mini`'s
-//! peak resident memory at batch 64 was 231-248 MB for about 165 MB of
-//! live data. Mapped on their own, each block returns to the system when
-//! freed, so the resident peak follows the live data: 187-188 MB, training
-//! speed unchanged (`cargo bench --bench model`). Huge pages make mapping
-//! a 16 MiB block cost 8 page faults instead of 4,096.
+//! multi-megabyte tensors, allocated and freed in a different order in
+//! each part of the step, leave holes that smaller blocks split, and the
+//! resident peak stays well above the live data. Mapped on their own, each
+//! block returns to the system when freed, so the resident peak follows
+//! the live data (figures: docs/benchmarks.md, section "Training memory",
+//! step 3). Huge pages make mapping a 16 MiB block cost 8 page faults
+//! instead of 4,096.
 //!
 //! Guarantees: every block has at least the requested size and alignment
 //! (alignments above a page go to the system allocator); a large

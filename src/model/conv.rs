@@ -11,8 +11,8 @@
 //!
 //! On a CPU with AVX-512F, 3x3 padding-1 kernels (stride 1 or 2) take the
 //! direct kernel of [`super::direct`] for the forward pass instead, and at
-//! stride 1 for the input gradient too (no im2col, no col2im): 1.0-2.5x
-//! faster per layer of `resnet-mini` (docs/benchmarks.md).
+//! stride 1 for the input gradient too (no im2col, no col2im): faster per
+//! layer (see docs/benchmarks.md, section "Inference").
 //!
 //! Guarantees: NCHW f32, square kernel, any stride ≥ 1 and padding, any input
 //! size the kernel fits (`out = (in + 2p - k) / s + 1`). Work is split over

@@ -230,7 +230,8 @@ const LENGTH_INIT_STREAM: u64 = 0x1E67;
 ///
 /// - candle runs its large elementwise ops on a thread pool of its own whose
 ///   workers busy-wait between ops, beside rayon's workers that run this
-///   module's kernels; on two cores the spinning stole a third of the time.
+///   module's kernels; on two cores the spinning takes their time (see
+///   docs/benchmarks.md, section "Before and after the own kernels").
 ///   `CANDLE_NUM_THREADS=1` (unless the user set it) keeps those few small
 ///   ops on the calling thread.
 /// - See [`tune_allocator`].
@@ -244,9 +245,10 @@ pub fn configure_process() {
 
 /// glibc returns freed blocks above 128 KiB-32 MiB (its dynamic mmap
 /// threshold) to the OS and maps them again on the next step, so every
-/// activation of every step page-faults (26-43% of training time measured
-/// with stock candle). Fixing the mmap threshold at its maximum (32 MiB) and
-/// never trimming keeps them in the heap for reuse. Blocks of 4 MiB and
+/// activation of every step page-faults again (see docs/benchmarks.md,
+/// section "Before and after the own kernels"). Fixing the mmap threshold
+/// at its maximum (32 MiB) and never trimming keeps them in the heap for
+/// reuse. Blocks of 4 MiB and
 /// more never reach glibc in the `foldwise` binary: the global allocator it
 /// installs ([`alloc::Allocator`], declared in `src/main.rs`) maps them on
 /// their own. Idempotent; called by [`Model::new`] too; a no-op on other C
