@@ -253,7 +253,7 @@ pub fn configure_process() {
 /// installs ([`alloc::Allocator`], declared in `src/main.rs`) maps them on
 /// their own. Idempotent; called by [`Model::new`] too; a no-op on other C
 /// libraries.
-pub fn tune_allocator() {
+fn tune_allocator() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
