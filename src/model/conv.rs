@@ -33,13 +33,15 @@
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
-use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::direct;
-use super::fused::{affine_plane, bn_backward_unstored, f32_slice, BatchStats, BnMask};
+use super::fused::{
+    affine_plane, bn_backward_unstored, with_batch_stats, BatchStats, BnMask, SharedStats,
+};
+use super::op::{custom_op, f32_slice, Grads, Input, Output};
 
 /// Images per partial weight gradient (fixed, so the summation order does
 /// not depend on the number of threads).
@@ -421,18 +423,10 @@ struct Conv2d {
     pad: usize,
 }
 
-impl CustomOp2 for Conv2d {
-    fn name(&self) -> &'static str {
-        "foldwise-conv2d"
-    }
+custom_op!(CustomOp2 for Conv2d, "foldwise-conv2d", cpu, backward);
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+impl Conv2d {
+    fn cpu(&self, [(s1, l1), (s2, l2)]: [Input; 2]) -> Output {
         let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
         let x = f32_slice(s1, l1, "conv: input")?;
         let wt = f32_slice(s2, l2, "conv: weight")?;
@@ -440,13 +434,7 @@ impl CustomOp2 for Conv2d {
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.cout, g.oh, g.ow))))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _y: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn backward(&self, [x, w]: [&Tensor; 2], _y: &Tensor, dy: &Tensor) -> Grads<2> {
         let dy = dy.contiguous()?;
         // The input images need no gradient: skip it for the first layer.
         let dx = if x.track_op() {
@@ -468,7 +456,7 @@ impl CustomOp2 for Conv2d {
                 pre: None,
             },
         )?;
-        Ok((dx, Some(dw)))
+        Ok([dx, Some(dw)])
     }
 }
 
@@ -494,18 +482,10 @@ struct ConvBackwardData {
     x_dims: (usize, usize, usize, usize),
 }
 
-impl CustomOp2 for ConvBackwardData {
-    fn name(&self) -> &'static str {
-        "foldwise-conv2d-backward-data"
-    }
+custom_op!(CustomOp2 for ConvBackwardData, "foldwise-conv2d-backward-data", cpu);
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+impl ConvBackwardData {
+    fn cpu(&self, [(s1, l1), (s2, l2)]: [Input; 2]) -> Output {
         let (n, c, h, w) = self.x_dims;
         let g = Geom::new(&[n, c, h, w], l1.dims(), self.conv.stride, self.conv.pad)?;
         if l2.dims() != [g.n, g.cout, g.oh, g.ow] {
@@ -564,18 +544,10 @@ struct ConvBackwardFilter {
     pre: Option<Prologue>,
 }
 
-impl CustomOp2 for ConvBackwardFilter {
-    fn name(&self) -> &'static str {
-        "foldwise-conv2d-backward-filter"
-    }
+custom_op!(CustomOp2 for ConvBackwardFilter, "foldwise-conv2d-backward-filter", cpu);
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+impl ConvBackwardFilter {
+    fn cpu(&self, [(s1, l1), (s2, l2)]: [Input; 2]) -> Output {
         let (co, ci, k, k2) = self.w_dims;
         let g = Geom::new(l1.dims(), &[co, ci, k, k2], self.conv.stride, self.conv.pad)?;
         if l2.dims() != [g.n, g.cout, g.oh, g.ow] {
@@ -708,13 +680,14 @@ struct ConvEval {
     pool: bool,
 }
 
+custom_op!(CustomOp2 for ConvEval, "foldwise-conv2d-eval", cpu);
+custom_op!(CustomOp3 for ConvEval, "foldwise-conv2d-eval-residual", cpu);
+
 impl ConvEval {
-    fn run(
-        &self,
-        (s1, l1): (&CpuStorage, &Layout),
-        (s2, l2): (&CpuStorage, &Layout),
-        residual: Option<(&CpuStorage, &Layout)>,
-    ) -> Result<(CpuStorage, Shape)> {
+    /// Inputs (x, w) or (x, w, residual).
+    fn cpu<const N: usize>(&self, inputs: [Input; N]) -> Output {
+        let ((s1, l1), (s2, l2)) = (inputs[0], inputs[1]);
+        let residual = inputs.get(2).copied();
         let g = Geom::new(l1.dims(), l2.dims(), self.conv.stride, self.conv.pad)?;
         if self.epi.channels() != g.cout {
             candle_core::bail!(
@@ -815,40 +788,6 @@ fn pool2(src: &[f32], w: usize, ph: usize, pw: usize, dst: &mut [MaybeUninit<f32
     }
 }
 
-impl CustomOp2 for ConvEval {
-    fn name(&self) -> &'static str {
-        "foldwise-conv2d-eval"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.run((s1, l1), (s2, l2), None)
-    }
-}
-
-impl CustomOp3 for ConvEval {
-    fn name(&self) -> &'static str {
-        "foldwise-conv2d-eval-residual"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.run((s1, l1), (s2, l2), Some((s3, l3)))
-    }
-}
-
 /// Evaluation only (no gradient): `x` [N,Cin,H,W] convolved with `w`
 /// [Cout,Cin,k,k], then `epi`, then `max(v + residual, 0)` when a residual
 /// [N,Cout,OH,OW] is given, then a 2x2 stride-2 max pool when `pool` — one
@@ -888,8 +827,10 @@ pub(crate) fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Resul
 struct BnReluConv {
     conv: Conv2d,
     eps: f64,
-    stats: Arc<Mutex<BatchStats>>,
+    stats: SharedStats,
 }
+
+custom_op!(CustomOp3 for BnReluConv, "foldwise-batchnorm-relu-conv2d", cpu, backward);
 
 impl BnReluConv {
     fn prologue(&self) -> Prologue {
@@ -900,22 +841,8 @@ impl BnReluConv {
             relu: true,
         }
     }
-}
 
-impl CustomOp3 for BnReluConv {
-    fn name(&self) -> &'static str {
-        "foldwise-batchnorm-relu-conv2d"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu(&self, [(s1, l1), (s2, l2), (s3, l3)]: [Input; 3]) -> Output {
         let g = Geom::new(l1.dims(), l2.dims(), self.conv.stride, self.conv.pad)?;
         let x = f32_slice(s1, l1, "conv: input")?;
         let wt = f32_slice(s2, l2, "conv: weight")?;
@@ -930,14 +857,7 @@ impl CustomOp3 for BnReluConv {
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.cout, g.oh, g.ow))))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        gb: &Tensor,
-        _y: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn backward(&self, [x, w, gb]: [&Tensor; 3], _y: &Tensor, dy: &Tensor) -> Grads<3> {
         let dy = dy.contiguous()?;
         let dw = x.apply_op2_no_bwd(
             &dy,
@@ -959,7 +879,7 @@ impl CustomOp3 for BnReluConv {
         let gamma = gb.narrow(0, 0, x.dim(1)?)?.to_vec1::<f32>()?;
         let (dx, dgb) = bn_backward_unstored(x, &da, BnMask::Recompute, gamma, &self.stats)?;
         let dgb = Tensor::from_vec(dgb, gb.shape(), gb.device())?;
-        Ok((Some(dx), Some(dw), Some(dgb)))
+        Ok([Some(dx), Some(dw), Some(dgb)])
     }
 }
 
@@ -976,17 +896,9 @@ pub(crate) fn bn_relu_conv(
     pad: usize,
     eps: f64,
 ) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
-    let stats: Arc<Mutex<BatchStats>> = Arc::default();
-    let y = x.contiguous()?.apply_op3(
-        &w.contiguous()?,
-        &gb.contiguous()?,
-        BnReluConv {
-            conv: Conv2d { stride, pad },
-            eps,
-            stats: stats.clone(),
-        },
-    )?;
-    let (mean, var) = stats.lock().expect("batch statistics").running();
+    let conv = Conv2d { stride, pad };
+    let (y, [(mean, var)]) =
+        with_batch_stats([x, w, gb], |[stats]| BnReluConv { conv, eps, stats })?;
     Ok((y, mean, var))
 }
 

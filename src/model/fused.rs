@@ -28,20 +28,10 @@
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-/// The f32 values of a contiguous storage; `what` names the operand in
-/// errors ("conv: input").
-pub(super) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let Some((start, end)) = l.contiguous_offsets() else {
-        candle_core::bail!("{what} must be contiguous");
-    };
-    match s {
-        CpuStorage::F32(v) => Ok(&v[start..end]),
-        _ => candle_core::bail!("{what} must be f32"),
-    }
-}
+use super::op::{custom_op, f32_slice, Grads, Input, Output};
 
 /// (N, C, H*W) of an NCHW layout.
 fn nc_hw(l: &Layout) -> Result<(usize, usize, usize)> {
@@ -176,27 +166,38 @@ impl BatchStats {
 /// statistics take them.
 pub(crate) type BatchMoments = (Vec<f32>, Vec<f32>);
 
+/// Where a training op's forward pass leaves the statistics it measured,
+/// for its backward pass.
+pub(super) type SharedStats = Arc<Mutex<BatchStats>>;
+
+/// The op `op(stats)` makes applied to `inputs` (made contiguous), its
+/// forward pass recording `K` BatchNorms' statistics into `stats`: the
+/// output and each one's batch mean and unbiased variance.
+pub(super) fn with_batch_stats<const K: usize, Op: CustomOp3 + Send + Sync + 'static>(
+    [a, b, c]: [&Tensor; 3],
+    op: impl FnOnce([SharedStats; K]) -> Op,
+) -> Result<(Tensor, [BatchMoments; K])> {
+    let stats: [SharedStats; K] = std::array::from_fn(|_| Arc::default());
+    let y = a
+        .contiguous()?
+        .apply_op3(&b.contiguous()?, &c.contiguous()?, op(stats.clone()))?;
+    Ok((
+        y,
+        stats.map(|s| s.lock().expect("batch statistics").running()),
+    ))
+}
+
 /// Training BatchNorm (+ ReLU): (x, gamma, beta) → y.
 struct BnTrain {
     eps: f64,
     relu: bool,
-    stats: Arc<Mutex<BatchStats>>,
+    stats: SharedStats,
 }
 
-impl CustomOp3 for BnTrain {
-    fn name(&self) -> &'static str {
-        "foldwise-batchnorm-train"
-    }
+custom_op!(CustomOp3 for BnTrain, "foldwise-batchnorm-train", cpu, backward);
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+impl BnTrain {
+    fn cpu(&self, [(s1, l1), (s2, l2), (s3, l3)]: [Input; 3]) -> Output {
         let dims = nc_hw(l1)?;
         let x = f32_slice(s1, l1, "batchnorm: input")?;
         let gamma = f32_slice(s2, l2, "batchnorm: weight")?;
@@ -207,14 +208,7 @@ impl CustomOp3 for BnTrain {
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        gamma: &Tensor,
-        _beta: &Tensor,
-        y: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn backward(&self, [x, gamma, _beta]: [&Tensor; 3], y: &Tensor, dy: &Tensor) -> Grads<3> {
         let c = gamma.elem_count();
         let len = x.elem_count();
         let packed = x.apply_op3_no_bwd(
@@ -233,7 +227,7 @@ impl CustomOp3 for BnTrain {
         let dx = packed.narrow(0, 0, len)?.reshape(x.shape())?;
         let dgamma = packed.narrow(0, len, c)?.reshape(gamma.shape())?;
         let dbeta = packed.narrow(0, len + c, c)?.reshape(gamma.shape())?;
-        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+        Ok([Some(dx), Some(dgamma), Some(dbeta)])
     }
 }
 
@@ -283,16 +277,17 @@ pub(super) enum BnMask {
 struct BnBackward {
     mask: BnMask,
     gamma: Vec<f32>,
-    stats: Arc<Mutex<BatchStats>>,
+    stats: SharedStats,
 }
 
+custom_op!(CustomOp3 for BnBackward, "foldwise-batchnorm-backward", cpu);
+custom_op!(CustomOp2 for BnBackward, "foldwise-batchnorm-backward", cpu);
+
 impl BnBackward {
-    fn run(
-        &self,
-        (s1, l1): (&CpuStorage, &Layout),
-        y: Option<(&CpuStorage, &Layout)>,
-        (s3, l3): (&CpuStorage, &Layout),
-    ) -> Result<(CpuStorage, Shape)> {
+    /// Inputs (x, y, dy) or (x, dy).
+    fn cpu<const N: usize>(&self, inputs: [Input; N]) -> Output {
+        let ((s1, l1), (s3, l3)) = (inputs[0], inputs[N - 1]);
+        let y = (N == 3).then(|| inputs[1]);
         let dims @ (_, c, _) = nc_hw(l1)?;
         let x = f32_slice(s1, l1, "batchnorm: input")?;
         let dy = f32_slice(s3, l3, "batchnorm: gradient")?;
@@ -427,40 +422,6 @@ fn bn_backward(
     sums
 }
 
-impl CustomOp3 for BnBackward {
-    fn name(&self) -> &'static str {
-        "foldwise-batchnorm-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.run((s1, l1), Some((s2, l2)), (s3, l3))
-    }
-}
-
-impl CustomOp2 for BnBackward {
-    fn name(&self) -> &'static str {
-        "foldwise-batchnorm-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.run((s1, l1), None, (s2, l2))
-    }
-}
-
 /// The gradients of a training BatchNorm over `x` whose output was not
 /// kept (`mask` is [`BnMask::None`] or [`BnMask::Recompute`]), given the
 /// gradient `dy` of its output: dx, and [dgamma, dbeta] as plain values (so
@@ -470,7 +431,7 @@ pub(super) fn bn_backward_unstored(
     dy: &Tensor,
     mask: BnMask,
     gamma: Vec<f32>,
-    stats: &Arc<Mutex<BatchStats>>,
+    stats: &SharedStats,
 ) -> Result<(Tensor, Vec<f32>)> {
     let (c, len) = (gamma.len(), x.elem_count());
     let packed = x.contiguous()?.apply_op2_no_bwd(
@@ -494,17 +455,8 @@ pub(crate) fn batch_norm_train(
     eps: f64,
     relu: bool,
 ) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
-    let stats: Arc<Mutex<BatchStats>> = Arc::default();
-    let y = x.contiguous()?.apply_op3(
-        &gamma.contiguous()?,
-        &beta.contiguous()?,
-        BnTrain {
-            eps,
-            relu,
-            stats: stats.clone(),
-        },
-    )?;
-    let (mean, var) = stats.lock().expect("batch statistics").running();
+    let (y, [(mean, var)]) =
+        with_batch_stats([x, gamma, beta], |[stats]| BnTrain { eps, relu, stats })?;
     Ok((y, mean, var))
 }
 
@@ -515,12 +467,10 @@ struct BnEval {
     relu: bool,
 }
 
-impl CustomOp1 for BnEval {
-    fn name(&self) -> &'static str {
-        "foldwise-batchnorm-eval"
-    }
+custom_op!(CustomOp1 for BnEval, "foldwise-batchnorm-eval", cpu);
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+impl BnEval {
+    fn cpu(&self, [(s, l)]: [Input; 1]) -> Output {
         let dims = nc_hw(l)?;
         if dims.1 != self.scale.len() {
             candle_core::bail!(
@@ -570,18 +520,10 @@ pub(crate) fn bn_eval_affine(
 /// relu(a + b): (a, b) → y; both gradients are dy where y > 0.
 struct AddRelu;
 
-impl CustomOp2 for AddRelu {
-    fn name(&self) -> &'static str {
-        "foldwise-add-relu"
-    }
+custom_op!(CustomOp2 for AddRelu, "foldwise-add-relu", cpu, backward);
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+impl AddRelu {
+    fn cpu(&self, [(s1, l1), (s2, l2)]: [Input; 2]) -> Output {
         if l1.shape() != l2.shape() {
             candle_core::bail!(
                 "add-relu: shapes {:?} and {:?} differ",
@@ -602,35 +544,21 @@ impl CustomOp2 for AddRelu {
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
-    fn bwd(
-        &self,
-        _a: &Tensor,
-        _b: &Tensor,
-        y: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn backward(&self, _: [&Tensor; 2], y: &Tensor, dy: &Tensor) -> Grads<2> {
         let g = y
             .contiguous()?
             .apply_op2_no_bwd(&dy.contiguous()?, &ReluMask)?;
-        Ok((Some(g.clone()), Some(g)))
+        Ok([Some(g.clone()), Some(g)])
     }
 }
 
 /// (y, dy) → dy where y > 0, else 0.
 struct ReluMask;
 
-impl CustomOp2 for ReluMask {
-    fn name(&self) -> &'static str {
-        "foldwise-relu-mask"
-    }
+custom_op!(CustomOp2 for ReluMask, "foldwise-relu-mask", cpu);
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+impl ReluMask {
+    fn cpu(&self, [(s1, l1), (s2, l2)]: [Input; 2]) -> Output {
         let y = f32_slice(s1, l1, "relu mask: output")?;
         let dy = f32_slice(s2, l2, "relu mask: gradient")?;
         if y.len() != dy.len() {
@@ -671,24 +599,14 @@ pub(crate) enum ShortcutNorm {
 struct BnAddRelu {
     eps: f64,
     shortcut: ShortcutNorm,
-    c_stats: Arc<Mutex<BatchStats>>,
-    s_stats: Arc<Mutex<BatchStats>>,
+    c_stats: SharedStats,
+    s_stats: SharedStats,
 }
 
-impl CustomOp3 for BnAddRelu {
-    fn name(&self) -> &'static str {
-        "foldwise-batchnorm-add-relu"
-    }
+custom_op!(CustomOp3 for BnAddRelu, "foldwise-batchnorm-add-relu", cpu, backward);
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+impl BnAddRelu {
+    fn cpu(&self, [(s1, l1), (s2, l2), (s3, l3)]: [Input; 3]) -> Output {
         if l1.shape() != l2.shape() {
             candle_core::bail!(
                 "batchnorm-add-relu: shapes {:?} and {:?} differ",
@@ -749,14 +667,7 @@ impl CustomOp3 for BnAddRelu {
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        s: &Tensor,
-        gb: &Tensor,
-        y: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn backward(&self, [x, s, gb]: [&Tensor; 3], y: &Tensor, dy: &Tensor) -> Grads<3> {
         let c = x.dim(1)?;
         let gbv = gb.to_vec1::<f32>()?;
         // As AddRelu's backward: the gradient where the output is positive.
@@ -780,7 +691,7 @@ impl CustomOp3 for BnAddRelu {
             }
         };
         let dgb = Tensor::from_vec(dgb, gb.shape(), gb.device())?;
-        Ok((Some(dx), Some(ds), Some(dgb)))
+        Ok([Some(dx), Some(ds), Some(dgb)])
     }
 }
 
@@ -797,20 +708,15 @@ pub(crate) fn bn_add_relu(
     shortcut: ShortcutNorm,
     eps: f64,
 ) -> Result<(Tensor, Vec<BatchMoments>)> {
-    let (c_stats, s_stats): (Arc<Mutex<BatchStats>>, Arc<Mutex<BatchStats>>) = Default::default();
-    let y = c.contiguous()?.apply_op3(
-        &s.contiguous()?,
-        &gb.contiguous()?,
-        BnAddRelu {
-            eps,
-            shortcut,
-            c_stats: c_stats.clone(),
-            s_stats: s_stats.clone(),
-        },
-    )?;
-    let mut stats = vec![c_stats.lock().expect("batch statistics").running()];
+    let (y, [c, s]) = with_batch_stats([c, s, gb], |[c_stats, s_stats]| BnAddRelu {
+        eps,
+        shortcut,
+        c_stats,
+        s_stats,
+    })?;
+    let mut stats = vec![c];
     if shortcut != ShortcutNorm::Identity {
-        stats.push(s_stats.lock().expect("batch statistics").running());
+        stats.push(s);
     }
     Ok((y, stats))
 }
@@ -821,18 +727,10 @@ struct BiasReluMask {
     mask: Option<Arc<Vec<f32>>>,
 }
 
-impl CustomOp2 for BiasReluMask {
-    fn name(&self) -> &'static str {
-        "foldwise-bias-relu-dropout"
-    }
+custom_op!(CustomOp2 for BiasReluMask, "foldwise-bias-relu-dropout", cpu, backward);
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+impl BiasReluMask {
+    fn cpu(&self, [(s1, l1), (s2, l2)]: [Input; 2]) -> Output {
         let (_, c, hw) = nc_hw(l1)?;
         let x = f32_slice(s1, l1, "bias-relu: input")?;
         let b = f32_slice(s2, l2, "bias-relu: bias")?;
@@ -862,13 +760,7 @@ impl CustomOp2 for BiasReluMask {
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        b: &Tensor,
-        _y: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn backward(&self, [x, b]: [&Tensor; 2], _y: &Tensor, dy: &Tensor) -> Grads<2> {
         let len = x.elem_count();
         let c = b.elem_count();
         let packed = x.apply_op2_no_bwd(
@@ -880,7 +772,7 @@ impl CustomOp2 for BiasReluMask {
         )?;
         let dx = packed.narrow(0, 0, len)?.reshape(x.shape())?;
         let db = packed.narrow(0, len, c)?.reshape(b.shape())?;
-        Ok((Some(dx), Some(db)))
+        Ok([Some(dx), Some(db)])
     }
 }
 
@@ -891,18 +783,10 @@ struct BiasReluMaskBackward {
     mask: Option<Arc<Vec<f32>>>,
 }
 
-impl CustomOp2 for BiasReluMaskBackward {
-    fn name(&self) -> &'static str {
-        "foldwise-bias-relu-dropout-backward"
-    }
+custom_op!(CustomOp2 for BiasReluMaskBackward, "foldwise-bias-relu-dropout-backward", cpu);
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+impl BiasReluMaskBackward {
+    fn cpu(&self, [(s1, l1), (s2, l2)]: [Input; 2]) -> Output {
         let dims @ (_, c, hw) = nc_hw(l1)?;
         let x = f32_slice(s1, l1, "bias-relu: input")?;
         let dy = f32_slice(s2, l2, "bias-relu: gradient")?;

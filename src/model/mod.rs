@@ -36,6 +36,7 @@ mod direct;
 mod fused;
 mod init;
 mod layers;
+mod op;
 mod optim;
 mod pool;
 #[cfg(test)]
@@ -46,7 +47,7 @@ mod svhn_small;
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, Var, D};
+use candle_core::{CpuStorage, DType, Device, Shape, Tensor, Var, D};
 use serde::{Deserialize, Serialize};
 
 use layers::{Ctx, Network};
@@ -192,12 +193,10 @@ fn detach_all(grads: &mut candle_core::backprop::GradStore) {
 /// copy) lets candle free it as soon as it is accumulated.
 struct SeedGradient(std::sync::Mutex<Option<Tensor>>);
 
-impl CustomOp1 for SeedGradient {
-    fn name(&self) -> &'static str {
-        "foldwise-seed-gradient"
-    }
+op::custom_op!(CustomOp1 for SeedGradient, "foldwise-seed-gradient", cpu, backward);
 
-    fn cpu_fwd(&self, _s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+impl SeedGradient {
+    fn cpu(&self, [(_, l)]: [op::Input; 1]) -> op::Output {
         let seed = self.0.lock().expect("seed gradient");
         match &*seed {
             Some(g) if g.shape() == l.shape() => Ok((CpuStorage::F32(vec![0.0]), Shape::from(()))),
@@ -210,13 +209,8 @@ impl CustomOp1 for SeedGradient {
         }
     }
 
-    fn bwd(
-        &self,
-        _arg: &Tensor,
-        _res: &Tensor,
-        _grad: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        Ok(self.0.lock().expect("seed gradient").take())
+    fn backward(&self, _: [&Tensor; 1], _: &Tensor, _: &Tensor) -> op::Grads<1> {
+        Ok([self.0.lock().expect("seed gradient").take()])
     }
 }
 
