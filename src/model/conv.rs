@@ -906,7 +906,9 @@ pub(crate) fn bn_relu_conv(
 mod tests {
     use super::*;
     use crate::model::fused::batch_norm_train;
-    use crate::model::reference::{bits, check_gradients, random, values};
+    use crate::model::reference::{
+        check_gradients, on_threads, random, run_of, values, weighted_sum_grads, Run,
+    };
     use crate::rng::Rng;
     use candle_core::{Device, Var};
 
@@ -975,11 +977,7 @@ mod tests {
         let x = random(&mut rng, &[9, 2, 6, 5]);
         let w = random(&mut rng, &[3, 2, 3, 3]);
         let run = |threads| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            on_threads(threads, || {
                 let y = conv2d(x.as_tensor(), w.as_tensor(), 1, 1).unwrap();
                 let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
                 (values(g.get(&x).unwrap()), values(g.get(&w).unwrap()))
@@ -1042,12 +1040,7 @@ mod tests {
             let y = conv2d(x.as_tensor(), w.as_tensor(), stride, pad).unwrap();
             let (_, _, oh, ow) = y.dims4().unwrap();
             let dy = random(&mut rng, y.dims());
-            let g = (&y * dy.as_tensor())
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let g = weighted_sum_grads(&y, &dy);
             let (xv, wv, yv, dyv) = (
                 values(x.as_tensor()),
                 values(w.as_tensor()),
@@ -1116,10 +1109,6 @@ mod tests {
         assert!(err.contains("does not fit input"), "{err}");
     }
 
-    /// The bits of an output, its batch statistics, and the bits of the
-    /// gradients of each input.
-    type Run = (Vec<u32>, Vec<Vec<f32>>, Vec<Vec<u32>>);
-
     /// [`bn_relu_conv`] and the separate layers it replaces on the same
     /// inputs: (output, statistics, gradients of x, w, γ, β).
     fn bn_relu_conv_both_ways(
@@ -1137,19 +1126,7 @@ mod tests {
         let (fused, m, v) =
             bn_relu_conv(x.as_tensor(), w.as_tensor(), &gb, stride, pad, 1e-5).unwrap();
         let r = random(rng, fused.dims());
-        let grads_of = |y: &Tensor, stats: Vec<Vec<f32>>| {
-            let g = (y * r.as_tensor())
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let grads = [&x, &w, &gamma, &beta]
-                .iter()
-                .map(|v| bits(g.get(v).unwrap()))
-                .collect();
-            (bits(y), stats, grads)
-        };
+        let grads_of = |y: &Tensor, stats| run_of(y, stats, &r, &[&x, &w, &gamma, &beta]);
         let fused = grads_of(&fused, vec![m, v]);
         let (a, m, v) = batch_norm_train(
             x.as_tensor(),
@@ -1213,13 +1190,9 @@ mod tests {
     #[test]
     fn bn_relu_conv_is_identical_on_one_or_two_threads() {
         let run = |threads| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap()
-                .install(|| {
-                    bn_relu_conv_both_ways([9, 3, 6, 7], [4, 3, 3, 3], 1, 1, &mut Rng::new(7))
-                })
+            on_threads(threads, || {
+                bn_relu_conv_both_ways([9, 3, 6, 7], [4, 3, 3, 3], 1, 1, &mut Rng::new(7))
+            })
         };
         assert_eq!(run(1)[0], run(2)[0]);
     }

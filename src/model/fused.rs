@@ -831,7 +831,9 @@ pub(crate) fn bias_relu_dropout(x: &Tensor, b: &Tensor, mask: Option<Vec<f32>>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::reference::{bits, check_gradients, random, values};
+    use crate::model::reference::{
+        check_gradients, on_threads, random, run_of, values, weighted_sum_grads, Run,
+    };
     use crate::rng::Rng;
     use candle_core::{Device, Var};
 
@@ -940,18 +942,10 @@ mod tests {
                 }
             };
             close(&ours, &theirs, "y");
-            let go = (ours * r.as_tensor())
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let gt = (theirs * r.as_tensor())
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let (go, gt) = (
+                weighted_sum_grads(&ours, &r),
+                weighted_sum_grads(&theirs, &r),
+            );
             for (v, what) in [(&x, "dx"), (&gamma, "dgamma"), (&beta, "dbeta")] {
                 close(go.get(v).unwrap(), gt.get(v).unwrap(), what);
             }
@@ -1001,35 +995,27 @@ mod tests {
         let gamma = random(&mut rng, &[4]);
         let beta = random(&mut rng, &[4]);
         let run = |threads| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap()
-                .install(|| {
-                    let (y, m, v) = batch_norm_train(
-                        x.as_tensor(),
-                        gamma.as_tensor(),
-                        beta.as_tensor(),
-                        1e-5,
-                        true,
-                    )
-                    .unwrap();
-                    let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
-                    (
-                        values(&y),
-                        m,
-                        v,
-                        values(g.get(&x).unwrap()),
-                        values(g.get(&gamma).unwrap()),
-                    )
-                })
+            on_threads(threads, || {
+                let (y, m, v) = batch_norm_train(
+                    x.as_tensor(),
+                    gamma.as_tensor(),
+                    beta.as_tensor(),
+                    1e-5,
+                    true,
+                )
+                .unwrap();
+                let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+                (
+                    values(&y),
+                    m,
+                    v,
+                    values(g.get(&x).unwrap()),
+                    values(g.get(&gamma).unwrap()),
+                )
+            })
         };
         assert_eq!(run(1), run(2));
     }
-
-    /// The bits of an output, its batch statistics, and the bits of the
-    /// gradients of each input.
-    type Run = (Vec<u32>, Vec<Vec<f32>>, Vec<Vec<u32>>);
 
     /// [`bn_add_relu`] and the separate layers it replaces on the same
     /// inputs: (output, statistics, gradients of c, s, γ, β, γs, βs).
@@ -1042,20 +1028,11 @@ mod tests {
         let s = spread(random(rng, shape), 2.0);
         let p: Vec<Var> = (0..4).map(|_| random(rng, &[ch])).collect();
         let r = random(rng, shape);
-        let grads_of = |y: &Tensor, stats: Vec<Vec<f32>>| {
-            let g = (y * r.as_tensor())
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let mut vars = vec![&c, &s, &p[0], &p[1]];
-            if kind != ShortcutNorm::Identity {
-                vars.extend([&p[2], &p[3]]);
-            }
-            let grads = vars.iter().map(|v| bits(g.get(v).unwrap())).collect();
-            (bits(y), stats, grads)
-        };
+        let mut vars = vec![&c, &s, &p[0], &p[1]];
+        if kind != ShortcutNorm::Identity {
+            vars.extend([&p[2], &p[3]]);
+        }
+        let grads_of = |y: &Tensor, stats| run_of(y, stats, &r, &vars);
         let gb: Vec<&Tensor> = match kind {
             ShortcutNorm::Identity => p[..2].iter().map(Var::as_tensor).collect(),
             _ => p.iter().map(Var::as_tensor).collect(),
@@ -1143,11 +1120,9 @@ mod tests {
     fn bn_add_relu_is_identical_on_one_or_two_threads() {
         for kind in SHORTCUTS {
             let run = |threads| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap()
-                    .install(|| add_relu_both_ways(&[8, 4, 6, 9], kind, &mut Rng::new(15)))
+                on_threads(threads, || {
+                    add_relu_both_ways(&[8, 4, 6, 9], kind, &mut Rng::new(15))
+                })
             };
             assert_eq!(run(1)[0], run(2)[0], "{kind:?}");
         }

@@ -677,6 +677,31 @@ mod tests {
         (x, y)
     }
 
+    /// Two models of `c` from the same seed, each taking `steps` training
+    /// steps on the batch (`lr`, smoothing 0.1), the first in the context
+    /// `ctx[0]` makes of a step's dropout stream, the second in `ctx[1]`'s;
+    /// `check` sees both after each step.
+    fn train_twins(
+        c: ModelConfig,
+        seed: u64,
+        (x, y): (&[f32], &[u8]),
+        (steps, lr): (u64, f64),
+        ctx: [fn(Rng) -> Ctx; 2],
+        mut check: impl FnMut(u64, [&Model; 2], [StepStats; 2]),
+    ) {
+        let mut m = [
+            Model::new(c.clone(), seed).unwrap(),
+            Model::new(c, seed).unwrap(),
+        ];
+        for step in 0..steps {
+            let stats = [0, 1].map(|i| {
+                let rng = Rng::derive(step, TRAIN_STREAM, 0);
+                m[i].train_step_in(ctx[i](rng), x, y, lr, 0.1).unwrap()
+            });
+            check(step, [&m[0], &m[1]], stats);
+        }
+    }
+
     fn weights(m: &Model) -> Vec<u8> {
         let mut out = Vec::new();
         for (_, v) in m.net.params() {
@@ -854,47 +879,46 @@ mod tests {
         };
         for (h, w) in [(32, 64), (37, 75)] {
             let c = cfg(Arch::ResnetMini, 5, h, w);
-            let (mut fused, mut plain) =
-                (Model::new(c.clone(), 3).unwrap(), Model::new(c, 3).unwrap());
             let (x, y) = batch(6, 5, h, w, 9);
-            for step in 0..3 {
-                let rng = || crate::rng::Rng::derive(step, TRAIN_STREAM, 0);
-                let a = fused
-                    .train_step_in(Ctx::train(rng()), &x, &y, 1e-3, 0.1)
-                    .unwrap();
-                let b = plain
-                    .train_step_in(Ctx::train_unfused(rng()), &x, &y, 1e-3, 0.1)
-                    .unwrap();
-                let what = format!("{h}x{w} step {step}");
-                if step == 0 {
-                    assert_eq!(a, b, "{what}");
-                    assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "{what}");
-                } else {
-                    close(&[a.loss], &[b.loss], &what);
-                }
-                for ((name, p), (_, q)) in fused.net.params().iter().zip(plain.net.params()) {
-                    let (p, q) = (
-                        p.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-                        q.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-                    );
-                    if step == 0 && !name.starts_with("stem") {
-                        assert_eq!(bits(&p), bits(&q), "{what}: {name}");
-                    } else {
-                        close(&p, &q, &format!("{what}: {name}"));
-                    }
-                }
-                for (i, (p, q)) in fused.net.bns().iter().zip(plain.net.bns()).enumerate() {
-                    let (p, q) = (
-                        [&p.running_mean[..], &p.running_var[..]].concat(),
-                        [&q.running_mean[..], &q.running_var[..]].concat(),
-                    );
+            let ctx = [Ctx::train, Ctx::train_unfused];
+            train_twins(
+                c,
+                3,
+                (&x, &y),
+                (3, 1e-3),
+                ctx,
+                |step, [fused, plain], [a, b]| {
+                    let what = format!("{h}x{w} step {step}");
                     if step == 0 {
-                        assert_eq!(bits(&p), bits(&q), "{what}: bn {i}");
+                        assert_eq!(a, b, "{what}");
+                        assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "{what}");
                     } else {
-                        close(&p, &q, &format!("{what}: bn {i}"));
+                        close(&[a.loss], &[b.loss], &what);
                     }
-                }
-            }
+                    for ((name, p), (_, q)) in fused.net.params().iter().zip(plain.net.params()) {
+                        let (p, q) = (
+                            p.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                            q.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                        );
+                        if step == 0 && !name.starts_with("stem") {
+                            assert_eq!(bits(&p), bits(&q), "{what}: {name}");
+                        } else {
+                            close(&p, &q, &format!("{what}: {name}"));
+                        }
+                    }
+                    for (i, (p, q)) in fused.net.bns().iter().zip(plain.net.bns()).enumerate() {
+                        let (p, q) = (
+                            [&p.running_mean[..], &p.running_var[..]].concat(),
+                            [&q.running_mean[..], &q.running_var[..]].concat(),
+                        );
+                        if step == 0 {
+                            assert_eq!(bits(&p), bits(&q), "{what}: bn {i}");
+                        } else {
+                            close(&p, &q, &format!("{what}: bn {i}"));
+                        }
+                    }
+                },
+            );
         }
     }
 
@@ -940,28 +964,27 @@ mod tests {
                 length_head,
                 ..cfg(Arch::ResnetMini, 5, 37, 75)
             };
-            let (mut staged, mut whole) =
-                (Model::new(c.clone(), 4).unwrap(), Model::new(c, 4).unwrap());
             let (x, y) = batch(6, 5, 37, 75, 10);
-            for step in 0..3 {
-                let rng = || crate::rng::Rng::derive(step, TRAIN_STREAM, 0);
-                let a = staged
-                    .train_step_in(Ctx::train(rng()), &x, &y, 1e-2, 0.1)
-                    .unwrap();
-                let b = whole
-                    .train_step_in(Ctx::train_unstaged(rng()), &x, &y, 1e-2, 0.1)
-                    .unwrap();
-                assert_eq!(a, b, "step {step}");
-                assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "step {step}");
-                for ((name, p), (_, q)) in staged.params().iter().zip(whole.params()) {
-                    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                    assert_eq!(bits(flat(p)), bits(flat(&q)), "step {step}: {name}");
-                }
-                for (p, q) in staged.net.bns().iter().zip(whole.net.bns()) {
-                    assert_eq!(bits(p.running_mean.clone()), bits(q.running_mean.clone()));
-                    assert_eq!(bits(p.running_var.clone()), bits(q.running_var.clone()));
-                }
-            }
+            let ctx = [Ctx::train, Ctx::train_unstaged];
+            train_twins(
+                c,
+                4,
+                (&x, &y),
+                (3, 1e-2),
+                ctx,
+                |step, [staged, whole], [a, b]| {
+                    assert_eq!(a, b, "step {step}");
+                    assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "step {step}");
+                    for ((name, p), (_, q)) in staged.params().iter().zip(whole.params()) {
+                        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                        assert_eq!(bits(flat(p)), bits(flat(&q)), "step {step}: {name}");
+                    }
+                    for (p, q) in staged.net.bns().iter().zip(whole.net.bns()) {
+                        assert_eq!(bits(p.running_mean.clone()), bits(q.running_mean.clone()));
+                        assert_eq!(bits(p.running_var.clone()), bits(q.running_var.clone()));
+                    }
+                },
+            );
         }
     }
 
