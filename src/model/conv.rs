@@ -39,7 +39,8 @@ use rayon::prelude::*;
 
 use super::direct;
 use super::fused::{
-    affine_plane, bn_backward_unstored, with_batch_stats, BatchStats, BnMask, SharedStats,
+    affine_plane, bn_backward_unstored, grad_like, with_batch_stats, BatchStats, BnMask,
+    SharedStats,
 };
 use super::op::{custom_op, f32_slice, Grads, Input, Output};
 
@@ -423,8 +424,6 @@ struct Conv2d {
     pad: usize,
 }
 
-custom_op!(CustomOp2 for Conv2d, "foldwise-conv2d", cpu, backward);
-
 impl Conv2d {
     fn cpu(&self, [(s1, l1), (s2, l2)]: [Input; 2]) -> Output {
         let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
@@ -460,6 +459,8 @@ impl Conv2d {
     }
 }
 
+custom_op!(CustomOp2 for Conv2d, "foldwise-conv2d", cpu, backward);
+
 /// The forward convolution of every image (each mapped by `pre` first),
 /// images in parallel.
 fn conv_forward(g: &Geom, x: &[f32], wt: &[f32], pre: Option<&Prologue>) -> Vec<f32> {
@@ -481,8 +482,6 @@ struct ConvBackwardData {
     conv: Conv2d,
     x_dims: (usize, usize, usize, usize),
 }
-
-custom_op!(CustomOp2 for ConvBackwardData, "foldwise-conv2d-backward-data", cpu);
 
 impl ConvBackwardData {
     fn cpu(&self, [(s1, l1), (s2, l2)]: [Input; 2]) -> Output {
@@ -536,6 +535,8 @@ impl ConvBackwardData {
     }
 }
 
+custom_op!(CustomOp2 for ConvBackwardData, "foldwise-conv2d-backward-data", cpu);
+
 /// Weight gradient: (x, dy) → dw, over the images mapped by `pre` when
 /// given.
 struct ConvBackwardFilter {
@@ -543,8 +544,6 @@ struct ConvBackwardFilter {
     w_dims: (usize, usize, usize, usize),
     pre: Option<Prologue>,
 }
-
-custom_op!(CustomOp2 for ConvBackwardFilter, "foldwise-conv2d-backward-filter", cpu);
 
 impl ConvBackwardFilter {
     fn cpu(&self, [(s1, l1), (s2, l2)]: [Input; 2]) -> Output {
@@ -593,6 +592,8 @@ impl ConvBackwardFilter {
         Ok((CpuStorage::F32(dw), Shape::from((co, ci, k, k2))))
     }
 }
+
+custom_op!(CustomOp2 for ConvBackwardFilter, "foldwise-conv2d-backward-filter", cpu);
 
 /// What the evaluation-mode convolution ([`conv2d_eval`]) does to each
 /// output value of channel `c` before storing it. Each is the same
@@ -680,9 +681,6 @@ struct ConvEval {
     pool: bool,
 }
 
-custom_op!(CustomOp2 for ConvEval, "foldwise-conv2d-eval", cpu);
-custom_op!(CustomOp3 for ConvEval, "foldwise-conv2d-eval-residual", cpu);
-
 impl ConvEval {
     /// Inputs (x, w) or (x, w, residual).
     fn cpu<const N: usize>(&self, inputs: [Input; N]) -> Output {
@@ -769,6 +767,9 @@ impl ConvEval {
     }
 }
 
+custom_op!(CustomOp2 for ConvEval, "foldwise-conv2d-eval", cpu);
+custom_op!(CustomOp3 for ConvEval, "foldwise-conv2d-eval-residual", cpu);
+
 /// 2x2 stride-2 max pool of one plane of width `w` into `ph` x `pw`; the
 /// comparison of [`super::pool`] (strictly greater, a NaN wins once).
 fn pool2(src: &[f32], w: usize, ph: usize, pw: usize, dst: &mut [MaybeUninit<f32>]) {
@@ -820,6 +821,25 @@ pub(crate) fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Resul
         .apply_op2(&w.contiguous()?, Conv2d { stride, pad })
 }
 
+/// Training only: the convolution (no bias) of max(BatchNorm(x), 0), the
+/// BatchNorm with batch statistics and `gb` = [γ, β]; the batch mean and
+/// unbiased variance of `x` are returned beside the output. Bit-identical,
+/// forward and backward, to [`super::fused::batch_norm_train`] (with ReLU)
+/// and then [`conv2d`], without storing the normalised tensor.
+pub(crate) fn bn_relu_conv(
+    x: &Tensor,
+    w: &Tensor,
+    gb: &Tensor,
+    stride: usize,
+    pad: usize,
+    eps: f64,
+) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
+    let conv = Conv2d { stride, pad };
+    let (y, [(mean, var)]) =
+        with_batch_stats([x, w, gb], |[stats]| BnReluConv { conv, eps, stats })?;
+    Ok((y, mean, var))
+}
+
 /// Training only: the convolution of max(BatchNorm(x), 0), the BatchNorm
 /// with batch statistics: (x, w, gb) → y, gb = [γ, β]. Each image is
 /// normalised into a per-thread buffer just before it is convolved (and
@@ -830,11 +850,9 @@ struct BnReluConv {
     stats: SharedStats,
 }
 
-custom_op!(CustomOp3 for BnReluConv, "foldwise-batchnorm-relu-conv2d", cpu, backward);
-
 impl BnReluConv {
     fn prologue(&self) -> Prologue {
-        let st = self.stats.lock().expect("batch statistics");
+        let st = self.stats.get();
         Prologue {
             scale: st.scale.clone(),
             shift: st.shift.clone(),
@@ -852,7 +870,7 @@ impl BnReluConv {
         }
         let (gamma, beta) = gb.split_at(g.cin);
         let st = BatchStats::measure(x, (g.n, g.cin, g.h * g.w), gamma, beta, self.eps)?;
-        *self.stats.lock().expect("batch statistics") = st;
+        self.stats.set(st);
         let y = conv_forward(&g, x, wt, Some(&self.prologue()));
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.cout, g.oh, g.ow))))
     }
@@ -878,29 +896,11 @@ impl BnReluConv {
         )?;
         let gamma = gb.narrow(0, 0, x.dim(1)?)?.to_vec1::<f32>()?;
         let (dx, dgb) = bn_backward_unstored(x, &da, BnMask::Recompute, gamma, &self.stats)?;
-        let dgb = Tensor::from_vec(dgb, gb.shape(), gb.device())?;
-        Ok([Some(dx), Some(dw), Some(dgb)])
+        Ok([Some(dx), Some(dw), Some(grad_like(dgb, gb)?)])
     }
 }
 
-/// Training only: the convolution (no bias) of max(BatchNorm(x), 0), the
-/// BatchNorm with batch statistics and `gb` = [γ, β]; the batch mean and
-/// unbiased variance of `x` are returned beside the output. Bit-identical,
-/// forward and backward, to [`super::fused::batch_norm_train`] (with ReLU)
-/// and then [`conv2d`], without storing the normalised tensor.
-pub(crate) fn bn_relu_conv(
-    x: &Tensor,
-    w: &Tensor,
-    gb: &Tensor,
-    stride: usize,
-    pad: usize,
-    eps: f64,
-) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
-    let conv = Conv2d { stride, pad };
-    let (y, [(mean, var)]) =
-        with_batch_stats([x, w, gb], |[stats]| BnReluConv { conv, eps, stats })?;
-    Ok((y, mean, var))
-}
+custom_op!(CustomOp3 for BnReluConv, "foldwise-batchnorm-relu-conv2d", cpu, backward);
 
 #[cfg(test)]
 mod tests {

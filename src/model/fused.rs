@@ -26,7 +26,7 @@
 //! with finite differences and on 1 and 2 threads.
 
 use std::cell::RefCell;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -168,7 +168,24 @@ pub(crate) type BatchMoments = (Vec<f32>, Vec<f32>);
 
 /// Where a training op's forward pass leaves the statistics it measured,
 /// for its backward pass.
-pub(super) type SharedStats = Arc<Mutex<BatchStats>>;
+#[derive(Default, Clone)]
+pub(super) struct SharedStats(Arc<Mutex<BatchStats>>);
+
+impl SharedStats {
+    /// The statistics last recorded.
+    pub(super) fn get(&self) -> MutexGuard<'_, BatchStats> {
+        self.0.lock().expect("batch statistics")
+    }
+
+    pub(super) fn set(&self, stats: BatchStats) {
+        *self.get() = stats;
+    }
+}
+
+/// The gradient of `t` from its values.
+pub(super) fn grad_like(values: Vec<f32>, t: &Tensor) -> Result<Tensor> {
+    Tensor::from_vec(values, t.shape(), t.device())
+}
 
 /// The op `op(stats)` makes applied to `inputs` (made contiguous), its
 /// forward pass recording `K` BatchNorms' statistics into `stats`: the
@@ -177,14 +194,11 @@ pub(super) fn with_batch_stats<const K: usize, Op: CustomOp3 + Send + Sync + 'st
     [a, b, c]: [&Tensor; 3],
     op: impl FnOnce([SharedStats; K]) -> Op,
 ) -> Result<(Tensor, [BatchMoments; K])> {
-    let stats: [SharedStats; K] = std::array::from_fn(|_| Arc::default());
+    let stats: [SharedStats; K] = std::array::from_fn(|_| SharedStats::default());
     let y = a
         .contiguous()?
         .apply_op3(&b.contiguous()?, &c.contiguous()?, op(stats.clone()))?;
-    Ok((
-        y,
-        stats.map(|s| s.lock().expect("batch statistics").running()),
-    ))
+    Ok((y, stats.map(|s| s.get().running())))
 }
 
 /// Training BatchNorm (+ ReLU): (x, gamma, beta) → y.
@@ -194,8 +208,6 @@ struct BnTrain {
     stats: SharedStats,
 }
 
-custom_op!(CustomOp3 for BnTrain, "foldwise-batchnorm-train", cpu, backward);
-
 impl BnTrain {
     fn cpu(&self, [(s1, l1), (s2, l2), (s3, l3)]: [Input; 3]) -> Output {
         let dims = nc_hw(l1)?;
@@ -204,7 +216,7 @@ impl BnTrain {
         let beta = f32_slice(s3, l3, "batchnorm: bias")?;
         let st = BatchStats::measure(x, dims, gamma, beta, self.eps)?;
         let y = affine(x, dims, &st.scale, &st.shift, self.relu);
-        *self.stats.lock().expect("batch statistics") = st;
+        self.stats.set(st);
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -230,6 +242,8 @@ impl BnTrain {
         Ok([Some(dx), Some(dgamma), Some(dbeta)])
     }
 }
+
+custom_op!(CustomOp3 for BnTrain, "foldwise-batchnorm-train", cpu, backward);
 
 /// One plane of [`affine`]: y = x * a + b (then max(0, ·) with `relu`).
 /// Every training and evaluation BatchNorm output, stored or recomputed,
@@ -280,9 +294,6 @@ struct BnBackward {
     stats: SharedStats,
 }
 
-custom_op!(CustomOp3 for BnBackward, "foldwise-batchnorm-backward", cpu);
-custom_op!(CustomOp2 for BnBackward, "foldwise-batchnorm-backward", cpu);
-
 impl BnBackward {
     /// Inputs (x, y, dy) or (x, dy).
     fn cpu<const N: usize>(&self, inputs: [Input; N]) -> Output {
@@ -302,7 +313,7 @@ impl BnBackward {
         {
             candle_core::bail!("batchnorm backward: mismatched sizes");
         }
-        let stats = self.stats.lock().expect("batch statistics");
+        let stats = self.stats.get();
         if stats.mean.len() != c {
             candle_core::bail!("batchnorm backward: the forward pass did not run");
         }
@@ -325,6 +336,9 @@ impl BnBackward {
         Ok((CpuStorage::F32(out), Shape::from(len + 2 * c)))
     }
 }
+
+custom_op!(CustomOp3 for BnBackward, "foldwise-batchnorm-backward", cpu);
+custom_op!(CustomOp2 for BnBackward, "foldwise-batchnorm-backward", cpu);
 
 thread_local! {
     static GATED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -467,8 +481,6 @@ struct BnEval {
     relu: bool,
 }
 
-custom_op!(CustomOp1 for BnEval, "foldwise-batchnorm-eval", cpu);
-
 impl BnEval {
     fn cpu(&self, [(s, l)]: [Input; 1]) -> Output {
         let dims = nc_hw(l)?;
@@ -484,6 +496,8 @@ impl BnEval {
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 }
+
+custom_op!(CustomOp1 for BnEval, "foldwise-batchnorm-eval", cpu);
 
 /// Evaluation BatchNorm with running statistics (+ ReLU when `relu`).
 pub(crate) fn batch_norm_eval(
@@ -517,10 +531,23 @@ pub(crate) fn bn_eval_affine(
         .unzip()
 }
 
+/// `f(a[i], b[i])` for every `i` of same-length `a` and `b`, in parallel
+/// chunks.
+#[inline]
+fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    let mut y = vec![0f32; a.len()];
+    y.par_chunks_mut(1 << 14)
+        .zip(a.par_chunks(1 << 14).zip(b.par_chunks(1 << 14)))
+        .for_each(|(y, (a, b))| {
+            for ((y, a), b) in y.iter_mut().zip(a).zip(b) {
+                *y = f(*a, *b);
+            }
+        });
+    y
+}
+
 /// relu(a + b): (a, b) → y; both gradients are dy where y > 0.
 struct AddRelu;
-
-custom_op!(CustomOp2 for AddRelu, "foldwise-add-relu", cpu, backward);
 
 impl AddRelu {
     fn cpu(&self, [(s1, l1), (s2, l2)]: [Input; 2]) -> Output {
@@ -533,14 +560,7 @@ impl AddRelu {
         }
         let a = f32_slice(s1, l1, "add-relu: input")?;
         let b = f32_slice(s2, l2, "add-relu: input")?;
-        let mut y = vec![0f32; a.len()];
-        y.par_chunks_mut(1 << 14)
-            .zip(a.par_chunks(1 << 14).zip(b.par_chunks(1 << 14)))
-            .for_each(|(y, (a, b))| {
-                for ((y, a), b) in y.iter_mut().zip(a).zip(b) {
-                    *y = (a + b).max(0.0);
-                }
-            });
+        let y = zip_map(a, b, |a, b| (a + b).max(0.0));
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -552,10 +572,10 @@ impl AddRelu {
     }
 }
 
+custom_op!(CustomOp2 for AddRelu, "foldwise-add-relu", cpu, backward);
+
 /// (y, dy) → dy where y > 0, else 0.
 struct ReluMask;
-
-custom_op!(CustomOp2 for ReluMask, "foldwise-relu-mask", cpu);
 
 impl ReluMask {
     fn cpu(&self, [(s1, l1), (s2, l2)]: [Input; 2]) -> Output {
@@ -564,17 +584,12 @@ impl ReluMask {
         if y.len() != dy.len() {
             candle_core::bail!("relu mask: sizes differ");
         }
-        let mut g = vec![0f32; y.len()];
-        g.par_chunks_mut(1 << 14)
-            .zip(y.par_chunks(1 << 14).zip(dy.par_chunks(1 << 14)))
-            .for_each(|(g, (y, dy))| {
-                for ((g, y), dy) in g.iter_mut().zip(y).zip(dy) {
-                    *g = if *y > 0.0 { *dy } else { 0.0 };
-                }
-            });
+        let g = zip_map(y, dy, |y, dy| if y > 0.0 { dy } else { 0.0 });
         Ok((CpuStorage::F32(g), l1.shape().clone()))
     }
 }
+
+custom_op!(CustomOp2 for ReluMask, "foldwise-relu-mask", cpu);
 
 /// relu(a + b) for same-shaped tensors.
 pub(crate) fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -593,6 +608,32 @@ pub(crate) enum ShortcutNorm {
     BnRelu,
 }
 
+/// Training only: max(BatchNorm(c) + t, 0) over same-shaped NCHW `c` and
+/// `s`, t = s, BatchNorm(s) or max(BatchNorm(s), 0) as `shortcut` says;
+/// `gb` = [γ, β] (identity) or [γ, β, γs, βs]. Bit-identical, forward and
+/// backward, to [`batch_norm_train`] on each input and then [`add_relu`],
+/// without storing the normalised tensors. Returns the batch mean and
+/// unbiased variance of `c`, then of `s` when it is normalised.
+pub(crate) fn bn_add_relu(
+    c: &Tensor,
+    s: &Tensor,
+    gb: &Tensor,
+    shortcut: ShortcutNorm,
+    eps: f64,
+) -> Result<(Tensor, Vec<BatchMoments>)> {
+    let (y, [c, s]) = with_batch_stats([c, s, gb], |[c_stats, s_stats]| BnAddRelu {
+        eps,
+        shortcut,
+        c_stats,
+        s_stats,
+    })?;
+    let mut stats = vec![c];
+    if shortcut != ShortcutNorm::Identity {
+        stats.push(s);
+    }
+    Ok((y, stats))
+}
+
 /// Training only: max(BatchNorm(c) + t, 0) with t from `s` as
 /// [`ShortcutNorm`] says: (c, s, gb) → y, gb = [γ, β] for the identity,
 /// else [γ, β, γs, βs]. Neither BatchNorm's output is stored.
@@ -602,8 +643,6 @@ struct BnAddRelu {
     c_stats: SharedStats,
     s_stats: SharedStats,
 }
-
-custom_op!(CustomOp3 for BnAddRelu, "foldwise-batchnorm-add-relu", cpu, backward);
 
 impl BnAddRelu {
     fn cpu(&self, [(s1, l1), (s2, l2), (s3, l3)]: [Input; 3]) -> Output {
@@ -660,9 +699,9 @@ impl BnAddRelu {
                     }
                 }
             });
-        *self.c_stats.lock().expect("batch statistics") = xs;
+        self.c_stats.set(xs);
         if let Some(ss) = ss {
-            *self.s_stats.lock().expect("batch statistics") = ss;
+            self.s_stats.set(ss);
         }
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
@@ -690,44 +729,17 @@ impl BnAddRelu {
                 ds
             }
         };
-        let dgb = Tensor::from_vec(dgb, gb.shape(), gb.device())?;
-        Ok([Some(dx), Some(ds), Some(dgb)])
+        Ok([Some(dx), Some(ds), Some(grad_like(dgb, gb)?)])
     }
 }
 
-/// Training only: max(BatchNorm(c) + t, 0) over same-shaped NCHW `c` and
-/// `s`, t = s, BatchNorm(s) or max(BatchNorm(s), 0) as `shortcut` says;
-/// `gb` = [γ, β] (identity) or [γ, β, γs, βs]. Bit-identical, forward and
-/// backward, to [`batch_norm_train`] on each input and then [`add_relu`],
-/// without storing the normalised tensors. Returns the batch mean and
-/// unbiased variance of `c`, then of `s` when it is normalised.
-pub(crate) fn bn_add_relu(
-    c: &Tensor,
-    s: &Tensor,
-    gb: &Tensor,
-    shortcut: ShortcutNorm,
-    eps: f64,
-) -> Result<(Tensor, Vec<BatchMoments>)> {
-    let (y, [c, s]) = with_batch_stats([c, s, gb], |[c_stats, s_stats]| BnAddRelu {
-        eps,
-        shortcut,
-        c_stats,
-        s_stats,
-    })?;
-    let mut stats = vec![c];
-    if shortcut != ShortcutNorm::Identity {
-        stats.push(s);
-    }
-    Ok((y, stats))
-}
+custom_op!(CustomOp3 for BnAddRelu, "foldwise-batchnorm-add-relu", cpu, backward);
 
 /// relu(x + b[c]) · mask: (x, b) → y, the mask (inverted-dropout scales,
 /// one per element) fixed in the op.
 struct BiasReluMask {
     mask: Option<Arc<Vec<f32>>>,
 }
-
-custom_op!(CustomOp2 for BiasReluMask, "foldwise-bias-relu-dropout", cpu, backward);
 
 impl BiasReluMask {
     fn cpu(&self, [(s1, l1), (s2, l2)]: [Input; 2]) -> Output {
@@ -776,14 +788,14 @@ impl BiasReluMask {
     }
 }
 
+custom_op!(CustomOp2 for BiasReluMask, "foldwise-bias-relu-dropout", cpu, backward);
+
 /// (x, dy) → [dx, db] packed: dx = dy · mask where x + b > 0, db its sum per
 /// channel.
 struct BiasReluMaskBackward {
     bias: Vec<f32>,
     mask: Option<Arc<Vec<f32>>>,
 }
-
-custom_op!(CustomOp2 for BiasReluMaskBackward, "foldwise-bias-relu-dropout-backward", cpu);
 
 impl BiasReluMaskBackward {
     fn cpu(&self, [(s1, l1), (s2, l2)]: [Input; 2]) -> Output {
@@ -816,6 +828,8 @@ impl BiasReluMaskBackward {
         Ok((CpuStorage::F32(out), Shape::from(len + c)))
     }
 }
+
+custom_op!(CustomOp2 for BiasReluMaskBackward, "foldwise-bias-relu-dropout-backward", cpu);
 
 /// relu(x + b[c]) over NCHW `x`, then multiplied by `mask` (inverted-dropout
 /// scales, one per element) when given.

@@ -193,8 +193,6 @@ fn detach_all(grads: &mut candle_core::backprop::GradStore) {
 /// copy) lets candle free it as soon as it is accumulated.
 struct SeedGradient(std::sync::Mutex<Option<Tensor>>);
 
-op::custom_op!(CustomOp1 for SeedGradient, "foldwise-seed-gradient", cpu, backward);
-
 impl SeedGradient {
     fn cpu(&self, [(_, l)]: [op::Input; 1]) -> op::Output {
         let seed = self.0.lock().expect("seed gradient");
@@ -213,6 +211,8 @@ impl SeedGradient {
         Ok([self.0.lock().expect("seed gradient").take()])
     }
 }
+
+op::custom_op!(CustomOp1 for SeedGradient, "foldwise-seed-gradient", cpu, backward);
 
 const TRAIN_STREAM: u64 = init::DROPOUT_STREAM;
 /// The stream of the length head's initial weights (apart from the

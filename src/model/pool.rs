@@ -88,8 +88,6 @@ impl MaxPool {
     }
 }
 
-custom_op!(CustomOp1 for MaxPool, "foldwise-max-pool", cpu, backward);
-
 impl MaxPool {
     fn cpu(&self, [(storage, layout)]: [Input; 1]) -> Output {
         let (n, c, h, w) = layout.shape().dims4()?;
@@ -121,6 +119,8 @@ impl MaxPool {
     }
 }
 
+custom_op!(CustomOp1 for MaxPool, "foldwise-max-pool", cpu, backward);
+
 /// Max pooling of an NCHW f32 tensor (made contiguous first).
 pub(crate) fn max_pool(x: &Tensor, k: usize, s: usize) -> Result<Tensor> {
     x.contiguous()?.apply_op1(MaxPool {
@@ -132,8 +132,6 @@ pub(crate) fn max_pool(x: &Tensor, k: usize, s: usize) -> Result<Tensor> {
 
 /// [N, C, H, W] → [N, C, W]: each column's mean over the height.
 struct MeanHeight;
-
-custom_op!(CustomOp1 for MeanHeight, "foldwise-mean-height", cpu, backward);
 
 impl MeanHeight {
     fn cpu(&self, [(s, l)]: [Input; 1]) -> Output {
@@ -170,6 +168,8 @@ impl MeanHeight {
         Ok([Some(dx)])
     }
 }
+
+custom_op!(CustomOp1 for MeanHeight, "foldwise-mean-height", cpu, backward);
 
 /// [N, C, H, W] → [N, C, W]: the mean over the height, planes in parallel.
 pub(crate) fn mean_height(x: &Tensor) -> Result<Tensor> {
