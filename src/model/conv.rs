@@ -905,9 +905,9 @@ custom_op!(CustomOp3 for BnReluConv, "foldwise-batchnorm-relu-conv2d", cpu, back
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fused::batch_norm_train;
     use crate::model::reference::{
-        check_gradients, on_threads, random, run_of, values, weighted_sum_grads, Run,
+        bn_train, check_gradients, on_threads, random, randoms, run_of, values, weighted_sum_grads,
+        Run,
     };
     use crate::rng::Rng;
     use candle_core::{Device, Var};
@@ -934,8 +934,7 @@ mod tests {
     fn forward_matches_candles_convolution() {
         let mut rng = Rng::new(1);
         for (xs, ws, stride, pad) in cases() {
-            let x = random(&mut rng, &xs);
-            let w = random(&mut rng, &ws);
+            let [x, w] = randoms(&mut rng, [&xs, &ws]);
             let ours = conv2d(x.as_tensor(), w.as_tensor(), stride, pad).unwrap();
             let theirs = x
                 .as_tensor()
@@ -957,8 +956,7 @@ mod tests {
     fn gradients_match_finite_differences() {
         let mut rng = Rng::new(2);
         for (xs, ws, stride, pad) in cases() {
-            let x = random(&mut rng, &xs);
-            let w = random(&mut rng, &ws);
+            let [x, w] = randoms(&mut rng, [&xs, &ws]);
             check_gradients(
                 &[&x, &w],
                 &|t| conv2d(&t[0], &t[1], stride, pad).unwrap(),
@@ -974,8 +972,7 @@ mod tests {
         // per-image gradients taken in that grouping, bit for bit, on 1 and
         // 2 threads.
         let mut rng = Rng::new(3);
-        let x = random(&mut rng, &[9, 2, 6, 5]);
-        let w = random(&mut rng, &[3, 2, 3, 3]);
+        let [x, w] = randoms(&mut rng, [&[9, 2, 6, 5], &[3, 2, 3, 3]]);
         let run = |threads| {
             on_threads(threads, || {
                 let y = conv2d(x.as_tensor(), w.as_tensor(), 1, 1).unwrap();
@@ -1035,8 +1032,7 @@ mod tests {
             ([2, 16, 20, 40], [32, 16, 3, 3], 1, 1),
             ([2, 24, 17, 33], [40, 24, 3, 3], 2, 1),
         ] {
-            let x = random(&mut rng, &xs);
-            let w = random(&mut rng, &ws);
+            let [x, w] = randoms(&mut rng, [&xs, &ws]);
             let y = conv2d(x.as_tensor(), w.as_tensor(), stride, pad).unwrap();
             let (_, _, oh, ow) = y.dims4().unwrap();
             let dy = random(&mut rng, y.dims());
@@ -1128,14 +1124,7 @@ mod tests {
         let r = random(rng, fused.dims());
         let grads_of = |y: &Tensor, stats| run_of(y, stats, &r, &[&x, &w, &gamma, &beta]);
         let fused = grads_of(&fused, vec![m, v]);
-        let (a, m, v) = batch_norm_train(
-            x.as_tensor(),
-            gamma.as_tensor(),
-            beta.as_tensor(),
-            1e-5,
-            true,
-        )
-        .unwrap();
+        let (a, m, v) = bn_train([&x, &gamma, &beta], true);
         let plain = grads_of(&conv2d(&a, w.as_tensor(), stride, pad).unwrap(), vec![m, v]);
         [fused, plain]
     }
@@ -1169,8 +1158,7 @@ mod tests {
             ([3, 2, 5, 4], [2, 2, 3, 3], 2, 1),
             ([2, 3, 2, 3], [2, 3, 1, 1], 1, 0),
         ] {
-            let x = random(&mut rng, &xs);
-            let w = random(&mut rng, &ws);
+            let [x, w] = randoms(&mut rng, [&xs, &ws]);
             let (gamma, beta) = (random(&mut rng, &[xs[1]]), random(&mut rng, &[xs[1]]));
             let f = |t: &[Tensor]| {
                 let gb = Tensor::cat(&t[2..], 0).unwrap();

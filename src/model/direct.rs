@@ -346,16 +346,24 @@ mod tests {
     use super::*;
     use crate::rng::Rng;
 
+    /// (input channels, output channels, height, width).
+    type Dims = (usize, usize, usize, usize);
+
     fn random(rng: &mut Rng, len: usize) -> Vec<f32> {
         (0..len).map(|_| rng.f32() * 2.0 - 1.0).collect()
     }
 
     /// A random image [cin][h][w] and weights [cout][cin][3][3].
-    fn image_and_weights(
-        rng: &mut Rng,
-        (cin, cout, h, w): (usize, usize, usize, usize),
-    ) -> (Vec<f32>, Vec<f32>) {
+    fn image_and_weights(rng: &mut Rng, (cin, cout, h, w): Dims) -> (Vec<f32>, Vec<f32>) {
         (random(rng, cin * h * w), random(rng, cout * cin * 9))
+    }
+
+    /// A random image and weights of `dims` from `seed`, with the generator
+    /// for more; `None` (the test is skipped) where the kernel cannot run.
+    fn inputs(seed: u64, dims: Dims) -> Option<(Rng, Vec<f32>, Vec<f32>)> {
+        let mut rng = Rng::new(seed);
+        let (x, wt) = image_and_weights(&mut rng, dims);
+        runs_here().then_some((rng, x, wt))
     }
 
     /// Whether the kernel can run here; says so when the test is skipped.
@@ -372,12 +380,7 @@ mod tests {
     }
 
     /// The padding-1 3x3 convolution by its definition, in f64.
-    fn definition(
-        x: &[f32],
-        w: &[f32],
-        (cin, cout, h, wd): (usize, usize, usize, usize),
-        s: usize,
-    ) -> Vec<f64> {
+    fn definition(x: &[f32], w: &[f32], (cin, cout, h, wd): Dims, s: usize) -> Vec<f64> {
         let (oh, ow) = ((h - 1) / s + 1, (wd - 1) / s + 1);
         let mut y = vec![0f64; cout * oh * ow];
         for o in 0..cout {
@@ -403,12 +406,7 @@ mod tests {
         y
     }
 
-    fn run(
-        x: &[f32],
-        packed: &[f32],
-        (ic, oc, h, w): (usize, usize, usize, usize),
-        s: usize,
-    ) -> Vec<f32> {
+    fn run(x: &[f32], packed: &[f32], (ic, oc, h, w): Dims, s: usize) -> Vec<f32> {
         let plan = Plan::new(ic, h, w, s).unwrap();
         // NaN everywhere the preparation must overwrite or never read.
         let mut buf = vec![f32::NAN; plan.len() + 7];
@@ -460,13 +458,11 @@ mod tests {
 
     #[test]
     fn transposed_weights_give_the_input_gradient() {
-        if !runs_here() {
-            return;
-        }
         // dx = conv(dy, flipped wᵀ) ⇔ <conv(x, w), dy> = <x, dx> for all x, dy.
-        let mut rng = Rng::new(8);
         let dims @ (cin, cout, h, w) = (3, 5, 4, 19);
-        let (x, wt) = image_and_weights(&mut rng, dims);
+        let Some((mut rng, x, wt)) = inputs(8, dims) else {
+            return;
+        };
         let dy = random(&mut rng, cout * h * w);
         let lhs: f64 = definition(&x, &wt, dims, 1)
             .iter()
@@ -485,12 +481,10 @@ mod tests {
 
     #[test]
     fn post_is_the_scalar_epilogue_bit_for_bit() {
-        if !runs_here() {
-            return;
-        }
-        let mut rng = Rng::new(12);
         let dims @ (cin, cout, h, w) = (3, 11, 5, 21);
-        let (x, wt) = image_and_weights(&mut rng, dims);
+        let Some((mut rng, x, wt)) = inputs(12, dims) else {
+            return;
+        };
         let packed = pack_weights(&wt, cout, cin, false);
         let (scale, shift) = (random(&mut rng, cout), random(&mut rng, cout));
         let residual = random(&mut rng, cout * h * w);

@@ -846,7 +846,8 @@ pub(crate) fn bias_relu_dropout(x: &Tensor, b: &Tensor, mask: Option<Vec<f32>>) 
 mod tests {
     use super::*;
     use crate::model::reference::{
-        check_gradients, on_threads, random, run_of, values, weighted_sum_grads, Run,
+        bn_train, check_gradients, on_threads, random, randoms, run_of, values, weighted_sum_grads,
+        Run,
     };
     use crate::rng::Rng;
     use candle_core::{Device, Var};
@@ -856,9 +857,7 @@ mod tests {
         let mut rng = Rng::new(7);
         for shape in [[2, 3, 3, 5], [3, 2, 1, 1], [1, 4, 2, 3]] {
             for relu in [false, true] {
-                let x = random(&mut rng, &shape);
-                let gamma = random(&mut rng, &[shape[1]]);
-                let beta = random(&mut rng, &[shape[1]]);
+                let [x, gamma, beta] = randoms(&mut rng, [&shape, &[shape[1]], &[shape[1]]]);
                 let f = |t: &[Tensor]| batch_norm_train(&t[0], &t[1], &t[2], 1e-5, relu).unwrap().0;
                 check_gradients(
                     &[&x, &gamma, &beta],
@@ -873,17 +872,8 @@ mod tests {
     #[test]
     fn batch_norm_matches_the_composed_formula_and_reports_statistics() {
         let mut rng = Rng::new(8);
-        let x = random(&mut rng, &[4, 3, 5, 7]);
-        let gamma = random(&mut rng, &[3]);
-        let beta = random(&mut rng, &[3]);
-        let (y, mean, var) = batch_norm_train(
-            x.as_tensor(),
-            gamma.as_tensor(),
-            beta.as_tensor(),
-            1e-5,
-            true,
-        )
-        .unwrap();
+        let [x, gamma, beta] = randoms(&mut rng, [&[4, 3, 5, 7], &[3], &[3]]);
+        let (y, mean, var) = bn_train([&x, &gamma, &beta], true);
         let xs = values(x.as_tensor());
         let (g, b) = (values(gamma.as_tensor()), values(beta.as_tensor()));
         let m = 4 * 35;
@@ -923,17 +913,8 @@ mod tests {
         for relu in [false, true] {
             let x = random(&mut rng, &[4, 3, 9, 37]);
             let x = Var::from_tensor(&((x.as_tensor() * 3.0).unwrap() + 0.7).unwrap()).unwrap();
-            let gamma = random(&mut rng, &[3]);
-            let beta = random(&mut rng, &[3]);
-            let r = random(&mut rng, &[4, 3, 9, 37]);
-            let (ours, _, _) = batch_norm_train(
-                x.as_tensor(),
-                gamma.as_tensor(),
-                beta.as_tensor(),
-                1e-5,
-                relu,
-            )
-            .unwrap();
+            let [gamma, beta, r] = randoms(&mut rng, [&[3], &[3], &[4, 3, 9, 37]]);
+            let (ours, _, _) = bn_train([&x, &gamma, &beta], relu);
             let xt = x.as_tensor();
             let mean = xt.mean_keepdim((0, 2, 3)).unwrap();
             let xc = xt.broadcast_sub(&mean).unwrap();
@@ -969,8 +950,7 @@ mod tests {
     #[test]
     fn add_relu_forward_and_gradients() {
         let mut rng = Rng::new(9);
-        let a = random(&mut rng, &[2, 3, 4]);
-        let b = random(&mut rng, &[2, 3, 4]);
+        let [a, b] = randoms(&mut rng, [&[2, 3, 4], &[2, 3, 4]]);
         let y = add_relu(a.as_tensor(), b.as_tensor()).unwrap();
         let want = (a.as_tensor() + b.as_tensor()).unwrap().relu().unwrap();
         assert_eq!(values(&y), values(&want));
@@ -981,8 +961,7 @@ mod tests {
     #[test]
     fn bias_relu_dropout_forward_and_gradients() {
         let mut rng = Rng::new(11);
-        let x = random(&mut rng, &[2, 3, 2, 5]);
-        let b = random(&mut rng, &[3]);
+        let [x, b] = randoms(&mut rng, [&[2, 3, 2, 5], &[3]]);
         let mask: Vec<f32> = (0..60)
             .map(|i| if i % 3 == 0 { 0.0 } else { 1.5 })
             .collect();
@@ -1005,19 +984,10 @@ mod tests {
     #[test]
     fn batch_norm_is_identical_on_one_or_two_threads() {
         let mut rng = Rng::new(10);
-        let x = random(&mut rng, &[8, 4, 6, 9]);
-        let gamma = random(&mut rng, &[4]);
-        let beta = random(&mut rng, &[4]);
+        let [x, gamma, beta] = randoms(&mut rng, [&[8, 4, 6, 9], &[4], &[4]]);
         let run = |threads| {
             on_threads(threads, || {
-                let (y, m, v) = batch_norm_train(
-                    x.as_tensor(),
-                    gamma.as_tensor(),
-                    beta.as_tensor(),
-                    1e-5,
-                    true,
-                )
-                .unwrap();
+                let (y, m, v) = bn_train([&x, &gamma, &beta], true);
                 let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
                 (
                     values(&y),
@@ -1055,27 +1025,13 @@ mod tests {
         let (fused, stats) = bn_add_relu(c.as_tensor(), s.as_tensor(), &gb, kind, 1e-5).unwrap();
         let stats = stats.into_iter().flat_map(|(m, v)| [m, v]).collect();
         let fused = grads_of(&fused, stats);
-        let (a, m, v) = batch_norm_train(
-            c.as_tensor(),
-            p[0].as_tensor(),
-            p[1].as_tensor(),
-            1e-5,
-            false,
-        )
-        .unwrap();
+        let (a, m, v) = bn_train([&c, &p[0], &p[1]], false);
         let mut stats = vec![m, v];
         let t = match kind {
             ShortcutNorm::Identity => s.as_tensor().clone(),
             _ => {
                 let relu = kind == ShortcutNorm::BnRelu;
-                let (t, m, v) = batch_norm_train(
-                    s.as_tensor(),
-                    p[2].as_tensor(),
-                    p[3].as_tensor(),
-                    1e-5,
-                    relu,
-                )
-                .unwrap();
+                let (t, m, v) = bn_train([&s, &p[2], &p[3]], relu);
                 stats.extend([m, v]);
                 t
             }

@@ -880,45 +880,39 @@ mod tests {
         for (h, w) in [(32, 64), (37, 75)] {
             let c = cfg(Arch::ResnetMini, 5, h, w);
             let (x, y) = batch(6, 5, h, w, 9);
-            let ctx = [Ctx::train, Ctx::train_unfused];
-            train_twins(
-                c,
-                3,
-                (&x, &y),
-                (3, 1e-3),
-                ctx,
-                |step, [fused, plain], [a, b]| {
-                    let what = format!("{h}x{w} step {step}");
-                    if step == 0 {
-                        assert_eq!(a, b, "{what}");
-                        assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "{what}");
+            let check = |step: u64, [fused, plain]: [&Model; 2], [a, b]: [StepStats; 2]| {
+                let what = format!("{h}x{w} step {step}");
+                if step == 0 {
+                    assert_eq!(a, b, "{what}");
+                    assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "{what}");
+                } else {
+                    close(&[a.loss], &[b.loss], &what);
+                }
+                for ((name, p), (_, q)) in fused.net.params().iter().zip(plain.net.params()) {
+                    let (p, q) = (
+                        p.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                        q.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                    );
+                    if step == 0 && !name.starts_with("stem") {
+                        assert_eq!(bits(&p), bits(&q), "{what}: {name}");
                     } else {
-                        close(&[a.loss], &[b.loss], &what);
+                        close(&p, &q, &format!("{what}: {name}"));
                     }
-                    for ((name, p), (_, q)) in fused.net.params().iter().zip(plain.net.params()) {
-                        let (p, q) = (
-                            p.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-                            q.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-                        );
-                        if step == 0 && !name.starts_with("stem") {
-                            assert_eq!(bits(&p), bits(&q), "{what}: {name}");
-                        } else {
-                            close(&p, &q, &format!("{what}: {name}"));
-                        }
+                }
+                for (i, (p, q)) in fused.net.bns().iter().zip(plain.net.bns()).enumerate() {
+                    let (p, q) = (
+                        [&p.running_mean[..], &p.running_var[..]].concat(),
+                        [&q.running_mean[..], &q.running_var[..]].concat(),
+                    );
+                    if step == 0 {
+                        assert_eq!(bits(&p), bits(&q), "{what}: bn {i}");
+                    } else {
+                        close(&p, &q, &format!("{what}: bn {i}"));
                     }
-                    for (i, (p, q)) in fused.net.bns().iter().zip(plain.net.bns()).enumerate() {
-                        let (p, q) = (
-                            [&p.running_mean[..], &p.running_var[..]].concat(),
-                            [&q.running_mean[..], &q.running_var[..]].concat(),
-                        );
-                        if step == 0 {
-                            assert_eq!(bits(&p), bits(&q), "{what}: bn {i}");
-                        } else {
-                            close(&p, &q, &format!("{what}: bn {i}"));
-                        }
-                    }
-                },
-            );
+                }
+            };
+            let ctx = [Ctx::train, Ctx::train_unfused];
+            train_twins(c, 3, (&x, &y), (3, 1e-3), ctx, check);
         }
     }
 
@@ -965,26 +959,20 @@ mod tests {
                 ..cfg(Arch::ResnetMini, 5, 37, 75)
             };
             let (x, y) = batch(6, 5, 37, 75, 10);
+            let check = |step: u64, [staged, whole]: [&Model; 2], [a, b]: [StepStats; 2]| {
+                assert_eq!(a, b, "step {step}");
+                assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "step {step}");
+                for ((name, p), (_, q)) in staged.params().iter().zip(whole.params()) {
+                    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                    assert_eq!(bits(flat(p)), bits(flat(&q)), "step {step}: {name}");
+                }
+                for (p, q) in staged.net.bns().iter().zip(whole.net.bns()) {
+                    assert_eq!(bits(p.running_mean.clone()), bits(q.running_mean.clone()));
+                    assert_eq!(bits(p.running_var.clone()), bits(q.running_var.clone()));
+                }
+            };
             let ctx = [Ctx::train, Ctx::train_unstaged];
-            train_twins(
-                c,
-                4,
-                (&x, &y),
-                (3, 1e-2),
-                ctx,
-                |step, [staged, whole], [a, b]| {
-                    assert_eq!(a, b, "step {step}");
-                    assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "step {step}");
-                    for ((name, p), (_, q)) in staged.params().iter().zip(whole.params()) {
-                        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                        assert_eq!(bits(flat(p)), bits(flat(&q)), "step {step}: {name}");
-                    }
-                    for (p, q) in staged.net.bns().iter().zip(whole.net.bns()) {
-                        assert_eq!(bits(p.running_mean.clone()), bits(q.running_mean.clone()));
-                        assert_eq!(bits(p.running_var.clone()), bits(q.running_var.clone()));
-                    }
-                },
-            );
+            train_twins(c, 4, (&x, &y), (3, 1e-2), ctx, check);
         }
     }
 

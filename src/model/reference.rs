@@ -7,6 +7,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 use serde_json::Value;
 
+use crate::model::fused::batch_norm_train;
 use crate::rng::Rng;
 
 /// A variable of `shape` with values uniform in [-1, 1) from `rng`.
@@ -133,4 +134,22 @@ pub(crate) fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) 
         .build()
         .unwrap()
         .install(f)
+}
+
+/// [`random`] variables of each shape, drawn in order.
+pub(crate) fn randoms<const N: usize>(rng: &mut Rng, shapes: [&[usize]; N]) -> [Var; N] {
+    shapes.map(|s| random(rng, s))
+}
+
+/// [`batch_norm_train`] of variables `[x, gamma, beta]`, eps 1e-5 (+ ReLU
+/// when `relu`): the output, batch mean and unbiased variance.
+pub(crate) fn bn_train([x, gamma, beta]: [&Var; 3], relu: bool) -> (Tensor, Vec<f32>, Vec<f32>) {
+    batch_norm_train(
+        x.as_tensor(),
+        gamma.as_tensor(),
+        beta.as_tensor(),
+        1e-5,
+        relu,
+    )
+    .unwrap()
 }
