@@ -8,7 +8,7 @@
 //! `#[global_allocator] static GLOBAL: Allocator = Allocator;` themselves.
 //!
 //! Why: glibc serves such blocks from its arenas (their mmap threshold is
-//! fixed at 32 MiB by [`super::tune_allocator`], so that activations are
+//! fixed at 32 MiB by `model::tune_allocator`, so that activations are
 //! not mapped and faulted in again on every step). There a training step's
 //! multi-megabyte tensors, allocated and freed in a different order in
 //! each part of the step, leave holes that smaller blocks split, and the

@@ -420,24 +420,7 @@ impl Model {
         label_smoothing: f32,
     ) -> Result<StepStats> {
         let heads = self.cfg.heads;
-        let n = labels.len() / heads;
-        if labels.len() != n * heads || n == 0 {
-            return Err(ModelError::Input(format!(
-                "{} labels for {heads} heads",
-                labels.len()
-            )));
-        }
-        if let Some(l) = labels.iter().find(|l| **l > BLANK) {
-            return Err(ModelError::Input(format!("label {l} is not a class 0-10")));
-        }
-        if !(0.0..1.0).contains(&label_smoothing) {
-            return Err(ModelError::Input(format!(
-                "label smoothing {label_smoothing} is not in [0, 1)"
-            )));
-        }
-        if !lr.is_finite() || lr < 0.0 {
-            return Err(ModelError::Input(format!("learning rate {lr}")));
-        }
+        let n = check_step(labels, heads, lr, label_smoothing)?;
         let x = self.images(images, n)?;
         // A staged network: the first stage's output is kept as a copy (a
         // leaf variable, to receive its gradient) and its graph dropped.
@@ -617,6 +600,30 @@ impl Model {
         model.opt.step = step[0] as u64 | ((step[1] as u64) << 32);
         Ok(model)
     }
+}
+
+/// The number of images of a training step's `labels` (`heads` per image),
+/// or why the step's arguments are invalid.
+fn check_step(labels: &[u8], heads: usize, lr: f64, label_smoothing: f32) -> Result<usize> {
+    let n = labels.len() / heads;
+    if labels.len() != n * heads || n == 0 {
+        return Err(ModelError::Input(format!(
+            "{} labels for {heads} heads",
+            labels.len()
+        )));
+    }
+    if let Some(l) = labels.iter().find(|l| **l > BLANK) {
+        return Err(ModelError::Input(format!("label {l} is not a class 0-10")));
+    }
+    if !(0.0..1.0).contains(&label_smoothing) {
+        return Err(ModelError::Input(format!(
+            "label smoothing {label_smoothing} is not in [0, 1)"
+        )));
+    }
+    if !lr.is_finite() || lr < 0.0 {
+        return Err(ModelError::Input(format!("learning rate {lr}")));
+    }
+    Ok(n)
 }
 
 /// Sum over heads of the batch-mean smoothed cross-entropy of logits
