@@ -46,6 +46,11 @@ use std::time::Instant;
 use foldwise::model::{Arch, Model, ModelConfig};
 use foldwise::rng::Rng;
 
+/// The allocator the foldwise binary installs (`src/main.rs`), so that the
+/// peak memory measured here is the binary's.
+#[global_allocator]
+static GLOBAL: foldwise::model::alloc::Allocator = foldwise::model::alloc::Allocator;
+
 const HEADS: usize = 5;
 const SETUP: &str = "python3 -m venv .venv-torch && .venv-torch/bin/pip install torch numpy";
 

@@ -3,16 +3,20 @@
 //! backed by transparent huge pages, and unmapped when freed; everything
 //! else goes to the system allocator.
 //!
+//! The library does not install it: the `foldwise` binary (`src/main.rs`)
+//! and the model benchmark (`benches/model.rs`) declare
+//! `#[global_allocator] static GLOBAL: Allocator = Allocator;` themselves.
+//!
 //! Why: glibc serves such blocks from its arenas (their mmap threshold is
-//! fixed at 32 MiB by [`super::tune_allocator`], so that activations are
+//! fixed at 32 MiB by `model::tune_allocator`, so that activations are
 //! not mapped and faulted in again on every step). There a training step's
-//! 4-17 MB tensors, allocated and freed in a different order in each part
-//! of the step, leave holes that smaller blocks split: `resnet-mini`'s
-//! peak resident memory at batch 64 was 231-248 MB for about 165 MB of
-//! live data. Mapped on their own, each block returns to the system when
-//! freed, so the resident peak follows the live data: 187-188 MB, training
-//! speed unchanged (`cargo bench --bench model`). Huge pages make mapping
-//! a 16 MiB block cost 8 page faults instead of 4,096.
+//! multi-megabyte tensors, allocated and freed in a different order in
+//! each part of the step, leave holes that smaller blocks split, and the
+//! resident peak stays well above the live data. Mapped on their own, each
+//! block returns to the system when freed, so the resident peak follows
+//! the live data (figures: docs/benchmarks.md, section "Training memory",
+//! step 3). Huge pages make mapping a 16 MiB block cost 8 page faults
+//! instead of 4,096.
 //!
 //! Guarantees: every block has at least the requested size and alignment
 //! (alignments above a page go to the system allocator); a large
@@ -25,7 +29,7 @@ pub const LARGE: usize = 4 << 20;
 const PAGE: usize = 4096;
 const HUGE_PAGE: usize = 2 << 20;
 
-/// See the module documentation.
+/// See the module documentation; installed by the binary, not the library.
 pub struct Allocator;
 
 fn mapped(layout: Layout) -> bool {
@@ -125,9 +129,6 @@ unsafe impl GlobalAlloc for Allocator {
         }
     }
 }
-
-#[global_allocator]
-static GLOBAL: Allocator = Allocator;
 
 #[cfg(test)]
 mod tests {

@@ -11,8 +11,8 @@
 //!
 //! On a CPU with AVX-512F, 3x3 padding-1 kernels (stride 1 or 2) take the
 //! direct kernel of [`super::direct`] for the forward pass instead, and at
-//! stride 1 for the input gradient too (no im2col, no col2im): 1.0-2.5x
-//! faster per layer of `resnet-mini` (docs/benchmarks.md).
+//! stride 1 for the input gradient too (no im2col, no col2im): faster per
+//! layer (see docs/benchmarks.md, section "Inference").
 //!
 //! Guarantees: NCHW f32, square kernel, any stride ≥ 1 and padding, any input
 //! size the kernel fits (`out = (in + 2p - k) / s + 1`). Work is split over
@@ -33,13 +33,16 @@
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
-use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::direct;
-use super::fused::{affine_plane, bn_backward_unstored, f32_slice, BatchStats, BnMask};
+use super::fused::{
+    affine_plane, bn_backward_unstored, grad_like, with_batch_stats, BatchStats, BnMask,
+    SharedStats,
+};
+use super::op::{custom_op, f32_slice, Grads, Input, Output};
 
 /// Images per partial weight gradient (fixed, so the summation order does
 /// not depend on the number of threads).
@@ -421,18 +424,8 @@ struct Conv2d {
     pad: usize,
 }
 
-impl CustomOp2 for Conv2d {
-    fn name(&self) -> &'static str {
-        "foldwise-conv2d"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+impl Conv2d {
+    fn cpu(&self, [(s1, l1), (s2, l2)]: [Input; 2]) -> Output {
         let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
         let x = f32_slice(s1, l1, "conv: input")?;
         let wt = f32_slice(s2, l2, "conv: weight")?;
@@ -440,13 +433,7 @@ impl CustomOp2 for Conv2d {
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.cout, g.oh, g.ow))))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _y: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn backward(&self, [x, w]: [&Tensor; 2], _y: &Tensor, dy: &Tensor) -> Grads<2> {
         let dy = dy.contiguous()?;
         // The input images need no gradient: skip it for the first layer.
         let dx = if x.track_op() {
@@ -468,9 +455,11 @@ impl CustomOp2 for Conv2d {
                 pre: None,
             },
         )?;
-        Ok((dx, Some(dw)))
+        Ok([dx, Some(dw)])
     }
 }
+
+custom_op!(CustomOp2 for Conv2d, "foldwise-conv2d", cpu, backward);
 
 /// The forward convolution of every image (each mapped by `pre` first),
 /// images in parallel.
@@ -494,18 +483,8 @@ struct ConvBackwardData {
     x_dims: (usize, usize, usize, usize),
 }
 
-impl CustomOp2 for ConvBackwardData {
-    fn name(&self) -> &'static str {
-        "foldwise-conv2d-backward-data"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+impl ConvBackwardData {
+    fn cpu(&self, [(s1, l1), (s2, l2)]: [Input; 2]) -> Output {
         let (n, c, h, w) = self.x_dims;
         let g = Geom::new(&[n, c, h, w], l1.dims(), self.conv.stride, self.conv.pad)?;
         if l2.dims() != [g.n, g.cout, g.oh, g.ow] {
@@ -556,6 +535,8 @@ impl CustomOp2 for ConvBackwardData {
     }
 }
 
+custom_op!(CustomOp2 for ConvBackwardData, "foldwise-conv2d-backward-data", cpu);
+
 /// Weight gradient: (x, dy) → dw, over the images mapped by `pre` when
 /// given.
 struct ConvBackwardFilter {
@@ -564,18 +545,8 @@ struct ConvBackwardFilter {
     pre: Option<Prologue>,
 }
 
-impl CustomOp2 for ConvBackwardFilter {
-    fn name(&self) -> &'static str {
-        "foldwise-conv2d-backward-filter"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+impl ConvBackwardFilter {
+    fn cpu(&self, [(s1, l1), (s2, l2)]: [Input; 2]) -> Output {
         let (co, ci, k, k2) = self.w_dims;
         let g = Geom::new(l1.dims(), &[co, ci, k, k2], self.conv.stride, self.conv.pad)?;
         if l2.dims() != [g.n, g.cout, g.oh, g.ow] {
@@ -621,6 +592,8 @@ impl CustomOp2 for ConvBackwardFilter {
         Ok((CpuStorage::F32(dw), Shape::from((co, ci, k, k2))))
     }
 }
+
+custom_op!(CustomOp2 for ConvBackwardFilter, "foldwise-conv2d-backward-filter", cpu);
 
 /// What the evaluation-mode convolution ([`conv2d_eval`]) does to each
 /// output value of channel `c` before storing it. Each is the same
@@ -709,12 +682,10 @@ struct ConvEval {
 }
 
 impl ConvEval {
-    fn run(
-        &self,
-        (s1, l1): (&CpuStorage, &Layout),
-        (s2, l2): (&CpuStorage, &Layout),
-        residual: Option<(&CpuStorage, &Layout)>,
-    ) -> Result<(CpuStorage, Shape)> {
+    /// Inputs (x, w) or (x, w, residual).
+    fn cpu<const N: usize>(&self, inputs: [Input; N]) -> Output {
+        let ((s1, l1), (s2, l2)) = (inputs[0], inputs[1]);
+        let residual = inputs.get(2).copied();
         let g = Geom::new(l1.dims(), l2.dims(), self.conv.stride, self.conv.pad)?;
         if self.epi.channels() != g.cout {
             candle_core::bail!(
@@ -796,6 +767,9 @@ impl ConvEval {
     }
 }
 
+custom_op!(CustomOp2 for ConvEval, "foldwise-conv2d-eval", cpu);
+custom_op!(CustomOp3 for ConvEval, "foldwise-conv2d-eval-residual", cpu);
+
 /// 2x2 stride-2 max pool of one plane of width `w` into `ph` x `pw`; the
 /// comparison of [`super::pool`] (strictly greater, a NaN wins once).
 fn pool2(src: &[f32], w: usize, ph: usize, pw: usize, dst: &mut [MaybeUninit<f32>]) {
@@ -812,40 +786,6 @@ fn pool2(src: &[f32], w: usize, ph: usize, pw: usize, dst: &mut [MaybeUninit<f32
             }
             dst[i * pw + j].write(best.1);
         }
-    }
-}
-
-impl CustomOp2 for ConvEval {
-    fn name(&self) -> &'static str {
-        "foldwise-conv2d-eval"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.run((s1, l1), (s2, l2), None)
-    }
-}
-
-impl CustomOp3 for ConvEval {
-    fn name(&self) -> &'static str {
-        "foldwise-conv2d-eval-residual"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.run((s1, l1), (s2, l2), Some((s3, l3)))
     }
 }
 
@@ -881,6 +821,25 @@ pub(crate) fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Resul
         .apply_op2(&w.contiguous()?, Conv2d { stride, pad })
 }
 
+/// Training only: the convolution (no bias) of max(BatchNorm(x), 0), the
+/// BatchNorm with batch statistics and `gb` = [γ, β]; the batch mean and
+/// unbiased variance of `x` are returned beside the output. Bit-identical,
+/// forward and backward, to [`super::fused::batch_norm_train`] (with ReLU)
+/// and then [`conv2d`], without storing the normalised tensor.
+pub(crate) fn bn_relu_conv(
+    x: &Tensor,
+    w: &Tensor,
+    gb: &Tensor,
+    stride: usize,
+    pad: usize,
+    eps: f64,
+) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
+    let conv = Conv2d { stride, pad };
+    let (y, [(mean, var)]) =
+        with_batch_stats([x, w, gb], |[stats]| BnReluConv { conv, eps, stats })?;
+    Ok((y, mean, var))
+}
+
 /// Training only: the convolution of max(BatchNorm(x), 0), the BatchNorm
 /// with batch statistics: (x, w, gb) → y, gb = [γ, β]. Each image is
 /// normalised into a per-thread buffer just before it is convolved (and
@@ -888,34 +847,20 @@ pub(crate) fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Resul
 struct BnReluConv {
     conv: Conv2d,
     eps: f64,
-    stats: Arc<Mutex<BatchStats>>,
+    stats: SharedStats,
 }
 
 impl BnReluConv {
     fn prologue(&self) -> Prologue {
-        let st = self.stats.lock().expect("batch statistics");
+        let st = self.stats.get();
         Prologue {
             scale: st.scale.clone(),
             shift: st.shift.clone(),
             relu: true,
         }
     }
-}
 
-impl CustomOp3 for BnReluConv {
-    fn name(&self) -> &'static str {
-        "foldwise-batchnorm-relu-conv2d"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu(&self, [(s1, l1), (s2, l2), (s3, l3)]: [Input; 3]) -> Output {
         let g = Geom::new(l1.dims(), l2.dims(), self.conv.stride, self.conv.pad)?;
         let x = f32_slice(s1, l1, "conv: input")?;
         let wt = f32_slice(s2, l2, "conv: weight")?;
@@ -925,19 +870,12 @@ impl CustomOp3 for BnReluConv {
         }
         let (gamma, beta) = gb.split_at(g.cin);
         let st = BatchStats::measure(x, (g.n, g.cin, g.h * g.w), gamma, beta, self.eps)?;
-        *self.stats.lock().expect("batch statistics") = st;
+        self.stats.set(st);
         let y = conv_forward(&g, x, wt, Some(&self.prologue()));
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.cout, g.oh, g.ow))))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        gb: &Tensor,
-        _y: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn backward(&self, [x, w, gb]: [&Tensor; 3], _y: &Tensor, dy: &Tensor) -> Grads<3> {
         let dy = dy.contiguous()?;
         let dw = x.apply_op2_no_bwd(
             &dy,
@@ -958,43 +896,19 @@ impl CustomOp3 for BnReluConv {
         )?;
         let gamma = gb.narrow(0, 0, x.dim(1)?)?.to_vec1::<f32>()?;
         let (dx, dgb) = bn_backward_unstored(x, &da, BnMask::Recompute, gamma, &self.stats)?;
-        let dgb = Tensor::from_vec(dgb, gb.shape(), gb.device())?;
-        Ok((Some(dx), Some(dw), Some(dgb)))
+        Ok([Some(dx), Some(dw), Some(grad_like(dgb, gb)?)])
     }
 }
 
-/// Training only: the convolution (no bias) of max(BatchNorm(x), 0), the
-/// BatchNorm with batch statistics and `gb` = [γ, β]; the batch mean and
-/// unbiased variance of `x` are returned beside the output. Bit-identical,
-/// forward and backward, to [`super::fused::batch_norm_train`] (with ReLU)
-/// and then [`conv2d`], without storing the normalised tensor.
-pub(crate) fn bn_relu_conv(
-    x: &Tensor,
-    w: &Tensor,
-    gb: &Tensor,
-    stride: usize,
-    pad: usize,
-    eps: f64,
-) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
-    let stats: Arc<Mutex<BatchStats>> = Arc::default();
-    let y = x.contiguous()?.apply_op3(
-        &w.contiguous()?,
-        &gb.contiguous()?,
-        BnReluConv {
-            conv: Conv2d { stride, pad },
-            eps,
-            stats: stats.clone(),
-        },
-    )?;
-    let (mean, var) = stats.lock().expect("batch statistics").running();
-    Ok((y, mean, var))
-}
+custom_op!(CustomOp3 for BnReluConv, "foldwise-batchnorm-relu-conv2d", cpu, backward);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fused::batch_norm_train;
-    use crate::model::reference::{bits, check_gradients, random, values};
+    use crate::model::reference::{
+        bn_train, check_gradients, on_threads, random, randoms, run_of, values, weighted_sum_grads,
+        Run,
+    };
     use crate::rng::Rng;
     use candle_core::{Device, Var};
 
@@ -1020,8 +934,7 @@ mod tests {
     fn forward_matches_candles_convolution() {
         let mut rng = Rng::new(1);
         for (xs, ws, stride, pad) in cases() {
-            let x = random(&mut rng, &xs);
-            let w = random(&mut rng, &ws);
+            let [x, w] = randoms(&mut rng, [&xs, &ws]);
             let ours = conv2d(x.as_tensor(), w.as_tensor(), stride, pad).unwrap();
             let theirs = x
                 .as_tensor()
@@ -1043,8 +956,7 @@ mod tests {
     fn gradients_match_finite_differences() {
         let mut rng = Rng::new(2);
         for (xs, ws, stride, pad) in cases() {
-            let x = random(&mut rng, &xs);
-            let w = random(&mut rng, &ws);
+            let [x, w] = randoms(&mut rng, [&xs, &ws]);
             check_gradients(
                 &[&x, &w],
                 &|t| conv2d(&t[0], &t[1], stride, pad).unwrap(),
@@ -1060,14 +972,9 @@ mod tests {
         // per-image gradients taken in that grouping, bit for bit, on 1 and
         // 2 threads.
         let mut rng = Rng::new(3);
-        let x = random(&mut rng, &[9, 2, 6, 5]);
-        let w = random(&mut rng, &[3, 2, 3, 3]);
+        let [x, w] = randoms(&mut rng, [&[9, 2, 6, 5], &[3, 2, 3, 3]]);
         let run = |threads| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            on_threads(threads, || {
                 let y = conv2d(x.as_tensor(), w.as_tensor(), 1, 1).unwrap();
                 let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
                 (values(g.get(&x).unwrap()), values(g.get(&w).unwrap()))
@@ -1125,17 +1032,11 @@ mod tests {
             ([2, 16, 20, 40], [32, 16, 3, 3], 1, 1),
             ([2, 24, 17, 33], [40, 24, 3, 3], 2, 1),
         ] {
-            let x = random(&mut rng, &xs);
-            let w = random(&mut rng, &ws);
+            let [x, w] = randoms(&mut rng, [&xs, &ws]);
             let y = conv2d(x.as_tensor(), w.as_tensor(), stride, pad).unwrap();
             let (_, _, oh, ow) = y.dims4().unwrap();
             let dy = random(&mut rng, y.dims());
-            let g = (&y * dy.as_tensor())
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let g = weighted_sum_grads(&y, &dy);
             let (xv, wv, yv, dyv) = (
                 values(x.as_tensor()),
                 values(w.as_tensor()),
@@ -1204,10 +1105,6 @@ mod tests {
         assert!(err.contains("does not fit input"), "{err}");
     }
 
-    /// The bits of an output, its batch statistics, and the bits of the
-    /// gradients of each input.
-    type Run = (Vec<u32>, Vec<Vec<f32>>, Vec<Vec<u32>>);
-
     /// [`bn_relu_conv`] and the separate layers it replaces on the same
     /// inputs: (output, statistics, gradients of x, w, γ, β).
     fn bn_relu_conv_both_ways(
@@ -1225,28 +1122,9 @@ mod tests {
         let (fused, m, v) =
             bn_relu_conv(x.as_tensor(), w.as_tensor(), &gb, stride, pad, 1e-5).unwrap();
         let r = random(rng, fused.dims());
-        let grads_of = |y: &Tensor, stats: Vec<Vec<f32>>| {
-            let g = (y * r.as_tensor())
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let grads = [&x, &w, &gamma, &beta]
-                .iter()
-                .map(|v| bits(g.get(v).unwrap()))
-                .collect();
-            (bits(y), stats, grads)
-        };
+        let grads_of = |y: &Tensor, stats| run_of(y, stats, &r, &[&x, &w, &gamma, &beta]);
         let fused = grads_of(&fused, vec![m, v]);
-        let (a, m, v) = batch_norm_train(
-            x.as_tensor(),
-            gamma.as_tensor(),
-            beta.as_tensor(),
-            1e-5,
-            true,
-        )
-        .unwrap();
+        let (a, m, v) = bn_train([&x, &gamma, &beta], true);
         let plain = grads_of(&conv2d(&a, w.as_tensor(), stride, pad).unwrap(), vec![m, v]);
         [fused, plain]
     }
@@ -1280,8 +1158,7 @@ mod tests {
             ([3, 2, 5, 4], [2, 2, 3, 3], 2, 1),
             ([2, 3, 2, 3], [2, 3, 1, 1], 1, 0),
         ] {
-            let x = random(&mut rng, &xs);
-            let w = random(&mut rng, &ws);
+            let [x, w] = randoms(&mut rng, [&xs, &ws]);
             let (gamma, beta) = (random(&mut rng, &[xs[1]]), random(&mut rng, &[xs[1]]));
             let f = |t: &[Tensor]| {
                 let gb = Tensor::cat(&t[2..], 0).unwrap();
@@ -1301,13 +1178,9 @@ mod tests {
     #[test]
     fn bn_relu_conv_is_identical_on_one_or_two_threads() {
         let run = |threads| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap()
-                .install(|| {
-                    bn_relu_conv_both_ways([9, 3, 6, 7], [4, 3, 3, 3], 1, 1, &mut Rng::new(7))
-                })
+            on_threads(threads, || {
+                bn_relu_conv_both_ways([9, 3, 6, 7], [4, 3, 3, 3], 1, 1, &mut Rng::new(7))
+            })
         };
         assert_eq!(run(1)[0], run(2)[0]);
     }

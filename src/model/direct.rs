@@ -346,17 +346,41 @@ mod tests {
     use super::*;
     use crate::rng::Rng;
 
+    /// (input channels, output channels, height, width).
+    type Dims = (usize, usize, usize, usize);
+
     fn random(rng: &mut Rng, len: usize) -> Vec<f32> {
         (0..len).map(|_| rng.f32() * 2.0 - 1.0).collect()
     }
 
+    /// A random image [cin][h][w] and weights [cout][cin][3][3].
+    fn image_and_weights(rng: &mut Rng, (cin, cout, h, w): Dims) -> (Vec<f32>, Vec<f32>) {
+        (random(rng, cin * h * w), random(rng, cout * cin * 9))
+    }
+
+    /// A random image and weights of `dims` from `seed`, with the generator
+    /// for more; `None` (the test is skipped) where the kernel cannot run.
+    fn inputs(seed: u64, dims: Dims) -> Option<(Rng, Vec<f32>, Vec<f32>)> {
+        let mut rng = Rng::new(seed);
+        let (x, wt) = image_and_weights(&mut rng, dims);
+        runs_here().then_some((rng, x, wt))
+    }
+
+    /// Whether the kernel can run here; says so when the test is skipped.
+    fn runs_here() -> bool {
+        if !supported() {
+            eprintln!("skipped: this CPU has no AVX-512F");
+        }
+        supported()
+    }
+
+    /// `got` within `tol` of `want`, relative to 1 + |want|.
+    fn near(got: f64, want: f64, tol: f64) -> bool {
+        (got - want).abs() <= tol * (1.0 + want.abs())
+    }
+
     /// The padding-1 3x3 convolution by its definition, in f64.
-    fn definition(
-        x: &[f32],
-        w: &[f32],
-        (cin, cout, h, wd): (usize, usize, usize, usize),
-        s: usize,
-    ) -> Vec<f64> {
+    fn definition(x: &[f32], w: &[f32], (cin, cout, h, wd): Dims, s: usize) -> Vec<f64> {
         let (oh, ow) = ((h - 1) / s + 1, (wd - 1) / s + 1);
         let mut y = vec![0f64; cout * oh * ow];
         for o in 0..cout {
@@ -382,12 +406,7 @@ mod tests {
         y
     }
 
-    fn run(
-        x: &[f32],
-        packed: &[f32],
-        (ic, oc, h, w): (usize, usize, usize, usize),
-        s: usize,
-    ) -> Vec<f32> {
+    fn run(x: &[f32], packed: &[f32], (ic, oc, h, w): Dims, s: usize) -> Vec<f32> {
         let plan = Plan::new(ic, h, w, s).unwrap();
         // NaN everywhere the preparation must overwrite or never read.
         let mut buf = vec![f32::NAN; plan.len() + 7];
@@ -406,13 +425,12 @@ mod tests {
 
     #[test]
     fn matches_the_definition_for_odd_sizes_strides_and_channel_counts() {
-        if !supported() {
-            eprintln!("skipped: this CPU has no AVX-512F");
+        if !runs_here() {
             return;
         }
         let mut rng = Rng::new(7);
         for s in [1, 2] {
-            for dims @ (cin, cout, h, w) in [
+            for dims @ (cin, cout, _, _) in [
                 (1, 1, 1, 1),
                 (3, 5, 4, 7),
                 (2, 9, 3, 16),
@@ -424,14 +442,13 @@ mod tests {
                 (2, 17, 3, 97),
                 (3, 32, 7, 66),
             ] {
-                let x = random(&mut rng, cin * h * w);
-                let wt = random(&mut rng, cout * cin * 9);
+                let (x, wt) = image_and_weights(&mut rng, dims);
                 let y = run(&x, &pack_weights(&wt, cout, cin, false), dims, s);
                 let want = definition(&x, &wt, dims, s);
                 assert_eq!(y.len(), want.len());
                 for (i, (g, e)) in y.iter().zip(&want).enumerate() {
                     assert!(
-                        (*g as f64 - e).abs() <= 1e-5 * (1.0 + e.abs()),
+                        near(*g as f64, *e, 1e-5),
                         "stride {s} {dims:?} at {i}: {g} vs {e}"
                     );
                 }
@@ -441,16 +458,12 @@ mod tests {
 
     #[test]
     fn transposed_weights_give_the_input_gradient() {
-        if !supported() {
-            eprintln!("skipped: this CPU has no AVX-512F");
-            return;
-        }
         // dx = conv(dy, flipped wᵀ) ⇔ <conv(x, w), dy> = <x, dx> for all x, dy.
-        let mut rng = Rng::new(8);
         let dims @ (cin, cout, h, w) = (3, 5, 4, 19);
-        let x = random(&mut rng, cin * h * w);
+        let Some((mut rng, x, wt)) = inputs(8, dims) else {
+            return;
+        };
         let dy = random(&mut rng, cout * h * w);
-        let wt = random(&mut rng, cout * cin * 9);
         let lhs: f64 = definition(&x, &wt, dims, 1)
             .iter()
             .zip(&dy)
@@ -463,22 +476,16 @@ mod tests {
             1,
         );
         let rhs: f64 = dx.iter().zip(&x).map(|(a, b)| *a as f64 * *b as f64).sum();
-        assert!(
-            (lhs - rhs).abs() < 1e-4 * (1.0 + lhs.abs()),
-            "{lhs} vs {rhs}"
-        );
+        assert!(near(rhs, lhs, 1e-4), "{lhs} vs {rhs}");
     }
 
     #[test]
     fn post_is_the_scalar_epilogue_bit_for_bit() {
-        if !supported() {
-            eprintln!("skipped: this CPU has no AVX-512F");
-            return;
-        }
-        let mut rng = Rng::new(12);
         let dims @ (cin, cout, h, w) = (3, 11, 5, 21);
-        let x = random(&mut rng, cin * h * w);
-        let packed = pack_weights(&random(&mut rng, cout * cin * 9), cout, cin, false);
+        let Some((mut rng, x, wt)) = inputs(12, dims) else {
+            return;
+        };
+        let packed = pack_weights(&wt, cout, cin, false);
         let (scale, shift) = (random(&mut rng, cout), random(&mut rng, cout));
         let residual = random(&mut rng, cout * h * w);
         let plain = run(&x, &packed, dims, 1);

@@ -26,22 +26,12 @@
 //! with finite differences and on 1 and 2 threads.
 
 use std::cell::RefCell;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-/// The f32 values of a contiguous storage; `what` names the operand in
-/// errors ("conv: input").
-pub(super) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let Some((start, end)) = l.contiguous_offsets() else {
-        candle_core::bail!("{what} must be contiguous");
-    };
-    match s {
-        CpuStorage::F32(v) => Ok(&v[start..end]),
-        _ => candle_core::bail!("{what} must be f32"),
-    }
-}
+use super::op::{custom_op, f32_slice, Grads, Input, Output};
 
 /// (N, C, H*W) of an NCHW layout.
 fn nc_hw(l: &Layout) -> Result<(usize, usize, usize)> {
@@ -176,45 +166,61 @@ impl BatchStats {
 /// statistics take them.
 pub(crate) type BatchMoments = (Vec<f32>, Vec<f32>);
 
+/// Where a training op's forward pass leaves the statistics it measured,
+/// for its backward pass.
+#[derive(Default, Clone)]
+pub(super) struct SharedStats(Arc<Mutex<BatchStats>>);
+
+impl SharedStats {
+    /// The statistics last recorded.
+    pub(super) fn get(&self) -> MutexGuard<'_, BatchStats> {
+        self.0.lock().expect("batch statistics")
+    }
+
+    pub(super) fn set(&self, stats: BatchStats) {
+        *self.get() = stats;
+    }
+}
+
+/// The gradient of `t` from its values.
+pub(super) fn grad_like(values: Vec<f32>, t: &Tensor) -> Result<Tensor> {
+    Tensor::from_vec(values, t.shape(), t.device())
+}
+
+/// The op `op(stats)` makes applied to `inputs` (made contiguous), its
+/// forward pass recording `K` BatchNorms' statistics into `stats`: the
+/// output and each one's batch mean and unbiased variance.
+pub(super) fn with_batch_stats<const K: usize, Op: CustomOp3 + Send + Sync + 'static>(
+    [a, b, c]: [&Tensor; 3],
+    op: impl FnOnce([SharedStats; K]) -> Op,
+) -> Result<(Tensor, [BatchMoments; K])> {
+    let stats: [SharedStats; K] = std::array::from_fn(|_| SharedStats::default());
+    let y = a
+        .contiguous()?
+        .apply_op3(&b.contiguous()?, &c.contiguous()?, op(stats.clone()))?;
+    Ok((y, stats.map(|s| s.get().running())))
+}
+
 /// Training BatchNorm (+ ReLU): (x, gamma, beta) → y.
 struct BnTrain {
     eps: f64,
     relu: bool,
-    stats: Arc<Mutex<BatchStats>>,
+    stats: SharedStats,
 }
 
-impl CustomOp3 for BnTrain {
-    fn name(&self) -> &'static str {
-        "foldwise-batchnorm-train"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+impl BnTrain {
+    fn cpu(&self, [(s1, l1), (s2, l2), (s3, l3)]: [Input; 3]) -> Output {
         let dims = nc_hw(l1)?;
         let x = f32_slice(s1, l1, "batchnorm: input")?;
         let gamma = f32_slice(s2, l2, "batchnorm: weight")?;
         let beta = f32_slice(s3, l3, "batchnorm: bias")?;
         let st = BatchStats::measure(x, dims, gamma, beta, self.eps)?;
         let y = affine(x, dims, &st.scale, &st.shift, self.relu);
-        *self.stats.lock().expect("batch statistics") = st;
+        self.stats.set(st);
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        gamma: &Tensor,
-        _beta: &Tensor,
-        y: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn backward(&self, [x, gamma, _beta]: [&Tensor; 3], y: &Tensor, dy: &Tensor) -> Grads<3> {
         let c = gamma.elem_count();
         let len = x.elem_count();
         let packed = x.apply_op3_no_bwd(
@@ -233,9 +239,11 @@ impl CustomOp3 for BnTrain {
         let dx = packed.narrow(0, 0, len)?.reshape(x.shape())?;
         let dgamma = packed.narrow(0, len, c)?.reshape(gamma.shape())?;
         let dbeta = packed.narrow(0, len + c, c)?.reshape(gamma.shape())?;
-        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+        Ok([Some(dx), Some(dgamma), Some(dbeta)])
     }
 }
+
+custom_op!(CustomOp3 for BnTrain, "foldwise-batchnorm-train", cpu, backward);
 
 /// One plane of [`affine`]: y = x * a + b (then max(0, ·) with `relu`).
 /// Every training and evaluation BatchNorm output, stored or recomputed,
@@ -283,16 +291,14 @@ pub(super) enum BnMask {
 struct BnBackward {
     mask: BnMask,
     gamma: Vec<f32>,
-    stats: Arc<Mutex<BatchStats>>,
+    stats: SharedStats,
 }
 
 impl BnBackward {
-    fn run(
-        &self,
-        (s1, l1): (&CpuStorage, &Layout),
-        y: Option<(&CpuStorage, &Layout)>,
-        (s3, l3): (&CpuStorage, &Layout),
-    ) -> Result<(CpuStorage, Shape)> {
+    /// Inputs (x, y, dy) or (x, dy).
+    fn cpu<const N: usize>(&self, inputs: [Input; N]) -> Output {
+        let ((s1, l1), (s3, l3)) = (inputs[0], inputs[N - 1]);
+        let y = (N == 3).then(|| inputs[1]);
         let dims @ (_, c, _) = nc_hw(l1)?;
         let x = f32_slice(s1, l1, "batchnorm: input")?;
         let dy = f32_slice(s3, l3, "batchnorm: gradient")?;
@@ -307,7 +313,7 @@ impl BnBackward {
         {
             candle_core::bail!("batchnorm backward: mismatched sizes");
         }
-        let stats = self.stats.lock().expect("batch statistics");
+        let stats = self.stats.get();
         if stats.mean.len() != c {
             candle_core::bail!("batchnorm backward: the forward pass did not run");
         }
@@ -330,6 +336,9 @@ impl BnBackward {
         Ok((CpuStorage::F32(out), Shape::from(len + 2 * c)))
     }
 }
+
+custom_op!(CustomOp3 for BnBackward, "foldwise-batchnorm-backward", cpu);
+custom_op!(CustomOp2 for BnBackward, "foldwise-batchnorm-backward", cpu);
 
 thread_local! {
     static GATED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -427,40 +436,6 @@ fn bn_backward(
     sums
 }
 
-impl CustomOp3 for BnBackward {
-    fn name(&self) -> &'static str {
-        "foldwise-batchnorm-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.run((s1, l1), Some((s2, l2)), (s3, l3))
-    }
-}
-
-impl CustomOp2 for BnBackward {
-    fn name(&self) -> &'static str {
-        "foldwise-batchnorm-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.run((s1, l1), None, (s2, l2))
-    }
-}
-
 /// The gradients of a training BatchNorm over `x` whose output was not
 /// kept (`mask` is [`BnMask::None`] or [`BnMask::Recompute`]), given the
 /// gradient `dy` of its output: dx, and [dgamma, dbeta] as plain values (so
@@ -470,7 +445,7 @@ pub(super) fn bn_backward_unstored(
     dy: &Tensor,
     mask: BnMask,
     gamma: Vec<f32>,
-    stats: &Arc<Mutex<BatchStats>>,
+    stats: &SharedStats,
 ) -> Result<(Tensor, Vec<f32>)> {
     let (c, len) = (gamma.len(), x.elem_count());
     let packed = x.contiguous()?.apply_op2_no_bwd(
@@ -494,17 +469,8 @@ pub(crate) fn batch_norm_train(
     eps: f64,
     relu: bool,
 ) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
-    let stats: Arc<Mutex<BatchStats>> = Arc::default();
-    let y = x.contiguous()?.apply_op3(
-        &gamma.contiguous()?,
-        &beta.contiguous()?,
-        BnTrain {
-            eps,
-            relu,
-            stats: stats.clone(),
-        },
-    )?;
-    let (mean, var) = stats.lock().expect("batch statistics").running();
+    let (y, [(mean, var)]) =
+        with_batch_stats([x, gamma, beta], |[stats]| BnTrain { eps, relu, stats })?;
     Ok((y, mean, var))
 }
 
@@ -515,12 +481,8 @@ struct BnEval {
     relu: bool,
 }
 
-impl CustomOp1 for BnEval {
-    fn name(&self) -> &'static str {
-        "foldwise-batchnorm-eval"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+impl BnEval {
+    fn cpu(&self, [(s, l)]: [Input; 1]) -> Output {
         let dims = nc_hw(l)?;
         if dims.1 != self.scale.len() {
             candle_core::bail!(
@@ -534,6 +496,8 @@ impl CustomOp1 for BnEval {
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 }
+
+custom_op!(CustomOp1 for BnEval, "foldwise-batchnorm-eval", cpu);
 
 /// Evaluation BatchNorm with running statistics (+ ReLU when `relu`).
 pub(crate) fn batch_norm_eval(
@@ -567,21 +531,26 @@ pub(crate) fn bn_eval_affine(
         .unzip()
 }
 
+/// `f(a[i], b[i])` for every `i` of same-length `a` and `b`, in parallel
+/// chunks.
+#[inline]
+fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    let mut y = vec![0f32; a.len()];
+    y.par_chunks_mut(1 << 14)
+        .zip(a.par_chunks(1 << 14).zip(b.par_chunks(1 << 14)))
+        .for_each(|(y, (a, b))| {
+            for ((y, a), b) in y.iter_mut().zip(a).zip(b) {
+                *y = f(*a, *b);
+            }
+        });
+    y
+}
+
 /// relu(a + b): (a, b) → y; both gradients are dy where y > 0.
 struct AddRelu;
 
-impl CustomOp2 for AddRelu {
-    fn name(&self) -> &'static str {
-        "foldwise-add-relu"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+impl AddRelu {
+    fn cpu(&self, [(s1, l1), (s2, l2)]: [Input; 2]) -> Output {
         if l1.shape() != l2.shape() {
             candle_core::bail!(
                 "add-relu: shapes {:?} and {:?} differ",
@@ -591,62 +560,36 @@ impl CustomOp2 for AddRelu {
         }
         let a = f32_slice(s1, l1, "add-relu: input")?;
         let b = f32_slice(s2, l2, "add-relu: input")?;
-        let mut y = vec![0f32; a.len()];
-        y.par_chunks_mut(1 << 14)
-            .zip(a.par_chunks(1 << 14).zip(b.par_chunks(1 << 14)))
-            .for_each(|(y, (a, b))| {
-                for ((y, a), b) in y.iter_mut().zip(a).zip(b) {
-                    *y = (a + b).max(0.0);
-                }
-            });
+        let y = zip_map(a, b, |a, b| (a + b).max(0.0));
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
-    fn bwd(
-        &self,
-        _a: &Tensor,
-        _b: &Tensor,
-        y: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn backward(&self, _: [&Tensor; 2], y: &Tensor, dy: &Tensor) -> Grads<2> {
         let g = y
             .contiguous()?
             .apply_op2_no_bwd(&dy.contiguous()?, &ReluMask)?;
-        Ok((Some(g.clone()), Some(g)))
+        Ok([Some(g.clone()), Some(g)])
     }
 }
+
+custom_op!(CustomOp2 for AddRelu, "foldwise-add-relu", cpu, backward);
 
 /// (y, dy) → dy where y > 0, else 0.
 struct ReluMask;
 
-impl CustomOp2 for ReluMask {
-    fn name(&self) -> &'static str {
-        "foldwise-relu-mask"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+impl ReluMask {
+    fn cpu(&self, [(s1, l1), (s2, l2)]: [Input; 2]) -> Output {
         let y = f32_slice(s1, l1, "relu mask: output")?;
         let dy = f32_slice(s2, l2, "relu mask: gradient")?;
         if y.len() != dy.len() {
             candle_core::bail!("relu mask: sizes differ");
         }
-        let mut g = vec![0f32; y.len()];
-        g.par_chunks_mut(1 << 14)
-            .zip(y.par_chunks(1 << 14).zip(dy.par_chunks(1 << 14)))
-            .for_each(|(g, (y, dy))| {
-                for ((g, y), dy) in g.iter_mut().zip(y).zip(dy) {
-                    *g = if *y > 0.0 { *dy } else { 0.0 };
-                }
-            });
+        let g = zip_map(y, dy, |y, dy| if y > 0.0 { dy } else { 0.0 });
         Ok((CpuStorage::F32(g), l1.shape().clone()))
     }
 }
+
+custom_op!(CustomOp2 for ReluMask, "foldwise-relu-mask", cpu);
 
 /// relu(a + b) for same-shaped tensors.
 pub(crate) fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -665,30 +608,44 @@ pub(crate) enum ShortcutNorm {
     BnRelu,
 }
 
+/// Training only: max(BatchNorm(c) + t, 0) over same-shaped NCHW `c` and
+/// `s`, t = s, BatchNorm(s) or max(BatchNorm(s), 0) as `shortcut` says;
+/// `gb` = [γ, β] (identity) or [γ, β, γs, βs]. Bit-identical, forward and
+/// backward, to [`batch_norm_train`] on each input and then [`add_relu`],
+/// without storing the normalised tensors. Returns the batch mean and
+/// unbiased variance of `c`, then of `s` when it is normalised.
+pub(crate) fn bn_add_relu(
+    c: &Tensor,
+    s: &Tensor,
+    gb: &Tensor,
+    shortcut: ShortcutNorm,
+    eps: f64,
+) -> Result<(Tensor, Vec<BatchMoments>)> {
+    let (y, [c, s]) = with_batch_stats([c, s, gb], |[c_stats, s_stats]| BnAddRelu {
+        eps,
+        shortcut,
+        c_stats,
+        s_stats,
+    })?;
+    let mut stats = vec![c];
+    if shortcut != ShortcutNorm::Identity {
+        stats.push(s);
+    }
+    Ok((y, stats))
+}
+
 /// Training only: max(BatchNorm(c) + t, 0) with t from `s` as
 /// [`ShortcutNorm`] says: (c, s, gb) → y, gb = [γ, β] for the identity,
 /// else [γ, β, γs, βs]. Neither BatchNorm's output is stored.
 struct BnAddRelu {
     eps: f64,
     shortcut: ShortcutNorm,
-    c_stats: Arc<Mutex<BatchStats>>,
-    s_stats: Arc<Mutex<BatchStats>>,
+    c_stats: SharedStats,
+    s_stats: SharedStats,
 }
 
-impl CustomOp3 for BnAddRelu {
-    fn name(&self) -> &'static str {
-        "foldwise-batchnorm-add-relu"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+impl BnAddRelu {
+    fn cpu(&self, [(s1, l1), (s2, l2), (s3, l3)]: [Input; 3]) -> Output {
         if l1.shape() != l2.shape() {
             candle_core::bail!(
                 "batchnorm-add-relu: shapes {:?} and {:?} differ",
@@ -742,21 +699,14 @@ impl CustomOp3 for BnAddRelu {
                     }
                 }
             });
-        *self.c_stats.lock().expect("batch statistics") = xs;
+        self.c_stats.set(xs);
         if let Some(ss) = ss {
-            *self.s_stats.lock().expect("batch statistics") = ss;
+            self.s_stats.set(ss);
         }
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        s: &Tensor,
-        gb: &Tensor,
-        y: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn backward(&self, [x, s, gb]: [&Tensor; 3], y: &Tensor, dy: &Tensor) -> Grads<3> {
         let c = x.dim(1)?;
         let gbv = gb.to_vec1::<f32>()?;
         // As AddRelu's backward: the gradient where the output is positive.
@@ -779,41 +729,11 @@ impl CustomOp3 for BnAddRelu {
                 ds
             }
         };
-        let dgb = Tensor::from_vec(dgb, gb.shape(), gb.device())?;
-        Ok((Some(dx), Some(ds), Some(dgb)))
+        Ok([Some(dx), Some(ds), Some(grad_like(dgb, gb)?)])
     }
 }
 
-/// Training only: max(BatchNorm(c) + t, 0) over same-shaped NCHW `c` and
-/// `s`, t = s, BatchNorm(s) or max(BatchNorm(s), 0) as `shortcut` says;
-/// `gb` = [γ, β] (identity) or [γ, β, γs, βs]. Bit-identical, forward and
-/// backward, to [`batch_norm_train`] on each input and then [`add_relu`],
-/// without storing the normalised tensors. Returns the batch mean and
-/// unbiased variance of `c`, then of `s` when it is normalised.
-pub(crate) fn bn_add_relu(
-    c: &Tensor,
-    s: &Tensor,
-    gb: &Tensor,
-    shortcut: ShortcutNorm,
-    eps: f64,
-) -> Result<(Tensor, Vec<BatchMoments>)> {
-    let (c_stats, s_stats): (Arc<Mutex<BatchStats>>, Arc<Mutex<BatchStats>>) = Default::default();
-    let y = c.contiguous()?.apply_op3(
-        &s.contiguous()?,
-        &gb.contiguous()?,
-        BnAddRelu {
-            eps,
-            shortcut,
-            c_stats: c_stats.clone(),
-            s_stats: s_stats.clone(),
-        },
-    )?;
-    let mut stats = vec![c_stats.lock().expect("batch statistics").running()];
-    if shortcut != ShortcutNorm::Identity {
-        stats.push(s_stats.lock().expect("batch statistics").running());
-    }
-    Ok((y, stats))
-}
+custom_op!(CustomOp3 for BnAddRelu, "foldwise-batchnorm-add-relu", cpu, backward);
 
 /// relu(x + b[c]) · mask: (x, b) → y, the mask (inverted-dropout scales,
 /// one per element) fixed in the op.
@@ -821,18 +741,8 @@ struct BiasReluMask {
     mask: Option<Arc<Vec<f32>>>,
 }
 
-impl CustomOp2 for BiasReluMask {
-    fn name(&self) -> &'static str {
-        "foldwise-bias-relu-dropout"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+impl BiasReluMask {
+    fn cpu(&self, [(s1, l1), (s2, l2)]: [Input; 2]) -> Output {
         let (_, c, hw) = nc_hw(l1)?;
         let x = f32_slice(s1, l1, "bias-relu: input")?;
         let b = f32_slice(s2, l2, "bias-relu: bias")?;
@@ -862,13 +772,7 @@ impl CustomOp2 for BiasReluMask {
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        b: &Tensor,
-        _y: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn backward(&self, [x, b]: [&Tensor; 2], _y: &Tensor, dy: &Tensor) -> Grads<2> {
         let len = x.elem_count();
         let c = b.elem_count();
         let packed = x.apply_op2_no_bwd(
@@ -880,9 +784,11 @@ impl CustomOp2 for BiasReluMask {
         )?;
         let dx = packed.narrow(0, 0, len)?.reshape(x.shape())?;
         let db = packed.narrow(0, len, c)?.reshape(b.shape())?;
-        Ok((Some(dx), Some(db)))
+        Ok([Some(dx), Some(db)])
     }
 }
+
+custom_op!(CustomOp2 for BiasReluMask, "foldwise-bias-relu-dropout", cpu, backward);
 
 /// (x, dy) → [dx, db] packed: dx = dy · mask where x + b > 0, db its sum per
 /// channel.
@@ -891,18 +797,8 @@ struct BiasReluMaskBackward {
     mask: Option<Arc<Vec<f32>>>,
 }
 
-impl CustomOp2 for BiasReluMaskBackward {
-    fn name(&self) -> &'static str {
-        "foldwise-bias-relu-dropout-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+impl BiasReluMaskBackward {
+    fn cpu(&self, [(s1, l1), (s2, l2)]: [Input; 2]) -> Output {
         let dims @ (_, c, hw) = nc_hw(l1)?;
         let x = f32_slice(s1, l1, "bias-relu: input")?;
         let dy = f32_slice(s2, l2, "bias-relu: gradient")?;
@@ -933,6 +829,8 @@ impl CustomOp2 for BiasReluMaskBackward {
     }
 }
 
+custom_op!(CustomOp2 for BiasReluMaskBackward, "foldwise-bias-relu-dropout-backward", cpu);
+
 /// relu(x + b[c]) over NCHW `x`, then multiplied by `mask` (inverted-dropout
 /// scales, one per element) when given.
 pub(crate) fn bias_relu_dropout(x: &Tensor, b: &Tensor, mask: Option<Vec<f32>>) -> Result<Tensor> {
@@ -947,7 +845,10 @@ pub(crate) fn bias_relu_dropout(x: &Tensor, b: &Tensor, mask: Option<Vec<f32>>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::reference::{bits, check_gradients, random, values};
+    use crate::model::reference::{
+        bn_train, check_gradients, on_threads, random, randoms, run_of, values, weighted_sum_grads,
+        Run,
+    };
     use crate::rng::Rng;
     use candle_core::{Device, Var};
 
@@ -956,9 +857,7 @@ mod tests {
         let mut rng = Rng::new(7);
         for shape in [[2, 3, 3, 5], [3, 2, 1, 1], [1, 4, 2, 3]] {
             for relu in [false, true] {
-                let x = random(&mut rng, &shape);
-                let gamma = random(&mut rng, &[shape[1]]);
-                let beta = random(&mut rng, &[shape[1]]);
+                let [x, gamma, beta] = randoms(&mut rng, [&shape, &[shape[1]], &[shape[1]]]);
                 let f = |t: &[Tensor]| batch_norm_train(&t[0], &t[1], &t[2], 1e-5, relu).unwrap().0;
                 check_gradients(
                     &[&x, &gamma, &beta],
@@ -973,17 +872,8 @@ mod tests {
     #[test]
     fn batch_norm_matches_the_composed_formula_and_reports_statistics() {
         let mut rng = Rng::new(8);
-        let x = random(&mut rng, &[4, 3, 5, 7]);
-        let gamma = random(&mut rng, &[3]);
-        let beta = random(&mut rng, &[3]);
-        let (y, mean, var) = batch_norm_train(
-            x.as_tensor(),
-            gamma.as_tensor(),
-            beta.as_tensor(),
-            1e-5,
-            true,
-        )
-        .unwrap();
+        let [x, gamma, beta] = randoms(&mut rng, [&[4, 3, 5, 7], &[3], &[3]]);
+        let (y, mean, var) = bn_train([&x, &gamma, &beta], true);
         let xs = values(x.as_tensor());
         let (g, b) = (values(gamma.as_tensor()), values(beta.as_tensor()));
         let m = 4 * 35;
@@ -1023,17 +913,8 @@ mod tests {
         for relu in [false, true] {
             let x = random(&mut rng, &[4, 3, 9, 37]);
             let x = Var::from_tensor(&((x.as_tensor() * 3.0).unwrap() + 0.7).unwrap()).unwrap();
-            let gamma = random(&mut rng, &[3]);
-            let beta = random(&mut rng, &[3]);
-            let r = random(&mut rng, &[4, 3, 9, 37]);
-            let (ours, _, _) = batch_norm_train(
-                x.as_tensor(),
-                gamma.as_tensor(),
-                beta.as_tensor(),
-                1e-5,
-                relu,
-            )
-            .unwrap();
+            let [gamma, beta, r] = randoms(&mut rng, [&[3], &[3], &[4, 3, 9, 37]]);
+            let (ours, _, _) = bn_train([&x, &gamma, &beta], relu);
             let xt = x.as_tensor();
             let mean = xt.mean_keepdim((0, 2, 3)).unwrap();
             let xc = xt.broadcast_sub(&mean).unwrap();
@@ -1056,18 +937,10 @@ mod tests {
                 }
             };
             close(&ours, &theirs, "y");
-            let go = (ours * r.as_tensor())
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let gt = (theirs * r.as_tensor())
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let (go, gt) = (
+                weighted_sum_grads(&ours, &r),
+                weighted_sum_grads(&theirs, &r),
+            );
             for (v, what) in [(&x, "dx"), (&gamma, "dgamma"), (&beta, "dbeta")] {
                 close(go.get(v).unwrap(), gt.get(v).unwrap(), what);
             }
@@ -1077,8 +950,7 @@ mod tests {
     #[test]
     fn add_relu_forward_and_gradients() {
         let mut rng = Rng::new(9);
-        let a = random(&mut rng, &[2, 3, 4]);
-        let b = random(&mut rng, &[2, 3, 4]);
+        let [a, b] = randoms(&mut rng, [&[2, 3, 4], &[2, 3, 4]]);
         let y = add_relu(a.as_tensor(), b.as_tensor()).unwrap();
         let want = (a.as_tensor() + b.as_tensor()).unwrap().relu().unwrap();
         assert_eq!(values(&y), values(&want));
@@ -1089,8 +961,7 @@ mod tests {
     #[test]
     fn bias_relu_dropout_forward_and_gradients() {
         let mut rng = Rng::new(11);
-        let x = random(&mut rng, &[2, 3, 2, 5]);
-        let b = random(&mut rng, &[3]);
+        let [x, b] = randoms(&mut rng, [&[2, 3, 2, 5], &[3]]);
         let mask: Vec<f32> = (0..60)
             .map(|i| if i % 3 == 0 { 0.0 } else { 1.5 })
             .collect();
@@ -1113,39 +984,22 @@ mod tests {
     #[test]
     fn batch_norm_is_identical_on_one_or_two_threads() {
         let mut rng = Rng::new(10);
-        let x = random(&mut rng, &[8, 4, 6, 9]);
-        let gamma = random(&mut rng, &[4]);
-        let beta = random(&mut rng, &[4]);
+        let [x, gamma, beta] = randoms(&mut rng, [&[8, 4, 6, 9], &[4], &[4]]);
         let run = |threads| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap()
-                .install(|| {
-                    let (y, m, v) = batch_norm_train(
-                        x.as_tensor(),
-                        gamma.as_tensor(),
-                        beta.as_tensor(),
-                        1e-5,
-                        true,
-                    )
-                    .unwrap();
-                    let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
-                    (
-                        values(&y),
-                        m,
-                        v,
-                        values(g.get(&x).unwrap()),
-                        values(g.get(&gamma).unwrap()),
-                    )
-                })
+            on_threads(threads, || {
+                let (y, m, v) = bn_train([&x, &gamma, &beta], true);
+                let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+                (
+                    values(&y),
+                    m,
+                    v,
+                    values(g.get(&x).unwrap()),
+                    values(g.get(&gamma).unwrap()),
+                )
+            })
         };
         assert_eq!(run(1), run(2));
     }
-
-    /// The bits of an output, its batch statistics, and the bits of the
-    /// gradients of each input.
-    type Run = (Vec<u32>, Vec<Vec<f32>>, Vec<Vec<u32>>);
 
     /// [`bn_add_relu`] and the separate layers it replaces on the same
     /// inputs: (output, statistics, gradients of c, s, γ, β, γs, βs).
@@ -1158,20 +1012,11 @@ mod tests {
         let s = spread(random(rng, shape), 2.0);
         let p: Vec<Var> = (0..4).map(|_| random(rng, &[ch])).collect();
         let r = random(rng, shape);
-        let grads_of = |y: &Tensor, stats: Vec<Vec<f32>>| {
-            let g = (y * r.as_tensor())
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let mut vars = vec![&c, &s, &p[0], &p[1]];
-            if kind != ShortcutNorm::Identity {
-                vars.extend([&p[2], &p[3]]);
-            }
-            let grads = vars.iter().map(|v| bits(g.get(v).unwrap())).collect();
-            (bits(y), stats, grads)
-        };
+        let mut vars = vec![&c, &s, &p[0], &p[1]];
+        if kind != ShortcutNorm::Identity {
+            vars.extend([&p[2], &p[3]]);
+        }
+        let grads_of = |y: &Tensor, stats| run_of(y, stats, &r, &vars);
         let gb: Vec<&Tensor> = match kind {
             ShortcutNorm::Identity => p[..2].iter().map(Var::as_tensor).collect(),
             _ => p.iter().map(Var::as_tensor).collect(),
@@ -1180,27 +1025,13 @@ mod tests {
         let (fused, stats) = bn_add_relu(c.as_tensor(), s.as_tensor(), &gb, kind, 1e-5).unwrap();
         let stats = stats.into_iter().flat_map(|(m, v)| [m, v]).collect();
         let fused = grads_of(&fused, stats);
-        let (a, m, v) = batch_norm_train(
-            c.as_tensor(),
-            p[0].as_tensor(),
-            p[1].as_tensor(),
-            1e-5,
-            false,
-        )
-        .unwrap();
+        let (a, m, v) = bn_train([&c, &p[0], &p[1]], false);
         let mut stats = vec![m, v];
         let t = match kind {
             ShortcutNorm::Identity => s.as_tensor().clone(),
             _ => {
                 let relu = kind == ShortcutNorm::BnRelu;
-                let (t, m, v) = batch_norm_train(
-                    s.as_tensor(),
-                    p[2].as_tensor(),
-                    p[3].as_tensor(),
-                    1e-5,
-                    relu,
-                )
-                .unwrap();
+                let (t, m, v) = bn_train([&s, &p[2], &p[3]], relu);
                 stats.extend([m, v]);
                 t
             }
@@ -1259,11 +1090,9 @@ mod tests {
     fn bn_add_relu_is_identical_on_one_or_two_threads() {
         for kind in SHORTCUTS {
             let run = |threads| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap()
-                    .install(|| add_relu_both_ways(&[8, 4, 6, 9], kind, &mut Rng::new(15)))
+                on_threads(threads, || {
+                    add_relu_both_ways(&[8, 4, 6, 9], kind, &mut Rng::new(15))
+                })
             };
             assert_eq!(run(1)[0], run(2)[0], "{kind:?}");
         }

@@ -30,12 +30,13 @@
 //! heads' matrix products. [`configure_process`] tunes the allocator and
 //! candle's own thread pool for them (docs/benchmarks.md has the figures).
 
-mod alloc;
+pub mod alloc;
 mod conv;
 mod direct;
 mod fused;
 mod init;
 mod layers;
+mod op;
 mod optim;
 mod pool;
 #[cfg(test)]
@@ -46,7 +47,7 @@ mod svhn_small;
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, Var, D};
+use candle_core::{CpuStorage, DType, Device, Shape, Tensor, Var, D};
 use serde::{Deserialize, Serialize};
 
 use layers::{Ctx, Network};
@@ -192,12 +193,8 @@ fn detach_all(grads: &mut candle_core::backprop::GradStore) {
 /// copy) lets candle free it as soon as it is accumulated.
 struct SeedGradient(std::sync::Mutex<Option<Tensor>>);
 
-impl CustomOp1 for SeedGradient {
-    fn name(&self) -> &'static str {
-        "foldwise-seed-gradient"
-    }
-
-    fn cpu_fwd(&self, _s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+impl SeedGradient {
+    fn cpu(&self, [(_, l)]: [op::Input; 1]) -> op::Output {
         let seed = self.0.lock().expect("seed gradient");
         match &*seed {
             Some(g) if g.shape() == l.shape() => Ok((CpuStorage::F32(vec![0.0]), Shape::from(()))),
@@ -210,15 +207,12 @@ impl CustomOp1 for SeedGradient {
         }
     }
 
-    fn bwd(
-        &self,
-        _arg: &Tensor,
-        _res: &Tensor,
-        _grad: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        Ok(self.0.lock().expect("seed gradient").take())
+    fn backward(&self, _: [&Tensor; 1], _: &Tensor, _: &Tensor) -> op::Grads<1> {
+        Ok([self.0.lock().expect("seed gradient").take()])
     }
 }
+
+op::custom_op!(CustomOp1 for SeedGradient, "foldwise-seed-gradient", cpu, backward);
 
 const TRAIN_STREAM: u64 = init::DROPOUT_STREAM;
 /// The stream of the length head's initial weights (apart from the
@@ -230,7 +224,8 @@ const LENGTH_INIT_STREAM: u64 = 0x1E67;
 ///
 /// - candle runs its large elementwise ops on a thread pool of its own whose
 ///   workers busy-wait between ops, beside rayon's workers that run this
-///   module's kernels; on two cores the spinning stole a third of the time.
+///   module's kernels; on two cores the spinning takes their time (see
+///   docs/benchmarks.md, section "Before and after the own kernels").
 ///   `CANDLE_NUM_THREADS=1` (unless the user set it) keeps those few small
 ///   ops on the calling thread.
 /// - See [`tune_allocator`].
@@ -244,13 +239,15 @@ pub fn configure_process() {
 
 /// glibc returns freed blocks above 128 KiB-32 MiB (its dynamic mmap
 /// threshold) to the OS and maps them again on the next step, so every
-/// activation of every step page-faults (26-43% of training time measured
-/// with stock candle). Fixing the mmap threshold at its maximum (32 MiB) and
-/// never trimming keeps them in the heap for reuse. Blocks of 4 MiB and
-/// more never reach glibc: the global allocator (`alloc.rs`) maps them on
+/// activation of every step page-faults again (see docs/benchmarks.md,
+/// section "Before and after the own kernels"). Fixing the mmap threshold
+/// at its maximum (32 MiB) and never trimming keeps them in the heap for
+/// reuse. Blocks of 4 MiB and
+/// more never reach glibc in the `foldwise` binary: the global allocator it
+/// installs ([`alloc::Allocator`], declared in `src/main.rs`) maps them on
 /// their own. Idempotent; called by [`Model::new`] too; a no-op on other C
 /// libraries.
-pub fn tune_allocator() {
+fn tune_allocator() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -423,24 +420,7 @@ impl Model {
         label_smoothing: f32,
     ) -> Result<StepStats> {
         let heads = self.cfg.heads;
-        let n = labels.len() / heads;
-        if labels.len() != n * heads || n == 0 {
-            return Err(ModelError::Input(format!(
-                "{} labels for {heads} heads",
-                labels.len()
-            )));
-        }
-        if let Some(l) = labels.iter().find(|l| **l > BLANK) {
-            return Err(ModelError::Input(format!("label {l} is not a class 0-10")));
-        }
-        if !(0.0..1.0).contains(&label_smoothing) {
-            return Err(ModelError::Input(format!(
-                "label smoothing {label_smoothing} is not in [0, 1)"
-            )));
-        }
-        if !lr.is_finite() || lr < 0.0 {
-            return Err(ModelError::Input(format!("learning rate {lr}")));
-        }
+        let n = check_step(labels, heads, lr, label_smoothing)?;
         let x = self.images(images, n)?;
         // A staged network: the first stage's output is kept as a copy (a
         // leaf variable, to receive its gradient) and its graph dropped.
@@ -622,6 +602,30 @@ impl Model {
     }
 }
 
+/// The number of images of a training step's `labels` (`heads` per image),
+/// or why the step's arguments are invalid.
+fn check_step(labels: &[u8], heads: usize, lr: f64, label_smoothing: f32) -> Result<usize> {
+    let n = labels.len() / heads;
+    if labels.len() != n * heads || n == 0 {
+        return Err(ModelError::Input(format!(
+            "{} labels for {heads} heads",
+            labels.len()
+        )));
+    }
+    if let Some(l) = labels.iter().find(|l| **l > BLANK) {
+        return Err(ModelError::Input(format!("label {l} is not a class 0-10")));
+    }
+    if !(0.0..1.0).contains(&label_smoothing) {
+        return Err(ModelError::Input(format!(
+            "label smoothing {label_smoothing} is not in [0, 1)"
+        )));
+    }
+    if !lr.is_finite() || lr < 0.0 {
+        return Err(ModelError::Input(format!("learning rate {lr}")));
+    }
+    Ok(n)
+}
+
 /// Sum over heads of the batch-mean smoothed cross-entropy of logits
 /// [n, heads, 11].
 fn smoothed_cross_entropy(logits: &Tensor, labels: &[u8], eps: f32) -> candle_core::Result<Tensor> {
@@ -678,6 +682,31 @@ mod tests {
         let x = (0..n * 3 * h * w).map(|_| r.range_f32(-1.0, 1.0)).collect();
         let y = (0..n * heads).map(|_| r.below(11) as u8).collect();
         (x, y)
+    }
+
+    /// Two models of `c` from the same seed, each taking `steps` training
+    /// steps on the batch (`lr`, smoothing 0.1), the first in the context
+    /// `ctx[0]` makes of a step's dropout stream, the second in `ctx[1]`'s;
+    /// `check` sees both after each step.
+    fn train_twins(
+        c: ModelConfig,
+        seed: u64,
+        (x, y): (&[f32], &[u8]),
+        (steps, lr): (u64, f64),
+        ctx: [fn(Rng) -> Ctx; 2],
+        mut check: impl FnMut(u64, [&Model; 2], [StepStats; 2]),
+    ) {
+        let mut m = [
+            Model::new(c.clone(), seed).unwrap(),
+            Model::new(c, seed).unwrap(),
+        ];
+        for step in 0..steps {
+            let stats = [0, 1].map(|i| {
+                let rng = Rng::derive(step, TRAIN_STREAM, 0);
+                m[i].train_step_in(ctx[i](rng), x, y, lr, 0.1).unwrap()
+            });
+            check(step, [&m[0], &m[1]], stats);
+        }
     }
 
     fn weights(m: &Model) -> Vec<u8> {
@@ -857,17 +886,8 @@ mod tests {
         };
         for (h, w) in [(32, 64), (37, 75)] {
             let c = cfg(Arch::ResnetMini, 5, h, w);
-            let (mut fused, mut plain) =
-                (Model::new(c.clone(), 3).unwrap(), Model::new(c, 3).unwrap());
             let (x, y) = batch(6, 5, h, w, 9);
-            for step in 0..3 {
-                let rng = || crate::rng::Rng::derive(step, TRAIN_STREAM, 0);
-                let a = fused
-                    .train_step_in(Ctx::train(rng()), &x, &y, 1e-3, 0.1)
-                    .unwrap();
-                let b = plain
-                    .train_step_in(Ctx::train_unfused(rng()), &x, &y, 1e-3, 0.1)
-                    .unwrap();
+            let check = |step: u64, [fused, plain]: [&Model; 2], [a, b]: [StepStats; 2]| {
                 let what = format!("{h}x{w} step {step}");
                 if step == 0 {
                     assert_eq!(a, b, "{what}");
@@ -897,7 +917,9 @@ mod tests {
                         close(&p, &q, &format!("{what}: bn {i}"));
                     }
                 }
-            }
+            };
+            let ctx = [Ctx::train, Ctx::train_unfused];
+            train_twins(c, 3, (&x, &y), (3, 1e-3), ctx, check);
         }
     }
 
@@ -943,17 +965,8 @@ mod tests {
                 length_head,
                 ..cfg(Arch::ResnetMini, 5, 37, 75)
             };
-            let (mut staged, mut whole) =
-                (Model::new(c.clone(), 4).unwrap(), Model::new(c, 4).unwrap());
             let (x, y) = batch(6, 5, 37, 75, 10);
-            for step in 0..3 {
-                let rng = || crate::rng::Rng::derive(step, TRAIN_STREAM, 0);
-                let a = staged
-                    .train_step_in(Ctx::train(rng()), &x, &y, 1e-2, 0.1)
-                    .unwrap();
-                let b = whole
-                    .train_step_in(Ctx::train_unstaged(rng()), &x, &y, 1e-2, 0.1)
-                    .unwrap();
+            let check = |step: u64, [staged, whole]: [&Model; 2], [a, b]: [StepStats; 2]| {
                 assert_eq!(a, b, "step {step}");
                 assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "step {step}");
                 for ((name, p), (_, q)) in staged.params().iter().zip(whole.params()) {
@@ -964,7 +977,9 @@ mod tests {
                     assert_eq!(bits(p.running_mean.clone()), bits(q.running_mean.clone()));
                     assert_eq!(bits(p.running_var.clone()), bits(q.running_var.clone()));
                 }
-            }
+            };
+            let ctx = [Ctx::train, Ctx::train_unstaged];
+            train_twins(c, 4, (&x, &y), (3, 1e-2), ctx, check);
         }
     }
 

@@ -121,58 +121,45 @@ mod tests {
         out
     }
 
+    fn sgd(momentum: f64, nesterov: bool, weight_decay: f64) -> Optimizer {
+        Optimizer::Sgd {
+            momentum,
+            nesterov,
+            weight_decay,
+        }
+    }
+
+    /// Asserts each step's weight is within 1e-6 of the expected one.
+    fn assert_steps(got: &[f32], want: &[f32]) {
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-6, "{got:?} vs {want:?}");
+        }
+    }
+
     #[test]
     fn sgd_momentum_and_nesterov_match_pytorch_formulas() {
         // Momentum 0.9, lr 0.1: b1 = 1, w1 = 0.9; g2 = 0.9, b2 = 1.8, w2 = 0.72.
-        let plain = run(
-            Optimizer::Sgd {
-                momentum: 0.9,
-                nesterov: false,
-                weight_decay: 0.0,
-            },
-            2,
-            0.1,
-        );
-        assert!(
-            (plain[0] - 0.9).abs() < 1e-6 && (plain[1] - 0.72).abs() < 1e-6,
-            "{plain:?}"
-        );
+        assert_steps(&run(sgd(0.9, false, 0.0), 2, 0.1), &[0.9, 0.72]);
         // Nesterov: step 1 g = 1 + 0.9*1 = 1.9, w1 = 0.81; g2 = 0.81,
         // b2 = 0.9 + 0.81 = 1.71, g = 0.81 + 0.9*1.71 = 2.349, w2 = 0.5751.
-        let nest = run(
-            Optimizer::Sgd {
-                momentum: 0.9,
-                nesterov: true,
-                weight_decay: 0.0,
-            },
-            2,
-            0.1,
-        );
-        assert!(
-            (nest[0] - 0.81).abs() < 1e-6 && (nest[1] - 0.5751).abs() < 1e-6,
-            "{nest:?}"
-        );
+        assert_steps(&run(sgd(0.9, true, 0.0), 2, 0.1), &[0.81, 0.5751]);
         // Weight decay 1 doubles the gradient: w1 = 1 - 0.1*2 = 0.8.
-        let wd = run(
-            Optimizer::Sgd {
-                momentum: 0.0,
-                nesterov: false,
-                weight_decay: 1.0,
-            },
-            1,
-            0.1,
-        );
-        assert!((wd[0] - 0.8).abs() < 1e-6, "{wd:?}");
+        assert_steps(&run(sgd(0.0, false, 1.0), 1, 0.1), &[0.8]);
     }
 
     #[test]
     fn adam_first_step_moves_by_lr() {
         // Bias-corrected first step is lr * g/|g| (up to eps).
-        let a = run(Optimizer::Adam { weight_decay: 0.0 }, 1, 0.01);
-        assert!((a[0] - 0.99).abs() < 1e-6, "{a:?}");
+        assert_steps(
+            &run(Optimizer::Adam { weight_decay: 0.0 }, 1, 0.01),
+            &[0.99],
+        );
         // Decoupled decay 0.5: w = 1 - 0.01*0.5 = 0.995, then - 0.01.
-        let d = run(Optimizer::Adam { weight_decay: 0.5 }, 1, 0.01);
-        assert!((d[0] - 0.985).abs() < 1e-6, "{d:?}");
+        assert_steps(
+            &run(Optimizer::Adam { weight_decay: 0.5 }, 1, 0.01),
+            &[0.985],
+        );
         let many = run(Optimizer::Adam { weight_decay: 0.0 }, 300, 0.05);
         assert!(many[299].abs() < 0.05, "{:?}", &many[290..]);
     }

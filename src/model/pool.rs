@@ -16,10 +16,10 @@
 //! sequentially, so the result never depends on the thread count. Pinned
 //! against numpy reference values and finite differences (tests below).
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::fused::f32_slice;
+use super::op::{custom_op, f32_slice, Grads, Input, Output};
 use std::sync::{Arc, Mutex};
 
 /// Max pooling with kernel `k` and stride `s` (floor mode). The forward
@@ -88,12 +88,8 @@ impl MaxPool {
     }
 }
 
-impl CustomOp1 for MaxPool {
-    fn name(&self) -> &'static str {
-        "foldwise-max-pool"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+impl MaxPool {
+    fn cpu(&self, [(storage, layout)]: [Input; 1]) -> Output {
         let (n, c, h, w) = layout.shape().dims4()?;
         let x = f32_slice(storage, layout, "max-pool: input")?;
         let (ho, wo) = self.out_dims(h, w)?;
@@ -102,7 +98,7 @@ impl CustomOp1 for MaxPool {
         Ok((CpuStorage::F32(y), Shape::from((n, c, ho, wo))))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+    fn backward(&self, [arg]: [&Tensor; 1], _: &Tensor, grad_res: &Tensor) -> Grads<1> {
         let dims @ (n, c, h, w) = arg.dims4()?;
         let g = grad_res.flatten_all()?.to_vec1::<f32>()?;
         let (ho, wo) = self.out_dims(h, w)?;
@@ -119,9 +115,11 @@ impl CustomOp1 for MaxPool {
                     dx[*idx as usize] += gv;
                 }
             });
-        Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
+        Ok([Some(Tensor::from_vec(dx, arg.shape(), arg.device())?)])
     }
 }
+
+custom_op!(CustomOp1 for MaxPool, "foldwise-max-pool", cpu, backward);
 
 /// Max pooling of an NCHW f32 tensor (made contiguous first).
 pub(crate) fn max_pool(x: &Tensor, k: usize, s: usize) -> Result<Tensor> {
@@ -135,12 +133,8 @@ pub(crate) fn max_pool(x: &Tensor, k: usize, s: usize) -> Result<Tensor> {
 /// [N, C, H, W] → [N, C, W]: each column's mean over the height.
 struct MeanHeight;
 
-impl CustomOp1 for MeanHeight {
-    fn name(&self) -> &'static str {
-        "foldwise-mean-height"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+impl MeanHeight {
+    fn cpu(&self, [(s, l)]: [Input; 1]) -> Output {
         let (n, c, h, w) = l.shape().dims4()?;
         let x = f32_slice(s, l, "mean over the height: input")?;
         if h == 0 {
@@ -164,16 +158,18 @@ impl CustomOp1 for MeanHeight {
         Ok((CpuStorage::F32(y), Shape::from((n, c, w))))
     }
 
-    fn bwd(&self, x: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
+    fn backward(&self, [x]: [&Tensor; 1], _y: &Tensor, dy: &Tensor) -> Grads<1> {
         let (_, _, h, _) = x.dims4()?;
         let scale = 1.0 / h as f64;
         // dx[n, c, i, j] = dy[n, c, j] / H for every row i.
         let dx = (dy.unsqueeze(2)? * scale)?
             .broadcast_as(x.shape())?
             .contiguous()?;
-        Ok(Some(dx))
+        Ok([Some(dx)])
     }
 }
+
+custom_op!(CustomOp1 for MeanHeight, "foldwise-mean-height", cpu, backward);
 
 /// [N, C, H, W] → [N, C, W]: the mean over the height, planes in parallel.
 pub(crate) fn mean_height(x: &Tensor) -> Result<Tensor> {

@@ -3,9 +3,11 @@
 //! `tests/fixtures/model/reference.json` (regenerate with `reference.py`
 //! beside it).
 
+use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 use serde_json::Value;
 
+use crate::model::fused::batch_norm_train;
 use crate::rng::Rng;
 
 /// A variable of `shape` with values uniform in [-1, 1) from `rng`.
@@ -74,12 +76,7 @@ pub(crate) fn check_gradients(
             .map(|(a, b)| *a as f64 * b as f64)
             .sum()
     };
-    let grads = (y * r.as_tensor())
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
+    let grads = weighted_sum_grads(&y, &r);
     for (vi, var) in vars.iter().enumerate() {
         let analytic = values(grads.get(var).unwrap());
         let base = values(var.as_tensor());
@@ -105,4 +102,54 @@ pub(crate) fn check_gradients(
 /// -0 and 0 differ and NaN equals itself).
 pub(crate) fn bits(t: &Tensor) -> Vec<u32> {
     values(t).iter().map(|v| v.to_bits()).collect()
+}
+
+/// The gradients of `sum(y * r)`.
+pub(crate) fn weighted_sum_grads(y: &Tensor, r: &Var) -> GradStore {
+    (y * r.as_tensor())
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap()
+}
+
+/// The bits of an output, its batch statistics, and the bits of the
+/// gradients of each input: what a fused op and the separate layers it
+/// replaces must agree on.
+pub(crate) type Run = (Vec<u32>, Vec<Vec<f32>>, Vec<Vec<u32>>);
+
+/// The [`Run`] of output `y` with `stats`, the gradients those of
+/// `sum(y * r)` with respect to `vars`.
+pub(crate) fn run_of(y: &Tensor, stats: Vec<Vec<f32>>, r: &Var, vars: &[&Var]) -> Run {
+    let g = weighted_sum_grads(y, r);
+    let grads = vars.iter().map(|v| bits(g.get(v).unwrap())).collect();
+    (bits(y), stats, grads)
+}
+
+/// `f` run inside a rayon pool of `threads` threads.
+pub(crate) fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}
+
+/// [`random`] variables of each shape, drawn in order.
+pub(crate) fn randoms<const N: usize>(rng: &mut Rng, shapes: [&[usize]; N]) -> [Var; N] {
+    shapes.map(|s| random(rng, s))
+}
+
+/// [`batch_norm_train`] of variables `[x, gamma, beta]`, eps 1e-5 (+ ReLU
+/// when `relu`): the output, batch mean and unbiased variance.
+pub(crate) fn bn_train([x, gamma, beta]: [&Var; 3], relu: bool) -> (Tensor, Vec<f32>, Vec<f32>) {
+    batch_norm_train(
+        x.as_tensor(),
+        gamma.as_tensor(),
+        beta.as_tensor(),
+        1e-5,
+        relu,
+    )
+    .unwrap()
 }

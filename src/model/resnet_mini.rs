@@ -14,10 +14,11 @@
 //!
 //! Training folds every BatchNorm into the layers that read its output
 //! ([`Conv::forward_bn_relu`], [`BatchNorm::add_relu`]), so candle's graph
-//! keeps only convolution and block outputs for the backward pass (57% of
-//! the floats of the separate layers): conv1 reads max(BN(stem conv), 0)
-//! and block 0's sum recomputes it as its shortcut; each conv2 reads
-//! max(bn1(conv1), 0); each block ends in max(bn2(conv2) + shortcut, 0).
+//! keeps only convolution and block outputs for the backward pass (see
+//! docs/benchmarks.md, section "Training memory", step 1): conv1 reads
+//! max(BN(stem conv), 0) and block 0's sum recomputes it as its shortcut;
+//! each conv2 reads max(bn1(conv1), 0); each block ends in
+//! max(bn2(conv2) + shortcut, 0).
 //! Bit-identical to the separate layers except for the stem's gradients:
 //! its BatchNorm's backward pass runs once per reader and the two are
 //! summed, in another order than the separate layers' single pass.
