@@ -39,11 +39,20 @@ pub(super) fn load_side(arg: &str, color: bool) -> Result<Pipeline, Failure> {
     })
 }
 
-fn git(args: &[&str]) -> Result<std::process::Output, String> {
+/// The help of errors about a `REV:path` side.
+const SIDE_HELP: &str =
+    "a side is a pipeline file, or `REV:path`: the file as it was at a git revision";
+
+/// An error about the side `arg`, with a stable `code`.
+fn side_error(code: &str, arg: &str, m: impl std::fmt::Display) -> Failure {
+    Failure::with_help(code, format!("pipeline `{arg}`: {m}"), SIDE_HELP)
+}
+
+fn git(arg: &str, args: &[&str]) -> Result<std::process::Output, Failure> {
     Command::new("git")
         .args(args)
         .output()
-        .map_err(|e| format!("cannot run git: {e}"))
+        .map_err(|e| side_error("foldwise::diff::git", arg, format!("cannot run git: {e}")))
 }
 
 fn first_line(b: &[u8]) -> String {
@@ -57,47 +66,67 @@ fn first_line(b: &[u8]) -> String {
 
 /// The text of `file` at `rev`.
 fn git_show(arg: &str, rev: &str, file: &str) -> Result<String, Failure> {
-    let fail = |m: String| Failure::Message(format!("pipeline `{arg}`: {m}"));
-    let inside = git(&["rev-parse", "--is-inside-work-tree"]).map_err(fail)?;
+    let inside = git(arg, &["rev-parse", "--is-inside-work-tree"])?;
     if !inside.status.success() {
-        return Err(fail(format!(
-            "no such file, and `{rev}:` cannot be read from git: {} is not inside a git repository",
-            std::env::current_dir()
-                .map(|d| d.display().to_string())
-                .unwrap_or_else(|_| "the current folder".into())
-        )));
+        return Err(side_error(
+            "foldwise::diff::not_a_repository",
+            arg,
+            format!(
+                "no such file, and `{rev}:` cannot be read from git: {} is not inside a git repository",
+                std::env::current_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|_| "the current folder".into())
+            ),
+        ));
     }
-    let verify = git(&[
-        "rev-parse",
-        "--verify",
-        "--quiet",
-        &format!("{rev}^{{commit}}"),
-    ])
-    .map_err(fail)?;
+    let verify = git(
+        arg,
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("{rev}^{{commit}}"),
+        ],
+    )?;
     if !verify.status.success() {
-        return Err(fail(format!("no revision `{rev}` in this git repository")));
+        return Err(side_error(
+            "foldwise::diff::revision",
+            arg,
+            format!("no revision `{rev}` in this git repository"),
+        ));
     }
     let spec = if Path::new(file).is_absolute() {
-        let top = git(&["rev-parse", "--show-toplevel"]).map_err(fail)?;
+        let top = git(arg, &["rev-parse", "--show-toplevel"])?;
         let top = PathBuf::from(String::from_utf8_lossy(&top.stdout).trim());
         let rel = Path::new(file).strip_prefix(&top).map_err(|_| {
-            fail(format!(
-                "`{file}` is outside the repository {}",
-                top.display()
-            ))
+            side_error(
+                "foldwise::diff::outside_repository",
+                arg,
+                format!("`{file}` is outside the repository {}", top.display()),
+            )
         })?;
         format!("{rev}:{}", rel.display())
     } else {
         format!("{rev}:./{}", file.trim_start_matches("./"))
     };
-    let out = git(&["show", &spec]).map_err(fail)?;
+    let out = git(arg, &["show", &spec])?;
     if !out.status.success() {
-        return Err(fail(format!(
-            "`{file}` cannot be read at `{rev}`: {}",
-            first_line(&out.stderr)
-        )));
+        return Err(side_error(
+            "foldwise::diff::show",
+            arg,
+            format!(
+                "`{file}` cannot be read at `{rev}`: {}",
+                first_line(&out.stderr)
+            ),
+        ));
     }
-    String::from_utf8(out.stdout).map_err(|_| fail(format!("`{file}` at `{rev}` is not UTF-8")))
+    String::from_utf8(out.stdout).map_err(|_| {
+        side_error(
+            "foldwise::diff::encoding",
+            arg,
+            format!("`{file}` at `{rev}` is not UTF-8"),
+        )
+    })
 }
 
 fn paint(color: bool, code: &str, s: &str) -> String {
