@@ -356,10 +356,11 @@ fn list_images(folder: &Path, problems: &mut Problems) -> Result<Vec<String>, No
         }
     }
     if names.is_empty() && problems.0.is_empty() {
-        return Err(NodeError::file(
-            folder,
-            "no images (png, jpg, jpeg) in this folder",
-        ));
+        return Err(
+            NodeError::file(folder, "no images (png, jpg, jpeg) in this folder").with_help(
+                "only files directly inside the folder count, not those in its sub-folders",
+            ),
+        );
     }
     names.sort();
     Ok(names)
@@ -920,46 +921,35 @@ mod tests {
     fn skip_leaving_nothing_is_an_error() {
         let d = with_labels("l.csv", "file_name,file_code\n");
         let (_o, r) = run_labelled(&d, "l.csv", json!({"unlabelled": "skip"}));
-        let imgs = d.path().join("imgs");
-        assert_eq!(
-            err_text(r),
-            format!(
-                "{}: no image in this folder has a label in {}",
-                imgs.display(),
-                d.path().join("l.csv").display()
-            )
-        );
+        let l = d.path().join("l.csv");
+        let want = format!("no image in this folder has a label in {}", l.display());
+        assert_eq!(err_text(r), at(&d, "imgs", &want));
     }
 
     #[test]
-    fn image_without_label_is_an_error() {
-        let d = with_labels("l.csv", "file_name,file_code\na.png,1\nc.png,3\n");
-        let (_o, r) = run_labelled(&d, "l.csv", json!({}));
-        assert_eq!(
-            err_text(r),
-            format!(
-                "{}: no label in {} (set `unlabelled = \"skip\"` to leave such images out)",
-                d.path().join("imgs/b.png").display(),
-                d.path().join("l.csv").display()
-            )
-        );
-    }
-
-    #[test]
-    fn label_for_missing_image_is_an_error() {
-        let d = with_labels(
-            "l.csv",
-            "file_name,file_code\na.png,1\nb.png,2\nc.png,3\nzz.png,4\n",
-        );
-        let (_o, r) = run_labelled(&d, "l.csv", json!({}));
-        assert_eq!(
-            err_text(r),
-            format!(
-                "{}: label for `zz.png`, but there is no such image in {}",
-                d.path().join("l.csv").display(),
-                d.path().join("imgs").display()
-            )
-        );
+    fn unmatched_images_and_labels_are_errors() {
+        // (CSV rows, the file the error is about, its message with `{l}` for
+        // the label file and `{imgs}` for the image folder)
+        let cases = [
+            (
+                "a.png,1\nc.png,3\n",
+                "imgs/b.png",
+                "no label in {l} (set `unlabelled = \"skip\"` to leave such images out)",
+            ),
+            (
+                "a.png,1\nb.png,2\nc.png,3\nzz.png,4\n",
+                "l.csv",
+                "label for `zz.png`, but there is no such image in {imgs}",
+            ),
+        ];
+        for (rows, about, message) in cases {
+            let d = with_labels("l.csv", &format!("file_name,file_code\n{rows}"));
+            let (_o, r) = run_labelled(&d, "l.csv", json!({}));
+            let want = message
+                .replace("{l}", &d.path().join("l.csv").display().to_string())
+                .replace("{imgs}", &d.path().join("imgs").display().to_string());
+            assert_eq!(err_text(r), at(&d, about, &want));
+        }
     }
 
     #[test]
