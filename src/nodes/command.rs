@@ -240,6 +240,9 @@ fn join(paths: &[PathBuf], what: &str) -> Result<OsString, NodeError> {
     })
 }
 
+/// Where a program is looked for.
+const PROGRAM_HELP: &str = "a bare program name is looked up on PATH; a name with a `/` is taken relative to the pipeline file's folder";
+
 /// The program to run, prepared but not configured.
 struct Program {
     cmd: std::process::Command,
@@ -258,10 +261,10 @@ fn run(ctx: &RunCtx<'_>, p: &CommandParams) -> Result<(), NodeError> {
     for (i, d) in p.deps.iter().enumerate() {
         let path = resolve_path(ctx.base_dir, d);
         if !path.exists() {
-            return Err(NodeError::file(
-                &path,
-                format!("`deps[{i}]` does not exist"),
-            ));
+            return Err(
+                NodeError::file(&path, format!("`deps[{i}]` does not exist"))
+                    .with_help("`deps` paths are relative to the pipeline file's folder"),
+            );
         }
     }
     cmd.current_dir(ctx.base_dir)
@@ -366,15 +369,21 @@ fn run_to_end(
     progress: &dyn Progress,
 ) -> Result<(std::process::ExitStatus, VecDeque<String>), NodeError> {
     let mut child = cmd.spawn().map_err(|e| {
+        let not_found = e.kind() == std::io::ErrorKind::NotFound;
         let reason = match e.kind() {
             std::io::ErrorKind::NotFound if searched => "program not found on PATH".to_string(),
             std::io::ErrorKind::NotFound => "program not found".to_string(),
             _ => e.to_string(),
         };
-        NodeError::new(
+        let err = NodeError::new(
             "foldwise::command::start",
             format!("cannot start `{name}`: {reason}"),
-        )
+        );
+        if not_found {
+            err.with_help(PROGRAM_HELP)
+        } else {
+            err
+        }
     })?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");

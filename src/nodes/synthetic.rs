@@ -78,10 +78,14 @@ impl Kind for Synthetic {
     }
     fn run(&self, ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         if let Some(issue) = check_params(ctx.params).into_iter().next() {
-            return Err(NodeError::new(
+            let e = NodeError::new(
                 "foldwise::synthetic::params",
                 format!("parameter `{}`: {}", issue.path, issue.message),
-            ));
+            );
+            return Err(match issue.help {
+                Some(help) => e.with_help(help),
+                None => e,
+            });
         }
         let params: SyntheticParams = ctx.typed()?;
         let job = || write_dataset(&params, ctx.seed, ctx.out, ctx.progress).map(|_| ());
