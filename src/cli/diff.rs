@@ -43,16 +43,20 @@ pub(super) fn load_side(arg: &str, color: bool) -> Result<Pipeline, Failure> {
 const SIDE_HELP: &str =
     "a side is a pipeline file, or `REV:path`: the file as it was at a git revision";
 
-/// An error about the side `arg`, with a stable `code`.
-fn side_error(code: &str, arg: &str, m: impl std::fmt::Display) -> Failure {
-    Failure::with_help(code, format!("pipeline `{arg}`: {m}"), SIDE_HELP)
+/// Why a side cannot be read from git: a stable code and a message.
+type GitError = (&'static str, String);
+
+/// The text of `file` at `rev`; errors name the side `arg`.
+fn git_show(arg: &str, rev: &str, file: &str) -> Result<String, Failure> {
+    read_at_revision(rev, file)
+        .map_err(|(code, m)| Failure::with_help(code, format!("pipeline `{arg}`: {m}"), SIDE_HELP))
 }
 
-fn git(arg: &str, args: &[&str]) -> Result<std::process::Output, Failure> {
+fn git(args: &[&str]) -> Result<std::process::Output, GitError> {
     Command::new("git")
         .args(args)
         .output()
-        .map_err(|e| side_error("foldwise::diff::git", arg, format!("cannot run git: {e}")))
+        .map_err(|e| ("foldwise::diff::git", format!("cannot run git: {e}")))
 }
 
 fn first_line(b: &[u8]) -> String {
@@ -64,68 +68,41 @@ fn first_line(b: &[u8]) -> String {
         .to_string()
 }
 
-/// The text of `file` at `rev`.
-fn git_show(arg: &str, rev: &str, file: &str) -> Result<String, Failure> {
-    let inside = git(arg, &["rev-parse", "--is-inside-work-tree"])?;
+fn read_at_revision(rev: &str, file: &str) -> Result<String, GitError> {
+    let inside = git(&["rev-parse", "--is-inside-work-tree"])?;
     if !inside.status.success() {
-        return Err(side_error(
-            "foldwise::diff::not_a_repository",
-            arg,
-            format!(
-                "no such file, and `{rev}:` cannot be read from git: {} is not inside a git repository",
-                std::env::current_dir()
-                    .map(|d| d.display().to_string())
-                    .unwrap_or_else(|_| "the current folder".into())
-            ),
-        ));
+        let here = std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|_| "the current folder".into());
+        let m = format!("no such file, and `{rev}:` cannot be read from git: {here} is not inside a git repository");
+        return Err(("foldwise::diff::not_a_repository", m));
     }
-    let verify = git(
-        arg,
-        &[
-            "rev-parse",
-            "--verify",
-            "--quiet",
-            &format!("{rev}^{{commit}}"),
-        ],
-    )?;
+    let commit = format!("{rev}^{{commit}}");
+    let verify = git(&["rev-parse", "--verify", "--quiet", &commit])?;
     if !verify.status.success() {
-        return Err(side_error(
-            "foldwise::diff::revision",
-            arg,
-            format!("no revision `{rev}` in this git repository"),
-        ));
+        let m = format!("no revision `{rev}` in this git repository");
+        return Err(("foldwise::diff::revision", m));
     }
     let spec = if Path::new(file).is_absolute() {
-        let top = git(arg, &["rev-parse", "--show-toplevel"])?;
+        let top = git(&["rev-parse", "--show-toplevel"])?;
         let top = PathBuf::from(String::from_utf8_lossy(&top.stdout).trim());
         let rel = Path::new(file).strip_prefix(&top).map_err(|_| {
-            side_error(
-                "foldwise::diff::outside_repository",
-                arg,
-                format!("`{file}` is outside the repository {}", top.display()),
-            )
+            let m = format!("`{file}` is outside the repository {}", top.display());
+            ("foldwise::diff::outside_repository", m)
         })?;
         format!("{rev}:{}", rel.display())
     } else {
         format!("{rev}:./{}", file.trim_start_matches("./"))
     };
-    let out = git(arg, &["show", &spec])?;
+    let out = git(&["show", &spec])?;
     if !out.status.success() {
-        return Err(side_error(
-            "foldwise::diff::show",
-            arg,
-            format!(
-                "`{file}` cannot be read at `{rev}`: {}",
-                first_line(&out.stderr)
-            ),
-        ));
+        let why = first_line(&out.stderr);
+        let m = format!("`{file}` cannot be read at `{rev}`: {why}");
+        return Err(("foldwise::diff::show", m));
     }
     String::from_utf8(out.stdout).map_err(|_| {
-        side_error(
-            "foldwise::diff::encoding",
-            arg,
-            format!("`{file}` at `{rev}` is not UTF-8"),
-        )
+        let m = format!("`{file}` at `{rev}` is not UTF-8");
+        ("foldwise::diff::encoding", m)
     })
 }
 
