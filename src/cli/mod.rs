@@ -500,3 +500,40 @@ fn gc(cli: &Cli, pipelines: &[PathBuf], dry_run: bool, color: bool) -> Result<i3
     }
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(f: Failure, color: bool) -> String {
+        match f {
+            Failure::Diagnostic(d) => render_failure(d.as_ref(), color),
+            Failure::Reported(_) => panic!("not a diagnostic"),
+        }
+    }
+
+    #[test]
+    fn a_failure_prints_its_message_then_its_code_and_help() {
+        let f = Failure::with_help("foldwise::cache::io", "disk full", "free some space");
+        assert_eq!(
+            rendered(f, false),
+            "error: disk full\n  [foldwise::cache::io]\n  help: free some space\n"
+        );
+        let f = Failure::from(EngineError::UnknownTarget {
+            name: "x".into(),
+            suggestion: None,
+        });
+        assert_eq!(
+            rendered(f, false),
+            "error: no node or instance named `x` in the pipeline\n  [foldwise::engine::unknown_target]\n"
+        );
+    }
+
+    #[test]
+    fn colour_only_when_asked() {
+        let f = Failure::new("foldwise::usage::graph_format", "bad");
+        let s = rendered(f, true);
+        assert!(s.starts_with("\x1b[1;31merror:\x1b[0m bad\n"), "{s:?}");
+        assert!(s.contains("\x1b[2m[foldwise::usage::graph_format]\x1b[0m"));
+    }
+}
