@@ -3,6 +3,10 @@
 //!
 //! Exit codes: 0 success; 1 a node failed (or was skipped); 2 the pipeline
 //! file or the command line is wrong, or the cache is unusable.
+//!
+//! Errors: a bad pipeline file prints its diagnostics with spans into the
+//! file; any other error prints `error: MESSAGE`, then its stable code
+//! (`[foldwise::…]`) and its help, if any, on lines of their own.
 
 mod diff;
 mod log;
