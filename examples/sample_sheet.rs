@@ -13,9 +13,11 @@
 //! it took.
 
 use foldwise::kind::NoProgress;
-use foldwise::nodes::synthetic::{render_plate, specimen, write_dataset, Style, SyntheticParams};
-use image::codecs::png::{CompressionType, FilterType, PngEncoder};
-use image::{imageops, ImageEncoder, Rgb, RgbImage};
+use foldwise::nodes::synthetic::{
+    encode_png_with, render_plate, specimen, write_dataset, Style, SyntheticParams,
+};
+use image::codecs::png::CompressionType;
+use image::{imageops, Rgb, RgbImage};
 
 const ROWS: u32 = 8;
 const CELL_W: u32 = 144;
@@ -73,15 +75,7 @@ fn main() {
             println!("{:>9} row {row}: {code}", style.name());
         }
     }
-    let mut bytes = Vec::new();
-    PngEncoder::new_with_quality(&mut bytes, CompressionType::Best, FilterType::Adaptive)
-        .write_image(
-            sheet.as_raw(),
-            sheet.width(),
-            sheet.height(),
-            image::ExtendedColorType::Rgb8,
-        )
-        .expect("encode");
+    let bytes = encode_png_with(&sheet, CompressionType::Best).expect("encode");
     std::fs::write(&out, &bytes).expect("write sheet");
     eprintln!("wrote {out} ({} bytes)", bytes.len());
 }

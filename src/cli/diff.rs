@@ -39,11 +39,24 @@ pub(super) fn load_side(arg: &str, color: bool) -> Result<Pipeline, Failure> {
     })
 }
 
-fn git(args: &[&str]) -> Result<std::process::Output, String> {
+/// The help of errors about a `REV:path` side.
+const SIDE_HELP: &str =
+    "a side is a pipeline file, or `REV:path`: the file as it was at a git revision";
+
+/// Why a side cannot be read from git: a stable code and a message.
+type GitError = (&'static str, String);
+
+/// The text of `file` at `rev`; errors name the side `arg`.
+fn git_show(arg: &str, rev: &str, file: &str) -> Result<String, Failure> {
+    read_at_revision(rev, file)
+        .map_err(|(code, m)| Failure::with_help(code, format!("pipeline `{arg}`: {m}"), SIDE_HELP))
+}
+
+fn git(args: &[&str]) -> Result<std::process::Output, GitError> {
     Command::new("git")
         .args(args)
         .output()
-        .map_err(|e| format!("cannot run git: {e}"))
+        .map_err(|e| ("foldwise::diff::git", format!("cannot run git: {e}")))
 }
 
 fn first_line(b: &[u8]) -> String {
@@ -55,49 +68,42 @@ fn first_line(b: &[u8]) -> String {
         .to_string()
 }
 
-/// The text of `file` at `rev`.
-fn git_show(arg: &str, rev: &str, file: &str) -> Result<String, Failure> {
-    let fail = |m: String| Failure::Message(format!("pipeline `{arg}`: {m}"));
-    let inside = git(&["rev-parse", "--is-inside-work-tree"]).map_err(fail)?;
+fn read_at_revision(rev: &str, file: &str) -> Result<String, GitError> {
+    let inside = git(&["rev-parse", "--is-inside-work-tree"])?;
     if !inside.status.success() {
-        return Err(fail(format!(
-            "no such file, and `{rev}:` cannot be read from git: {} is not inside a git repository",
-            std::env::current_dir()
-                .map(|d| d.display().to_string())
-                .unwrap_or_else(|_| "the current folder".into())
-        )));
+        let here = std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|_| "the current folder".into());
+        let m = format!("no such file, and `{rev}:` cannot be read from git: {here} is not inside a git repository");
+        return Err(("foldwise::diff::not_a_repository", m));
     }
-    let verify = git(&[
-        "rev-parse",
-        "--verify",
-        "--quiet",
-        &format!("{rev}^{{commit}}"),
-    ])
-    .map_err(fail)?;
+    let commit = format!("{rev}^{{commit}}");
+    let verify = git(&["rev-parse", "--verify", "--quiet", &commit])?;
     if !verify.status.success() {
-        return Err(fail(format!("no revision `{rev}` in this git repository")));
+        let m = format!("no revision `{rev}` in this git repository");
+        return Err(("foldwise::diff::revision", m));
     }
     let spec = if Path::new(file).is_absolute() {
-        let top = git(&["rev-parse", "--show-toplevel"]).map_err(fail)?;
+        let top = git(&["rev-parse", "--show-toplevel"])?;
         let top = PathBuf::from(String::from_utf8_lossy(&top.stdout).trim());
         let rel = Path::new(file).strip_prefix(&top).map_err(|_| {
-            fail(format!(
-                "`{file}` is outside the repository {}",
-                top.display()
-            ))
+            let m = format!("`{file}` is outside the repository {}", top.display());
+            ("foldwise::diff::outside_repository", m)
         })?;
         format!("{rev}:{}", rel.display())
     } else {
         format!("{rev}:./{}", file.trim_start_matches("./"))
     };
-    let out = git(&["show", &spec]).map_err(fail)?;
+    let out = git(&["show", &spec])?;
     if !out.status.success() {
-        return Err(fail(format!(
-            "`{file}` cannot be read at `{rev}`: {}",
-            first_line(&out.stderr)
-        )));
+        let why = first_line(&out.stderr);
+        let m = format!("`{file}` cannot be read at `{rev}`: {why}");
+        return Err(("foldwise::diff::show", m));
     }
-    String::from_utf8(out.stdout).map_err(|_| fail(format!("`{file}` at `{rev}` is not UTF-8")))
+    String::from_utf8(out.stdout).map_err(|_| {
+        let m = format!("`{file}` at `{rev}` is not UTF-8");
+        ("foldwise::diff::encoding", m)
+    })
 }
 
 fn paint(color: bool, code: &str, s: &str) -> String {

@@ -3,6 +3,10 @@
 //!
 //! Exit codes: 0 success; 1 a node failed (or was skipped); 2 the pipeline
 //! file or the command line is wrong, or the cache is unusable.
+//!
+//! Errors: a bad pipeline file prints its diagnostics with spans into the
+//! file; any other error prints `error: MESSAGE`, then its stable code
+//! (`[foldwise::…]`) and its help, if any, on lines of their own.
 
 mod diff;
 mod log;
@@ -13,10 +17,12 @@ use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use miette::{Diagnostic, MietteDiagnostic};
+use serde::Serialize;
 
 use crate::config::{self, Pipeline};
-use crate::exec::{Engine, RunOptions};
+use crate::exec::{Engine, EngineError, NodeStatus, RunOptions};
 use crate::graph;
 use crate::nodes::KINDS;
 use crate::store::Store;
@@ -43,26 +49,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run the targets (default: every node) and their stale ancestors.
-    Run {
-        pipeline: PathBuf,
-        /// Nodes (`cnn`) or instances (`cnn[0]`) to bring up to date.
-        targets: Vec<String>,
-        /// Recompute these nodes even when fresh (repeatable).
-        #[arg(long, value_name = "NODE")]
-        force: Vec<String>,
-        /// Show the plan, with reasons, without running anything.
-        #[arg(long)]
-        dry_run: bool,
-        /// Nodes executing at once.
-        #[arg(long, short = 'j', default_value_t = 1)]
-        jobs: usize,
-        /// Print nothing but failures.
-        #[arg(long, short = 'q')]
-        quiet: bool,
-        /// Print the run report as JSON on stdout.
-        #[arg(long)]
-        json: bool,
-    },
+    Run(RunArgs),
     /// Is every node fresh? Says why each stale node is stale.
     Status {
         pipeline: PathBuf,
@@ -113,6 +100,29 @@ enum Cmd {
     },
 }
 
+/// The arguments of `foldwise run`.
+#[derive(Args, Debug)]
+struct RunArgs {
+    pipeline: PathBuf,
+    /// Nodes (`cnn`) or instances (`cnn[0]`) to bring up to date.
+    targets: Vec<String>,
+    /// Recompute these nodes even when fresh (repeatable).
+    #[arg(long, value_name = "NODE")]
+    force: Vec<String>,
+    /// Show the plan, with reasons, without running anything.
+    #[arg(long)]
+    dry_run: bool,
+    /// Nodes executing at once.
+    #[arg(long, short = 'j', default_value_t = 1)]
+    jobs: usize,
+    /// Print nothing but failures.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    /// Print the run report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
@@ -121,23 +131,77 @@ pub fn main() -> i32 {
     match dispatch(&cli, color) {
         Ok(code) => code,
         Err(Failure::Reported(code)) => code,
-        Err(Failure::Message(m)) => {
-            eprintln!("error: {m}");
+        Err(Failure::Diagnostic(d)) => {
+            eprint!("{}", render_failure(d.as_ref(), color));
             2
         }
     }
 }
 
+/// Why a command stopped before its end.
 enum Failure {
-    /// Already printed.
+    /// Already printed (a pipeline-file diagnostic): the exit code.
     Reported(i32),
-    Message(String),
+    /// A run-time error, printed by [`main`] with its code and help; exit
+    /// code 2.
+    Diagnostic(Box<dyn Diagnostic + Send + Sync>),
 }
 
-impl<E: std::fmt::Display> From<E> for Failure {
-    fn from(e: E) -> Self {
-        Failure::Message(e.to_string())
+impl Failure {
+    /// A run-time error with a stable `code` (`foldwise::<area>::<what>`).
+    fn new(code: &str, message: impl Into<String>) -> Failure {
+        Failure::from(MietteDiagnostic::new(message).with_code(code))
     }
+
+    /// A run-time error with a code and a `help` line.
+    fn with_help(code: &str, message: impl Into<String>, help: &str) -> Failure {
+        Failure::from(
+            MietteDiagnostic::new(message)
+                .with_code(code)
+                .with_help(help),
+        )
+    }
+}
+
+impl From<MietteDiagnostic> for Failure {
+    fn from(d: MietteDiagnostic) -> Self {
+        Failure::Diagnostic(Box::new(d))
+    }
+}
+
+impl From<EngineError> for Failure {
+    fn from(e: EngineError) -> Self {
+        Failure::Diagnostic(Box::new(e))
+    }
+}
+
+/// Where the cache is chosen, for the help of cache errors.
+const CACHE_HELP: &str = "the cache folder is `./cache`, or the one `--cache-dir` or FOLDWISE_CACHE names; it must be readable and writable";
+
+/// An i/o error of the cache (its message as it is).
+fn cache_io(e: std::io::Error) -> Failure {
+    Failure::with_help("foldwise::cache::io", e.to_string(), CACHE_HELP)
+}
+
+/// A run-time error as people read it: `error: MESSAGE` (the message as it
+/// is), then its code and help on lines of their own, in the style of a
+/// failed node in the run summary.
+fn render_failure(d: &(dyn Diagnostic + Send + Sync), color: bool) -> String {
+    let paint = |code: &str, s: &str| {
+        if color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    };
+    let mut out = format!("{} {d}\n", paint("1;31", "error:"));
+    if let Some(code) = d.code() {
+        out.push_str(&format!("  {}\n", paint("2", &format!("[{code}]"))));
+    }
+    if let Some(help) = d.help() {
+        out.push_str(&format!("  {} {help}\n", paint("36", "help:")));
+    }
+    out
 }
 
 /// Colour for output on stdout.
@@ -161,216 +225,319 @@ fn load(path: &Path, color: bool) -> Result<Pipeline, Failure> {
 
 fn open_store(cli: &Cli) -> Result<Store, Failure> {
     let dir = cache_dir(cli);
-    Store::open(&dir).map_err(|e| Failure::Message(format!("cannot open the cache: {e}")))
+    Store::open(&dir).map_err(|e| {
+        Failure::with_help(
+            "foldwise::cache::open",
+            format!("cannot open the cache: {e}"),
+            CACHE_HELP,
+        )
+    })
+}
+
+/// Prints `value` as pretty JSON on stdout.
+fn print_json(value: &impl Serialize) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Failure::new("foldwise::cli::json", e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// The status of the `needed` instances, with the memo saved.
+fn status_of(
+    engine: &Engine<'_>,
+    store: &Store,
+    needed: &[bool],
+) -> Result<Vec<NodeStatus>, Failure> {
+    let st = engine.status(needed);
+    store.save_memo().map_err(cache_io)?;
+    Ok(st)
 }
 
 fn dispatch(cli: &Cli, color: bool) -> Result<i32, Failure> {
     match &cli.cmd {
-        Cmd::Check { pipeline } => {
-            let p = load(pipeline, color)?;
-            let fans = p.nodes.iter().filter(|n| n.fan.is_some()).count();
-            println!(
-                "{}: ok ({} nodes, {} instances, {} expanded per fold)",
-                pipeline.display(),
-                p.nodes.len(),
-                p.instances.len(),
-                fans
-            );
-            Ok(0)
-        }
-        Cmd::Dag { pipeline, format } => {
-            let p = load(pipeline, color)?;
-            let f: graph::Format = format.parse()?;
-            let out = graph::render(&p, f);
-            print!("{out}");
-            if !out.ends_with('\n') {
-                println!();
-            }
-            Ok(0)
-        }
+        Cmd::Check { pipeline } => check(pipeline, color),
+        Cmd::Dag { pipeline, format } => dag(pipeline, format, color),
         Cmd::Status {
             pipeline,
             targets,
             json,
-        } => {
-            let p = load(pipeline, color)?;
-            let store = open_store(cli)?;
-            let engine = Engine::new(&p, &store);
-            let needed = engine.needed(targets)?;
-            let st = engine.status(&needed);
-            store.save_memo()?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&st)?);
-            } else {
-                print!("{}", printer::status_table(&st, color));
-            }
-            Ok(0)
-        }
-        Cmd::Run {
-            pipeline,
-            targets,
-            force,
-            dry_run,
-            jobs,
-            quiet,
-            json,
-        } => {
-            let p = load(pipeline, color)?;
-            let store = open_store(cli)?;
-            let engine = Engine::new(&p, &store);
-            if *dry_run {
-                let needed = engine.needed(targets)?;
-                let mut forced = BTreeSet::new();
-                for f in force {
-                    forced.extend(engine.resolve(f)?);
-                }
-                let st = engine.status(&needed);
-                store.save_memo()?;
-                if *json {
-                    println!("{}", serde_json::to_string_pretty(&st)?);
-                } else {
-                    print!("{}", printer::plan(&p, &st, &forced, color));
-                }
-                return Ok(0);
-            }
-            let opts = RunOptions {
-                targets: targets.clone(),
-                force: force.clone(),
-                jobs: *jobs,
-                ..RunOptions::default()
-            };
-            let printer = Printer::new(color, *quiet || *json);
-            let report = engine.run(&opts, &printer)?;
-            printer.finish();
-            if let Err(e) = log::record(&store, pipeline, &p, &report) {
-                eprintln!("warning: the run was not recorded in the history: {e}");
-            }
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                eprint!("{}", printer::summary(&report, *quiet, color));
-                if !*quiet {
-                    use std::io::Write as _;
-                    let _ = std::io::stderr().flush();
-                    print!("{}", printer::closing_tables(&report, &store));
-                }
-            }
-            Ok(if report.ok() { 0 } else { 1 })
-        }
-        Cmd::Path { pipeline, node } => {
-            let p = load(pipeline, color)?;
-            let store = open_store(cli)?;
-            let engine = Engine::new(&p, &store);
-            let hits = engine.resolve(node)?;
-            let needed = engine.needed(std::slice::from_ref(node))?;
-            let st = engine.status(&needed);
-            store.save_memo()?;
-            let mut code = 0;
-            for i in hits {
-                let name = &p.instances[i].name;
-                let s = st.iter().find(|s| &s.instance == name).expect("needed");
-                match (&s.artifact, &s.stale) {
-                    (Some(a), _) => println!("{}", a.dir.display()),
-                    (None, Some(r)) => {
-                        eprintln!("error: `{name}` has no artifact yet: {r}");
-                        code = 1;
-                    }
-                    (None, None) => unreachable!("fresh nodes have artifacts"),
-                }
-            }
-            Ok(code)
-        }
-        Cmd::Diff { a, b, json } => {
-            let pa = diff::load_side(a, color)?;
-            let pb = diff::load_side(b, color)?;
-            let store = open_store(cli)?;
-            let d = crate::report::diff::diff(&pa, a, &pb, b, &store);
-            store.save_memo()?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&d)?);
-            } else {
-                let color = color_stdout(cli);
-                print!("{}", diff::render(&d, color));
-            }
-            Ok(0)
-        }
+        } => status(cli, pipeline, targets, *json, color),
+        Cmd::Run(args) => run(cli, args, color),
+        Cmd::Path { pipeline, node } => path(cli, pipeline, node, color),
+        Cmd::Diff { a, b, json } => diff(cli, a, b, *json, color),
         Cmd::Log {
             pipeline,
             metric,
             json,
-        } => {
-            let store = open_store(cli)?;
-            let name = pipeline
-                .as_deref()
-                .filter(|f| Path::new(f).is_file())
-                .and_then(|f| config::load(Path::new(f), KINDS).ok())
-                .map(|p| p.name);
-            let runs = log::select(&store, pipeline.as_deref().map(|a| (a, name.as_deref())));
-            match (metric, json) {
-                (Some(m), true) => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&log::metric_table(&runs, m))?
-                ),
-                (Some(m), false) => print!("{}", log::render_metric(&log::metric_table(&runs, m))),
-                (None, true) => println!("{}", serde_json::to_string_pretty(&runs)?),
-                (None, false) if runs.is_empty() => println!("no recorded runs"),
-                (None, false) => print!("{}", log::list(&runs)),
-            }
-            Ok(0)
-        }
-        Cmd::Report { pipeline, output } => {
-            let p = load(pipeline, color)?;
-            let store = open_store(cli)?;
-            let html = crate::report::render(&p, &store);
-            store.save_memo()?;
-            std::fs::write(output, &html)
-                .map_err(|e| Failure::Message(format!("cannot write {}: {e}", output.display())))?;
-            println!(
-                "wrote {} ({})",
-                output.display(),
-                printer::bytes(html.len() as u64)
-            );
-            Ok(0)
-        }
+        } => log(cli, pipeline.as_deref(), metric.as_deref(), *json),
+        Cmd::Report { pipeline, output } => report(cli, pipeline, output, color),
         Cmd::Kinds => {
             print!("{}", reference::kinds_markdown());
             Ok(0)
         }
-        Cmd::Gc { pipelines, dry_run } => {
-            let store = open_store(cli)?;
-            let mut live = BTreeSet::new();
-            let mut live_work = BTreeSet::new();
-            for path in pipelines {
-                let p = load(path, color)?;
-                let engine = Engine::new(&p, &store);
-                for s in engine.status(&vec![true; p.instances.len()]) {
-                    live.extend(s.key);
-                    live_work.extend(s.work_key);
-                }
-            }
-            let r = store.gc(&live, &live_work, *dry_run)?;
-            store.save_memo()?;
-            println!(
-                "{} {} object(s) and {} temporary folder(s), {} ({} kept)",
-                if *dry_run { "would remove" } else { "removed" },
-                r.objects,
-                r.temporaries,
-                printer::bytes(r.bytes),
-                r.kept
-            );
-            if r.work + r.derived > 0 {
-                println!(
-                    "{} {} working folder(s) and {} derived file(s)",
-                    if *dry_run {
-                        "would also remove"
-                    } else {
-                        "also removed"
-                    },
-                    r.work,
-                    r.derived
-                );
-            }
-            Ok(0)
+        Cmd::Gc { pipelines, dry_run } => gc(cli, pipelines, *dry_run, color),
+    }
+}
+
+/// `foldwise check`: validates the file and counts its nodes.
+fn check(pipeline: &Path, color: bool) -> Result<i32, Failure> {
+    let p = load(pipeline, color)?;
+    let fans = p.nodes.iter().filter(|n| n.fan.is_some()).count();
+    println!(
+        "{}: ok ({} nodes, {} instances, {} expanded per fold)",
+        pipeline.display(),
+        p.nodes.len(),
+        p.instances.len(),
+        fans
+    );
+    Ok(0)
+}
+
+/// `foldwise dag`: the instance graph as text, dot or mermaid.
+fn dag(pipeline: &Path, format: &str, color: bool) -> Result<i32, Failure> {
+    let p = load(pipeline, color)?;
+    let f: graph::Format = format
+        .parse()
+        .map_err(|m: String| Failure::new("foldwise::usage::graph_format", m))?;
+    let out = graph::render(&p, f);
+    print!("{out}");
+    if !out.ends_with('\n') {
+        println!();
+    }
+    Ok(0)
+}
+
+/// `foldwise status`: whether each needed instance is fresh, and why not.
+fn status(
+    cli: &Cli,
+    pipeline: &Path,
+    targets: &[String],
+    json: bool,
+    color: bool,
+) -> Result<i32, Failure> {
+    let p = load(pipeline, color)?;
+    let store = open_store(cli)?;
+    let engine = Engine::new(&p, &store);
+    let needed = engine.needed(targets)?;
+    let st = status_of(&engine, &store, &needed)?;
+    if json {
+        print_json(&st)?;
+    } else {
+        print!("{}", printer::status_table(&st, color));
+    }
+    Ok(0)
+}
+
+/// `foldwise run`: the plan with `--dry-run`, else the run, its record in
+/// the history, its summary and closing tables.
+fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32, Failure> {
+    let p = load(&args.pipeline, color)?;
+    let store = open_store(cli)?;
+    let engine = Engine::new(&p, &store);
+    if args.dry_run {
+        return dry_run(&p, &engine, &store, args, color);
+    }
+    let opts = RunOptions {
+        targets: args.targets.clone(),
+        force: args.force.clone(),
+        jobs: args.jobs,
+        ..RunOptions::default()
+    };
+    let printer = Printer::new(color, args.quiet || args.json);
+    let report = engine.run(&opts, &printer)?;
+    printer.finish();
+    if let Err(e) = log::record(&store, &args.pipeline, &p, &report) {
+        eprintln!("warning: the run was not recorded in the history: {e}");
+    }
+    if args.json {
+        print_json(&report)?;
+    } else {
+        eprint!("{}", printer::summary(&report, args.quiet, color));
+        if !args.quiet {
+            use std::io::Write as _;
+            let _ = std::io::stderr().flush();
+            print!("{}", printer::closing_tables(&report, &store));
         }
+    }
+    Ok(if report.ok() { 0 } else { 1 })
+}
+
+/// `foldwise run --dry-run`: what would run and why.
+fn dry_run(
+    p: &Pipeline,
+    engine: &Engine<'_>,
+    store: &Store,
+    args: &RunArgs,
+    color: bool,
+) -> Result<i32, Failure> {
+    let needed = engine.needed(&args.targets)?;
+    let mut forced = BTreeSet::new();
+    for f in &args.force {
+        forced.extend(engine.resolve(f)?);
+    }
+    let st = status_of(engine, store, &needed)?;
+    if args.json {
+        print_json(&st)?;
+    } else {
+        print!("{}", printer::plan(p, &st, &forced, color));
+    }
+    Ok(0)
+}
+
+/// `foldwise path`: the artifact folder of each instance `node` names; 1
+/// when one of them has none yet.
+fn path(cli: &Cli, pipeline: &Path, node: &str, color: bool) -> Result<i32, Failure> {
+    let p = load(pipeline, color)?;
+    let store = open_store(cli)?;
+    let engine = Engine::new(&p, &store);
+    let hits = engine.resolve(node)?;
+    let needed = engine.needed(&[node.to_string()])?;
+    let st = status_of(&engine, &store, &needed)?;
+    let mut code = 0;
+    for i in hits {
+        let name = &p.instances[i].name;
+        let s = st.iter().find(|s| &s.instance == name).expect("needed");
+        match (&s.artifact, &s.stale) {
+            (Some(a), _) => println!("{}", a.dir.display()),
+            (None, Some(r)) => {
+                eprintln!("error: `{name}` has no artifact yet: {r}");
+                code = 1;
+            }
+            (None, None) => unreachable!("fresh nodes have artifacts"),
+        }
+    }
+    Ok(code)
+}
+
+/// `foldwise diff A B`.
+fn diff(cli: &Cli, a: &str, b: &str, json: bool, color: bool) -> Result<i32, Failure> {
+    let pa = diff::load_side(a, color)?;
+    let pb = diff::load_side(b, color)?;
+    let store = open_store(cli)?;
+    let d = crate::report::diff::diff(&pa, a, &pb, b, &store);
+    store.save_memo().map_err(cache_io)?;
+    if json {
+        print_json(&d)?;
+    } else {
+        print!("{}", diff::render(&d, color_stdout(cli)));
+    }
+    Ok(0)
+}
+
+/// `foldwise log`: the recorded runs, or one score across them.
+fn log(
+    cli: &Cli,
+    pipeline: Option<&str>,
+    metric: Option<&str>,
+    json: bool,
+) -> Result<i32, Failure> {
+    let store = open_store(cli)?;
+    let name = pipeline
+        .filter(|f| Path::new(f).is_file())
+        .and_then(|f| config::load(Path::new(f), KINDS).ok())
+        .map(|p| p.name);
+    let runs = log::select(&store, pipeline.map(|a| (a, name.as_deref())));
+    match (metric, json) {
+        (Some(m), true) => print_json(&log::metric_table(&runs, m))?,
+        (Some(m), false) => print!("{}", log::render_metric(&log::metric_table(&runs, m))),
+        (None, true) => print_json(&runs)?,
+        (None, false) if runs.is_empty() => println!("no recorded runs"),
+        (None, false) => print!("{}", log::list(&runs)),
+    }
+    Ok(0)
+}
+
+/// `foldwise report`: the HTML report, from the cache.
+fn report(cli: &Cli, pipeline: &Path, output: &Path, color: bool) -> Result<i32, Failure> {
+    let p = load(pipeline, color)?;
+    let store = open_store(cli)?;
+    let html = crate::report::render(&p, &store);
+    store.save_memo().map_err(cache_io)?;
+    std::fs::write(output, &html).map_err(|e| {
+        Failure::new(
+            "foldwise::report::write",
+            format!("cannot write {}: {e}", output.display()),
+        )
+    })?;
+    println!(
+        "wrote {} ({})",
+        output.display(),
+        printer::bytes(html.len() as u64)
+    );
+    Ok(0)
+}
+
+/// `foldwise gc`: removes what no given pipeline's current keys reach.
+fn gc(cli: &Cli, pipelines: &[PathBuf], dry_run: bool, color: bool) -> Result<i32, Failure> {
+    let store = open_store(cli)?;
+    let mut live = BTreeSet::new();
+    let mut live_work = BTreeSet::new();
+    for path in pipelines {
+        let p = load(path, color)?;
+        let engine = Engine::new(&p, &store);
+        for s in engine.status(&vec![true; p.instances.len()]) {
+            live.extend(s.key);
+            live_work.extend(s.work_key);
+        }
+    }
+    let r = store.gc(&live, &live_work, dry_run).map_err(cache_io)?;
+    store.save_memo().map_err(cache_io)?;
+    println!(
+        "{} {} object(s) and {} temporary folder(s), {} ({} kept)",
+        if dry_run { "would remove" } else { "removed" },
+        r.objects,
+        r.temporaries,
+        printer::bytes(r.bytes),
+        r.kept
+    );
+    if r.work + r.derived > 0 {
+        println!(
+            "{} {} working folder(s) and {} derived file(s)",
+            if dry_run {
+                "would also remove"
+            } else {
+                "also removed"
+            },
+            r.work,
+            r.derived
+        );
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(f: Failure, color: bool) -> String {
+        match f {
+            Failure::Diagnostic(d) => render_failure(d.as_ref(), color),
+            Failure::Reported(_) => panic!("not a diagnostic"),
+        }
+    }
+
+    #[test]
+    fn a_failure_prints_its_message_then_its_code_and_help() {
+        let f = Failure::with_help("foldwise::cache::io", "disk full", "free some space");
+        assert_eq!(
+            rendered(f, false),
+            "error: disk full\n  [foldwise::cache::io]\n  help: free some space\n"
+        );
+        let f = Failure::from(EngineError::UnknownTarget {
+            name: "x".into(),
+            suggestion: None,
+        });
+        assert_eq!(
+            rendered(f, false),
+            "error: no node or instance named `x` in the pipeline\n  [foldwise::engine::unknown_target]\n"
+        );
+    }
+
+    #[test]
+    fn colour_only_when_asked() {
+        let f = Failure::new("foldwise::usage::graph_format", "bad");
+        let s = rendered(f, true);
+        assert!(s.starts_with("\x1b[1;31merror:\x1b[0m bad\n"), "{s:?}");
+        assert!(s.contains("\x1b[2m[foldwise::usage::graph_format]\x1b[0m"));
     }
 }

@@ -240,47 +240,87 @@ fn join(paths: &[PathBuf], what: &str) -> Result<OsString, NodeError> {
     })
 }
 
+/// Where a program is looked for.
+const PROGRAM_HELP: &str = "a bare program name is looked up on PATH; a name with a `/` is taken relative to the pipeline file's folder";
+
+/// The program to run, prepared but not configured.
+struct Program {
+    cmd: std::process::Command,
+    /// The name errors use for it.
+    name: String,
+    /// Whether a bare program name is looked up on `PATH`.
+    searched: bool,
+}
+
 fn run(ctx: &RunCtx<'_>, p: &CommandParams) -> Result<(), NodeError> {
-    // The program and the name errors use for it.
-    let (mut cmd, name, searched) = match (&p.argv, &p.shell) {
+    let Program {
+        mut cmd,
+        name,
+        searched,
+    } = program(ctx.base_dir, p)?;
+    for (i, d) in p.deps.iter().enumerate() {
+        let path = resolve_path(ctx.base_dir, d);
+        if !path.exists() {
+            return Err(
+                NodeError::file(&path, format!("`deps[{i}]` does not exist"))
+                    .with_help("`deps` paths are relative to the pipeline file's folder"),
+            );
+        }
+    }
+    cmd.current_dir(ctx.base_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    set_environment(&mut cmd, ctx, p)?;
+    let (status, err_tail) = run_to_end(cmd, &name, searched, ctx.progress)?;
+    if status.success() {
+        return Ok(());
+    }
+    Err(failure(&name, status, &err_tail))
+}
+
+/// `argv[0]` with its arguments (relative to `base_dir` when it contains a
+/// `/`), or `sh -c TEXT`.
+fn program(base_dir: &Path, p: &CommandParams) -> Result<Program, NodeError> {
+    match (&p.argv, &p.shell) {
         (Some(argv), None) if !argv.is_empty() && !argv[0].is_empty() => {
             let prog = &argv[0];
             let searched = !prog.contains('/');
             let path = if searched {
                 PathBuf::from(prog)
             } else {
-                resolve_path(ctx.base_dir, prog)
+                resolve_path(base_dir, prog)
             };
             let mut cmd = std::process::Command::new(path);
             cmd.args(&argv[1..]);
-            (cmd, prog.clone(), searched)
+            Ok(Program {
+                cmd,
+                name: prog.clone(),
+                searched,
+            })
         }
         (None, Some(text)) => {
             let mut cmd = std::process::Command::new("sh");
             cmd.arg("-c").arg(text);
-            (cmd, format!("sh -c {:?}", shorten(text, 60)), true)
+            Ok(Program {
+                cmd,
+                name: format!("sh -c {:?}", shorten(text, 60)),
+                searched: true,
+            })
         }
-        _ => {
-            return Err(NodeError::new(
-                "foldwise::command::params",
-                "internal: `command` needs exactly one of `argv` and a non-empty `shell`",
-            ))
-        }
-    };
-    for (i, d) in p.deps.iter().enumerate() {
-        let path = resolve_path(ctx.base_dir, d);
-        if !path.exists() {
-            return Err(NodeError::file(
-                &path,
-                format!("`deps[{i}]` does not exist"),
-            ));
-        }
+        _ => Err(NodeError::new(
+            "foldwise::command::params",
+            "internal: `command` needs exactly one of `argv` and a non-empty `shell`",
+        )),
     }
+}
 
-    cmd.current_dir(ctx.base_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+/// The `env` table and the `FOLDWISE_*` variables the module docs list.
+fn set_environment(
+    cmd: &mut std::process::Command,
+    ctx: &RunCtx<'_>,
+    p: &CommandParams,
+) -> Result<(), NodeError> {
     cmd.envs(&p.env);
     cmd.env("FOLDWISE_OUT", absolute(ctx.out));
     for input in p.inputs.keys() {
@@ -317,21 +357,36 @@ fn run(ctx: &RunCtx<'_>, p: &CommandParams) -> Result<(), NodeError> {
         Some(f) => cmd.env("FOLDWISE_FOLD", f.to_string()),
         None => cmd.env_remove("FOLDWISE_FOLD"),
     };
+    Ok(())
+}
 
+/// Starts the program and waits for it, showing its output as progress;
+/// returns its exit status and the last [`STDERR_TAIL`] lines of stderr.
+fn run_to_end(
+    mut cmd: std::process::Command,
+    name: &str,
+    searched: bool,
+    progress: &dyn Progress,
+) -> Result<(std::process::ExitStatus, VecDeque<String>), NodeError> {
     let mut child = cmd.spawn().map_err(|e| {
+        let not_found = e.kind() == std::io::ErrorKind::NotFound;
         let reason = match e.kind() {
             std::io::ErrorKind::NotFound if searched => "program not found on PATH".to_string(),
             std::io::ErrorKind::NotFound => "program not found".to_string(),
             _ => e.to_string(),
         };
-        NodeError::new(
+        let err = NodeError::new(
             "foldwise::command::start",
             format!("cannot start `{name}`: {reason}"),
-        )
+        );
+        if not_found {
+            err.with_help(PROGRAM_HELP)
+        } else {
+            err
+        }
     })?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
-    let progress = ctx.progress;
     let (status, err_tail) = std::thread::scope(|s| {
         let out_reader = s.spawn(move || read_tail(stdout, 0, progress));
         let err_reader = s.spawn(move || read_tail(stderr, STDERR_TAIL, progress));
@@ -346,9 +401,12 @@ fn run(ctx: &RunCtx<'_>, p: &CommandParams) -> Result<(), NodeError> {
             format!("waiting for `{name}`: {e}"),
         )
     })?;
-    if status.success() {
-        return Ok(());
-    }
+    Ok((status, err_tail))
+}
+
+/// ``command `NAME` exited with status N`` (or the signal that killed it),
+/// then the last lines of its stderr.
+fn failure(name: &str, status: std::process::ExitStatus, err_tail: &VecDeque<String>) -> NodeError {
     let how = match status.code() {
         Some(code) => format!("exited with status {code}"),
         None => {
@@ -364,12 +422,12 @@ fn run(ctx: &RunCtx<'_>, p: &CommandParams) -> Result<(), NodeError> {
         msg.push_str(" (nothing on stderr)");
     } else {
         msg.push_str("; last lines of its stderr:");
-        for line in &err_tail {
+        for line in err_tail {
             msg.push_str("\n  ");
             msg.push_str(line);
         }
     }
-    Err(NodeError::new("foldwise::command::failed", msg))
+    NodeError::new("foldwise::command::failed", msg)
 }
 
 /// Reads `stream` to its end, showing each line as progress and keeping the
@@ -458,6 +516,16 @@ mod tests {
         (Run { base, out }, r)
     }
 
+    /// Runs `params` from an empty pipeline folder, with no inputs and no fold.
+    fn run_plain(params: Value) -> (Run, Result<(), NodeError>) {
+        run_cmd(tempfile::tempdir().unwrap(), params, BTreeMap::new(), None)
+    }
+
+    /// The error text of running `params` as [`run_plain`] does.
+    fn failure_text(params: Value) -> String {
+        run_plain(params).1.unwrap_err().to_string()
+    }
+
     fn env_file(out: &Path) -> BTreeMap<String, String> {
         fs::read_to_string(out.join("env.txt"))
             .unwrap()
@@ -544,12 +612,8 @@ mod tests {
 
     #[test]
     fn no_fold_no_fold_variable() {
-        let (r, res) = run_cmd(
-            tempfile::tempdir().unwrap(),
-            json!({"argv": ["sh", "-c", "env -0 > \"$FOLDWISE_OUT/env.txt\""]}),
-            BTreeMap::new(),
-            None,
-        );
+        let (r, res) =
+            run_plain(json!({"argv": ["sh", "-c", "env -0 > \"$FOLDWISE_OUT/env.txt\""]}));
         res.unwrap();
         let env = env_file(r.out.path());
         assert!(!env.contains_key("FOLDWISE_FOLD"));
@@ -584,11 +648,8 @@ mod tests {
 
     #[test]
     fn failure_reports_status_and_stderr_tail() {
-        let (r, res) = run_cmd(
-            tempfile::tempdir().unwrap(),
+        let (r, res) = run_plain(
             json!({"shell": "echo out; for i in $(seq 1 30); do echo err$i >&2; done; exit 3"}),
-            BTreeMap::new(),
-            None,
         );
         let mut want = String::from(
             "command `sh -c \"echo out; for i in $(seq 1 30); do echo err$i >&2; done; exi…\"` exited with status 3; last lines of its stderr:",
@@ -599,52 +660,28 @@ mod tests {
         assert_eq!(res.unwrap_err().to_string(), want);
         assert_eq!(fs::read_dir(r.out.path()).unwrap().count(), 0);
 
-        let (_r, res) = run_cmd(
-            tempfile::tempdir().unwrap(),
-            json!({"argv": ["sh", "-c", "exit 7"]}),
-            BTreeMap::new(),
-            None,
-        );
         assert_eq!(
-            res.unwrap_err().to_string(),
+            failure_text(json!({"argv": ["sh", "-c", "exit 7"]})),
             "command `sh` exited with status 7 (nothing on stderr)"
         );
     }
 
     #[test]
     fn killed_by_signal() {
-        let (_r, res) = run_cmd(
-            tempfile::tempdir().unwrap(),
-            json!({"argv": ["sh", "-c", "kill -9 $$"]}),
-            BTreeMap::new(),
-            None,
-        );
         assert_eq!(
-            res.unwrap_err().to_string(),
+            failure_text(json!({"argv": ["sh", "-c", "kill -9 $$"]})),
             "command `sh` was killed by signal 9 (nothing on stderr)"
         );
     }
 
     #[test]
     fn program_not_found() {
-        let (_r, res) = run_cmd(
-            tempfile::tempdir().unwrap(),
-            json!({"argv": ["foldwise-no-such-program-xyz", "--x"]}),
-            BTreeMap::new(),
-            None,
-        );
         assert_eq!(
-            res.unwrap_err().to_string(),
+            failure_text(json!({"argv": ["foldwise-no-such-program-xyz", "--x"]})),
             "cannot start `foldwise-no-such-program-xyz`: program not found on PATH"
         );
-        let (_r, res) = run_cmd(
-            tempfile::tempdir().unwrap(),
-            json!({"argv": ["./missing.sh"]}),
-            BTreeMap::new(),
-            None,
-        );
         assert_eq!(
-            res.unwrap_err().to_string(),
+            failure_text(json!({"argv": ["./missing.sh"]})),
             "cannot start `./missing.sh`: program not found"
         );
     }
@@ -652,13 +689,9 @@ mod tests {
     #[test]
     fn long_output_is_drained() {
         // More than a pipe buffer on both streams, and one huge line.
-        let (_r, res) = run_cmd(
-            tempfile::tempdir().unwrap(),
+        let e = failure_text(
             json!({"shell": "seq 1 200000; seq 1 200000 >&2; head -c 100000 /dev/zero | tr '\\0' x >&2; echo >&2; exit 1"}),
-            BTreeMap::new(),
-            None,
         );
-        let e = res.unwrap_err().to_string();
         let lines: Vec<_> = e.lines().collect();
         assert_eq!(lines.len(), 1 + STDERR_TAIL, "{}", shorten(&e, 300));
         assert_eq!(lines[STDERR_TAIL - 1], "  200000");
@@ -668,21 +701,12 @@ mod tests {
 
     #[test]
     fn missing_dep_and_missing_input() {
-        let (_r, res) = run_cmd(
-            tempfile::tempdir().unwrap(),
-            json!({"argv": ["true"], "deps": ["gone.py"]}),
-            BTreeMap::new(),
-            None,
-        );
-        let e = res.unwrap_err().to_string();
+        let e = failure_text(json!({"argv": ["true"], "deps": ["gone.py"]}));
         assert!(e.ends_with("gone.py: `deps[0]` does not exist"), "{e}");
-        let (_r, res) = run_cmd(
-            tempfile::tempdir().unwrap(),
-            json!({"argv": ["true"], "inputs": {"x": "up"}}),
-            BTreeMap::new(),
-            None,
+        assert_eq!(
+            failure_text(json!({"argv": ["true"], "inputs": {"x": "up"}})),
+            "missing input `inputs.x`"
         );
-        assert_eq!(res.unwrap_err().to_string(), "missing input `inputs.x`");
     }
 
     #[test]

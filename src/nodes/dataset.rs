@@ -43,7 +43,7 @@ use serde_json::Value;
 use crate::artifact::dataset::{DataIndex, DataItem, IMAGES_DIR};
 #[allow(unused_imports)]
 use crate::kind::schema::{float_range, int_min, int_range, Dflt, Param, Ty, RATIO};
-use crate::kind::{Kind, NodeError, RunCtx};
+use crate::kind::{Kind, NodeError, Progress, RunCtx};
 
 /// How many problems an error lists in full before it only counts the rest.
 pub const MAX_REPORTED: usize = 10;
@@ -142,68 +142,25 @@ impl Problems {
     }
 }
 
+/// A label file as read: its path and its labels (`None` when it could not
+/// be read as a whole).
+type LabelFile = (PathBuf, Option<LabelMap>);
+
+/// An image file name and its label, if the data set is labelled.
+type Entry = (String, Option<Label>);
+
 fn run(ctx: &RunCtx<'_>, p: &DatasetParams) -> Result<(), NodeError> {
     let folder = resolve_path(ctx.base_dir, &p.images);
     let mut problems = Problems::default();
-
     let names = list_images(&folder, &mut problems)?;
-
-    // Labels, when given.
     let labels = match &p.labels {
         None => None,
-        Some(l) => {
-            let path = resolve_path(ctx.base_dir, l);
-            let format = match p.labels_format.as_str() {
-                "auto" => label_format_of(&path)?,
-                other => other,
-            };
-            let text = fs::read(&path).map_err(|e| NodeError::io(&path, e))?;
-            let text = String::from_utf8_lossy(&text);
-            let map = match format {
-                "csv" => read_csv(&text, &path, &mut problems),
-                _ => read_mchar(&text, &path, &mut problems),
-            };
-            Some((path, map))
-        }
+        Some(l) => Some(read_labels(ctx.base_dir, l, p, &mut problems)?),
     };
-
-    // Match images and labels. A label file that could not be read as a
-    // whole (a syntax error, a wrong header) gives no per-image problems:
-    // its one problem says it all.
-    let mut items: Vec<(String, Option<Label>)> = Vec::with_capacity(names.len());
-    match &labels {
-        None => items.extend(names.iter().map(|n| (n.clone(), None))),
-        Some((_, None)) => {}
-        Some((label_path, Some(map))) => {
-            let present: BTreeSet<&str> = names.iter().map(String::as_str).collect();
-            for name in map.keys() {
-                if !present.contains(name.as_str()) {
-                    problems.push(
-                        label_path,
-                        format!(
-                            "label for `{name}`, but there is no such image in {}",
-                            folder.display()
-                        ),
-                    );
-                }
-            }
-            for name in &names {
-                match map.get(name) {
-                    Some(Some(l)) => items.push((name.clone(), Some(l.clone()))),
-                    // A malformed entry: already reported.
-                    Some(None) => {}
-                    None if p.unlabelled == "skip" => {}
-                    None => problems.push(
-                        &folder.join(name),
-                        format!(
-                            "no label in {} (set `unlabelled = \"skip\"` to leave such images out)",
-                            label_path.display()
-                        ),
-                    ),
-                }
-            }
-        }
-    }
+    let mut items = match &labels {
+        None => names.iter().map(|n| (n.clone(), None)).collect(),
+        Some(file) => match_labels(&names, file, &folder, p, &mut problems),
+    };
     if let Some(limit) = p.limit {
         items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     }
@@ -218,44 +175,135 @@ fn run(ctx: &RunCtx<'_>, p: &DatasetParams) -> Result<(), NodeError> {
             ),
         ));
     }
-
-    // Decode every kept image fully, in parallel.
-    ctx.progress.set_total(items.len() as u64);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(ctx.threads.max(1))
-        .build()
-        .map_err(|e| {
-            NodeError::new(
-                "foldwise::dataset::threads",
-                format!("cannot start worker threads: {e}"),
-            )
-        })?;
-    let sizes: Vec<Result<(u32, u32), String>> = pool.install(|| {
-        items
-            .par_iter()
-            .map(|(name, _)| {
-                let r = decode_size(&folder.join(name));
-                ctx.progress.inc(1);
-                r
-            })
-            .collect()
-    });
+    let pool = worker_pool(ctx.threads)?;
+    let sizes = decode_sizes(&pool, &folder, &items, ctx.progress);
     for ((name, _), r) in items.iter().zip(&sizes) {
         if let Err(e) = r {
             problems.push(&folder.join(name), e.clone());
         }
     }
     problems.into_result()?;
+    write_artifact(&pool, &folder, ctx.out, items, sizes, labels.is_some())
+}
 
-    // Write the artifact.
-    let images_out = ctx.out.join(IMAGES_DIR);
+/// Reads the label file `labels` (relative to `base_dir`) in the format
+/// `p.labels_format` names or its extension implies; problems in it go to
+/// `problems`.
+fn read_labels(
+    base_dir: &Path,
+    labels: &str,
+    p: &DatasetParams,
+    problems: &mut Problems,
+) -> Result<LabelFile, NodeError> {
+    let path = resolve_path(base_dir, labels);
+    let format = match p.labels_format.as_str() {
+        "auto" => label_format_of(&path)?,
+        other => other,
+    };
+    let text = fs::read(&path).map_err(|e| NodeError::io(&path, e))?;
+    let text = String::from_utf8_lossy(&text);
+    let map = match format {
+        "csv" => read_csv(&text, &path, problems),
+        _ => read_mchar(&text, &path, problems),
+    };
+    Ok((path, map))
+}
+
+/// Pairs image names with their labels: a label without an image and (unless
+/// `unlabelled = "skip"`) an image without a label are problems. A label
+/// file that could not be read as a whole (a syntax error, a wrong header)
+/// gives no per-image problems: its one problem says it all.
+fn match_labels(
+    names: &[String],
+    (label_path, map): &LabelFile,
+    folder: &Path,
+    p: &DatasetParams,
+    problems: &mut Problems,
+) -> Vec<Entry> {
+    let Some(map) = map else {
+        return Vec::new();
+    };
+    let present: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+    for name in map.keys() {
+        if !present.contains(name.as_str()) {
+            problems.push(
+                label_path,
+                format!(
+                    "label for `{name}`, but there is no such image in {}",
+                    folder.display()
+                ),
+            );
+        }
+    }
+    let mut items = Vec::with_capacity(names.len());
+    for name in names {
+        match map.get(name) {
+            Some(Some(l)) => items.push((name.clone(), Some(l.clone()))),
+            // A malformed entry: already reported.
+            Some(None) => {}
+            None if p.unlabelled == "skip" => {}
+            None => problems.push(
+                &folder.join(name),
+                format!(
+                    "no label in {} (set `unlabelled = \"skip\"` to leave such images out)",
+                    label_path.display()
+                ),
+            ),
+        }
+    }
+    items
+}
+
+/// A pool of `threads` (at least 1) worker threads.
+fn worker_pool(threads: usize) -> Result<rayon::ThreadPool, NodeError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .map_err(|e| {
+            NodeError::new(
+                "foldwise::dataset::threads",
+                format!("cannot start worker threads: {e}"),
+            )
+        })
+}
+
+/// Decodes every kept image fully, in parallel: its size, or why not.
+fn decode_sizes(
+    pool: &rayon::ThreadPool,
+    folder: &Path,
+    items: &[Entry],
+    progress: &dyn Progress,
+) -> Vec<Result<(u32, u32), String>> {
+    progress.set_total(items.len() as u64);
+    pool.install(|| {
+        items
+            .par_iter()
+            .map(|(name, _)| {
+                let r = decode_size(&folder.join(name));
+                progress.inc(1);
+                r
+            })
+            .collect()
+    })
+}
+
+/// Writes the artifact into `out`: the images (linked or copied) and the
+/// index, `sizes` holding every image's decoded size.
+fn write_artifact(
+    pool: &rayon::ThreadPool,
+    folder: &Path,
+    out: &Path,
+    items: Vec<Entry>,
+    sizes: Vec<Result<(u32, u32), String>>,
+    labelled: bool,
+) -> Result<(), NodeError> {
+    let images_out = out.join(IMAGES_DIR);
     fs::create_dir_all(&images_out).map_err(|e| NodeError::io(&images_out, e))?;
     pool.install(|| {
         items
             .par_iter()
             .try_for_each(|(name, _)| link_or_copy(&folder.join(name), &images_out.join(name)))
     })?;
-    let labelled = labels.is_some();
     let index = DataIndex {
         labelled,
         items: items
@@ -277,7 +325,7 @@ fn run(ctx: &RunCtx<'_>, p: &DatasetParams) -> Result<(), NodeError> {
             })
             .collect(),
     };
-    index.save(ctx.out)
+    index.save(out)
 }
 
 /// The image file names directly inside `folder`, sorted.
@@ -308,10 +356,11 @@ fn list_images(folder: &Path, problems: &mut Problems) -> Result<Vec<String>, No
         }
     }
     if names.is_empty() && problems.0.is_empty() {
-        return Err(NodeError::file(
-            folder,
-            "no images (png, jpg, jpeg) in this folder",
-        ));
+        return Err(
+            NodeError::file(folder, "no images (png, jpg, jpeg) in this folder").with_help(
+                "only files directly inside the folder count, not those in its sub-folders",
+            ),
+        );
     }
     names.sort();
     Ok(names)
@@ -656,6 +705,40 @@ mod tests {
         r.expect_err("expected an error").to_string()
     }
 
+    /// The artifact of a successful run and its index.
+    fn loaded(run: (tempfile::TempDir, Result<(), NodeError>)) -> (tempfile::TempDir, DataIndex) {
+        let (out, r) = run;
+        r.unwrap();
+        let idx = DataIndex::load(out.path()).unwrap();
+        (out, idx)
+    }
+
+    /// [`three_images`] with a label file `file` holding `text`.
+    fn with_labels(file: &str, text: &str) -> tempfile::TempDir {
+        let d = three_images();
+        fs::write(d.path().join(file), text).unwrap();
+        d
+    }
+
+    /// Runs on `d`'s `imgs` with the label file `file` and the `extra`
+    /// parameters.
+    fn run_labelled(
+        d: &tempfile::TempDir,
+        file: &str,
+        extra: Value,
+    ) -> (tempfile::TempDir, Result<(), NodeError>) {
+        let mut params = json!({"images": "imgs", "labels": file});
+        for (k, v) in extra.as_object().unwrap() {
+            params[k] = v.clone();
+        }
+        run_with(d.path(), params)
+    }
+
+    /// A one-problem error about `rel` (relative to `d`): `PATH: message`.
+    fn at(d: &tempfile::TempDir, rel: &str, message: &str) -> String {
+        format!("{}: {message}", d.path().join(rel).display())
+    }
+
     /// A folder `imgs` with a.png (20x10), b.png (30x12), c.png (8x8).
     fn three_images() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
@@ -669,17 +752,13 @@ mod tests {
 
     #[test]
     fn reads_mchar_labels_with_boxes_and_float_numbers() {
-        let d = three_images();
-        fs::write(
-            d.path().join("l.json"),
+        let d = with_labels(
+            "l.json",
             r#"{"a.png": {"label": [1, 9], "left": [1, 5.5], "top": [0, 0], "width": [3, 3], "height": [9, 9]},
                 "b.png": {"label": [0.0]},
                 "c.png": {"label": 7, "left": 1, "top": 2, "width": 3, "height": 4}}"#,
-        )
-        .unwrap();
-        let (out, r) = run_with(d.path(), json!({"images": "imgs", "labels": "l.json"}));
-        r.unwrap();
-        let idx = DataIndex::load(out.path()).unwrap();
+        );
+        let (out, idx) = loaded(run_labelled(&d, "l.json", json!({})));
         assert!(idx.labelled);
         let files: Vec<_> = idx.items.iter().map(|i| i.file.as_str()).collect();
         assert_eq!(files, ["a.png", "b.png", "c.png"]);
@@ -697,33 +776,21 @@ mod tests {
 
     #[test]
     fn reads_csv_labels_quoted_crlf_trailing_blank() {
-        let d = three_images();
-        fs::write(
-            d.path().join("l.csv"),
+        let d = with_labels(
+            "l.csv",
             "file_name,file_code\r\n\"a.png\",\"019\"\r\nb.png,5\r\nc.png, 42 \r\n\r\n",
-        )
-        .unwrap();
-        let (out, r) = run_with(d.path(), json!({"images": "imgs", "labels": "l.csv"}));
-        r.unwrap();
-        let idx = DataIndex::load(out.path()).unwrap();
+        );
+        let (_out, idx) = loaded(run_labelled(&d, "l.csv", json!({})));
         let codes: Vec<_> = idx.items.iter().map(|i| i.code()).collect();
         assert_eq!(codes, ["019", "5", "42"]);
     }
 
     #[test]
     fn explicit_format_overrides_extension() {
-        let d = three_images();
-        fs::write(
-            d.path().join("l.txt"),
-            "file_name,file_code\na.png,1\nb.png,2\nc.png,3\n",
-        )
-        .unwrap();
-        let (_o, r) = run_with(
-            d.path(),
-            json!({"images": "imgs", "labels": "l.txt", "labels_format": "csv"}),
-        );
+        let d = with_labels("l.txt", "file_name,file_code\na.png,1\nb.png,2\nc.png,3\n");
+        let (_o, r) = run_labelled(&d, "l.txt", json!({"labels_format": "csv"}));
         r.unwrap();
-        let (_o, r) = run_with(d.path(), json!({"images": "imgs", "labels": "l.txt"}));
+        let (_o, r) = run_labelled(&d, "l.txt", json!({}));
         let l = d.path().join("l.txt");
         assert_eq!(
             err_text(r),
@@ -744,9 +811,7 @@ mod tests {
         fs::create_dir(imgs.join("deeper")).unwrap();
         png_rgb(&imgs.join("deeper/z.png"), 4, 4);
         png_rgb(&imgs.join("D.PNG"), 5, 6);
-        let (out, r) = run_with(d.path(), json!({"images": "imgs"}));
-        r.unwrap();
-        let idx = DataIndex::load(out.path()).unwrap();
+        let (out, idx) = loaded(run_with(d.path(), json!({"images": "imgs"})));
         assert!(!idx.labelled);
         let files: Vec<_> = idx.items.iter().map(|i| i.file.as_str()).collect();
         assert_eq!(files, ["D.PNG", "a.png", "b.png", "c.png"]);
@@ -774,9 +839,7 @@ mod tests {
         ImageBuffer::from_fn(6, 8, |x, _| Luma([x as u8 * 30]))
             .save(imgs.join("grey.jpeg"))
             .unwrap();
-        let (out, r) = run_with(d.path(), json!({"images": "imgs"}));
-        r.unwrap();
-        let idx = DataIndex::load(out.path()).unwrap();
+        let (_out, idx) = loaded(run_with(d.path(), json!({"images": "imgs"})));
         let sizes: Vec<_> = idx
             .items
             .iter()
@@ -829,40 +892,26 @@ mod tests {
 
     #[test]
     fn limit_keeps_first_images_by_name_after_matching() {
-        let d = three_images();
-        fs::write(
-            d.path().join("l.csv"),
-            "file_name,file_code\nb.png,2\nc.png,3\n",
-        )
-        .unwrap();
-        let (out, r) = run_with(
-            d.path(),
-            json!({"images": "imgs", "labels": "l.csv", "unlabelled": "skip", "limit": 1}),
-        );
-        r.unwrap();
-        let idx = DataIndex::load(out.path()).unwrap();
+        let d = with_labels("l.csv", "file_name,file_code\nb.png,2\nc.png,3\n");
+        let (out, idx) = loaded(run_labelled(
+            &d,
+            "l.csv",
+            json!({"unlabelled": "skip", "limit": 1}),
+        ));
         assert_eq!(idx.items.len(), 1);
         assert_eq!(idx.items[0].file, "b.png");
         assert!(!out.path().join("images/a.png").exists());
         assert!(!out.path().join("images/c.png").exists());
 
-        let (out, r) = run_with(d.path(), json!({"images": "imgs", "limit": 2}));
-        r.unwrap();
-        let idx = DataIndex::load(out.path()).unwrap();
+        let (_out, idx) = loaded(run_with(d.path(), json!({"images": "imgs", "limit": 2})));
         let files: Vec<_> = idx.items.iter().map(|i| i.file.as_str()).collect();
         assert_eq!(files, ["a.png", "b.png"]);
     }
 
     #[test]
     fn unlabelled_skip_drops_images_without_labels() {
-        let d = three_images();
-        fs::write(d.path().join("l.json"), r#"{"c.png": {"label": [4, 2]}}"#).unwrap();
-        let (out, r) = run_with(
-            d.path(),
-            json!({"images": "imgs", "labels": "l.json", "unlabelled": "skip"}),
-        );
-        r.unwrap();
-        let idx = DataIndex::load(out.path()).unwrap();
+        let d = with_labels("l.json", r#"{"c.png": {"label": [4, 2]}}"#);
+        let (_out, idx) = loaded(run_labelled(&d, "l.json", json!({"unlabelled": "skip"})));
         assert_eq!(idx.items.len(), 1);
         assert_eq!(idx.items[0].code(), "42");
         assert!(idx.labelled);
@@ -870,59 +919,37 @@ mod tests {
 
     #[test]
     fn skip_leaving_nothing_is_an_error() {
-        let d = three_images();
-        fs::write(d.path().join("l.csv"), "file_name,file_code\n").unwrap();
-        let (_o, r) = run_with(
-            d.path(),
-            json!({"images": "imgs", "labels": "l.csv", "unlabelled": "skip"}),
-        );
-        let imgs = d.path().join("imgs");
-        assert_eq!(
-            err_text(r),
-            format!(
-                "{}: no image in this folder has a label in {}",
-                imgs.display(),
-                d.path().join("l.csv").display()
-            )
-        );
+        let d = with_labels("l.csv", "file_name,file_code\n");
+        let (_o, r) = run_labelled(&d, "l.csv", json!({"unlabelled": "skip"}));
+        let l = d.path().join("l.csv");
+        let want = format!("no image in this folder has a label in {}", l.display());
+        assert_eq!(err_text(r), at(&d, "imgs", &want));
     }
 
     #[test]
-    fn image_without_label_is_an_error() {
-        let d = three_images();
-        fs::write(
-            d.path().join("l.csv"),
-            "file_name,file_code\na.png,1\nc.png,3\n",
-        )
-        .unwrap();
-        let (_o, r) = run_with(d.path(), json!({"images": "imgs", "labels": "l.csv"}));
-        assert_eq!(
-            err_text(r),
-            format!(
-                "{}: no label in {} (set `unlabelled = \"skip\"` to leave such images out)",
-                d.path().join("imgs/b.png").display(),
-                d.path().join("l.csv").display()
-            )
-        );
-    }
-
-    #[test]
-    fn label_for_missing_image_is_an_error() {
-        let d = three_images();
-        fs::write(
-            d.path().join("l.csv"),
-            "file_name,file_code\na.png,1\nb.png,2\nc.png,3\nzz.png,4\n",
-        )
-        .unwrap();
-        let (_o, r) = run_with(d.path(), json!({"images": "imgs", "labels": "l.csv"}));
-        assert_eq!(
-            err_text(r),
-            format!(
-                "{}: label for `zz.png`, but there is no such image in {}",
-                d.path().join("l.csv").display(),
-                d.path().join("imgs").display()
-            )
-        );
+    fn unmatched_images_and_labels_are_errors() {
+        // (CSV rows, the file the error is about, its message with `{l}` for
+        // the label file and `{imgs}` for the image folder)
+        let cases = [
+            (
+                "a.png,1\nc.png,3\n",
+                "imgs/b.png",
+                "no label in {l} (set `unlabelled = \"skip\"` to leave such images out)",
+            ),
+            (
+                "a.png,1\nb.png,2\nc.png,3\nzz.png,4\n",
+                "l.csv",
+                "label for `zz.png`, but there is no such image in {imgs}",
+            ),
+        ];
+        for (rows, about, message) in cases {
+            let d = with_labels("l.csv", &format!("file_name,file_code\n{rows}"));
+            let (_o, r) = run_labelled(&d, "l.csv", json!({}));
+            let want = message
+                .replace("{l}", &d.path().join("l.csv").display().to_string())
+                .replace("{imgs}", &d.path().join("imgs").display().to_string());
+            assert_eq!(err_text(r), at(&d, about, &want));
+        }
     }
 
     #[test]
@@ -955,9 +982,8 @@ mod tests {
 
     #[test]
     fn malformed_mchar_entries_are_reported_together() {
-        let d = three_images();
-        fs::write(
-            d.path().join("l.json"),
+        let d = with_labels(
+            "l.json",
             r#"{"a.png": {"label": [1, 2], "left": [1, 2, 3], "top": [0, 0], "width": [1, 1], "height": [1, 1]},
                 "b.png": {"label": [1, 12]},
                 "c.png": {"label": []},
@@ -965,9 +991,8 @@ mod tests {
                 "e.png": {"label": ["x"]},
                 "f.png": {"boxes": []},
                 "g.png": [1]}"#,
-        )
-        .unwrap();
-        let (_o, r) = run_with(d.path(), json!({"images": "imgs", "labels": "l.json"}));
+        );
+        let (_o, r) = run_labelled(&d, "l.json", json!({}));
         let l = d.path().join("l.json");
         let l = l.display();
         let imgs = d.path().join("imgs");
@@ -999,44 +1024,36 @@ mod tests {
 
     #[test]
     fn json_syntax_error_has_line_and_column() {
-        let d = three_images();
-        fs::write(
-            d.path().join("l.json"),
-            "{\n  \"a.png\": {\"label\": [1,]}\n}",
-        )
-        .unwrap();
-        let (_o, r) = run_with(d.path(), json!({"images": "imgs", "labels": "l.json"}));
+        let d = with_labels("l.json", "{\n  \"a.png\": {\"label\": [1,]}\n}");
+        let (_o, r) = run_labelled(&d, "l.json", json!({}));
         // Only the syntax error: no "no label" problem for every image.
         assert_eq!(
             err_text(r),
-            format!(
-                "{}: JSON syntax error at line 2, column 25: trailing comma",
-                d.path().join("l.json").display()
+            at(
+                &d,
+                "l.json",
+                "JSON syntax error at line 2, column 25: trailing comma"
             )
         );
         fs::write(d.path().join("l.json"), "[1, 2]").unwrap();
-        let (_o, r) = run_with(
-            d.path(),
-            json!({"images": "imgs", "labels": "l.json", "unlabelled": "skip"}),
-        );
+        let (_o, r) = run_labelled(&d, "l.json", json!({"unlabelled": "skip"}));
         assert_eq!(
             err_text(r),
-            format!(
-                "{}: expected a JSON object mapping image file names to label entries",
-                d.path().join("l.json").display()
+            at(
+                &d,
+                "l.json",
+                "expected a JSON object mapping image file names to label entries"
             )
         );
     }
 
     #[test]
     fn malformed_csv_lines_are_reported_with_line_numbers() {
-        let d = three_images();
-        fs::write(
-            d.path().join("l.csv"),
+        let d = with_labels(
+            "l.csv",
             "file_name,file_code\na.png,1x2\nb.png,2,3\nc.png,\n\"d.png,4\nc.png,5\nc.png,6\n",
-        )
-        .unwrap();
-        let (_o, r) = run_with(d.path(), json!({"images": "imgs", "labels": "l.csv"}));
+        );
+        let (_o, r) = run_labelled(&d, "l.csv", json!({}));
         let l = d.path().join("l.csv");
         let l = l.display();
         // Images with a malformed entry get no second "no label" problem.
@@ -1054,17 +1071,14 @@ mod tests {
 
     #[test]
     fn csv_needs_the_header() {
-        let d = three_images();
-        fs::write(d.path().join("l.csv"), "name,code\na.png,1\n").unwrap();
-        let (_o, r) = run_with(
-            d.path(),
-            json!({"images": "imgs", "labels": "l.csv", "unlabelled": "skip"}),
-        );
+        let d = with_labels("l.csv", "name,code\na.png,1\n");
+        let (_o, r) = run_labelled(&d, "l.csv", json!({"unlabelled": "skip"}));
         assert_eq!(
             err_text(r),
-            format!(
-                "{}: line 1: expected the header `file_name,file_code`, found `name,code`",
-                d.path().join("l.csv").display()
+            at(
+                &d,
+                "l.csv",
+                "line 1: expected the header `file_name,file_code`, found `name,code`"
             )
         );
     }
@@ -1077,17 +1091,11 @@ mod tests {
         let (_o, r) = run_with(d.path(), json!({"images": "empty"}));
         assert_eq!(
             err_text(r),
-            format!(
-                "{}: no images (png, jpg, jpeg) in this folder",
-                d.path().join("empty").display()
-            )
+            at(&d, "empty", "no images (png, jpg, jpeg) in this folder")
         );
         let (_o, r) = run_with(d.path(), json!({"images": "nope"}));
         let e = err_text(r);
-        assert!(
-            e.starts_with(&format!("{}: ", d.path().join("nope").display())),
-            "{e}"
-        );
+        assert!(e.starts_with(&at(&d, "nope", "")), "{e}");
     }
 
     #[test]
@@ -1127,9 +1135,10 @@ mod tests {
             return;
         };
         let dir = dir.as_path();
-        let (out, r) = run_with(dir, json!({"images": ".", "labels": "labels.csv"}));
-        r.unwrap();
-        let idx = DataIndex::load(out.path()).unwrap();
+        let (_out, idx) = loaded(run_with(
+            dir,
+            json!({"images": ".", "labels": "labels.csv"}),
+        ));
         assert!(idx.labelled);
         assert_eq!(idx.items.len(), 17);
         let it = idx
@@ -1141,12 +1150,10 @@ mod tests {
         assert_eq!(it.code(), "19");
         assert!(idx.items.iter().all(|i| !i.code().is_empty()));
 
-        let (out, r) = run_with(
+        let (_out, idx) = loaded(run_with(
             dir,
             json!({"images": ".", "labels": "labels.json", "unlabelled": "skip"}),
-        );
-        r.unwrap();
-        let idx = DataIndex::load(out.path()).unwrap();
+        ));
         assert_eq!(idx.items.len(), 2);
         assert_eq!(idx.items[0].boxes.as_ref().unwrap().len(), 2);
     }
@@ -1161,9 +1168,10 @@ mod tests {
             println!("skipped: ../shared/data not present");
             return;
         }
-        let (out, r) = run_with(dir, json!({"images": "val", "labels": "val.json"}));
-        r.unwrap();
-        let idx = DataIndex::load(out.path()).unwrap();
+        let (_out, idx) = loaded(run_with(
+            dir,
+            json!({"images": "val", "labels": "val.json"}),
+        ));
         assert_eq!(idx.items.len(), 1000);
         assert!(idx.items.iter().all(|i| {
             let n = i.label.as_ref().unwrap().len();

@@ -78,10 +78,14 @@ impl Kind for Synthetic {
     }
     fn run(&self, ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         if let Some(issue) = check_params(ctx.params).into_iter().next() {
-            return Err(NodeError::new(
+            let e = NodeError::new(
                 "foldwise::synthetic::params",
                 format!("parameter `{}`: {}", issue.path, issue.message),
-            ));
+            );
+            return Err(match issue.help {
+                Some(help) => e.with_help(help),
+                None => e,
+            });
         }
         let params: SyntheticParams = ctx.typed()?;
         let job = || write_dataset(&params, ctx.seed, ctx.out, ctx.progress).map(|_| ());
@@ -248,6 +252,10 @@ struct Cell {
 
 /// Renders plate `index` of the data set for `seed`: the image, its label
 /// and its per-digit boxes `[left, top, width, height]` (pixels, integers).
+///
+/// The steps draw from the plate's random stream in a fixed order (label,
+/// look, colours, layout, pose, frame, background, clutter, blur, noise):
+/// reordering them changes every generated plate.
 pub fn render_plate(
     p: &SyntheticParams,
     seed: u64,
@@ -261,116 +269,9 @@ pub fn render_plate(
     };
     let look = Look::sample(style, &mut rng);
     let colours = sample_colours(&mut rng);
-
-    // Layout: cells left to right, digit height 1, y down.
-    let gap = look.aspect * rng.range_f32(0.08, 0.4);
-    let mut cells = Vec::with_capacity(label.len());
-    let mut x = 0.0f32;
-    for &d in &label {
-        let w = look.cell_width(d) * rng.range_f32(0.96, 1.04);
-        let y = rng.range_f32(-0.025, 0.025);
-        cells.push(Cell { d, x, y, w });
-        x += w + (gap + look.aspect * rng.range_f32(-0.05, 0.05)).max(0.02);
-    }
-    let text_right = cells.last().map_or(0.0, |c| c.x + c.w);
-    let (left_n, right_n) = if rng.chance(p.neighbours) {
-        match rng.below(3) {
-            0 => (true, false),
-            1 => (false, true),
-            _ => (true, true),
-        }
-    } else {
-        (false, false)
-    };
-    let mut neighbour = |side_left: bool| {
-        let d = rng.below(10) as u8;
-        let w = look.cell_width(d);
-        let x = if side_left {
-            -gap - w
-        } else {
-            text_right + gap
-        };
-        Cell { d, x, y: 0.0, w }
-    };
-    let left_cell = left_n.then(|| neighbour(true));
-    let right_cell = right_n.then(|| neighbour(false));
-
-    // Slant and rotation.
-    let shear = if p.shear > 0.0 {
-        rng.range_f32(-(p.shear as f32), p.shear as f32)
-    } else {
-        0.0
-    };
-    let theta = if p.rotation > 0.0 {
-        rng.range_f32(-(p.rotation as f32), p.rotation as f32)
-            .to_radians()
-    } else {
-        0.0
-    };
-    let sh = move |q: Pt| -> Pt { [q[0] + shear * (0.5 - q[1]), q[1]] };
-    let (sin, cos) = theta.sin_cos();
-    let mut frame = Frame {
-        c: [text_right / 2.0, 0.5],
-        cos,
-        sin,
-        k: 1.0,
-        origin: [0.0, 0.0],
-    };
-    let cell_box = |frame: &Frame, c: &Cell| -> [f32; 4] {
-        [
-            [c.x, c.y],
-            [c.x + c.w, c.y],
-            [c.x, c.y + 1.0],
-            [c.x + c.w, c.y + 1.0],
-        ]
-        .iter()
-        .map(|&q| frame.to_px(sh(q)))
-        .fold([f32::MAX, f32::MAX, f32::MIN, f32::MIN], |a, p| {
-            [
-                a[0].min(p[0]),
-                a[1].min(p[1]),
-                a[2].max(p[0]),
-                a[3].max(p[1]),
-            ]
-        })
-    };
-    let u = cells.iter().map(|c| cell_box(&frame, c)).fold(
-        [f32::MAX, f32::MAX, f32::MIN, f32::MIN],
-        |a, b| {
-            [
-                a[0].min(b[0]),
-                a[1].min(b[1]),
-                a[2].max(b[2]),
-                a[3].max(b[3]),
-            ]
-        },
-    );
-    let top = u[1] - rng.range_f32(0.1, 0.45);
-    let bottom = u[3] + rng.range_f32(0.1, 0.45);
-    let cut = |c: &Option<Cell>, margin: f32, vis: f32, left: bool| -> f32 {
-        match c {
-            Some(c) => {
-                let b = cell_box(&frame, c);
-                if left {
-                    (b[2] - vis * (b[2] - b[0])).min(u[0] - 0.03)
-                } else {
-                    (b[0] + vis * (b[2] - b[0])).max(u[2] + 0.03)
-                }
-            }
-            None if left => u[0] - margin,
-            None => u[2] + margin,
-        }
-    };
-    let (ml, vl) = (rng.range_f32(0.1, 0.45), rng.range_f32(0.25, 0.55));
-    let (mr, vr) = (rng.range_f32(0.1, 0.45), rng.range_f32(0.25, 0.55));
-    let left = cut(&left_cell, ml, vl, true);
-    let right = cut(&right_cell, mr, vr, false);
-    let (hmin, hmax) = p.height_range();
-    let h = rng.int_in(hmin as i64, hmax as i64) as usize;
-    frame.k = h as f32 / (bottom - top);
-    frame.origin = [left, top];
-    let w = (((right - left) * frame.k).round() as usize).max(8);
-
+    let layout = Layout::sample(p, &look, &label, &mut rng);
+    let mut pose = Pose::sample(p, layout.text_right, &mut rng);
+    let (w, h) = pose.fit(p, &layout, &mut rng);
     let mut canvas = Canvas::gradient(
         w,
         h,
@@ -383,17 +284,198 @@ pub fn render_plate(
             clutter(&mut canvas, &mut rng, &colours);
         }
     }
-    for c in cells
-        .iter()
-        .chain(left_cell.iter())
-        .chain(right_cell.iter())
-    {
+    for c in layout.all_cells() {
         let mut prims = look.glyph(c.d, c.x, c.y, c.w);
         for pr in &mut prims {
-            pr.map(sh);
+            pr.map(|q| pose.slant(q));
         }
-        canvas.fill_prims(&frame, &prims, colours.fg, 1.0);
+        canvas.fill_prims(&pose.frame, &prims, colours.fg, 1.0);
     }
+    degrade(&mut canvas, p, &mut rng);
+    let boxes = layout
+        .cells
+        .iter()
+        .map(|c| pixel_box(pose.cell_box(c), w, h))
+        .collect();
+    (canvas.to_image(), label, boxes)
+}
+
+/// The glyph cells of a plate in layout units: its own digits, left to
+/// right, and the neighbouring digits cut by the plate edges, if any.
+struct Layout {
+    cells: Vec<Cell>,
+    left: Option<Cell>,
+    right: Option<Cell>,
+    /// The right edge of the last own digit.
+    text_right: f32,
+}
+
+impl Layout {
+    /// Cells left to right (digit height 1, y down) with jittered widths,
+    /// baselines and gaps, then the neighbours (chance `p.neighbours`).
+    fn sample(p: &SyntheticParams, look: &Look, label: &[u8], rng: &mut Rng) -> Layout {
+        let gap = look.aspect * rng.range_f32(0.08, 0.4);
+        let mut cells = Vec::with_capacity(label.len());
+        let mut x = 0.0f32;
+        for &d in label {
+            let w = look.cell_width(d) * rng.range_f32(0.96, 1.04);
+            let y = rng.range_f32(-0.025, 0.025);
+            cells.push(Cell { d, x, y, w });
+            x += w + (gap + look.aspect * rng.range_f32(-0.05, 0.05)).max(0.02);
+        }
+        let text_right = cells.last().map_or(0.0, |c| c.x + c.w);
+        let (left_n, right_n) = if rng.chance(p.neighbours) {
+            match rng.below(3) {
+                0 => (true, false),
+                1 => (false, true),
+                _ => (true, true),
+            }
+        } else {
+            (false, false)
+        };
+        let mut neighbour = |side_left: bool| {
+            let d = rng.below(10) as u8;
+            let w = look.cell_width(d);
+            let x = if side_left {
+                -gap - w
+            } else {
+                text_right + gap
+            };
+            Cell { d, x, y: 0.0, w }
+        };
+        let left = left_n.then(|| neighbour(true));
+        let right = right_n.then(|| neighbour(false));
+        Layout {
+            cells,
+            left,
+            right,
+            text_right,
+        }
+    }
+
+    /// Every cell to draw: own digits, then the left and right neighbours.
+    fn all_cells(&self) -> impl Iterator<Item = &Cell> {
+        self.cells
+            .iter()
+            .chain(self.left.iter())
+            .chain(self.right.iter())
+    }
+}
+
+/// The slant and the layout → pixel frame of a plate.
+struct Pose {
+    shear: f32,
+    frame: Frame,
+}
+
+impl Pose {
+    /// Draws the shear and rotation; the frame's scale and origin are set
+    /// by [`Pose::fit`].
+    fn sample(p: &SyntheticParams, text_right: f32, rng: &mut Rng) -> Pose {
+        let shear = if p.shear > 0.0 {
+            rng.range_f32(-(p.shear as f32), p.shear as f32)
+        } else {
+            0.0
+        };
+        let theta = if p.rotation > 0.0 {
+            rng.range_f32(-(p.rotation as f32), p.rotation as f32)
+                .to_radians()
+        } else {
+            0.0
+        };
+        let (sin, cos) = theta.sin_cos();
+        let frame = Frame {
+            c: [text_right / 2.0, 0.5],
+            cos,
+            sin,
+            k: 1.0,
+            origin: [0.0, 0.0],
+        };
+        Pose { shear, frame }
+    }
+
+    /// A layout point after the horizontal shear.
+    fn slant(&self, q: Pt) -> Pt {
+        [q[0] + self.shear * (0.5 - q[1]), q[1]]
+    }
+
+    /// The bounding box `[left, top, right, bottom]` of a cell in the frame.
+    fn cell_box(&self, c: &Cell) -> [f32; 4] {
+        [
+            [c.x, c.y],
+            [c.x + c.w, c.y],
+            [c.x, c.y + 1.0],
+            [c.x + c.w, c.y + 1.0],
+        ]
+        .iter()
+        .map(|&q| self.frame.to_px(self.slant(q)))
+        .fold(EMPTY_BOX, |a, p| union(a, [p[0], p[1], p[0], p[1]]))
+    }
+
+    /// Draws the margins, the visible share of each neighbour and the plate
+    /// height, then scales and places the frame so that the plate spans
+    /// `(width, height)` pixels; returns that size.
+    fn fit(&mut self, p: &SyntheticParams, layout: &Layout, rng: &mut Rng) -> (usize, usize) {
+        let u = layout
+            .cells
+            .iter()
+            .map(|c| self.cell_box(c))
+            .fold(EMPTY_BOX, union);
+        let top = u[1] - rng.range_f32(0.1, 0.45);
+        let bottom = u[3] + rng.range_f32(0.1, 0.45);
+        let cut = |c: &Option<Cell>, margin: f32, vis: f32, left: bool| -> f32 {
+            match c {
+                Some(c) => {
+                    let b = self.cell_box(c);
+                    if left {
+                        (b[2] - vis * (b[2] - b[0])).min(u[0] - 0.03)
+                    } else {
+                        (b[0] + vis * (b[2] - b[0])).max(u[2] + 0.03)
+                    }
+                }
+                None if left => u[0] - margin,
+                None => u[2] + margin,
+            }
+        };
+        let (ml, vl) = (rng.range_f32(0.1, 0.45), rng.range_f32(0.25, 0.55));
+        let (mr, vr) = (rng.range_f32(0.1, 0.45), rng.range_f32(0.25, 0.55));
+        let left = cut(&layout.left, ml, vl, true);
+        let right = cut(&layout.right, mr, vr, false);
+        let (hmin, hmax) = p.height_range();
+        let h = rng.int_in(hmin as i64, hmax as i64) as usize;
+        self.frame.k = h as f32 / (bottom - top);
+        self.frame.origin = [left, top];
+        let w = (((right - left) * self.frame.k).round() as usize).max(8);
+        (w, h)
+    }
+}
+
+/// The start of a [`union`] fold: contains nothing.
+const EMPTY_BOX: [f32; 4] = [f32::MAX, f32::MAX, f32::MIN, f32::MIN];
+
+/// The smallest box `[left, top, right, bottom]` holding both.
+fn union(a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
+    [
+        a[0].min(b[0]),
+        a[1].min(b[1]),
+        a[2].max(b[2]),
+        a[3].max(b[3]),
+    ]
+}
+
+/// A `[left, top, right, bottom]` box as a `[left, top, width, height]`
+/// label box: rounded to whole pixels and clipped to the `w`×`h` image.
+fn pixel_box(b: [f32; 4], w: usize, h: usize) -> [f32; 4] {
+    let l = b[0].round().clamp(0.0, w as f32);
+    let t = b[1].round().clamp(0.0, h as f32);
+    let r = b[2].round().clamp(0.0, w as f32);
+    let bt = b[3].round().clamp(0.0, h as f32);
+    [l, t, r - l, bt - t]
+}
+
+/// Blurs (sigma up to `p.blur`, skipped under 0.25) and noises (amplitude
+/// up to `p.noise`) the painted plate.
+fn degrade(canvas: &mut Canvas, p: &SyntheticParams, rng: &mut Rng) {
     if p.blur > 0.0 {
         let sigma = rng.range_f32(0.0, p.blur as f32);
         if sigma >= 0.25 {
@@ -402,21 +484,8 @@ pub fn render_plate(
     }
     if p.noise > 0.0 {
         let amp = rng.range_f32(0.0, p.noise as f32);
-        canvas.noise(&mut rng, amp);
+        canvas.noise(rng, amp);
     }
-
-    let boxes = cells
-        .iter()
-        .map(|c| {
-            let b = cell_box(&frame, c);
-            let l = b[0].round().clamp(0.0, w as f32);
-            let t = b[1].round().clamp(0.0, h as f32);
-            let r = b[2].round().clamp(0.0, w as f32);
-            let bt = b[3].round().clamp(0.0, h as f32);
-            [l, t, r - l, bt - t]
-        })
-        .collect();
-    (canvas.to_image(), label, boxes)
 }
 
 /// A clean specimen of `digits` in `style` (typical look, black on white,
@@ -509,14 +578,21 @@ fn clutter(canvas: &mut Canvas, rng: &mut Rng, colours: &render::Colours) {
 
 /// Encodes an RGB image as PNG with fixed settings (byte-stable).
 pub fn encode_png(img: &RgbImage) -> Result<Vec<u8>, image::ImageError> {
+    encode_png_with(img, CompressionType::Default)
+}
+
+/// Encodes an RGB image as PNG with `compression` and adaptive filtering.
+pub fn encode_png_with(
+    img: &RgbImage,
+    compression: CompressionType,
+) -> Result<Vec<u8>, image::ImageError> {
     let mut buf = Vec::new();
-    PngEncoder::new_with_quality(&mut buf, CompressionType::Default, FilterType::Adaptive)
-        .write_image(
-            img.as_raw(),
-            img.width(),
-            img.height(),
-            image::ExtendedColorType::Rgb8,
-        )?;
+    PngEncoder::new_with_quality(&mut buf, compression, FilterType::Adaptive).write_image(
+        img.as_raw(),
+        img.width(),
+        img.height(),
+        image::ExtendedColorType::Rgb8,
+    )?;
     Ok(buf)
 }
 

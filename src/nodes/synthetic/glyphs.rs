@@ -350,17 +350,11 @@ impl Look {
             Style::Segment => (rng.range_f32(0.48, 0.58), rng.range_f32(0.09, 0.125), 2.0),
             Style::Rounded => (rng.range_f32(0.56, 0.66), rng.range_f32(0.085, 0.11), 2.0),
         };
-        let thin = match style {
-            Style::Serif => thick * rng.range_f32(0.3, 0.45),
-            _ => thick,
+        let contrast = match style {
+            Style::Serif => rng.range_f32(0.3, 0.45),
+            _ => 1.0,
         };
-        Look {
-            style,
-            aspect,
-            thick,
-            thin,
-            square,
-        }
+        Look::new(style, aspect, thick, contrast, square)
     }
 
     /// The middle of the ranges `sample` draws from (specimens).
@@ -372,16 +366,17 @@ impl Look {
             Style::Segment => (0.53, 0.1075, 2.0),
             Style::Rounded => (0.61, 0.0975, 2.0),
         };
-        let thin = if style == Style::Serif {
-            thick * 0.375
-        } else {
-            thick
-        };
+        let contrast = if style == Style::Serif { 0.375 } else { 1.0 };
+        Look::new(style, aspect, thick, contrast, square)
+    }
+
+    /// A look whose thin strokes are `contrast` times the thick ones.
+    fn new(style: Style, aspect: f32, thick: f32, contrast: f32, square: f32) -> Look {
         Look {
             style,
             aspect,
             thick,
-            thin,
+            thin: thick * contrast,
             square,
         }
     }
