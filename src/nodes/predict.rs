@@ -61,11 +61,11 @@ use serde_json::{json, Value};
 
 use crate::artifact::dataset::DataIndex;
 use crate::artifact::probs;
+use crate::artifact::split::load_fold;
 use crate::imaging::{self, Augment, DecodedSet, Norm};
 use crate::kind::schema::{float_range, int_min, Dflt, Param, Ty};
 use crate::kind::{codes, InputArtifact, Kind, NodeError, ParamIssue, RunCtx};
 use crate::model::Model;
-use crate::nodes::split::load_fold;
 use crate::predictions::{code_string, decode, ensemble, Probs};
 
 /// The mean probabilities of a prediction artifact.

@@ -57,11 +57,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::artifact::dataset::DataIndex;
+use crate::artifact::split::{load_fold, SUMMARY_FILE};
 use crate::imaging::{self, Augment, DecodedSet, Norm};
 use crate::kind::schema::{float_range, int_min, int_range, Dflt, Param, Ty};
 use crate::kind::{codes, Kind, NodeError, ParamIssue, RunCtx};
 use crate::model::{Arch, Model, ModelConfig, ModelError, Optimizer, BLANK};
-use crate::nodes::split::{load_fold, SUMMARY_FILE};
 use crate::predictions::{decode, metrics, Probs, CLASSES};
 use crate::rng::Rng;
 
