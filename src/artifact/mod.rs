@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::kind::NodeError;
 
 pub mod dataset;
+pub mod model;
 pub mod probs;
 pub mod split;
 

@@ -30,6 +30,9 @@ use crate::kind::schema::{float_range, int_min, int_range, Dflt, Param, Ty, RATI
 use crate::kind::{Kind, NodeError, RunCtx};
 use crate::rng::Rng;
 
+/// Items by bucket key (a code length, or 0 for all).
+type Buckets = BTreeMap<usize, Vec<usize>>;
+
 /// Stream id for [`Rng::derive`]: the split's shuffles (one per bucket).
 const RNG_STREAM: u64 = 0x5b11_7000;
 
@@ -152,8 +155,8 @@ fn compute(
 
 /// The items bucketed by code length (`lengths`; one bucket without), each
 /// bucket shuffled with its own derived stream.
-fn shuffled_buckets(lengths: Option<&[usize]>, n: usize, seed: u64) -> BTreeMap<usize, Vec<usize>> {
-    let mut buckets: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+fn shuffled_buckets(lengths: Option<&[usize]>, n: usize, seed: u64) -> Buckets {
+    let mut buckets: Buckets = BTreeMap::new();
     for i in 0..n {
         buckets
             .entry(lengths.map_or(0, |l| l[i]))
@@ -168,12 +171,7 @@ fn shuffled_buckets(lengths: Option<&[usize]>, n: usize, seed: u64) -> BTreeMap<
 
 /// `k` folds: the buckets dealt round-robin, the deal continuing across
 /// buckets.
-fn kfold(
-    buckets: &BTreeMap<usize, Vec<usize>>,
-    n: usize,
-    k: usize,
-    node: &str,
-) -> Result<Vec<Fold>, NodeError> {
+fn kfold(buckets: &Buckets, n: usize, k: usize, node: &str) -> Result<Vec<Fold>, NodeError> {
     if k > n {
         return Err(NodeError::new(
             "foldwise::split::too_few",
@@ -190,12 +188,7 @@ fn kfold(
 
 /// One fold holding out `round(ratio * n)` items, shared between the
 /// buckets by largest remainder.
-fn holdout(
-    buckets: &BTreeMap<usize, Vec<usize>>,
-    n: usize,
-    ratio: f64,
-    node: &str,
-) -> Result<Vec<Fold>, NodeError> {
+fn holdout(buckets: &Buckets, n: usize, ratio: f64, node: &str) -> Result<Vec<Fold>, NodeError> {
     let total = (ratio * n as f64).round() as usize;
     if total == 0 || total >= n {
         let empty = if total == 0 { "valid" } else { "train" };
@@ -255,11 +248,7 @@ fn fold_of(valid_of: &[usize], f: usize) -> Fold {
 /// Shares `total` held-out items between the buckets in proportion to their
 /// sizes: floors first, then one more to the largest remainders (ties: the
 /// shorter code length first).
-fn largest_remainder(
-    buckets: &BTreeMap<usize, Vec<usize>>,
-    ratio: f64,
-    total: usize,
-) -> Vec<usize> {
+fn largest_remainder(buckets: &Buckets, ratio: f64, total: usize) -> Vec<usize> {
     let exact: Vec<f64> = buckets.values().map(|b| ratio * b.len() as f64).collect();
     let mut quotas: Vec<usize> = exact.iter().map(|x| x.floor() as usize).collect();
     let mut order: Vec<usize> = (0..exact.len()).collect();
