@@ -13,14 +13,14 @@
 //! deviation with `normalise = "imagenet"` ([`input_norm`]; recorded in
 //! `train.json`, which `predict` follows).
 //!
-//! Learning rate: per batch, by the schedule [`schedule`] describes; under
+//! Learning rate: per batch, as the `schedule` submodule describes; under
 //! `cosine-restarts` the model at the end of each cycle is a snapshot and
 //! the number of epochs is cycle_epochs × cycles (`epochs` is dropped).
 //!
 //! Writes a train artifact ([`crate::artifact::model`]: the final model,
 //! `metrics.json`, `train.json`, and the snapshots); in the working folder
-//! (`ctx.work`, never hashed) the per-epoch checkpoints ([`checkpoint`])
-//! and `timings.json`.
+//! (`ctx.work`, never hashed) the per-epoch checkpoints (the `checkpoint`
+//! submodule) and `timings.json`.
 //!
 //! Guarantees:
 //! - deterministic: the same data, fold, parameters and seed give

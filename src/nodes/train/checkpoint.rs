@@ -1,7 +1,7 @@
 //! The `train` kind's checkpoints in its working folder (never hashed):
 //! after every epoch `e`, `epoch-<e>.safetensors` (the model) and then
-//! `epoch-<e>.json` (a [`CheckpointInfo`]: the metrics so far, bit-exactly,
-//! and the timings), the JSON making the checkpoint count.
+//! `epoch-<e>.json` (the metrics so far, bit-exactly, and the timings),
+//! the JSON making the checkpoint count.
 //!
 //! Guarantees: a checkpoint is found only when complete (both files, the
 //! JSON consistent with its epoch, and the checkpoints of every earlier
