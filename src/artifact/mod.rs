@@ -17,7 +17,9 @@ use serde::Serialize;
 use crate::kind::NodeError;
 
 pub mod dataset;
+pub mod model;
 pub mod probs;
+pub mod split;
 
 /// Writes `bytes` to `path` atomically (see the module documentation).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {

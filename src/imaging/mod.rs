@@ -31,7 +31,6 @@
 use std::path::Path;
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use crate::kind::NodeError;
 use crate::rng::Rng;
@@ -41,6 +40,8 @@ pub mod cache;
 pub mod decode;
 pub mod resize;
 
+/// The input normalisation is part of the train artifact's format.
+pub use crate::artifact::model::Norm;
 pub use augment::{to_input, Augment};
 pub use cache::{decode_set, shared_set, DecodedSet};
 pub use decode::{decode_rgb, RgbImage};
@@ -48,44 +49,6 @@ pub use resize::resize_rgb;
 
 /// Channels of every image here (RGB).
 pub const CHANNELS: usize = 3;
-
-/// Per-channel normalisation: `x = (v / 255 - mean[c]) / std[c]` for a
-/// pixel value `v` in 0..=255. The default (mean 0.5, std 0.5) maps pixels
-/// to [-1, 1].
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Norm {
-    pub mean: [f32; 3],
-    pub std: [f32; 3],
-}
-
-impl Default for Norm {
-    fn default() -> Self {
-        Norm {
-            mean: [0.5; 3],
-            std: [0.5; 3],
-        }
-    }
-}
-
-impl Norm {
-    /// The ImageNet statistics, for backbones trained with them.
-    pub fn imagenet() -> Norm {
-        Norm {
-            mean: [0.485, 0.456, 0.406],
-            std: [0.229, 0.224, 0.225],
-        }
-    }
-
-    /// (scale, bias) per channel such that `x = v * scale + bias` for a
-    /// pixel value `v` in 0..=255.
-    pub fn affine(&self) -> [(f32, f32); 3] {
-        std::array::from_fn(|c| {
-            let s = 1.0 / (255.0 * self.std[c]);
-            (s, -self.mean[c] / self.std[c])
-        })
-    }
-}
 
 /// Writes a u8 HWC RGB image as normalised f32 CHW into `out`
 /// (`out.len() == 3 * h * w`).

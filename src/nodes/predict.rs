@@ -60,12 +60,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::artifact::dataset::DataIndex;
-use crate::artifact::probs;
-use crate::imaging::{self, Augment, DecodedSet, Norm};
+use crate::artifact::model::{self, Summary as TrainSummary};
+use crate::artifact::split::load_fold;
+use crate::artifact::{probs, read_json};
+use crate::imaging::{self, Augment, DecodedSet};
 use crate::kind::schema::{float_range, int_min, Dflt, Param, Ty};
 use crate::kind::{codes, InputArtifact, Kind, NodeError, ParamIssue, RunCtx};
 use crate::model::Model;
-use crate::nodes::split::load_fold;
 use crate::predictions::{code_string, decode, ensemble, Probs};
 
 /// The mean probabilities of a prediction artifact.
@@ -333,31 +334,6 @@ impl Snapshots {
     }
 }
 
-/// One entry of a train artifact's `snapshots.json`.
-#[derive(Debug, Clone, Deserialize)]
-struct SnapshotEntry {
-    cycle: u64,
-    #[serde(default)]
-    valid_seq_acc: Option<f64>,
-}
-
-/// The shape facts of a train artifact's `train.json`.
-#[derive(Debug, Clone, Deserialize)]
-struct TrainSummary {
-    heads: usize,
-    height: usize,
-    width: usize,
-    /// The size the train node decoded its data at (input + its `margin`);
-    /// prediction decodes at the same size, so round 0 is exactly the view
-    /// validation saw.
-    decoded_height: u32,
-    decoded_width: u32,
-    #[serde(default)]
-    norm: Option<Norm>,
-    #[serde(default)]
-    length_head: bool,
-}
-
 /// One model file chosen from a train artifact.
 #[derive(Debug, Clone)]
 struct ModelFile {
@@ -370,33 +346,40 @@ struct ModelFile {
     valid_seq_acc: Option<f64>,
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T, NodeError> {
-    let bytes = fs::read(path).map_err(|e| NodeError::io(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| NodeError::file(path, format!("not {what}: {e}")))
+impl ModelFile {
+    /// The final model of the train artifact `input`; its validation
+    /// accuracy is the last epoch's (unknown when the metrics are unreadable).
+    fn final_of(input: &InputArtifact) -> ModelFile {
+        let valid_seq_acc = model::read_metrics(&input.dir)
+            .ok()
+            .and_then(|rows| rows.last().map(|e| e.valid_seq_acc));
+        ModelFile {
+            node: input.node.clone(),
+            snapshot: "final".into(),
+            cycle: None,
+            path: input.dir.join(model::MODEL_FILE),
+            valid_seq_acc,
+        }
+    }
+
+    /// The snapshot model of the train artifact `input` that `s` lists.
+    fn snapshot_of(input: &InputArtifact, s: &model::Snapshot) -> ModelFile {
+        ModelFile {
+            node: input.node.clone(),
+            snapshot: format!("c{}", s.cycle),
+            cycle: Some(s.cycle as u64),
+            path: input.dir.join(model::snapshot_file(s.cycle)),
+            valid_seq_acc: Some(s.valid_seq_acc),
+        }
+    }
 }
 
 /// Selects the model files of one train artifact.
 fn select_models(input: &InputArtifact, sel: &Snapshots) -> Result<Vec<ModelFile>, NodeError> {
     if *sel == Snapshots::Final {
-        let metrics = input.dir.join("metrics.json");
-        let valid_seq_acc = fs::read(&metrics)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .and_then(|v| {
-                v.as_array()
-                    .and_then(|a| a.last())
-                    .and_then(|e| e.get("valid_seq_acc"))
-                    .and_then(Value::as_f64)
-            });
-        return Ok(vec![ModelFile {
-            node: input.node.clone(),
-            snapshot: "final".into(),
-            cycle: None,
-            path: input.dir.join("model.safetensors"),
-            valid_seq_acc,
-        }]);
+        return Ok(vec![ModelFile::final_of(input)]);
     }
-    let list_path = input.dir.join("snapshots.json");
+    let list_path = input.dir.join(model::SNAPSHOTS_FILE);
     if !list_path.exists() {
         return Err(NodeError::file(
             &list_path,
@@ -406,9 +389,9 @@ fn select_models(input: &InputArtifact, sel: &Snapshots) -> Result<Vec<ModelFile
             ),
         ));
     }
-    let mut all: Vec<SnapshotEntry> = read_json(&list_path, "a snapshot list")?;
+    let mut all = model::read_snapshots(&input.dir)?;
     all.sort_by_key(|e| e.cycle);
-    let chosen: Vec<SnapshotEntry> = match sel {
+    let chosen: Vec<model::Snapshot> = match sel {
         Snapshots::Final => unreachable!("handled above"),
         Snapshots::All => all,
         Snapshots::Last(m) | Snapshots::Best(m) if *m > all.len() => {
@@ -418,24 +401,11 @@ fn select_models(input: &InputArtifact, sel: &Snapshots) -> Result<Vec<ModelFile
             ))
         }
         Snapshots::Last(m) => all[all.len() - m..].to_vec(),
-        Snapshots::Best(m) => {
-            let mut by_acc = all.clone();
-            // Best first; unknown accuracy last; ties go to the later cycle.
-            by_acc.sort_by(|a, b| {
-                let (x, y) = (
-                    a.valid_seq_acc.unwrap_or(f64::NEG_INFINITY),
-                    b.valid_seq_acc.unwrap_or(f64::NEG_INFINITY),
-                );
-                y.total_cmp(&x).then(b.cycle.cmp(&a.cycle))
-            });
-            let mut top: Vec<SnapshotEntry> = by_acc.into_iter().take(*m).collect();
-            top.sort_by_key(|e| e.cycle);
-            top
-        }
+        Snapshots::Best(m) => best_snapshots(all, *m),
         Snapshots::Cycles(cycles) => {
             let mut out = Vec::new();
             for c in cycles {
-                match all.iter().find(|e| e.cycle == *c) {
+                match all.iter().find(|e| e.cycle as u64 == *c) {
                     Some(e) => out.push(e.clone()),
                     None => {
                         return Err(NodeError::file(
@@ -455,18 +425,23 @@ fn select_models(input: &InputArtifact, sel: &Snapshots) -> Result<Vec<ModelFile
         }
     };
     Ok(chosen
-        .into_iter()
-        .map(|e| ModelFile {
-            node: input.node.clone(),
-            snapshot: format!("c{}", e.cycle),
-            cycle: Some(e.cycle),
-            path: input
-                .dir
-                .join("snapshots")
-                .join(format!("cycle-{}.safetensors", e.cycle)),
-            valid_seq_acc: e.valid_seq_acc,
-        })
+        .iter()
+        .map(|s| ModelFile::snapshot_of(input, s))
         .collect())
+}
+
+/// The `m` snapshots of best validation accuracy (ties: the later cycle),
+/// in cycle order.
+fn best_snapshots(all: Vec<model::Snapshot>, m: usize) -> Vec<model::Snapshot> {
+    let mut by_acc = all;
+    by_acc.sort_by(|a, b| {
+        b.valid_seq_acc
+            .total_cmp(&a.valid_seq_acc)
+            .then(b.cycle.cmp(&a.cycle))
+    });
+    let mut top: Vec<model::Snapshot> = by_acc.into_iter().take(m).collect();
+    top.sort_by_key(|e| e.cycle);
+    top
 }
 
 /// One predicted item: its index in the data index and its file name.

@@ -1,13 +1,6 @@
 //! The `split` node kind: a hold-out or k-fold split of a data artifact,
-//! stratified by code length, seeded.
-//!
-//! Artifact layout:
-//! - `folds/fold-{i}.json` for each fold `i` (a hold-out writes only
-//!   `folds/fold-0.json`): `{"train": [..], "valid": [..]}`, indices into the
-//!   data index's `items`, each list sorted ascending;
-//! - `split.json`: a summary (method, k or ratio, stratify, item count, per
-//!   fold the train/valid counts and the valid part's counts per code
-//!   length, and the data's counts per code length).
+//! stratified by code length, seeded. The artifact's layout, reading and
+//! writing are [`crate::artifact::split`]'s.
 //!
 //! Guarantees:
 //! - deterministic: the same data, parameters and seed give byte-identical
@@ -24,26 +17,21 @@
 //!   buckets by largest remainder);
 //! - `k` does not enter a hold-out's key and `ratio` does not enter a
 //!   k-fold's key ([`Kind::canonical`] drops them).
-//!
-//! Nodes that follow a split read their fold with [`load_fold`].
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::artifact::dataset::DataIndex;
+use crate::artifact::split::{self as artifact, fold_file, Fold, FoldSummary, Summary};
 #[allow(unused_imports)]
 use crate::kind::schema::{float_range, int_min, int_range, Dflt, Param, Ty, RATIO};
-use crate::kind::{InputArtifact, Kind, NodeError, RunCtx};
+use crate::kind::{Kind, NodeError, RunCtx};
 use crate::rng::Rng;
 
-/// Folder of the fold files inside a split artifact.
-pub const FOLDS_DIR: &str = "folds";
-/// The summary file inside a split artifact.
-pub const SUMMARY_FILE: &str = "split.json";
+/// Items by bucket key (a code length, or 0 for all).
+type Buckets = BTreeMap<usize, Vec<usize>>;
 
 /// Stream id for [`Rng::derive`]: the split's shuffles (one per bucket).
 const RNG_STREAM: u64 = 0x5b11_7000;
@@ -91,7 +79,7 @@ impl Kind for Split {
         let input = ctx.input("data")?;
         let index = DataIndex::load(&input.dir)?;
         let (folds, summary) = compute(&index, &p, ctx.seed, &input.node)?;
-        write(ctx.out, &folds, &summary)
+        artifact::write(ctx.out, &folds, &summary)
     }
 }
 
@@ -136,55 +124,6 @@ struct SplitParams {
     stratify: bool,
 }
 
-/// The artifact-relative path of fold `i`.
-pub fn fold_file(i: usize) -> String {
-    format!("{FOLDS_DIR}/fold-{i}.json")
-}
-
-/// One fold: indices into the data index's `items`, each list sorted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fold {
-    pub train: Vec<usize>,
-    pub valid: Vec<usize>,
-}
-
-/// Reads the fold a node instance works on: `input.part` when set (a node
-/// following a k-fold split), else `folds/fold-0.json` (a hold-out).
-pub fn load_fold(input: &InputArtifact) -> Result<Fold, NodeError> {
-    let path: PathBuf = match &input.part {
-        Some(p) => p.clone(),
-        None => input.dir.join(fold_file(0)),
-    };
-    let bytes = fs::read(&path).map_err(|e| NodeError::io(&path, e))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| NodeError::file(&path, format!("not a fold file: {e}")))
-}
-
-/// `split.json`.
-#[derive(Debug, Serialize)]
-struct Summary {
-    method: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    k: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ratio: Option<f64>,
-    stratify: bool,
-    items: usize,
-    /// Items per code length (labelled data only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    by_length: Option<BTreeMap<usize, usize>>,
-    folds: Vec<FoldSummary>,
-}
-
-#[derive(Debug, Serialize)]
-struct FoldSummary {
-    train: usize,
-    valid: usize,
-    /// Valid items per code length (labelled data only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    valid_by_length: Option<BTreeMap<usize, usize>>,
-}
-
 /// Computes the folds and the summary. `node` names the data in errors.
 fn compute(
     index: &DataIndex,
@@ -192,7 +131,6 @@ fn compute(
     seed: u64,
     node: &str,
 ) -> Result<(Vec<Fold>, Summary), NodeError> {
-    let n = index.items.len();
     if p.stratify && !index.labelled {
         return Err(NodeError::new("foldwise::split::unlabelled", format!(
             "data `{node}` is unlabelled, so it cannot be stratified by code length; set `stratify = false`"
@@ -205,64 +143,75 @@ fn compute(
             .map(|it| it.label.as_ref().map_or(0, Vec::len))
             .collect()
     });
+    let n = index.items.len();
+    let buckets = shuffled_buckets(lengths.as_deref().filter(|_| p.stratify), n, seed);
+    let folds = match p.method.as_str() {
+        "kfold" => kfold(&buckets, n, p.k.unwrap_or(5), node)?,
+        _ => holdout(&buckets, n, p.ratio.unwrap_or(0.2), node)?,
+    };
+    let summary = summarise(p, n, lengths.as_deref(), &folds);
+    Ok((folds, summary))
+}
 
-    // Buckets (by code length, or one bucket), each shuffled with its own
-    // derived stream.
-    let mut buckets: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+/// The items bucketed by code length (`lengths`; one bucket without), each
+/// bucket shuffled with its own derived stream.
+fn shuffled_buckets(lengths: Option<&[usize]>, n: usize, seed: u64) -> Buckets {
+    let mut buckets: Buckets = BTreeMap::new();
     for i in 0..n {
-        let key = match (&lengths, p.stratify) {
-            (Some(l), true) => l[i],
-            _ => 0,
-        };
-        buckets.entry(key).or_default().push(i);
+        buckets
+            .entry(lengths.map_or(0, |l| l[i]))
+            .or_default()
+            .push(i);
     }
     for (&key, bucket) in buckets.iter_mut() {
         Rng::derive(seed, RNG_STREAM, key as u64).shuffle(bucket);
     }
+    buckets
+}
 
-    // valid_of[i] = the fold whose valid part holds item i (hold-out: 0 for
-    // valid, 1 for train).
+/// `k` folds: the buckets dealt round-robin, the deal continuing across
+/// buckets.
+fn kfold(buckets: &Buckets, n: usize, k: usize, node: &str) -> Result<Vec<Fold>, NodeError> {
+    if k > n {
+        return Err(NodeError::new(
+            "foldwise::split::too_few",
+            format!("k = {k} folds need at least {k} items, but data `{node}` has {n}"),
+        ));
+    }
+    // valid_of[i] = the fold whose valid part holds item i.
     let mut valid_of = vec![0usize; n];
-    let folds = match p.method.as_str() {
-        "kfold" => {
-            let k = p.k.unwrap_or(5);
-            if k > n {
-                return Err(NodeError::new(
-                    "foldwise::split::too_few",
-                    format!("k = {k} folds need at least {k} items, but data `{node}` has {n}"),
-                ));
-            }
-            let mut next = 0usize;
-            for bucket in buckets.values() {
-                for &i in bucket {
-                    valid_of[i] = next % k;
-                    next += 1;
-                }
-            }
-            (0..k).map(|f| fold_of(&valid_of, f)).collect::<Vec<_>>()
-        }
-        _ => {
-            let ratio = p.ratio.unwrap_or(0.2);
-            let total = (ratio * n as f64).round() as usize;
-            if total == 0 || total >= n {
-                let empty = if total == 0 { "valid" } else { "train" };
-                return Err(NodeError::new("foldwise::split::empty_part", format!(
-                    "a hold-out with ratio = {ratio} of the {n} items of data `{node}` leaves the {empty} part empty"
-                )));
-            }
-            let quotas = largest_remainder(&buckets, ratio, total);
-            valid_of.iter_mut().for_each(|v| *v = 1);
-            for (bucket, q) in buckets.values().zip(quotas) {
-                for &i in &bucket[..q] {
-                    valid_of[i] = 0;
-                }
-            }
-            vec![fold_of(&valid_of, 0)]
-        }
-    };
+    for (next, &i) in buckets.values().flatten().enumerate() {
+        valid_of[i] = next % k;
+    }
+    Ok((0..k).map(|f| fold_of(&valid_of, f)).collect())
+}
 
+/// One fold holding out `round(ratio * n)` items, shared between the
+/// buckets by largest remainder.
+fn holdout(buckets: &Buckets, n: usize, ratio: f64, node: &str) -> Result<Vec<Fold>, NodeError> {
+    let total = (ratio * n as f64).round() as usize;
+    if total == 0 || total >= n {
+        let empty = if total == 0 { "valid" } else { "train" };
+        return Err(NodeError::new("foldwise::split::empty_part", format!(
+            "a hold-out with ratio = {ratio} of the {n} items of data `{node}` leaves the {empty} part empty"
+        )));
+    }
+    let quotas = largest_remainder(buckets, ratio, total);
+    // valid_of[i]: 0 for valid, 1 for train.
+    let mut valid_of = vec![1usize; n];
+    for (bucket, q) in buckets.values().zip(quotas) {
+        for &i in &bucket[..q] {
+            valid_of[i] = 0;
+        }
+    }
+    Ok(vec![fold_of(&valid_of, 0)])
+}
+
+/// `split.json` of `folds` over `n` items; the per-length counts when
+/// `lengths` are known.
+fn summarise(p: &SplitParams, n: usize, lengths: Option<&[usize]>, folds: &[Fold]) -> Summary {
     let count_lengths = |idx: &[usize]| -> Option<BTreeMap<usize, usize>> {
-        lengths.as_ref().map(|l| {
+        lengths.map(|l| {
             let mut m = BTreeMap::new();
             for &i in idx {
                 *m.entry(l[i]).or_insert(0) += 1;
@@ -271,7 +220,7 @@ fn compute(
         })
     };
     let all: Vec<usize> = (0..n).collect();
-    let summary = Summary {
+    Summary {
         method: p.method.clone(),
         k: (p.method == "kfold").then_some(folds.len()),
         ratio: (p.method == "holdout").then(|| p.ratio.unwrap_or(0.2)),
@@ -286,8 +235,7 @@ fn compute(
                 valid_by_length: count_lengths(&f.valid),
             })
             .collect(),
-    };
-    Ok((folds, summary))
+    }
 }
 
 /// Fold `f` of an assignment: valid = items assigned to `f`, train = rest.
@@ -300,11 +248,7 @@ fn fold_of(valid_of: &[usize], f: usize) -> Fold {
 /// Shares `total` held-out items between the buckets in proportion to their
 /// sizes: floors first, then one more to the largest remainders (ties: the
 /// shorter code length first).
-fn largest_remainder(
-    buckets: &BTreeMap<usize, Vec<usize>>,
-    ratio: f64,
-    total: usize,
-) -> Vec<usize> {
+fn largest_remainder(buckets: &Buckets, ratio: f64, total: usize) -> Vec<usize> {
     let exact: Vec<f64> = buckets.values().map(|b| ratio * b.len() as f64).collect();
     let mut quotas: Vec<usize> = exact.iter().map(|x| x.floor() as usize).collect();
     let mut order: Vec<usize> = (0..exact.len()).collect();
@@ -322,26 +266,16 @@ fn largest_remainder(
     quotas
 }
 
-fn write(out: &Path, folds: &[Fold], summary: &Summary) -> Result<(), NodeError> {
-    let dir = out.join(FOLDS_DIR);
-    fs::create_dir_all(&dir).map_err(|e| NodeError::io(&dir, e))?;
-    for (i, f) in folds.iter().enumerate() {
-        let path = out.join(fold_file(i));
-        let json = serde_json::to_vec(f).expect("fold serialises");
-        fs::write(&path, json).map_err(|e| NodeError::io(&path, e))?;
-    }
-    let path = out.join(SUMMARY_FILE);
-    let mut json = serde_json::to_vec_pretty(summary).expect("summary serialises");
-    json.push(b'\n');
-    fs::write(&path, json).map_err(|e| NodeError::io(&path, e))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::artifact::dataset::DataItem;
+    use crate::artifact::split::{load_fold, SUMMARY_FILE};
+    use crate::kind::InputArtifact;
     use crate::kind::NoProgress;
     use serde_json::json;
+    use std::fs;
+    use std::path::Path;
 
     /// A labelled index whose item i has code length `lens[i]`.
     fn index_with_lengths(lens: &[usize]) -> DataIndex {
@@ -608,28 +542,5 @@ mod tests {
             None
         );
         assert_eq!(Split.part_file(3), "folds/fold-3.json");
-    }
-
-    #[test]
-    fn load_fold_names_bad_files() {
-        let d = tempfile::tempdir().unwrap();
-        let input = InputArtifact {
-            digest: String::new(),
-            node: "folds".into(),
-            dir: d.path().to_path_buf(),
-            part: None,
-        };
-        let e = load_fold(&input).unwrap_err().to_string();
-        assert!(
-            e.starts_with(&d.path().join("folds/fold-0.json").display().to_string()),
-            "{e}"
-        );
-        fs::create_dir(d.path().join("folds")).unwrap();
-        fs::write(d.path().join("folds/fold-0.json"), "{}").unwrap();
-        let e = load_fold(&input).unwrap_err().to_string();
-        assert!(
-            e.contains("fold-0.json: not a fold file: missing field"),
-            "{e}"
-        );
     }
 }

@@ -13,32 +13,14 @@
 //! deviation with `normalise = "imagenet"` ([`input_norm`]; recorded in
 //! `train.json`, which `predict` follows).
 //!
-//! Learning rate, per batch (`e` = 0-based epoch, `b` = batch in the epoch,
-//! `S` = batches per epoch): `constant`: lr; `step`: lr × gamma^⌊e /
-//! step_epochs⌋; `cosine`: min_lr + (lr − min_lr)(1 + cos(π t)) / 2 with
-//! t = (e·S + b) / (epochs·S); `cosine-restarts` (SGDR): the same cosine
-//! within each cycle of `cycle_epochs` epochs, restarting at lr; the model
-//! at the end of each cycle is a snapshot. Under `cosine-restarts` the
-//! number of epochs is cycle_epochs × cycles (`epochs` is dropped).
+//! Learning rate: per batch, as the `schedule` submodule describes; under
+//! `cosine-restarts` the model at the end of each cycle is a snapshot and
+//! the number of epochs is cycle_epochs × cycles (`epochs` is dropped).
 //!
-//! Artifact layout:
-//! - `model.safetensors`: the final model ([`crate::model::Model::save`]);
-//! - `metrics.json`: per epoch `{epoch, lr, train_loss, train_seq_acc,
-//!   valid_loss, valid_seq_acc, valid_char_acc}` — `lr` is the rate of the
-//!   epoch's last batch, `train_loss` the mean per-head training loss (with
-//!   label smoothing, on augmented images, measured before each step),
-//!   `valid_loss` the mean over images and heads of −ln p(true class);
-//! - `train.json`: a summary (architecture, heads, sizes, input
-//!   normalisation `norm` = `{mean, std}`, epochs, best epoch, final
-//!   validation scores, snapshot count);
-//! - under `cosine-restarts`: `snapshots/cycle-<c>.safetensors` and
-//!   `snapshots.json` (`[{cycle, epoch, valid_seq_acc, valid_loss}]`).
-//!
-//! Working folder (`ctx.work`, never hashed): `epoch-<e>.safetensors` +
-//! `epoch-<e>.json` checkpoints (the JSON, written last, makes a checkpoint
-//! count; it holds the metrics so far bit-exactly), and `timings.json`
-//! (seconds and images/s per epoch, the epoch this run resumed from, how many
-//! epochs it trained).
+//! Writes a train artifact ([`crate::artifact::model`]: the final model,
+//! `metrics.json`, `train.json`, and the snapshots); in the working folder
+//! (`ctx.work`, never hashed) the per-epoch checkpoints (the `checkpoint`
+//! submodule) and `timings.json`.
 //!
 //! Guarantees:
 //! - deterministic: the same data, fold, parameters and seed give
@@ -50,20 +32,29 @@
 //! - a non-finite loss fails the node, naming the epoch, batch and rate.
 
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::artifact::dataset::DataIndex;
+use crate::artifact::model::{
+    self as model_artifact, snapshot_file, EpochMetrics, EpochTiming, Snapshot, Summary, Timings,
+    MODEL_FILE, SNAPSHOTS_DIR,
+};
+use crate::artifact::split::{self as split_artifact, load_fold, Fold};
 use crate::imaging::{self, Augment, DecodedSet, Norm};
 use crate::kind::schema::{float_range, int_min, int_range, Dflt, Param, Ty};
-use crate::kind::{codes, Kind, NodeError, ParamIssue, RunCtx};
-use crate::model::{Arch, Model, ModelConfig, ModelError, Optimizer, BLANK};
-use crate::nodes::split::{load_fold, SUMMARY_FILE};
+use crate::kind::{codes, InputArtifact, Kind, NodeError, ParamIssue, RunCtx};
+use crate::model::{Arch, Model, ModelConfig, ModelError, Optimizer, StepStats, BLANK};
 use crate::predictions::{decode, metrics, Probs, CLASSES};
 use crate::rng::Rng;
+
+mod checkpoint;
+mod schedule;
+
+use checkpoint::{ckpt_model, State};
+use schedule::Schedule;
 
 /// Stream id of the per-epoch shuffles of the training indices.
 pub const STREAM: u64 = 0x5452_4149_4E5F_5348; // "TRAIN_SH"
@@ -90,18 +81,6 @@ pub fn input_norm(normalise: Option<&str>) -> Norm {
         _ => Norm::default(),
     }
 }
-
-/// Name of the final model inside the artifact.
-pub const MODEL_FILE: &str = "model.safetensors";
-/// Per-epoch metrics inside the artifact.
-pub const METRICS_FILE: &str = "metrics.json";
-/// The summary inside the artifact.
-pub const SUMMARY: &str = "train.json";
-/// Snapshot folder and index inside the artifact (cosine-restarts).
-pub const SNAPSHOTS_DIR: &str = "snapshots";
-pub const SNAPSHOTS_FILE: &str = "snapshots.json";
-/// Timings and resume facts inside the working folder.
-pub const TIMINGS_FILE: &str = "timings.json";
 
 pub struct Train;
 
@@ -491,193 +470,6 @@ struct AugmentParams {
     saturation: f32,
 }
 
-/// The learning-rate schedule.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Schedule {
-    Constant,
-    Step {
-        every: usize,
-        gamma: f64,
-    },
-    Cosine {
-        epochs: usize,
-        min_lr: f64,
-    },
-    Restarts {
-        cycle: usize,
-        cycles: usize,
-        min_lr: f64,
-    },
-}
-
-impl Schedule {
-    fn from_params(p: &TrainParams) -> Schedule {
-        let s = &p.schedule;
-        let min_lr = s.min_lr.unwrap_or(0.0);
-        match s.kind.as_str() {
-            "constant" => Schedule::Constant,
-            "step" => Schedule::Step {
-                every: s.step_epochs.unwrap_or(10).max(1),
-                gamma: s.gamma.unwrap_or(0.1),
-            },
-            "cosine-restarts" => Schedule::Restarts {
-                cycle: s.cycle_epochs.unwrap_or(5).max(1),
-                cycles: s.cycles.unwrap_or(2).max(1),
-                min_lr,
-            },
-            _ => Schedule::Cosine {
-                epochs: p.epochs.unwrap_or(10).max(1),
-                min_lr,
-            },
-        }
-    }
-
-    fn epochs(&self, epochs: usize) -> usize {
-        match *self {
-            Schedule::Cosine { epochs, .. } => epochs,
-            Schedule::Restarts { cycle, cycles, .. } => cycle * cycles,
-            _ => epochs,
-        }
-    }
-
-    /// The rate of batch `b` (of `per_epoch`) in 0-based epoch `e`.
-    fn lr(&self, base: f64, e: usize, b: usize, per_epoch: usize) -> f64 {
-        let cosine = |min: f64, pos: usize, len: usize| {
-            let t = pos as f64 / len as f64;
-            min + (base - min) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
-        };
-        match *self {
-            Schedule::Constant => base,
-            Schedule::Step { every, gamma } => base * gamma.powi((e / every) as i32),
-            Schedule::Cosine { epochs, min_lr } => {
-                cosine(min_lr, e * per_epoch + b, epochs * per_epoch)
-            }
-            Schedule::Restarts { cycle, min_lr, .. } => {
-                cosine(min_lr, (e % cycle) * per_epoch + b, cycle * per_epoch)
-            }
-        }
-    }
-
-    /// The snapshot cycle that ends with 1-based epoch `epoch`, if any.
-    fn snapshot_of(&self, epoch: usize) -> Option<usize> {
-        match *self {
-            Schedule::Restarts { cycle, .. } if epoch.is_multiple_of(cycle) => {
-                Some(epoch / cycle - 1)
-            }
-            _ => None,
-        }
-    }
-}
-
-/// One epoch's scores (the artifact's `metrics.json` rows).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EpochMetrics {
-    pub epoch: usize,
-    pub lr: f64,
-    pub train_loss: f64,
-    pub train_seq_acc: f64,
-    pub valid_loss: f64,
-    pub valid_seq_acc: f64,
-    pub valid_char_acc: f64,
-    /// With a length head: how often its argmax is the true digit count.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub valid_length_acc: Option<f64>,
-}
-
-impl EpochMetrics {
-    fn to_bits(&self) -> [u64; 6] {
-        [
-            self.lr,
-            self.train_loss,
-            self.train_seq_acc,
-            self.valid_loss,
-            self.valid_seq_acc,
-            self.valid_char_acc,
-        ]
-        .map(f64::to_bits)
-    }
-    fn from_bits(epoch: usize, b: [u64; 6]) -> EpochMetrics {
-        let f = b.map(f64::from_bits);
-        EpochMetrics {
-            epoch,
-            lr: f[0],
-            train_loss: f[1],
-            train_seq_acc: f[2],
-            valid_loss: f[3],
-            valid_seq_acc: f[4],
-            valid_char_acc: f[5],
-            valid_length_acc: None,
-        }
-    }
-}
-
-/// One epoch's timing (working folder only).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochTiming {
-    pub epoch: usize,
-    pub seconds: f64,
-    pub images_per_s: f64,
-}
-
-/// `epoch-<e>.json` in the working folder: the metrics so far, exactly
-/// (floats as their bit patterns, since JSON text need not round-trip).
-#[derive(Debug, Serialize, Deserialize)]
-struct CheckpointInfo {
-    epoch: usize,
-    metrics_bits: Vec<(usize, [u64; 6])>,
-    /// With a length head: each epoch's `valid_length_acc` bits.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    length_acc_bits: Vec<u64>,
-    timings: Vec<EpochTiming>,
-}
-
-/// `timings.json` in the working folder.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Timings {
-    /// The checkpoint epoch this run started from (None: from scratch).
-    pub resumed_from_epoch: Option<usize>,
-    /// Epochs trained by this run.
-    pub trained_epochs: usize,
-    pub epochs: Vec<EpochTiming>,
-}
-
-#[derive(Debug, Serialize)]
-struct Summary {
-    arch: String,
-    heads: usize,
-    height: u32,
-    width: u32,
-    decoded_height: u32,
-    decoded_width: u32,
-    /// The input normalisation (`predict` applies the same).
-    norm: Norm,
-    parameters: usize,
-    train_images: usize,
-    valid_images: usize,
-    epochs: usize,
-    schedule: String,
-    best_epoch: usize,
-    best_valid_seq_acc: f64,
-    final_valid_seq_acc: f64,
-    final_valid_char_acc: f64,
-    final_valid_loss: f64,
-    /// Whether the model has a length head (`predict` then writes
-    /// `length.fwprobs`).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    length_head: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    final_valid_length_acc: Option<f64>,
-    snapshots: usize,
-}
-
-#[derive(Debug, Serialize)]
-struct SnapshotInfo {
-    cycle: usize,
-    epoch: usize,
-    valid_seq_acc: f64,
-    valid_loss: f64,
-}
-
 /// What a run did (for tests).
 #[derive(Debug, Clone, PartialEq)]
 struct Outcome {
@@ -685,28 +477,8 @@ struct Outcome {
     trained_epochs: usize,
 }
 
-fn ckpt_model(dir: &Path, epoch: usize) -> PathBuf {
-    dir.join(format!("epoch-{epoch}.safetensors"))
-}
-fn ckpt_info(dir: &Path, epoch: usize) -> PathBuf {
-    dir.join(format!("epoch-{epoch}.json"))
-}
-
 fn model_err(e: ModelError) -> NodeError {
     NodeError::new(codes::MODEL, e.to_string())
-}
-
-/// Writes `bytes` to `path` through a temporary name in the same folder.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
-    let tmp = crate::store::temp_sibling(path);
-    fs::write(&tmp, bytes).map_err(|e| NodeError::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| NodeError::io(path, e))
-}
-
-fn pretty(v: &impl Serialize) -> Vec<u8> {
-    let mut json = serde_json::to_vec_pretty(v).expect("serialises");
-    json.push(b'\n');
-    json
 }
 
 /// The class vector of every item: its digits padded with [`BLANK`] to
@@ -751,175 +523,49 @@ fn class_vectors(index: &DataIndex, heads: usize, node: &str) -> Result<Vec<Vec<
     Ok(out)
 }
 
-/// The latest complete checkpoint in `work` at or before `total` whose
-/// snapshot checkpoints are all present; with its model and info.
-fn find_checkpoint(
-    work: &Path,
-    total: usize,
-    sched: &Schedule,
-) -> Option<(usize, Model, CheckpointInfo)> {
-    let mut epochs: Vec<usize> = fs::read_dir(work)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix("epoch-")?
-                .strip_suffix(".json")?
-                .parse::<usize>()
-                .ok()
-        })
-        .filter(|&e| e >= 1 && e <= total)
-        .collect();
-    epochs.sort_unstable();
-    for &e in epochs.iter().rev() {
-        let Ok(bytes) = fs::read(ckpt_info(work, e)) else {
-            continue;
-        };
-        let Ok(info) = serde_json::from_slice::<CheckpointInfo>(&bytes) else {
-            continue;
-        };
-        if info.epoch != e || info.metrics_bits.len() != e {
-            continue;
-        }
-        let snaps_ok = (1..=e)
-            .filter(|&k| sched.snapshot_of(k).is_some())
-            .all(|k| ckpt_model(work, k).is_file() && ckpt_info(work, k).is_file());
-        if !snaps_ok {
-            continue;
-        }
-        if let Ok(model) = Model::load(&ckpt_model(work, e)) {
-            return Some((e, model, info));
-        }
-    }
-    None
-}
-
-/// Validation: (mean −ln p(true class) over images and heads, metrics,
-/// the length head's accuracy when there is one).
-fn validate(
-    model: &Model,
-    set: &DecodedSet,
-    valid: &[usize],
-    labels: &[Vec<u8>],
-    index: &DataIndex,
-    cfg: &ModelConfig,
-    norm: &Norm,
-) -> Result<(f64, metrics::Metrics, Option<f64>), NodeError> {
-    let heads = cfg.heads;
-    let (h, w) = (cfg.height as u32, cfg.width as u32);
-    let mut data = Vec::with_capacity(valid.len() * heads * CLASSES);
-    let mut length_hits = model.has_length_head().then_some(0usize);
-    for chunk in valid.chunks(EVAL_CHUNK) {
-        let x = imaging::batch(set, chunk, &Augment::none(), 0, 0, 0, h, w, norm);
-        let (probs, length) = model.forward_all(&x, chunk.len()).map_err(model_err)?;
-        data.extend(probs);
-        if let (Some(hits), Some(length)) = (length_hits.as_mut(), length) {
-            for (row, &item) in length.chunks(CLASSES).zip(chunk) {
-                let truth = labels[item].iter().filter(|&&c| c != BLANK).count();
-                *hits += (decode::argmax(row) as usize == truth) as usize;
-            }
-        }
-    }
-    let probs = Probs::new(valid.len(), heads, data)?;
-    let mut loss = 0.0f64;
-    for (i, &item) in valid.iter().enumerate() {
-        for (hd, &c) in labels[item].iter().enumerate() {
-            let p = probs.get(i, hd)[c as usize] as f64;
-            loss -= p.max(1e-12).ln();
-        }
-    }
-    loss /= (valid.len() * heads) as f64;
-    let names: Vec<&str> = valid
-        .iter()
-        .map(|&i| index.items[i].file.as_str())
-        .collect();
-    let truth: Vec<Option<&[u8]>> = valid
-        .iter()
-        .map(|&i| index.items[i].label.as_deref())
-        .collect();
-    let m = metrics::evaluate(&names, &truth, &decode::classes(&probs))?;
-    let length_acc = length_hits.map(|h| h as f64 / valid.len() as f64);
-    Ok((loss, m, length_acc))
-}
-
-/// Trains and writes the artifact. `stop_after` (tests) stops right after
-/// that epoch's checkpoint, as a kill would, without writing the artifact.
-fn train(
-    ctx: &RunCtx<'_>,
-    p: &TrainParams,
-    stop_after: Option<usize>,
-) -> Result<Outcome, NodeError> {
-    // Inputs.
-    let data = ctx.input("data")?;
-    let split = ctx.input("split")?;
-    let index = DataIndex::load(&data.dir)?;
-    let n = index.items.len();
-    let summary_path = split.dir.join(SUMMARY_FILE);
-    let summary: Value = fs::read(&summary_path)
-        .map_err(|e| NodeError::io(&summary_path, e))
-        .and_then(|b| {
-            serde_json::from_slice(&b)
-                .map_err(|e| NodeError::file(&summary_path, format!("not a split summary: {e}")))
-        })?;
-    let split_items = summary["items"].as_u64().unwrap_or(u64::MAX);
-    if split_items != n as u64 {
-        return Err(NodeError::new("foldwise::train::split", format!(
+/// The fold of `split`, checked against the `n` items of `data`: the split
+/// was made from as many items, refers to none beyond them, and neither
+/// part is empty.
+fn checked_fold(split: &InputArtifact, data: &InputArtifact, n: usize) -> Result<Fold, NodeError> {
+    let bad_split = |message: String| NodeError::new("foldwise::train::split", message);
+    let split_items = split_artifact::read_summary(&split.dir)?.items;
+    if split_items != n {
+        return Err(bad_split(format!(
             "split `{}` was made from {split_items} items, but data `{}` has {n}; point the split at the same data set",
             split.node, data.node
         )));
     }
     let fold = load_fold(split)?;
     if let Some(bad) = fold.train.iter().chain(&fold.valid).find(|&&i| i >= n) {
-        return Err(NodeError::new(
-            "foldwise::train::split",
-            format!(
-                "split `{}` refers to item {bad}, but data `{}` has {n}",
-                split.node, data.node
-            ),
-        ));
+        return Err(bad_split(format!(
+            "split `{}` refers to item {bad}, but data `{}` has {n}",
+            split.node, data.node
+        )));
     }
-    if fold.train.is_empty() || fold.valid.is_empty() {
-        return Err(NodeError::new(
-            "foldwise::train::split",
-            format!(
-                "split `{}`: the fold's {} part is empty",
-                split.node,
-                if fold.train.is_empty() {
-                    "train"
-                } else {
-                    "valid"
-                }
-            ),
-        ));
+    for (part, items) in [("train", &fold.train), ("valid", &fold.valid)] {
+        if items.is_empty() {
+            return Err(bad_split(format!(
+                "split `{}`: the fold's {part} part is empty",
+                split.node
+            )));
+        }
     }
-    let m = &p.model;
-    let labels = class_vectors(&index, m.heads, &data.node)?;
+    Ok(fold)
+}
 
-    // Decoded images.
-    let (margin_h, margin_w) = (p.margin[0], p.margin[1]);
-    let (dh, dw) = (m.height + margin_h, m.width + margin_w);
-    let set = imaging::shared_set(
-        ctx.derived,
-        &data.dir,
-        &data.digest,
-        &index,
-        dh,
-        dw,
-        ctx.progress,
-    )?;
-
-    // Model configuration and schedule.
-    let optimizer = match p.optimizer.kind.as_str() {
+/// The model configuration the parameters name.
+fn model_config(m: &ModelParams, o: &OptimizerParams) -> ModelConfig {
+    let optimizer = match o.kind.as_str() {
         "sgd" => Optimizer::Sgd {
-            momentum: p.optimizer.momentum.unwrap_or(0.9),
-            nesterov: p.optimizer.nesterov.unwrap_or(false),
-            weight_decay: p.optimizer.weight_decay,
+            momentum: o.momentum.unwrap_or(0.9),
+            nesterov: o.nesterov.unwrap_or(false),
+            weight_decay: o.weight_decay,
         },
         _ => Optimizer::Adam {
-            weight_decay: p.optimizer.weight_decay,
+            weight_decay: o.weight_decay,
         },
     };
-    let cfg = ModelConfig {
+    ModelConfig {
         arch: if m.arch == "svhn-small" {
             Arch::SvhnSmall
         } else {
@@ -931,155 +577,365 @@ fn train(
         dropout: m.dropout as f32,
         optimizer,
         length_head: m.length_head,
-    };
-    let sched = Schedule::from_params(p);
-    let total = sched.epochs(p.epochs.unwrap_or(10));
-    let aug = Augment {
-        crop: p.augment.crop,
-        scale: p.augment.scale,
-        rotation_deg: p.augment.rotation,
-        brightness: p.augment.brightness,
-        contrast: p.augment.contrast,
-        saturation: p.augment.saturation,
-    };
-    let norm = input_norm(p.normalise.as_deref());
-    let batch = p.batch.max(1);
-    let per_epoch = fold.train.len().div_ceil(batch);
-    let smoothing = p.label_smoothing as f32;
+    }
+}
 
-    // Resume.
-    let resumed = ctx.work.and_then(|w| find_checkpoint(w, total, &sched));
-    let resumed_from = resumed.as_ref().map(|r| r.0);
-    let (mut model, mut records, mut timings) = match resumed {
-        Some((e, model, info)) => {
-            if model.config() != &cfg {
-                return Err(NodeError::file(
-                    ckpt_model(ctx.work.expect("resumed"), e),
-                    "checkpoint has another model configuration",
-                ));
-            }
-            let recs: Vec<EpochMetrics> = info
-                .metrics_bits
-                .iter()
-                .enumerate()
-                .map(|(k, &(ep, b))| EpochMetrics {
-                    valid_length_acc: info.length_acc_bits.get(k).map(|&x| f64::from_bits(x)),
-                    ..EpochMetrics::from_bits(ep, b)
-                })
-                .collect();
-            (model, recs, info.timings)
-        }
-        None => {
-            let seed = Rng::derive(ctx.seed, INIT_STREAM, 0).next_u64();
-            (
-                Model::new(cfg.clone(), seed).map_err(model_err)?,
-                Vec::new(),
-                Vec::new(),
-            )
-        }
-    };
-    let start = resumed_from.unwrap_or(0);
-    timings.truncate(start);
+/// The training augmentation the parameters name.
+fn augment(a: &AugmentParams) -> Augment {
+    Augment {
+        crop: a.crop,
+        scale: a.scale,
+        rotation_deg: a.rotation,
+        brightness: a.brightness,
+        contrast: a.contrast,
+        saturation: a.saturation,
+    }
+}
 
-    let snap_dir = ctx.out.join(SNAPSHOTS_DIR);
-    let restarts = matches!(sched, Schedule::Restarts { .. });
-    if restarts {
-        fs::create_dir_all(&snap_dir).map_err(|e| NodeError::io(&snap_dir, e))?;
-        // Snapshots of cycles finished before the resume point.
-        for k in 1..=start {
-            if let Some(c) = sched.snapshot_of(k) {
-                let src = ckpt_model(ctx.work.expect("resumed"), k);
-                let dst = snap_dir.join(format!("cycle-{c}.safetensors"));
-                fs::copy(&src, &dst).map_err(|e| NodeError::io(&src, e))?;
-            }
-        }
+/// The epoch of the best validation sequence accuracy (ties: the lower
+/// validation loss, then the earlier epoch).
+fn best_epoch(records: &[EpochMetrics]) -> &EpochMetrics {
+    records
+        .iter()
+        .max_by(|a, b| {
+            a.valid_seq_acc
+                .total_cmp(&b.valid_seq_acc)
+                .then(b.valid_loss.total_cmp(&a.valid_loss))
+                .then(b.epoch.cmp(&a.epoch))
+        })
+        .expect("at least one epoch")
+}
+
+/// One training run's inputs and settings, fixed before its first step.
+struct Setup<'a> {
+    ctx: &'a RunCtx<'a>,
+    p: &'a TrainParams,
+    index: DataIndex,
+    fold: Fold,
+    /// Every item's class vector ([`class_vectors`]).
+    labels: Vec<Vec<u8>>,
+    /// The data decoded at `decoded` (height, width).
+    set: DecodedSet,
+    decoded: (u32, u32),
+    cfg: ModelConfig,
+    sched: Schedule,
+    /// Epochs in all.
+    total: usize,
+    aug: Augment,
+    norm: Norm,
+    batch: usize,
+    /// Batches per epoch.
+    per_epoch: usize,
+}
+
+/// Sums over one epoch's training steps.
+#[derive(Default)]
+struct Pass {
+    loss_sum: f64,
+    seq_correct: usize,
+    seen: usize,
+    /// The rate of the last batch.
+    lr: f64,
+}
+
+impl<'a> Setup<'a> {
+    /// Reads and checks the inputs, decodes the data set (once, into the
+    /// shared derived folder) and derives the settings.
+    fn new(ctx: &'a RunCtx<'a>, p: &'a TrainParams) -> Result<Setup<'a>, NodeError> {
+        let data = ctx.input("data")?;
+        let split = ctx.input("split")?;
+        let index = DataIndex::load(&data.dir)?;
+        let fold = checked_fold(split, data, index.items.len())?;
+        let m = &p.model;
+        let labels = class_vectors(&index, m.heads, &data.node)?;
+        let decoded = (m.height + p.margin[0], m.width + p.margin[1]);
+        let set = imaging::shared_set(
+            ctx.derived,
+            &data.dir,
+            &data.digest,
+            &index,
+            decoded.0,
+            decoded.1,
+            ctx.progress,
+        )?;
+        let sched = Schedule::from_params(p);
+        let batch = p.batch.max(1);
+        Ok(Setup {
+            cfg: model_config(m, &p.optimizer),
+            total: sched.epochs(p.epochs.unwrap_or(10)),
+            aug: augment(&p.augment),
+            norm: input_norm(p.normalise.as_deref()),
+            per_epoch: fold.train.len().div_ceil(batch),
+            batch,
+            ctx,
+            p,
+            index,
+            fold,
+            labels,
+            set,
+            decoded,
+            sched,
+        })
     }
 
-    ctx.progress.set_total(((total - start) * per_epoch) as u64);
-    let mut order = fold.train.clone();
-    for e0 in start..total {
-        let epoch = e0 + 1;
-        let t0 = Instant::now();
-        order.clone_from(&fold.train);
-        Rng::derive(ctx.seed, STREAM, e0 as u64).shuffle(&mut order);
-        let (mut loss_sum, mut seq_correct, mut seen) = (0.0f64, 0usize, 0usize);
-        let mut lr = 0.0;
-        for (b, idx) in order.chunks(batch).enumerate() {
-            lr = sched.lr(p.optimizer.lr, e0, b, per_epoch);
-            let x = imaging::batch(
-                &set, idx, &aug, ctx.seed, AUG_STREAM, e0 as u64, m.height, m.width, &norm,
-            );
-            let y: Vec<u8> = idx
-                .iter()
-                .flat_map(|&i| labels[i].iter().copied())
-                .collect();
-            let step_seed =
-                Rng::derive(ctx.seed, STEP_STREAM, ((e0 as u64) << 32) | b as u64).next_u64();
-            let stats = match model.train_step(&x, &y, step_seed, lr, smoothing) {
-                Ok(s) => s,
-                Err(ModelError::NonFiniteLoss { loss }) => {
-                    return Err(NodeError::new("foldwise::train::diverged", format!(
-                        "loss is not finite at epoch {epoch}, batch {} (lr {lr:e}, loss {loss}); lower `optimizer.lr`",
-                        b + 1
-                    )))
-                }
-                Err(e) => return Err(model_err(e)),
+    /// The state after the latest usable checkpoint in the working folder
+    /// and that checkpoint's epoch, or a freshly initialised model.
+    fn start(&self) -> Result<(State, Option<usize>), NodeError> {
+        let ctx = self.ctx;
+        let Some((e, state)) = ctx
+            .work
+            .and_then(|w| checkpoint::latest(w, self.total, &self.sched))
+        else {
+            let seed = Rng::derive(ctx.seed, INIT_STREAM, 0).next_u64();
+            let model = Model::new(self.cfg.clone(), seed).map_err(model_err)?;
+            let state = State {
+                model,
+                records: Vec::new(),
+                timings: Vec::new(),
             };
-            loss_sum += stats.loss as f64 * idx.len() as f64;
-            seq_correct += stats.seq_correct;
-            seen += idx.len();
-            ctx.progress.inc(1);
-            ctx.progress.message(&format!(
-                "epoch {epoch}/{total} loss {:.3} acc {:.1}% img/s {:.0}",
-                loss_sum / seen as f64 / m.heads as f64,
-                100.0 * seq_correct as f64 / seen as f64,
-                seen as f64 / t0.elapsed().as_secs_f64().max(1e-9)
+            return Ok((state, None));
+        };
+        if state.model.config() != &self.cfg {
+            return Err(NodeError::file(
+                ckpt_model(ctx.work.expect("resumed"), e),
+                "checkpoint has another model configuration",
             ));
         }
-        let (valid_loss, vm, valid_length_acc) =
-            validate(&model, &set, &fold.valid, &labels, &index, &cfg, &norm)?;
+        Ok((state, Some(e)))
+    }
+
+    /// Under `cosine-restarts`: makes the snapshot folder and copies into it
+    /// the snapshots of the cycles that ended by epoch `start` (from their
+    /// checkpoints).
+    fn restore_snapshots(&self, start: usize) -> Result<(), NodeError> {
+        if !matches!(self.sched, Schedule::Restarts { .. }) {
+            return Ok(());
+        }
+        let out = self.ctx.out;
+        let dir = out.join(SNAPSHOTS_DIR);
+        fs::create_dir_all(&dir).map_err(|e| NodeError::io(&dir, e))?;
+        for k in 1..=start {
+            if let Some(c) = self.sched.snapshot_of(k) {
+                let src = ckpt_model(self.ctx.work.expect("resumed"), k);
+                fs::copy(&src, out.join(snapshot_file(c))).map_err(|e| NodeError::io(&src, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Trains 0-based epoch `e0`, validates, and records the epoch's
+    /// metrics and timing; saves the snapshot when the epoch ends a cycle.
+    fn run_epoch(&self, state: &mut State, e0: usize) -> Result<(), NodeError> {
+        let t0 = Instant::now();
+        let pass = self.train_pass(&mut state.model, e0, t0)?;
+        let (valid_loss, vm, valid_length_acc) = self.validate(&state.model)?;
         let seconds = t0.elapsed().as_secs_f64();
-        records.push(EpochMetrics {
+        let epoch = e0 + 1;
+        let seen = pass.seen as f64;
+        state.records.push(EpochMetrics {
             epoch,
-            lr,
-            train_loss: loss_sum / seen as f64 / m.heads as f64,
-            train_seq_acc: seq_correct as f64 / seen as f64,
+            lr: pass.lr,
+            train_loss: pass.loss_sum / seen / self.p.model.heads as f64,
+            train_seq_acc: pass.seq_correct as f64 / seen,
             valid_loss,
             valid_seq_acc: vm.seq_acc,
             valid_char_acc: vm.char_acc,
             valid_length_acc,
         });
-        timings.push(EpochTiming {
+        state.timings.push(EpochTiming {
             epoch,
             seconds,
-            images_per_s: seen as f64 / seconds.max(1e-9),
+            images_per_s: seen / seconds.max(1e-9),
         });
-        if let Some(c) = sched.snapshot_of(epoch) {
-            let dst = snap_dir.join(format!("cycle-{c}.safetensors"));
-            model.save(&dst).map_err(model_err)?;
+        if let Some(c) = self.sched.snapshot_of(epoch) {
+            let dst = self.ctx.out.join(snapshot_file(c));
+            state.model.save(&dst).map_err(model_err)?;
         }
-        if let Some(work) = ctx.work {
-            let mp = ckpt_model(work, epoch);
-            let tmp = crate::store::temp_sibling(&mp);
-            model.save(&tmp).map_err(model_err)?;
-            fs::rename(&tmp, &mp).map_err(|e| NodeError::io(&mp, e))?;
-            let info = CheckpointInfo {
-                epoch,
-                metrics_bits: records.iter().map(|r| (r.epoch, r.to_bits())).collect(),
-                length_acc_bits: records
-                    .iter()
-                    .filter_map(|r| r.valid_length_acc.map(f64::to_bits))
-                    .collect(),
-                timings: timings.clone(),
-            };
-            write_atomic(&ckpt_info(work, epoch), &pretty(&info))?;
-            // The previous epoch's checkpoint is no longer needed unless it
-            // is a snapshot.
-            let prev = epoch - 1;
-            if prev >= 1 && sched.snapshot_of(prev).is_none() {
-                let _ = fs::remove_file(ckpt_info(work, prev));
-                let _ = fs::remove_file(ckpt_model(work, prev));
+        Ok(())
+    }
+
+    /// The training steps of 0-based epoch `e0` (started at `t0`): the
+    /// fold's training items in a seeded shuffle, a rate per batch.
+    fn train_pass(&self, model: &mut Model, e0: usize, t0: Instant) -> Result<Pass, NodeError> {
+        let ctx = self.ctx;
+        let heads = self.p.model.heads as f64;
+        let mut order = self.fold.train.clone();
+        Rng::derive(ctx.seed, STREAM, e0 as u64).shuffle(&mut order);
+        let mut pass = Pass::default();
+        for (b, idx) in order.chunks(self.batch).enumerate() {
+            pass.lr = self.sched.lr(self.p.optimizer.lr, e0, b, self.per_epoch);
+            let stats = self.step(model, idx, e0, b, pass.lr)?;
+            pass.loss_sum += stats.loss as f64 * idx.len() as f64;
+            pass.seq_correct += stats.seq_correct;
+            pass.seen += idx.len();
+            let seen = pass.seen as f64;
+            ctx.progress.inc(1);
+            ctx.progress.message(&format!(
+                "epoch {}/{} loss {:.3} acc {:.1}% img/s {:.0}",
+                e0 + 1,
+                self.total,
+                pass.loss_sum / seen / heads,
+                100.0 * pass.seq_correct as f64 / seen,
+                seen / t0.elapsed().as_secs_f64().max(1e-9)
+            ));
+        }
+        Ok(pass)
+    }
+
+    /// One optimiser step on the items `idx`, batch `b` of 0-based epoch
+    /// `e0`, at rate `lr`; a non-finite loss names the epoch and batch.
+    fn step(
+        &self,
+        model: &mut Model,
+        idx: &[usize],
+        e0: usize,
+        b: usize,
+        lr: f64,
+    ) -> Result<StepStats, NodeError> {
+        let (ctx, m) = (self.ctx, &self.p.model);
+        let x = imaging::batch(
+            &self.set, idx, &self.aug, ctx.seed, AUG_STREAM, e0 as u64, m.height, m.width,
+            &self.norm,
+        );
+        let y: Vec<u8> = idx
+            .iter()
+            .flat_map(|&i| self.labels[i].iter().copied())
+            .collect();
+        let step_seed =
+            Rng::derive(ctx.seed, STEP_STREAM, ((e0 as u64) << 32) | b as u64).next_u64();
+        let smoothing = self.p.label_smoothing as f32;
+        model
+            .train_step(&x, &y, step_seed, lr, smoothing)
+            .map_err(|e| match e {
+                ModelError::NonFiniteLoss { loss } => NodeError::new("foldwise::train::diverged", format!(
+                    "loss is not finite at epoch {}, batch {} (lr {lr:e}, loss {loss}); lower `optimizer.lr`",
+                    e0 + 1,
+                    b + 1
+                )),
+                e => model_err(e),
+            })
+    }
+
+    /// Validation: (mean −ln p(true class) over images and heads, metrics,
+    /// the length head's accuracy when there is one).
+    fn validate(&self, model: &Model) -> Result<(f64, metrics::Metrics, Option<f64>), NodeError> {
+        let (valid, labels, heads) = (&self.fold.valid, &self.labels, self.cfg.heads);
+        let (h, w) = (self.cfg.height as u32, self.cfg.width as u32);
+        let mut data = Vec::with_capacity(valid.len() * heads * CLASSES);
+        let mut length_hits = model.has_length_head().then_some(0usize);
+        for chunk in valid.chunks(EVAL_CHUNK) {
+            let x = imaging::batch(
+                &self.set,
+                chunk,
+                &Augment::none(),
+                0,
+                0,
+                0,
+                h,
+                w,
+                &self.norm,
+            );
+            let (probs, length) = model.forward_all(&x, chunk.len()).map_err(model_err)?;
+            data.extend(probs);
+            if let (Some(hits), Some(length)) = (length_hits.as_mut(), length) {
+                for (row, &item) in length.chunks(CLASSES).zip(chunk) {
+                    let truth = labels[item].iter().filter(|&&c| c != BLANK).count();
+                    *hits += (decode::argmax(row) as usize == truth) as usize;
+                }
             }
+        }
+        let probs = Probs::new(valid.len(), heads, data)?;
+        let mut loss = 0.0f64;
+        for (i, &item) in valid.iter().enumerate() {
+            for (hd, &c) in labels[item].iter().enumerate() {
+                let p = probs.get(i, hd)[c as usize] as f64;
+                loss -= p.max(1e-12).ln();
+            }
+        }
+        loss /= (valid.len() * heads) as f64;
+        let items = &self.index.items;
+        let names: Vec<&str> = valid.iter().map(|&i| items[i].file.as_str()).collect();
+        let truth: Vec<Option<&[u8]>> = valid.iter().map(|&i| items[i].label.as_deref()).collect();
+        let m = metrics::evaluate(&names, &truth, &decode::classes(&probs))?;
+        let length_acc = length_hits.map(|h| h as f64 / valid.len() as f64);
+        Ok((loss, m, length_acc))
+    }
+
+    /// Writes the artifact: the final model, the metrics, the summary and,
+    /// under `cosine-restarts`, the snapshot list.
+    fn write_artifact(&self, state: &State) -> Result<(), NodeError> {
+        let out = self.ctx.out;
+        state.model.save(&out.join(MODEL_FILE)).map_err(model_err)?;
+        let snapshots: Vec<Snapshot> = state
+            .records
+            .iter()
+            .filter_map(|r| {
+                self.sched.snapshot_of(r.epoch).map(|c| Snapshot {
+                    cycle: c,
+                    epoch: r.epoch,
+                    valid_seq_acc: r.valid_seq_acc,
+                    valid_loss: r.valid_loss,
+                })
+            })
+            .collect();
+        let summary = self.summary(state, snapshots.len());
+        let restarts = matches!(self.sched, Schedule::Restarts { .. });
+        model_artifact::write(
+            out,
+            &state.records,
+            &summary,
+            restarts.then_some(&snapshots),
+        )
+    }
+
+    /// `train.json` of the trained `state`.
+    fn summary(&self, state: &State, snapshots: usize) -> Summary {
+        let m = &self.p.model;
+        let last = state.records.last().expect("at least one epoch");
+        let best = best_epoch(&state.records);
+        Summary {
+            arch: m.arch.clone(),
+            heads: m.heads,
+            height: m.height as usize,
+            width: m.width as usize,
+            decoded_height: self.decoded.0,
+            decoded_width: self.decoded.1,
+            norm: Some(self.norm),
+            parameters: state.model.param_count(),
+            train_images: self.fold.train.len(),
+            valid_images: self.fold.valid.len(),
+            epochs: self.total,
+            schedule: self.p.schedule.kind.clone(),
+            best_epoch: best.epoch,
+            best_valid_seq_acc: best.valid_seq_acc,
+            final_valid_seq_acc: last.valid_seq_acc,
+            final_valid_char_acc: last.valid_char_acc,
+            final_valid_loss: last.valid_loss,
+            length_head: m.length_head,
+            final_valid_length_acc: last.valid_length_acc,
+            snapshots,
+        }
+    }
+}
+
+/// Trains and writes the artifact. `stop_after` (tests) stops right after
+/// that epoch's checkpoint, as a kill would, without writing the artifact.
+fn train(
+    ctx: &RunCtx<'_>,
+    p: &TrainParams,
+    stop_after: Option<usize>,
+) -> Result<Outcome, NodeError> {
+    let setup = Setup::new(ctx, p)?;
+    let (mut state, resumed_from) = setup.start()?;
+    let start = resumed_from.unwrap_or(0);
+    setup.restore_snapshots(start)?;
+    ctx.progress
+        .set_total(((setup.total - start) * setup.per_epoch) as u64);
+    for e0 in start..setup.total {
+        let epoch = e0 + 1;
+        setup.run_epoch(&mut state, e0)?;
+        if let Some(work) = ctx.work {
+            checkpoint::save(work, epoch, &state, &setup.sched)?;
         }
         if stop_after == Some(epoch) {
             return Ok(Outcome {
@@ -1088,68 +944,15 @@ fn train(
             });
         }
     }
-    let trained_epochs = total - start;
-
-    // The artifact.
-    model.save(&ctx.out.join(MODEL_FILE)).map_err(model_err)?;
-    fs::write(ctx.out.join(METRICS_FILE), pretty(&records))
-        .map_err(|e| NodeError::io(ctx.out.join(METRICS_FILE), e))?;
-    let last = records.last().expect("at least one epoch");
-    let best = records
-        .iter()
-        .max_by(|a, b| {
-            a.valid_seq_acc
-                .total_cmp(&b.valid_seq_acc)
-                .then(b.valid_loss.total_cmp(&a.valid_loss))
-                .then(b.epoch.cmp(&a.epoch))
-        })
-        .expect("at least one epoch");
-    let snapshots: Vec<SnapshotInfo> = records
-        .iter()
-        .filter_map(|r| {
-            sched.snapshot_of(r.epoch).map(|c| SnapshotInfo {
-                cycle: c,
-                epoch: r.epoch,
-                valid_seq_acc: r.valid_seq_acc,
-                valid_loss: r.valid_loss,
-            })
-        })
-        .collect();
-    let summary = Summary {
-        arch: m.arch.clone(),
-        heads: m.heads,
-        height: m.height,
-        width: m.width,
-        decoded_height: dh,
-        decoded_width: dw,
-        norm,
-        parameters: model.param_count(),
-        train_images: fold.train.len(),
-        valid_images: fold.valid.len(),
-        epochs: total,
-        schedule: p.schedule.kind.clone(),
-        best_epoch: best.epoch,
-        best_valid_seq_acc: best.valid_seq_acc,
-        final_valid_seq_acc: last.valid_seq_acc,
-        final_valid_char_acc: last.valid_char_acc,
-        final_valid_loss: last.valid_loss,
-        length_head: m.length_head,
-        final_valid_length_acc: last.valid_length_acc,
-        snapshots: snapshots.len(),
-    };
-    fs::write(ctx.out.join(SUMMARY), pretty(&summary))
-        .map_err(|e| NodeError::io(ctx.out.join(SUMMARY), e))?;
-    if restarts {
-        fs::write(ctx.out.join(SNAPSHOTS_FILE), pretty(&snapshots))
-            .map_err(|e| NodeError::io(ctx.out.join(SNAPSHOTS_FILE), e))?;
-    }
+    let trained_epochs = setup.total - start;
+    setup.write_artifact(&state)?;
     if let Some(work) = ctx.work {
-        let t = Timings {
+        let timings = Timings {
             resumed_from_epoch: resumed_from,
             trained_epochs,
-            epochs: timings,
+            epochs: state.timings,
         };
-        write_atomic(&work.join(TIMINGS_FILE), &pretty(&t))?;
+        model_artifact::write_timings(work, &timings)?;
     }
     Ok(Outcome {
         resumed_from,
@@ -1159,12 +962,17 @@ fn train(
 
 #[cfg(test)]
 mod tests {
+    use super::checkpoint::ckpt_info;
     use super::*;
-    use crate::kind::{InputArtifact, NoProgress};
+    use crate::artifact::model::{
+        read_timings, METRICS_FILE, SNAPSHOTS_FILE, SUMMARY_FILE, TIMINGS_FILE,
+    };
+    use crate::kind::NoProgress;
     use crate::nodes::split::Split;
     use crate::nodes::synthetic::{write_dataset, SyntheticParams};
     use serde_json::json;
     use std::collections::BTreeMap;
+    use std::path::Path;
 
     /// The schema defaults of `params` as canonical JSON (nested tables
     /// filled in).
@@ -1293,6 +1101,11 @@ mod tests {
         (out, r)
     }
 
+    /// Asserts that two artifact folders hold the same files, byte for byte.
+    fn assert_same_files(a: &Path, b: &Path) {
+        assert_eq!(crate::testutil::all_bytes(a), crate::testutil::all_bytes(b));
+    }
+
     fn names(files: &[(String, Vec<u8>)]) -> Vec<&str> {
         files.iter().map(|(n, _)| n.as_str()).collect()
     }
@@ -1330,7 +1143,7 @@ mod tests {
             assert!(rows[0][key].as_f64().unwrap().is_finite(), "{key}");
         }
         assert!(rows[0].get("seconds").is_none());
-        let s = json_file(&a.path().join(SUMMARY));
+        let s = json_file(&a.path().join(SUMMARY_FILE));
         assert_eq!(s["arch"], "svhn-small");
         assert_eq!(s["epochs"], 2);
         assert_eq!(s["train_images"], 18);
@@ -1344,8 +1157,7 @@ mod tests {
         let loaded = Model::load(&a.path().join(MODEL_FILE)).unwrap();
         assert_eq!(loaded.config().heads, 5);
         assert_eq!(loaded.steps(), 6); // 2 epochs x ceil(18 / 8)
-        let t: Timings =
-            serde_json::from_slice(&fs::read(w1.path().join(TIMINGS_FILE)).unwrap()).unwrap();
+        let t = read_timings(w1.path()).unwrap();
         assert_eq!(t.trained_epochs, 2);
         assert_eq!(t.epochs.len(), 2);
         // Only the latest non-snapshot checkpoint is kept.
@@ -1389,24 +1201,17 @@ mod tests {
         let r = r.unwrap();
         assert_eq!(r.resumed_from, Some(1));
         assert_eq!(r.trained_epochs, 1);
-        let t: Timings =
-            serde_json::from_slice(&fs::read(work.path().join(TIMINGS_FILE)).unwrap()).unwrap();
+        let t = read_timings(work.path()).unwrap();
         assert_eq!(t.resumed_from_epoch, Some(1));
         assert_eq!(t.trained_epochs, 1);
         assert_eq!(t.epochs.len(), 2);
-        assert_eq!(
-            crate::testutil::all_bytes(fresh.path()),
-            crate::testutil::all_bytes(resumed.path())
-        );
+        assert_same_files(fresh.path(), resumed.path());
 
         // A checkpoint without its JSON does not count.
         fs::remove_file(ckpt_info(work.path(), 2)).unwrap();
         let (again, r) = run_in(&f, &p, work.path(), None);
         assert_eq!(r.unwrap().resumed_from, None);
-        assert_eq!(
-            crate::testutil::all_bytes(fresh.path()),
-            crate::testutil::all_bytes(again.path())
-        );
+        assert_same_files(fresh.path(), again.path());
     }
 
     #[test]
@@ -1456,10 +1261,7 @@ mod tests {
         let (d, r) = run_in(&f, &one, work.path(), None);
         let r = r.unwrap();
         assert_eq!((r.resumed_from, r.trained_epochs), (Some(1), 0));
-        assert_eq!(
-            crate::testutil::all_bytes(a.path()),
-            crate::testutil::all_bytes(d.path())
-        );
+        assert_same_files(a.path(), d.path());
     }
 
     #[test]
@@ -1561,40 +1363,5 @@ mod tests {
             json!({"schedule": {"kind": "constant", "min_lr": 0.01}})
         ))
         .is_empty());
-    }
-
-    #[test]
-    fn schedules_per_batch() {
-        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
-        let c = Schedule::Constant;
-        assert_eq!(c.lr(0.1, 7, 3, 10), 0.1);
-        let s = Schedule::Step {
-            every: 2,
-            gamma: 0.5,
-        };
-        assert!(close(s.lr(1.0, 1, 9, 10), 1.0));
-        assert!(close(s.lr(1.0, 2, 0, 10), 0.5));
-        assert!(close(s.lr(1.0, 5, 0, 10), 0.25));
-        let cos = Schedule::Cosine {
-            epochs: 2,
-            min_lr: 0.1,
-        };
-        assert!(close(cos.lr(1.0, 0, 0, 4), 1.0));
-        assert!(close(cos.lr(1.0, 1, 0, 4), 0.55));
-        assert!(cos.lr(1.0, 1, 3, 4) < cos.lr(1.0, 1, 2, 4));
-        assert_eq!(cos.epochs(9), 2);
-        assert_eq!(cos.snapshot_of(2), None);
-        let r = Schedule::Restarts {
-            cycle: 3,
-            cycles: 2,
-            min_lr: 0.0,
-        };
-        assert_eq!(r.epochs(99), 6);
-        assert!(close(r.lr(1.0, 3, 0, 4), 1.0));
-        assert!(close(r.lr(1.0, 4, 2, 4), r.lr(1.0, 1, 2, 4)));
-        assert_eq!(
-            (1..=6).map(|e| r.snapshot_of(e)).collect::<Vec<_>>(),
-            [None, None, Some(0), None, None, Some(1)]
-        );
     }
 }

@@ -18,6 +18,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::artifact::dataset::{DataIndex, IMAGES_DIR};
+use crate::artifact::model::{self, EpochMetrics};
 use crate::config::Pipeline;
 use crate::predictions::decode;
 use crate::store::{RunRecord, Store};
@@ -170,38 +171,29 @@ fn curves(s: &mut String, proj: &[Projected]) {
             s.push_str("<p class=\"muted\">not run</p>");
             continue;
         };
-        let rows = read_json(&a.dir.join(crate::nodes::train::METRICS_FILE))
-            .and_then(|v| v.as_array().cloned())
-            .unwrap_or_default();
-        let col = |k: &str| -> Vec<(f64, f64)> {
-            rows.iter()
-                .filter_map(|r| Some((r.get("epoch")?.as_f64()?, r.get(k)?.as_f64()?)))
-                .collect()
+        // Unreadable files draw empty charts.
+        let rows = model::read_metrics(&a.dir).unwrap_or_default();
+        let col = |value: fn(&EpochMetrics) -> f64| -> Vec<(f64, f64)> {
+            rows.iter().map(|r| (r.epoch as f64, value(r))).collect()
         };
-        let snaps = read_json(&a.dir.join(crate::nodes::train::SNAPSHOTS_FILE))
-            .and_then(|v| v.as_array().cloned())
-            .unwrap_or_default();
-        let lr = col("lr");
+        let series = |name, color, points| Series {
+            name,
+            color,
+            points,
+        };
+        let snaps = model::read_snapshots(&a.dir).unwrap_or_default();
+        let lr = col(|r| r.lr);
         let marks: Vec<(f64, f64)> = snaps
             .iter()
-            .filter_map(|sn| sn.get("epoch")?.as_f64())
-            .filter_map(|e| lr.iter().find(|p| p.0 == e).copied())
+            .filter_map(|sn| lr.iter().find(|p| p.0 == sn.epoch as f64).copied())
             .collect();
         s.push_str("<div class=\"row\">");
         s.push_str(&plots::lines(
             "loss",
             "loss",
             &[
-                Series {
-                    name: "train",
-                    color: plots::BLUE_,
-                    points: col("train_loss"),
-                },
-                Series {
-                    name: "validation",
-                    color: plots::ORANGE,
-                    points: col("valid_loss"),
-                },
+                series("train", plots::BLUE_, col(|r| r.train_loss)),
+                series("validation", plots::ORANGE, col(|r| r.valid_loss)),
             ],
             &[],
             None,
@@ -210,21 +202,9 @@ fn curves(s: &mut String, proj: &[Projected]) {
             "accuracy",
             "accuracy",
             &[
-                Series {
-                    name: "valid seq",
-                    color: plots::GREEN_,
-                    points: col("valid_seq_acc"),
-                },
-                Series {
-                    name: "valid char",
-                    color: plots::PURPLE,
-                    points: col("valid_char_acc"),
-                },
-                Series {
-                    name: "train seq",
-                    color: plots::GREY,
-                    points: col("train_seq_acc"),
-                },
+                series("valid seq", plots::GREEN_, col(|r| r.valid_seq_acc)),
+                series("valid char", plots::PURPLE, col(|r| r.valid_char_acc)),
+                series("train seq", plots::GREY, col(|r| r.train_seq_acc)),
             ],
             &[],
             Some((0.0, 1.0)),
@@ -232,11 +212,7 @@ fn curves(s: &mut String, proj: &[Projected]) {
         s.push_str(&plots::lines(
             "learning rate",
             "lr",
-            &[Series {
-                name: "lr (last batch)",
-                color: plots::BLUE_,
-                points: lr.clone(),
-            }],
+            &[series("lr (last batch)", plots::BLUE_, lr.clone())],
             &marks,
             None,
         ));
