@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::kind::NodeError;
 
 pub mod dataset;
+pub mod prediction;
 pub mod probs;
 
 /// Writes `bytes` to `path` atomically (see the module documentation).

@@ -39,10 +39,10 @@ use serde_json::Value;
 use crate::artifact::probs;
 use crate::kind::schema::{Dflt, Param, Ty};
 use crate::kind::{codes, InputArtifact, Kind, NodeError, RunCtx};
-use crate::nodes::predict::{
-    read_members, read_output, write_json, write_length, write_output, Output, ITEMS_FILE,
-    MEMBERS_FILE,
+use crate::artifact::prediction::{
+    read_members, read_output, write_length, write_output, Output, ITEMS_FILE, MEMBERS_FILE,
 };
+use crate::artifact::write_json;
 use crate::predictions::{ensemble, Probs};
 
 pub struct Ensemble;
@@ -260,8 +260,8 @@ fn members_of(i: &In<'_>) -> Result<Vec<Probs>, NodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nodes::predict::testutil::{files, input, run_kind};
-    use crate::nodes::predict::{Item, CLASSES_FILE, CODES_FILE, PROBS_FILE};
+    use crate::artifact::prediction::testutil::{files, input, run_kind};
+    use crate::artifact::prediction::{Item, CLASSES_FILE, CODES_FILE, PROBS_FILE};
     use crate::predictions::CLASSES;
     use serde_json::json;
     use std::collections::BTreeMap;

@@ -23,7 +23,8 @@ use std::path::Path;
 use crate::artifact::dataset::{DataIndex, DataItem, INDEX_FILE};
 use crate::kind::schema::{Dflt, Param, Ty};
 use crate::kind::{Kind, NodeError, RunCtx};
-use crate::nodes::predict::{read_output, write_json, Item, ITEMS_FILE};
+use crate::artifact::prediction::{read_output, Item, ITEMS_FILE};
+use crate::artifact::write_json;
 use crate::predictions::metrics::{evaluate_items, length_model_acc, Metrics};
 
 /// The metrics file of an evaluate artifact.
@@ -167,8 +168,8 @@ pub fn report(m: &Metrics) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nodes::predict::testutil::{input, run_kind};
-    use crate::nodes::predict::{write_output, CLASSES_FILE};
+    use crate::artifact::prediction::testutil::{input, run_kind};
+    use crate::artifact::prediction::{write_output, CLASSES_FILE};
     use crate::predictions::{Probs, CLASSES};
     use serde_json::json;
     use std::collections::BTreeMap;
@@ -267,7 +268,7 @@ mod tests {
             r[k] = 1.0;
             l.extend(r);
         }
-        crate::nodes::predict::write_length(&pred, &Probs::new(3, 1, l).unwrap()).unwrap();
+        crate::artifact::prediction::write_length(&pred, &Probs::new(3, 1, l).unwrap()).unwrap();
         let out = eval(root.path(), &pred, &d).unwrap();
         let m: Metrics =
             serde_json::from_slice(&fs::read(out.join(METRICS_FILE)).unwrap()).unwrap();

@@ -31,7 +31,8 @@ use crate::artifact::probs;
 use crate::kind::schema::{Dflt, Param, Ty};
 use crate::kind::{Kind, NodeError, RunCtx};
 use crate::nodes::evaluate::{labelled_items, METRICS_FILE, REPORT_FILE};
-use crate::nodes::predict::{read_output, write_json, MEMBERS_FILE};
+use crate::artifact::prediction::{read_output, MEMBERS_FILE};
+use crate::artifact::write_json;
 use crate::predictions::ladder::{ladder, report, Member, Scores, Step};
 use crate::predictions::metrics::evaluate_items;
 
@@ -102,7 +103,7 @@ fn post_row(
     let out = read_output(&post.dir)?;
     if out.items != pred_items {
         return Err(NodeError::file(
-            post.dir.join(crate::nodes::predict::ITEMS_FILE),
+            post.dir.join(crate::artifact::prediction::ITEMS_FILE),
             format!(
                 "post: `{}` corrects other items than `{pred_node}` predicts; point it at the same data",
                 post.node
@@ -176,8 +177,9 @@ pub fn compute(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nodes::predict::testutil::{dataset, input, run_kind, train_artifact};
-    use crate::nodes::predict::{Predict, PROBS_FILE};
+    use crate::artifact::prediction::testutil::{dataset, input, run_kind, train_artifact};
+    use crate::artifact::prediction::PROBS_FILE;
+    use crate::nodes::predict::Predict;
     use crate::nodes::KINDS;
     use serde_json::json;
     use std::collections::BTreeMap;
@@ -260,7 +262,7 @@ mod tests {
                 c
             })
             .collect();
-        crate::nodes::predict::write_output(&post, &o.items, &o.probs, Some(&classes)).unwrap();
+        crate::artifact::prediction::write_output(&post, &o.items, &o.probs, Some(&classes)).unwrap();
         let mut inputs = BTreeMap::new();
         inputs.insert("predictions".to_string(), vec![input("pred", &pred, "p")]);
         inputs.insert(
@@ -290,8 +292,8 @@ mod tests {
             "{text}"
         );
         // Other items: an error naming the post artifact's item list.
-        fs::remove_file(post.join(crate::nodes::predict::CLASSES_FILE)).unwrap();
-        crate::nodes::predict::write_output(
+        fs::remove_file(post.join(crate::artifact::prediction::CLASSES_FILE)).unwrap();
+        crate::artifact::prediction::write_output(
             &post,
             &o.items[..3],
             &crate::predictions::Probs::new(3, 4, o.probs.data[..3 * 44].to_vec()).unwrap(),

@@ -48,9 +48,10 @@ use crate::artifact::dataset::DataIndex;
 use crate::kind::schema::{Dflt, Param, Ty};
 use crate::kind::{InputArtifact, Kind, NodeError, ParamIssue, RunCtx};
 use crate::nodes::evaluate::{labelled_items, REPORT_FILE};
-use crate::nodes::predict::{
-    read_output, write_json, write_length, write_output, Item, ITEMS_FILE, LENGTH_FILE,
+use crate::artifact::prediction::{
+    read_output, write_length, write_output, Item, ITEMS_FILE, LENGTH_FILE,
 };
+use crate::artifact::write_json;
 use crate::predictions::postprocess::{
     apply, candidates, change, fit, seq_acc, Aids, Change, Prior, Setting, State, Tried,
 };
@@ -757,8 +758,8 @@ pub fn report_text(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nodes::predict::testutil::{dataset, input, run_kind};
-    use crate::nodes::predict::CLASSES_FILE;
+    use crate::artifact::prediction::testutil::{dataset, input, run_kind};
+    use crate::artifact::prediction::CLASSES_FILE;
     use crate::predictions::{BLANK, CLASSES};
     use serde_json::json;
     use std::collections::BTreeMap;

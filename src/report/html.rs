@@ -444,7 +444,7 @@ fn evaluations(s: &mut String, p: &Pipeline, proj: &[Projected]) {
 
 fn misreads(s: &mut String, pred: &Path, data: &Path) {
     let (Ok(out), Ok(index)) = (
-        crate::nodes::predict::read_output(pred),
+        crate::artifact::prediction::read_output(pred),
         DataIndex::load(data),
     ) else {
         s.push_str("<p class=\"muted\">misread images: the predictions cannot be read</p>");
