@@ -19,6 +19,7 @@ use crate::kind::NodeError;
 pub mod dataset;
 pub mod prediction;
 pub mod probs;
+pub mod scores;
 
 /// Writes `bytes` to `path` atomically (see the module documentation).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {

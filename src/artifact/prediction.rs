@@ -26,6 +26,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::artifact::dataset::{DataIndex, DataItem, INDEX_FILE};
 use crate::artifact::{probs, read_json, write_atomic, write_json};
 use crate::kind::NodeError;
 use crate::predictions::{code_string, decode, Probs};
@@ -257,4 +258,53 @@ pub fn read_member_probs(
         return Err(NodeError::file(&path, mismatch(q.n, q.heads)));
     }
     Ok(q)
+}
+
+/// The labelled data items behind the predicted `items` of the prediction
+/// artifact `pred_dir`, in the same order. Errors (naming the file): an
+/// index outside the data, a file name that differs from the data's, an
+/// item without a label.
+pub fn labelled_items(
+    pred_dir: &Path,
+    items: &[Item],
+    data_dir: &Path,
+    data_node: &str,
+) -> Result<Vec<DataItem>, NodeError> {
+    let index = DataIndex::load(data_dir)?;
+    let index_path = data_dir.join(INDEX_FILE);
+    let items_path = pred_dir.join(ITEMS_FILE);
+    let mut out = Vec::with_capacity(items.len());
+    for it in items {
+        let Some(d) = index.items.get(it.index) else {
+            return Err(NodeError::file(
+                &items_path,
+                format!(
+                    "item {} is outside data `{data_node}` ({} has {} items)",
+                    it.index,
+                    index_path.display(),
+                    index.items.len()
+                ),
+            ));
+        };
+        if d.file != it.file {
+            return Err(NodeError::file(
+                &items_path,
+                format!(
+                    "item {} is `{}`, but in {} it is `{}`: the predictions were made on other data",
+                    it.index,
+                    it.file,
+                    index_path.display(),
+                    d.file
+                ),
+            ));
+        }
+        if d.label.is_none() {
+            return Err(NodeError::file(
+                &index_path,
+                format!("data `{data_node}` is unlabelled (`{}` has no label), so predictions cannot be scored", d.file),
+            ));
+        }
+        out.push(d.clone());
+    }
+    Ok(out)
 }

@@ -31,16 +31,13 @@
 //! (carrying explicit weights along), and the combination itself is
 //! order-independent ([`crate::predictions::ensemble`]).
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::artifact::probs;
 use crate::kind::schema::{Dflt, Param, Ty};
 use crate::kind::{codes, InputArtifact, Kind, NodeError, RunCtx};
 use crate::artifact::prediction::{
-    read_members, read_output, write_length, write_output, Output, ITEMS_FILE, MEMBERS_FILE,
+    read_member_probs, read_members, read_output, write_length, write_output, Output, ITEMS_FILE, MEMBERS_FILE,
 };
 use crate::artifact::write_json;
 use crate::predictions::{ensemble, Probs};
@@ -238,21 +235,16 @@ fn members_of(i: &In<'_>) -> Result<Vec<Probs>, NodeError> {
     if files.is_empty() {
         return Ok(vec![i.out.probs.clone()]);
     }
+    let shape = (i.out.probs.n, i.out.probs.heads);
     files
         .iter()
         .map(|f| {
-            let path = i.art.dir.join(Path::new(f));
-            let q = probs::read(&path)?;
-            if (q.n, q.heads) != (i.out.probs.n, i.out.probs.heads) {
-                return Err(NodeError::file(
-                    &path,
-                    format!(
-                        "{} images × {} heads, but the input's probs.fwprobs has {} × {}",
-                        q.n, q.heads, i.out.probs.n, i.out.probs.heads
-                    ),
-                ));
-            }
-            Ok(q)
+            read_member_probs(&i.art.dir, f, shape, |n, heads| {
+                format!(
+                    "{n} images × {heads} heads, but the input's probs.fwprobs has {} × {}",
+                    shape.0, shape.1
+                )
+            })
         })
         .collect()
 }

@@ -22,18 +22,17 @@
 //! member file that does not hold the predicted items, and everything
 //! `evaluate` refuses (unlabelled data, other data); each names its file.
 
-use std::fs;
 use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::artifact::probs;
 use crate::kind::schema::{Dflt, Param, Ty};
-use crate::kind::{Kind, NodeError, RunCtx};
-use crate::nodes::evaluate::{labelled_items, METRICS_FILE, REPORT_FILE};
-use crate::artifact::prediction::{read_output, MEMBERS_FILE};
-use crate::artifact::write_json;
-use crate::predictions::ladder::{ladder, report, Member, Scores, Step};
+use crate::kind::{Kind, NodeError, ReportRole, RunCtx};
+use crate::artifact::scores::{ladder_scores, read_ladder, write_ladder, REPORT_FILE};
+use crate::artifact::prediction::{
+    labelled_items,    read_member_probs, read_output, read_predict_members, MEMBERS_FILE,
+};
+use crate::predictions::ladder::{ladder, Member, Scores, Step};
 use crate::predictions::metrics::evaluate_items;
 
 pub struct Ladder;
@@ -61,9 +60,19 @@ impl Kind for Ladder {
                 &pred.dir, &pred.node, post, &data.dir, &data.node, &l,
             )?);
         }
-        write_json(&ctx.out.join(METRICS_FILE), &l)?;
-        let path = ctx.out.join(REPORT_FILE);
-        fs::write(&path, report(&l)).map_err(|e| NodeError::io(&path, e))
+        write_ladder(ctx.out, &l)
+    }
+    fn scores(&self, dir: &Path) -> Option<Vec<(String, f64)>> {
+        read_ladder(dir).ok().map(|l| ladder_scores(&l))
+    }
+    fn headline_score(&self) -> Option<&'static str> {
+        Some("folds.seq_acc")
+    }
+    fn closing_table(&self) -> Option<&'static str> {
+        Some(REPORT_FILE)
+    }
+    fn report_role(&self) -> ReportRole {
+        ReportRole::Ladder
     }
 }
 
@@ -121,15 +130,6 @@ fn post_row(
     })
 }
 
-/// A member as `members.json` of a `predict` artifact lists it.
-#[derive(Debug, Deserialize)]
-struct Entry {
-    file: String,
-    model: String,
-    snapshot: String,
-    round: u64,
-}
-
 /// Reads the members of the prediction in `pred_dir` (`pred_node` names it
 /// in errors) and computes the ladder over the data in `data_dir`.
 pub fn compute(
@@ -140,30 +140,22 @@ pub fn compute(
 ) -> Result<Scores, NodeError> {
     let out = read_output(pred_dir)?;
     let items = labelled_items(pred_dir, &out.items, data_dir, data_node)?;
-    let list = pred_dir.join(MEMBERS_FILE);
-    let bytes = fs::read(&list).map_err(|e| NodeError::io(&list, e))?;
-    let entries: Vec<Entry> = serde_json::from_slice(&bytes).map_err(|e| {
-        NodeError::file(
-            &list,
-            format!("not the member list of a `predict` node (`{pred_node}`): {e}"),
-        )
-    })?;
+    let entries = read_predict_members(pred_dir, pred_node)?;
     if entries.is_empty() {
-        return Err(NodeError::file(&list, "lists no members"));
+        return Err(NodeError::file(
+            pred_dir.join(MEMBERS_FILE),
+            "lists no members",
+        ));
     }
+    let shape = (out.probs.n, out.probs.heads);
     let mut members = Vec::with_capacity(entries.len());
     for e in entries {
-        let path = pred_dir.join(&e.file);
-        let probs = probs::read(&path)?;
-        if (probs.n, probs.heads) != (out.probs.n, out.probs.heads) {
-            return Err(NodeError::file(
-                &path,
-                format!(
-                    "holds {} images × {} heads, but the prediction has {} × {}",
-                    probs.n, probs.heads, out.probs.n, out.probs.heads
-                ),
-            ));
-        }
+        let probs = read_member_probs(pred_dir, &e.file, shape, |n, heads| {
+            format!(
+                "holds {n} images × {heads} heads, but the prediction has {} × {}",
+                shape.0, shape.1
+            )
+        })?;
         members.push(Member {
             model: e.model,
             snapshot: e.snapshot,
@@ -177,6 +169,10 @@ pub fn compute(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::artifact::probs;
+    use std::fs;
+    use crate::artifact::scores::LADDER_FILE;
+    use crate::predictions::ladder::report;
     use crate::artifact::prediction::testutil::{dataset, input, run_kind, train_artifact};
     use crate::artifact::prediction::PROBS_FILE;
     use crate::nodes::predict::Predict;
@@ -224,7 +220,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let pred = predicted(root.path());
         let out = run_ladder(root.path(), &pred).unwrap();
-        let l: Scores = serde_json::from_slice(&fs::read(out.join(METRICS_FILE)).unwrap()).unwrap();
+        let l: Scores = serde_json::from_slice(&fs::read(out.join(LADDER_FILE)).unwrap()).unwrap();
         assert_eq!(l.n, 6);
         let members: Vec<usize> = l.rows.iter().map(|r| r.members).collect();
         assert_eq!(members, [1, 2, 4, 8]);
@@ -272,7 +268,7 @@ mod tests {
         inputs.insert("post".to_string(), vec![input("post", &post, "q")]);
         let p = json!({"predictions": "pred", "data": "plates", "post": "post"});
         let out = run_kind(&Ladder, p.clone(), inputs.clone(), r, "ladder", None).unwrap();
-        let l: Scores = serde_json::from_slice(&fs::read(out.join(METRICS_FILE)).unwrap()).unwrap();
+        let l: Scores = serde_json::from_slice(&fs::read(out.join(LADDER_FILE)).unwrap()).unwrap();
         let last = l.rows.last().unwrap();
         assert_eq!(
             (last.step.as_str(), last.members, last.seq_acc),

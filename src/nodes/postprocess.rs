@@ -29,7 +29,7 @@
 //! `probs.fwprobs` (reweighted by a position prior), `items.json`,
 //! `codes.json`, `classes.json` (the corrected classes, which `evaluate`,
 //! `submit` and `ladder` use) and the input's `length.fwprobs` when it had
-//! one; `postprocess.json` ([`Report`]); `report.txt`, the table `foldwise
+//! one; `postprocess.json` ([`PostReport`]); `report.txt`, the table `foldwise
 //! run` prints at the end.
 //!
 //! Errors name the input: a prediction without length probabilities for a
@@ -38,27 +38,21 @@
 //! predictions with the same item twice.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
-use std::fs;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::artifact::dataset::DataIndex;
 use crate::kind::schema::{Dflt, Param, Ty};
-use crate::kind::{InputArtifact, Kind, NodeError, ParamIssue, RunCtx};
-use crate::nodes::evaluate::{labelled_items, REPORT_FILE};
+use crate::kind::{InputArtifact, Kind, NodeError, ParamIssue, ReportRole, RunCtx};
 use crate::artifact::prediction::{
-    read_output, write_length, write_output, Item, ITEMS_FILE, LENGTH_FILE,
+    labelled_items,    read_output, write_length, write_output, Item, ITEMS_FILE, LENGTH_FILE,
 };
-use crate::artifact::write_json;
+use crate::artifact::scores::{write_postprocess, PostReport, StepReport, REPORT_FILE};
 use crate::predictions::postprocess::{
-    apply, candidates, change, fit, seq_acc, Aids, Change, Prior, Setting, State, Tried,
+    apply, candidates, change, fit, seq_acc, Aids, Change, Prior, Setting, State,
 };
 use crate::predictions::Probs;
-
-/// The step report of a postprocess artifact.
-pub const REPORT_JSON: &str = "postprocess.json";
 
 /// The step names `steps` accepts.
 const STEPS: &[&str] = &["rules", "length", "position_prior"];
@@ -114,6 +108,12 @@ impl Kind for Postprocess {
     }
     fn run(&self, ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         run(ctx)
+    }
+    fn closing_table(&self) -> Option<&'static str> {
+        Some(REPORT_FILE)
+    }
+    fn report_role(&self) -> ReportRole {
+        ReportRole::PostProcessing
     }
 }
 
@@ -296,45 +296,6 @@ struct Params {
 
 fn default_significance() -> f64 {
     0.05
-}
-
-/// What happened to one step.
-#[derive(Debug, Clone, Serialize)]
-pub struct StepReport {
-    /// `rules`, `length` or `position_prior`.
-    pub step: String,
-    /// The setting applied; `null` when the step was off.
-    pub setting: Option<Setting>,
-    /// `"given"` (written in the pipeline) or `"oof"` (fitted).
-    pub chosen_by: String,
-    /// Out-of-fold sequence accuracy before and after the step (with
-    /// `oof`).
-    pub oof_before: Option<f64>,
-    pub oof_after: Option<f64>,
-    /// Every candidate tried on `oof` (fitting only), "off" first.
-    pub tried: Vec<Tried>,
-    /// On the input: codes changed, and with `truth` fixed and broken.
-    pub changed: usize,
-    pub fixed: Option<usize>,
-    pub broke: Option<usize>,
-    /// With `truth`: sequence accuracy before and after the step.
-    pub seq_acc_before: Option<f64>,
-    pub seq_acc_after: Option<f64>,
-}
-
-/// `postprocess.json`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub n: usize,
-    /// Out-of-fold items used for fitting (0 without `oof`).
-    pub oof_items: usize,
-    pub steps: Vec<StepReport>,
-    /// With `truth`: the input's and the final sequence accuracy.
-    pub seq_acc_input: Option<f64>,
-    pub seq_acc_final: Option<f64>,
-    /// The per-position frequencies `position_prior` used (when a step).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub position_prior: Option<Prior>,
 }
 
 /// A prediction read for post-processing: its items, its state and its
@@ -659,7 +620,7 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
             seq_acc_after: seq(&st),
         });
     }
-    let report = Report {
+    let report = PostReport {
         n: items.len(),
         oof_items: oof_truth.len(),
         steps: reports,
@@ -672,92 +633,16 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
     if let Some(l) = &own_length {
         write_length(ctx.out, l)?;
     }
-    write_json(&ctx.out.join(REPORT_JSON), &report)?;
-    let path = ctx.out.join(REPORT_FILE);
-    fs::write(&path, report_text(&report)).map_err(|e| NodeError::io(&path, e))?;
+    write_postprocess(ctx.out, &report)?;
     debug_assert!(st.classes.iter().all(|c| c.len() == heads));
     Ok(())
-}
-
-fn pct(x: Option<f64>) -> String {
-    match x {
-        Some(x) => format!("{:.2}%", 100.0 * x),
-        None => "-".into(),
-    }
-}
-
-/// The `report.txt` table.
-pub fn report_text(r: &Report) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "post-processing of {} images{}",
-        r.n,
-        if r.oof_items > 0 {
-            format!(", fitted on {} out-of-fold predictions", r.oof_items)
-        } else {
-            String::new()
-        }
-    );
-    let _ = writeln!(
-        s,
-        "{:<16} {:<26} {:>17} {:>8} {:>6} {:>6} {:>17}",
-        "step", "setting", "oof", "changed", "fixed", "broke", "accuracy"
-    );
-    for st in &r.steps {
-        let setting = match &st.setting {
-            Some(x) => format!(
-                "{}{}",
-                x.describe(),
-                if st.chosen_by == "oof" {
-                    " (fitted)"
-                } else {
-                    ""
-                }
-            ),
-            None => "off (no oof evidence)".into(),
-        };
-        let name = match st.setting {
-            Some(Setting::LengthForce { .. }) => "length (force)".to_string(),
-            Some(Setting::LengthJoint { .. }) => "length (joint)".to_string(),
-            _ => st.step.clone(),
-        };
-        let oof = match (st.oof_before, st.oof_after) {
-            (Some(a), Some(b)) => format!("{} → {}", pct(Some(a)), pct(Some(b))),
-            _ => "-".into(),
-        };
-        let acc = match (st.seq_acc_before, st.seq_acc_after) {
-            (Some(a), Some(b)) => format!("{} → {}", pct(Some(a)), pct(Some(b))),
-            _ => "-".into(),
-        };
-        let opt = |x: Option<usize>| x.map_or("-".to_string(), |v| v.to_string());
-        let _ = writeln!(
-            s,
-            "{:<16} {:<26} {:>17} {:>8} {:>6} {:>6} {:>17}",
-            name,
-            setting,
-            oof,
-            st.changed,
-            opt(st.fixed),
-            opt(st.broke),
-            acc
-        );
-    }
-    if let (Some(a), Some(b)) = (r.seq_acc_input, r.seq_acc_final) {
-        let _ = writeln!(
-            s,
-            "sequence accuracy {} → {} ({:+.2} points)",
-            pct(Some(a)),
-            pct(Some(b)),
-            100.0 * (b - a)
-        );
-    }
-    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::artifact::scores::POSTPROCESS_FILE;
+    use std::fs;
     use crate::artifact::prediction::testutil::{dataset, input, run_kind};
     use crate::artifact::prediction::CLASSES_FILE;
     use crate::predictions::{BLANK, CLASSES};
@@ -912,7 +797,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let r = read_json(&out.join(REPORT_JSON));
+        let r = read_json(&out.join(POSTPROCESS_FILE));
         // Every decoding is well formed: rules change nothing out of fold,
         // so they stay off.
         assert_eq!(r["steps"][0]["step"], "rules");
@@ -993,7 +878,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let r = read_json(&out.join(REPORT_JSON));
+        let r = read_json(&out.join(POSTPROCESS_FILE));
         assert_eq!(r["steps"][0]["setting"], Value::Null);
         assert_eq!(r["seq_acc_final"], r["seq_acc_input"]);
         // Given explicitly, it is applied, and the out-of-fold loss shows.
@@ -1006,7 +891,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let r = read_json(&out.join(REPORT_JSON));
+        let r = read_json(&out.join(POSTPROCESS_FILE));
         let s = &r["steps"][0];
         assert_eq!(
             s["setting"],
@@ -1042,7 +927,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let r = read_json(&out.join(REPORT_JSON));
+        let r = read_json(&out.join(POSTPROCESS_FILE));
         let index = DataIndex::load(&f.root.join("data")).unwrap();
         let pr = &r["position_prior"];
         assert_eq!(pr["labels"], 12);
@@ -1120,7 +1005,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            read_json(&out.join(REPORT_JSON))["steps"][0]["setting"],
+            read_json(&out.join(POSTPROCESS_FILE))["steps"][0]["setting"],
             json!({"kind": "rules"})
         );
     }

@@ -66,7 +66,7 @@ use crate::artifact::prediction::{
 use crate::artifact::{probs, write_json};
 use crate::imaging::{self, Augment, DecodedSet, Norm};
 use crate::kind::schema::{float_range, int_min, Dflt, Param, Ty};
-use crate::kind::{codes, InputArtifact, Kind, NodeError, ParamIssue, RunCtx};
+use crate::kind::{codes, InputArtifact, Kind, NodeError, ParamIssue, ReportRole, RunCtx};
 use crate::model::Model;
 use crate::nodes::split::load_fold;
 use crate::predictions::{ensemble, Probs};
@@ -117,6 +117,9 @@ impl Kind for Predict {
     }
     fn run(&self, ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         run(ctx)
+    }
+    fn report_role(&self) -> ReportRole {
+        ReportRole::Members
     }
 }
 
