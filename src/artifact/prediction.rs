@@ -116,7 +116,10 @@ fn read_classes(dir: &Path, items: usize, heads: usize) -> Result<Option<Vec<Vec
         return Ok(None);
     }
     let c: Vec<Vec<u8>> = read_json(&path, "a class list")?;
-    if c.len() != items || c.iter().any(|v| v.len() != heads || v.iter().any(|x| *x > 10)) {
+    if c.len() != items
+        || c.iter()
+            .any(|v| v.len() != heads || v.iter().any(|x| *x > 10))
+    {
         return Err(NodeError::file(
             &path,
             format!("does not hold {items} items × {heads} heads of classes 0-10"),

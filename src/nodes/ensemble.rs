@@ -31,15 +31,16 @@
 //! (carrying explicit weights along), and the combination itself is
 //! order-independent ([`crate::predictions::ensemble`]).
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
-use crate::kind::schema::{Dflt, Param, Ty};
-use crate::kind::{codes, InputArtifact, Kind, NodeError, RunCtx};
 use crate::artifact::prediction::{
-    read_member_probs, read_members, read_output, write_length, write_output, Output, ITEMS_FILE, MEMBERS_FILE,
+    read_member_probs, read_members, read_output, write_length, write_output, EnsembleInput,
+    Output, ITEMS_FILE, MEMBERS_FILE,
 };
 use crate::artifact::write_json;
+use crate::kind::schema::{Dflt, Param, Ty};
+use crate::kind::{codes, InputArtifact, Kind, NodeError, RunCtx};
 use crate::predictions::{ensemble, Probs};
 
 pub struct Ensemble;
@@ -103,12 +104,6 @@ struct EnsembleParams {
     weights: Option<Vec<f64>>,
 }
 
-#[derive(Debug, Serialize)]
-struct InputInfo {
-    input: String,
-    valid_seq_acc: Option<f64>,
-}
-
 /// One input, read.
 struct In<'a> {
     art: &'a InputArtifact,
@@ -125,21 +120,54 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         _ => return Err(NodeError::new(codes::INPUT, "missing input `inputs`")),
     };
     if let Some(w) = &p.weights {
-        if w.len() != arts.len() {
-            return Err(NodeError::new(
-                "foldwise::ensemble::weights",
-                format!(
-                    "weights: {} weights for {} inputs ({})",
-                    w.len(),
-                    arts.len(),
-                    arts.iter()
-                        .map(|a| format!("`{}`", a.node))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-        }
+        check_weight_count(w, arts)?;
     }
+    let ins = read_inputs(arts, p.weights.as_deref())?;
+    let first = &ins[0];
+    for i in &ins[1..] {
+        check_same_items(first, i)?;
+    }
+    let (mean, classes, length) = combine(&p.method, &ins)?;
+    write_output(ctx.out, &first.out.items, &mean, classes.as_deref())?;
+    if let Some(l) = &length {
+        write_length(ctx.out, l)?;
+    }
+    let infos: Vec<EnsembleInput> = ins
+        .iter()
+        .map(|i| EnsembleInput {
+            input: i.art.digest.clone(),
+            valid_seq_acc: i.acc,
+        })
+        .collect();
+    write_json(&ctx.out.join(MEMBERS_FILE), &infos)
+}
+
+/// Errors unless there is one weight per input.
+fn check_weight_count(w: &[f64], arts: &[InputArtifact]) -> Result<(), NodeError> {
+    if w.len() == arts.len() {
+        return Ok(());
+    }
+    Err(NodeError::new(
+        "foldwise::ensemble::weights",
+        format!(
+            "weights: {} weights for {} inputs ({})",
+            w.len(),
+            arts.len(),
+            arts.iter()
+                .map(|a| format!("`{}`", a.node))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ))
+}
+
+/// Reads every input with its mean validation accuracy and its explicit
+/// weight, in digest order: the same set of inputs gives the same
+/// artifact.
+fn read_inputs<'a>(
+    arts: &'a [InputArtifact],
+    weights: Option<&[f64]>,
+) -> Result<Vec<In<'a>>, NodeError> {
     let mut ins = Vec::with_capacity(arts.len());
     for (k, art) in arts.iter().enumerate() {
         let out = read_output(&art.dir)?;
@@ -152,77 +180,80 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
             art,
             out,
             acc,
-            weight: p.weights.as_ref().map(|w| w[k]),
+            weight: weights.map(|w| w[k]),
         });
     }
-    // Digest order: the same set of inputs gives the same artifact.
     ins.sort_by(|a, b| a.art.digest.cmp(&b.art.digest));
+    Ok(ins)
+}
 
-    let first = &ins[0];
-    for i in &ins[1..] {
-        if i.out.items != first.out.items {
-            return Err(NodeError::file(
-                i.art.dir.join(ITEMS_FILE),
-                format!(
-                    "input `{}` predicts other items than input `{}` ({} vs {} items, or another order); an ensemble needs the same items in the same order",
-                    i.art.node,
-                    first.art.node,
-                    i.out.items.len(),
-                    first.out.items.len()
-                ),
-            ));
-        }
+/// Errors unless input `i` predicts the items of input `first`, in order.
+fn check_same_items(first: &In<'_>, i: &In<'_>) -> Result<(), NodeError> {
+    if i.out.items == first.out.items {
+        return Ok(());
     }
+    Err(NodeError::file(
+        i.art.dir.join(ITEMS_FILE),
+        format!(
+            "input `{}` predicts other items than input `{}` ({} vs {} items, or another order); an ensemble needs the same items in the same order",
+            i.art.node,
+            first.art.node,
+            i.out.items.len(),
+            first.out.items.len()
+        ),
+    ))
+}
+
+/// The combined probabilities, the vote's classes (`vote` only) and, when
+/// every input has them, the combined length probabilities.
+type Combined = (Probs, Option<Vec<Vec<u8>>>, Option<Probs>);
+
+/// Combines the inputs by `method`.
+fn combine(method: &str, ins: &[In<'_>]) -> Result<Combined, NodeError> {
     let probs: Vec<&Probs> = ins.iter().map(|i| &i.out.probs).collect();
     let lengths: Option<Vec<&Probs>> = ins.iter().map(|i| i.out.length.as_ref()).collect();
-    let mut length = None;
-    let (mean, classes) = match p.method.as_str() {
+    let (mean, classes, length) = match method {
         "weighted" => {
-            let mut weights = Vec::with_capacity(ins.len());
-            for i in &ins {
-                match i.weight.or(i.acc) {
-                    Some(w) => weights.push(w),
-                    None => {
-                        return Err(NodeError::file(
-                            i.art.dir.join(MEMBERS_FILE),
-                            format!(
-                                "input `{}` has no validation accuracy for every member, so it has no default weight; give `weights`",
-                                i.art.node
-                            ),
-                        ))
-                    }
-                }
-            }
-            if let Some(l) = &lengths {
-                length = Some(ensemble::weighted(l, &weights)?);
-            }
-            (ensemble::weighted(&probs, &weights)?, None)
+            let weights = weights_of(ins)?;
+            let length = match &lengths {
+                Some(l) => Some(ensemble::weighted(l, &weights)?),
+                None => None,
+            };
+            (ensemble::weighted(&probs, &weights)?, None, length)
         }
         "vote" => {
             let mut voters: Vec<Probs> = Vec::new();
-            for i in &ins {
+            for i in ins {
                 voters.extend(members_of(i)?);
             }
             let refs: Vec<&Probs> = voters.iter().collect();
-            (ensemble::mean(&probs)?, Some(ensemble::vote(&refs)?))
+            let mean = ensemble::mean(&probs)?;
+            (mean, Some(ensemble::vote(&refs)?), None)
         }
-        _ => (ensemble::mean(&probs)?, None),
+        _ => (ensemble::mean(&probs)?, None, None),
     };
-    if let (None, Some(l)) = (&length, &lengths) {
-        length = Some(ensemble::mean(l)?);
-    }
-    write_output(ctx.out, &first.out.items, &mean, classes.as_deref())?;
-    if let Some(l) = &length {
-        write_length(ctx.out, l)?;
-    }
-    let infos: Vec<InputInfo> = ins
-        .iter()
-        .map(|i| InputInfo {
-            input: i.art.digest.clone(),
-            valid_seq_acc: i.acc,
+    let length = match (length, &lengths) {
+        (None, Some(l)) => Some(ensemble::mean(l)?),
+        (length, _) => length,
+    };
+    Ok((mean, classes, length))
+}
+
+/// The weight of every input: explicit, else its validation accuracy.
+fn weights_of(ins: &[In<'_>]) -> Result<Vec<f64>, NodeError> {
+    ins.iter()
+        .map(|i| {
+            i.weight.or(i.acc).ok_or_else(|| {
+                NodeError::file(
+                    i.art.dir.join(MEMBERS_FILE),
+                    format!(
+                        "input `{}` has no validation accuracy for every member, so it has no default weight; give `weights`",
+                        i.art.node
+                    ),
+                )
+            })
         })
-        .collect();
-    write_json(&ctx.out.join(MEMBERS_FILE), &infos)
+        .collect()
 }
 
 /// The voters of one input: its member files, or its mean probabilities.
@@ -254,10 +285,12 @@ mod tests {
     use super::*;
     use crate::artifact::prediction::testutil::{files, input, run_kind};
     use crate::artifact::prediction::{Item, CLASSES_FILE, CODES_FILE, PROBS_FILE};
+    use crate::artifact::probs;
     use crate::predictions::CLASSES;
     use serde_json::json;
     use std::collections::BTreeMap;
     use std::fs;
+    use std::path::Path;
     use std::path::PathBuf;
 
     /// One item, one head: `pairs` of (class, probability).

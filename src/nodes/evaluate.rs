@@ -18,10 +18,10 @@
 
 use std::path::Path;
 
-use crate::kind::schema::{Dflt, Param, Ty};
-use crate::kind::{Kind, NodeError, ReportRole, RunCtx};
 use crate::artifact::prediction::{labelled_items, read_output};
 use crate::artifact::scores::{evaluation_scores, read_evaluation, write_evaluation};
+use crate::kind::schema::{Dflt, Param, Ty};
+use crate::kind::{Kind, NodeError, ReportRole, RunCtx};
 use crate::predictions::metrics::{evaluate_items, length_model_acc, Metrics};
 
 pub struct Evaluate;
@@ -90,14 +90,14 @@ pub fn score(pred_dir: &Path, data_dir: &Path, data_node: &str) -> Result<Metric
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifact::prediction::testutil::{input, run_kind};
     use crate::artifact::dataset::{DataIndex, DataItem};
+    use crate::artifact::prediction::testutil::{input, run_kind};
     use crate::artifact::prediction::{write_output, Item, CLASSES_FILE, ITEMS_FILE};
     use crate::artifact::scores::{EVALUATION_FILE, REPORT_FILE};
-    use std::fs;
     use crate::predictions::{Probs, CLASSES};
     use serde_json::json;
     use std::collections::BTreeMap;
+    use std::fs;
     use std::path::PathBuf;
 
     /// Probabilities putting 0.9 on each listed class.

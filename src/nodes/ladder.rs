@@ -24,14 +24,12 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
-
+use crate::artifact::prediction::{
+    labelled_items, read_member_probs, read_output, read_predict_members, MEMBERS_FILE,
+};
+use crate::artifact::scores::{ladder_scores, read_ladder, write_ladder, REPORT_FILE};
 use crate::kind::schema::{Dflt, Param, Ty};
 use crate::kind::{Kind, NodeError, ReportRole, RunCtx};
-use crate::artifact::scores::{ladder_scores, read_ladder, write_ladder, REPORT_FILE};
-use crate::artifact::prediction::{
-    labelled_items,    read_member_probs, read_output, read_predict_members, MEMBERS_FILE,
-};
 use crate::predictions::ladder::{ladder, Member, Scores, Step};
 use crate::predictions::metrics::evaluate_items;
 
@@ -169,16 +167,16 @@ pub fn compute(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifact::probs;
-    use std::fs;
-    use crate::artifact::scores::LADDER_FILE;
-    use crate::predictions::ladder::report;
     use crate::artifact::prediction::testutil::{dataset, input, run_kind, train_artifact};
     use crate::artifact::prediction::PROBS_FILE;
+    use crate::artifact::probs;
+    use crate::artifact::scores::LADDER_FILE;
     use crate::nodes::predict::Predict;
     use crate::nodes::KINDS;
+    use crate::predictions::ladder::report;
     use serde_json::json;
     use std::collections::BTreeMap;
+    use std::fs;
     use std::path::PathBuf;
 
     /// Plates, two fake train artifacts with two snapshots each, and a
@@ -258,7 +256,8 @@ mod tests {
                 c
             })
             .collect();
-        crate::artifact::prediction::write_output(&post, &o.items, &o.probs, Some(&classes)).unwrap();
+        crate::artifact::prediction::write_output(&post, &o.items, &o.probs, Some(&classes))
+            .unwrap();
         let mut inputs = BTreeMap::new();
         inputs.insert("predictions".to_string(), vec![input("pred", &pred, "p")]);
         inputs.insert(

@@ -43,14 +43,14 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::artifact::dataset::DataIndex;
-use crate::kind::schema::{Dflt, Param, Ty};
-use crate::kind::{InputArtifact, Kind, NodeError, ParamIssue, ReportRole, RunCtx};
 use crate::artifact::prediction::{
-    labelled_items,    read_output, write_length, write_output, Item, ITEMS_FILE, LENGTH_FILE,
+    labelled_items, read_output, write_length, write_output, Item, ITEMS_FILE, LENGTH_FILE,
 };
 use crate::artifact::scores::{write_postprocess, PostReport, StepReport, REPORT_FILE};
+use crate::kind::schema::{Dflt, Param, Ty};
+use crate::kind::{InputArtifact, Kind, NodeError, ParamIssue, ReportRole, RunCtx};
 use crate::predictions::postprocess::{
-    apply, candidates, change, fit, seq_acc, Aids, Change, Prior, Setting, State,
+    apply, candidates, change, fit, seq_acc, Aids, Change, Prior, Setting, State, Tried,
 };
 use crate::predictions::Probs;
 
@@ -452,105 +452,12 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         length: own_length,
     } = read_pred(input)?;
     let heads = st.probs.heads;
-    let opt = |name: &str| -> Result<Option<&InputArtifact>, NodeError> {
-        match ctx.inputs.get(name) {
-            Some(_) => ctx.input(name).map(Some),
-            None => Ok(None),
-        }
-    };
     let wants = |s: &str| p.steps.iter().any(|x| x == s);
-
-    // Length probabilities.
-    let length: Option<Probs> = match opt("length_from")? {
-        Some(a) => {
-            let other = read_pred(a)?;
-            if other.items != items {
-                return Err(NodeError::file(
-                    a.dir.join(ITEMS_FILE),
-                    format!(
-                        "length_from: `{}` predicts other items than `{}`; the length probabilities must be for the same items in the same order",
-                        a.node, input.node
-                    ),
-                ));
-            }
-            match other.length {
-                Some(l) => Some(l),
-                None => {
-                    return Err(NodeError::new("foldwise::postprocess::length", format!(
-                        "length_from: `{}` has no {LENGTH_FILE}; train its models with `model.length_head = true`",
-                        a.node
-                    )))
-                }
-            }
-        }
-        None => own_length.clone(),
-    };
-    if wants("length") && length.is_none() {
-        return Err(NodeError::new("foldwise::postprocess::length", format!(
-            "step `length` needs length probabilities, but `{}` has no {LENGTH_FILE}: train its models with `model.length_head = true`, or name a prediction that has them in `length_from`",
-            input.node
-        )));
-    }
-
-    // Statistics and out-of-fold predictions.
-    let labels = opt("labels")?;
-    let prior = match (wants("position_prior"), labels) {
-        (false, _) => None,
-        (true, None) => {
-            return Err(NodeError::new("foldwise::postprocess::labels", 
-                "step `position_prior` needs `labels`: the labelled training data whose per-position frequencies it uses",
-            ))
-        }
-        (true, Some(l)) => {
-            let index = DataIndex::load(&l.dir)?;
-            if !index.labelled {
-                return Err(NodeError::new("foldwise::postprocess::labels", format!(
-                    "labels: data `{}` is unlabelled",
-                    l.node
-                )));
-            }
-            let codes: Vec<&[u8]> = index
-                .items
-                .iter()
-                .map(|it| it.label.as_deref().unwrap_or(&[]))
-                .collect();
-            Some(
-                Prior::count(&codes, heads)
-                    .map_err(|m| NodeError::new("foldwise::postprocess::labels", format!("labels: data `{}`: {m}", l.node)))?,
-            )
-        }
-    };
-    let oof = match ctx.inputs.get("oof") {
-        Some(arts) if !arts.is_empty() => {
-            let Some(l) = labels else {
-                return Err(NodeError::new("foldwise::postprocess::labels", 
-                    "`oof` needs `labels`: the labelled data the out-of-fold predictions were made on",
-                ));
-            };
-            let (pred, truth) = read_oof(arts, l)?;
-            if pred.state.probs.heads != heads {
-                return Err(NodeError::new(
-                    "foldwise::postprocess::oof",
-                    format!(
-                        "oof: the out-of-fold predictions have {} heads, `{}` has {heads}",
-                        pred.state.probs.heads, input.node
-                    ),
-                ));
-            }
-            if wants("length") && pred.length.is_none() {
-                return Err(NodeError::new("foldwise::postprocess::length", format!(
-                    "oof: fitting the `length` step needs {LENGTH_FILE} in every out-of-fold prediction; train their models with `model.length_head = true`"
-                )));
-            }
-            Some((pred, truth))
-        }
-        _ => None,
-    };
-    let (mut oof_state, oof_truth, oof_length) = match oof {
-        Some((pred, truth)) => (Some(pred.state), truth, pred.length),
-        None => (None, Vec::new(), None),
-    };
-    let truth = match opt("truth")? {
+    let length = length_probs(ctx, input, &items, &own_length, wants("length"))?;
+    let labels = optional_input(ctx, "labels")?;
+    let prior = position_prior(labels, heads, wants("position_prior"))?;
+    let mut oof = out_of_fold(ctx, labels, input, heads, wants("length"))?;
+    let truth = match optional_input(ctx, "truth")? {
         Some(t) => Some(truth_codes(input, &items, t)?),
         None => None,
     };
@@ -558,41 +465,17 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
     // The steps, in order.
     let seq = |s: &State| truth.as_ref().map(|t| seq_acc(&s.classes, t));
     let seq_input = seq(&st);
+    let aids = Aids {
+        length: length.as_ref(),
+        prior: prior.as_ref(),
+    };
     let mut reports = Vec::new();
     for step in &p.steps {
-        let (kind, setting) = settings_of(step, &p, oof_state.is_some())?;
-        let aids = Aids {
-            length: length.as_ref(),
-            prior: prior.as_ref(),
-        };
-        let oof_aids = Aids {
-            length: oof_length.as_ref(),
-            prior: prior.as_ref(),
-        };
-        let (chosen, chosen_by, tried) = match (&setting, &oof_state) {
-            (Ok(s), _) => (Some(*s), "given", Vec::new()),
-            (Err(cands), Some(os)) => {
-                let (tried, best) = fit(cands, os, oof_aids, &oof_truth, p.significance);
-                (best, "oof", tried)
-            }
-            (Err(_), None) => {
-                let what = match kind.as_str() {
-                    "length_force" => "length.threshold",
-                    "length_joint" => "length.weight",
-                    _ => "position_prior.weight",
-                };
-                return Err(NodeError::new("foldwise::postprocess::fit", format!(
-                    "step `{step}`: `{what}` is \"fit\" (the default), but there is no `oof` input to fit it on; give out-of-fold predictions in `oof` (with `labels`), or set `{what}` to a number"
-                )));
-            }
-        };
-        let (oof_before, oof_after) = match &mut oof_state {
-            Some(os) => {
-                let before = seq_acc(&os.classes, &oof_truth);
-                if let Some(c) = &chosen {
-                    *os = apply(c, os, oof_aids);
-                }
-                (Some(before), Some(seq_acc(&os.classes, &oof_truth)))
+        let (chosen, chosen_by, tried) = choose(step, &p, &oof, prior.as_ref())?;
+        let (oof_before, oof_after) = match &mut oof {
+            Some(o) => {
+                let (before, after) = o.apply(chosen.as_ref(), prior.as_ref());
+                (Some(before), Some(after))
             }
             None => (None, None),
         };
@@ -622,7 +505,7 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
     }
     let report = PostReport {
         n: items.len(),
-        oof_items: oof_truth.len(),
+        oof_items: oof.as_ref().map_or(0, |o| o.truth.len()),
         steps: reports,
         seq_acc_input: seq_input,
         seq_acc_final: seq(&st),
@@ -638,16 +521,204 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
     Ok(())
 }
 
+/// The single input behind the optional parameter `name`, when given.
+fn optional_input<'a>(
+    ctx: &'a RunCtx<'_>,
+    name: &str,
+) -> Result<Option<&'a InputArtifact>, NodeError> {
+    match ctx.inputs.get(name) {
+        Some(_) => ctx.input(name).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The length probabilities the `length` step uses: `length_from`'s
+/// (which must predict the same items), else the input's own; an error
+/// when the step is taken without them.
+fn length_probs(
+    ctx: &RunCtx<'_>,
+    input: &InputArtifact,
+    items: &[Item],
+    own_length: &Option<Probs>,
+    wanted: bool,
+) -> Result<Option<Probs>, NodeError> {
+    let length: Option<Probs> = match optional_input(ctx, "length_from")? {
+        Some(a) => {
+            let other = read_pred(a)?;
+            if other.items != items {
+                return Err(NodeError::file(
+                    a.dir.join(ITEMS_FILE),
+                    format!(
+                        "length_from: `{}` predicts other items than `{}`; the length probabilities must be for the same items in the same order",
+                        a.node, input.node
+                    ),
+                ));
+            }
+            match other.length {
+                Some(l) => Some(l),
+                None => {
+                    return Err(NodeError::new("foldwise::postprocess::length", format!(
+                        "length_from: `{}` has no {LENGTH_FILE}; train its models with `model.length_head = true`",
+                        a.node
+                    )))
+                }
+            }
+        }
+        None => own_length.clone(),
+    };
+    if wanted && length.is_none() {
+        return Err(NodeError::new("foldwise::postprocess::length", format!(
+            "step `length` needs length probabilities, but `{}` has no {LENGTH_FILE}: train its models with `model.length_head = true`, or name a prediction that has them in `length_from`",
+            input.node
+        )));
+    }
+    Ok(length)
+}
+
+/// The per-position frequencies of the `labels` data, when the
+/// `position_prior` step is taken (which needs labelled `labels`).
+fn position_prior(
+    labels: Option<&InputArtifact>,
+    heads: usize,
+    wanted: bool,
+) -> Result<Option<Prior>, NodeError> {
+    let l = match (wanted, labels) {
+        (false, _) => return Ok(None),
+        (true, None) => {
+            return Err(NodeError::new("foldwise::postprocess::labels", 
+                "step `position_prior` needs `labels`: the labelled training data whose per-position frequencies it uses",
+            ))
+        }
+        (true, Some(l)) => l,
+    };
+    let index = DataIndex::load(&l.dir)?;
+    if !index.labelled {
+        return Err(NodeError::new(
+            "foldwise::postprocess::labels",
+            format!("labels: data `{}` is unlabelled", l.node),
+        ));
+    }
+    let codes: Vec<&[u8]> = index
+        .items
+        .iter()
+        .map(|it| it.label.as_deref().unwrap_or(&[]))
+        .collect();
+    Prior::count(&codes, heads).map(Some).map_err(|m| {
+        NodeError::new(
+            "foldwise::postprocess::labels",
+            format!("labels: data `{}`: {m}", l.node),
+        )
+    })
+}
+
+/// The out-of-fold predictions the settings are fitted on, with their
+/// true codes, as the steps change them.
+struct OutOfFold {
+    state: State,
+    truth: Vec<Vec<u8>>,
+    length: Option<Probs>,
+}
+
+impl OutOfFold {
+    /// Applies the chosen setting (if any) to the out-of-fold predictions;
+    /// their sequence accuracy before and after.
+    fn apply(&mut self, chosen: Option<&Setting>, prior: Option<&Prior>) -> (f64, f64) {
+        let before = seq_acc(&self.state.classes, &self.truth);
+        if let Some(c) = chosen {
+            let aids = Aids {
+                length: self.length.as_ref(),
+                prior,
+            };
+            self.state = apply(c, &self.state, aids);
+        }
+        (before, seq_acc(&self.state.classes, &self.truth))
+    }
+}
+
+/// The `oof` predictions when given (which need `labels`, the input's
+/// heads and, for a `length` step, length probabilities).
+fn out_of_fold(
+    ctx: &RunCtx<'_>,
+    labels: Option<&InputArtifact>,
+    input: &InputArtifact,
+    heads: usize,
+    wants_length: bool,
+) -> Result<Option<OutOfFold>, NodeError> {
+    let arts = match ctx.inputs.get("oof") {
+        Some(arts) if !arts.is_empty() => arts,
+        _ => return Ok(None),
+    };
+    let Some(l) = labels else {
+        return Err(NodeError::new(
+            "foldwise::postprocess::labels",
+            "`oof` needs `labels`: the labelled data the out-of-fold predictions were made on",
+        ));
+    };
+    let (pred, truth) = read_oof(arts, l)?;
+    if pred.state.probs.heads != heads {
+        return Err(NodeError::new(
+            "foldwise::postprocess::oof",
+            format!(
+                "oof: the out-of-fold predictions have {} heads, `{}` has {heads}",
+                pred.state.probs.heads, input.node
+            ),
+        ));
+    }
+    if wants_length && pred.length.is_none() {
+        return Err(NodeError::new("foldwise::postprocess::length", format!(
+            "oof: fitting the `length` step needs {LENGTH_FILE} in every out-of-fold prediction; train their models with `model.length_head = true`"
+        )));
+    }
+    Ok(Some(OutOfFold {
+        state: pred.state,
+        truth,
+        length: pred.length,
+    }))
+}
+
+/// The setting of one step: as given, or fitted on the out-of-fold
+/// predictions (with every candidate tried); a `"fit"` setting without
+/// `oof` is an error.
+fn choose(
+    step: &str,
+    p: &Params,
+    oof: &Option<OutOfFold>,
+    prior: Option<&Prior>,
+) -> Result<(Option<Setting>, &'static str, Vec<Tried>), NodeError> {
+    let (kind, setting) = settings_of(step, p, oof.is_some())?;
+    match (setting, oof) {
+        (Ok(s), _) => Ok((Some(s), "given", Vec::new())),
+        (Err(cands), Some(o)) => {
+            let aids = Aids {
+                length: o.length.as_ref(),
+                prior,
+            };
+            let (tried, best) = fit(&cands, &o.state, aids, &o.truth, p.significance);
+            Ok((best, "oof", tried))
+        }
+        (Err(_), None) => {
+            let what = match kind.as_str() {
+                "length_force" => "length.threshold",
+                "length_joint" => "length.weight",
+                _ => "position_prior.weight",
+            };
+            Err(NodeError::new("foldwise::postprocess::fit", format!(
+                "step `{step}`: `{what}` is \"fit\" (the default), but there is no `oof` input to fit it on; give out-of-fold predictions in `oof` (with `labels`), or set `{what}` to a number"
+            )))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifact::scores::POSTPROCESS_FILE;
-    use std::fs;
     use crate::artifact::prediction::testutil::{dataset, input, run_kind};
     use crate::artifact::prediction::CLASSES_FILE;
+    use crate::artifact::scores::POSTPROCESS_FILE;
     use crate::predictions::{BLANK, CLASSES};
     use serde_json::json;
     use std::collections::BTreeMap;
+    use std::fs;
     use std::path::Path;
 
     const HEADS: usize = 6;

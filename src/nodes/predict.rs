@@ -751,7 +751,9 @@ impl<'a> Job<'a> {
         if !summary.length_head {
             return Some((q, None));
         }
-        let l = probs::read(lpath).ok().filter(|q| q.n == n && q.heads == 1)?;
+        let l = probs::read(lpath)
+            .ok()
+            .filter(|q| q.n == n && q.heads == 1)?;
         Some((q, Some(l)))
     }
 
@@ -785,9 +787,7 @@ impl<'a> Job<'a> {
         let mut out = Vec::with_capacity(n * summary.heads * 11);
         let mut lout = Vec::new();
         for chunk in self.indices.chunks(self.batch) {
-            let x = imaging::batch(
-                s, chunk, &aug, seed, STREAM, r, self.h, self.w, &self.norm,
-            );
+            let x = imaging::batch(s, chunk, &aug, seed, STREAM, r, self.h, self.w, &self.norm);
             let (y, l) = m
                 .forward_all(&x, chunk.len())
                 .map_err(|e| NodeError::new(codes::MODEL, format!("model `{}`: {e}", f.node)))?;

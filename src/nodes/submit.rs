@@ -18,11 +18,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::artifact::prediction::read_output;
+use crate::artifact::write_atomic;
 use crate::kind::schema::{Dflt, Param, Ty};
 use crate::kind::{Kind, NodeError, RunCtx};
 use crate::nodes::dataset::resolve_path;
-use crate::artifact::prediction::read_output;
-use crate::artifact::write_atomic;
 use crate::predictions::decode;
 use crate::predictions::submission::{to_csv, Row};
 

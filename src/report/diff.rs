@@ -138,28 +138,29 @@ pub fn diff(a: &Pipeline, a_label: &str, b: &Pipeline, b_label: &str, store: &St
             .unwrap_or_default()
     };
     let mut rows = Vec::new();
-    let mut push = |instance: &str, headline: &str, sa: Vec<(String, f64)>, sb: Vec<(String, f64)>| {
-        let mut names: Vec<String> = sb.iter().chain(&sa).map(|(n, _)| n.clone()).collect();
-        if names.is_empty() {
-            // Neither side has run: the headline score, marked not run.
-            names = vec![headline.to_string()];
-        }
-        let mut seen = std::collections::BTreeSet::new();
-        for name in names {
-            if !seen.insert(name.clone()) {
-                continue;
+    let mut push =
+        |instance: &str, headline: &str, sa: Vec<(String, f64)>, sb: Vec<(String, f64)>| {
+            let mut names: Vec<String> = sb.iter().chain(&sa).map(|(n, _)| n.clone()).collect();
+            if names.is_empty() {
+                // Neither side has run: the headline score, marked not run.
+                names = vec![headline.to_string()];
             }
-            let get = |s: &[(String, f64)]| s.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
-            let (va, vb) = (get(&sa), get(&sb));
-            rows.push(MetricDiff {
-                instance: instance.to_string(),
-                metric: name,
-                a: va,
-                b: vb,
-                delta: va.zip(vb).map(|(x, y)| y - x),
-            });
-        }
-    };
+            let mut seen = std::collections::BTreeSet::new();
+            for name in names {
+                if !seen.insert(name.clone()) {
+                    continue;
+                }
+                let get = |s: &[(String, f64)]| s.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+                let (va, vb) = (get(&sa), get(&sb));
+                rows.push(MetricDiff {
+                    instance: instance.to_string(),
+                    metric: name,
+                    a: va,
+                    b: vb,
+                    delta: va.zip(vb).map(|(x, y)| y - x),
+                });
+            }
+        };
     for (partner, j) in &pairs {
         let y = &pb[*j];
         let Some(headline) = y.kind_ref.headline_score() else {

@@ -18,9 +18,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::artifact::dataset::{DataIndex, IMAGES_DIR};
-use crate::artifact::scores::{
-    read_evaluation, read_ladder, read_postprocess, Ladder, StepReport,
-};
+use crate::artifact::scores::{read_evaluation, read_ladder, read_postprocess, Ladder, StepReport};
 use crate::config::Pipeline;
 use crate::kind::{NodeError, ReportRole};
 use crate::predictions::decode;
