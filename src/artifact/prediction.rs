@@ -58,6 +58,17 @@ pub struct Item {
     pub file: String,
 }
 
+/// The items of `index` at `indices`, in that order.
+pub fn items_of(index: &DataIndex, indices: &[usize]) -> Vec<Item> {
+    indices
+        .iter()
+        .map(|&i| Item {
+            index: i,
+            file: index.items[i].file.clone(),
+        })
+        .collect()
+}
+
 /// A prediction artifact read back.
 #[derive(Debug, Clone)]
 pub struct Output {

@@ -494,6 +494,16 @@ mod tests {
         }
     }
 
+    /// The artifact in `out` weighs class 1 by 1/4 and class 2 by 3/4.
+    fn assert_one_to_three(out: &Path) {
+        let p = probs::read(&out.join(PROBS_FILE)).unwrap();
+        assert!(
+            (p.data[1] - 0.25).abs() < 1e-6 && (p.data[2] - 0.75).abs() < 1e-6,
+            "{:?}",
+            p.data
+        );
+    }
+
     #[test]
     fn weighted_with_explicit_and_default_weights() {
         let root = tempfile::tempdir().unwrap();
@@ -507,12 +517,7 @@ mod tests {
             "w",
         )
         .unwrap();
-        let p = probs::read(&out.join(PROBS_FILE)).unwrap();
-        assert!(
-            (p.data[1] - 0.25).abs() < 1e-6 && (p.data[2] - 0.75).abs() < 1e-6,
-            "{:?}",
-            p.data
-        );
+        assert_one_to_three(&out);
         // Default: the validation accuracies, 0.2 and 0.6.
         let out = ens(
             r,
@@ -521,12 +526,7 @@ mod tests {
             "acc",
         )
         .unwrap();
-        let p = probs::read(&out.join(PROBS_FILE)).unwrap();
-        assert!(
-            (p.data[1] - 0.25).abs() < 1e-6 && (p.data[2] - 0.75).abs() < 1e-6,
-            "{:?}",
-            p.data
-        );
+        assert_one_to_three(&out);
         let m: Value = serde_json::from_slice(&fs::read(out.join(MEMBERS_FILE)).unwrap()).unwrap();
         assert_eq!(
             m,

@@ -713,7 +713,7 @@ fn choose(
 mod tests {
     use super::*;
     use crate::artifact::prediction::testutil::{dataset, input, run_kind};
-    use crate::artifact::prediction::CLASSES_FILE;
+    use crate::artifact::prediction::{items_of, CLASSES_FILE};
     use crate::artifact::scores::POSTPROCESS_FILE;
     use crate::predictions::{BLANK, CLASSES};
     use serde_json::json;
@@ -776,13 +776,7 @@ mod tests {
             .iter()
             .map(|&i| index.items[i].label.clone().unwrap())
             .collect();
-        let items: Vec<Item> = indices
-            .iter()
-            .map(|&i| Item {
-                index: i,
-                file: index.items[i].file.clone(),
-            })
-            .collect();
+        let items = items_of(index, indices);
         let p = probs_for(&codes, &|k| damaged(indices[k]));
         write_output(dir, &items, &p, None).unwrap();
         if length {

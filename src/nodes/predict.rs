@@ -61,7 +61,7 @@ use serde_json::{json, Value};
 
 use crate::artifact::dataset::DataIndex;
 use crate::artifact::prediction::{
-    write_length, write_output, write_probs, Item, Member, MEMBERS_DIR, MEMBERS_FILE,
+    items_of, write_length, write_output, write_probs, Member, MEMBERS_DIR, MEMBERS_FILE,
 };
 use crate::artifact::{probs, write_json};
 use crate::imaging::{self, Augment, DecodedSet, Norm};
@@ -913,13 +913,7 @@ impl Members {
     ) -> Result<(), NodeError> {
         let refs: Vec<&Probs> = self.probs.iter().collect();
         let mean = ensemble::mean(&refs)?;
-        let items: Vec<Item> = indices
-            .iter()
-            .map(|&i| Item {
-                index: i,
-                file: index.items[i].file.clone(),
-            })
-            .collect();
+        let items = items_of(index, indices);
         write_output(out, &items, &mean, None)?;
         if all_length {
             let refs: Vec<&Probs> = self.lengths.iter().collect();
@@ -933,7 +927,7 @@ impl Members {
 mod tests {
     use super::*;
     use crate::artifact::prediction::testutil::*;
-    use crate::artifact::prediction::{read_output, CLASSES_FILE, CODES_FILE};
+    use crate::artifact::prediction::{read_output, Item, CLASSES_FILE, CODES_FILE};
     use crate::predictions::{code_string, decode};
     use std::collections::BTreeMap;
 
