@@ -131,12 +131,12 @@ fn typed<T>(x: &Projected, read: impl Fn(&Path) -> Result<T, NodeError>) -> Opti
     x.artifact.as_ref().and_then(|a| read(&a.dir).ok())
 }
 
-/// The heading of an instance's subsection, then "not run" for one whose
-/// artifact is missing or unreadable.
+/// The heading of an instance's subsection.
 fn heading(s: &mut String, x: &Projected) {
     let _ = write!(s, "<h3>{}</h3>", esc(&x.instance));
 }
 
+/// Says an instance's artifact is missing or unreadable.
 fn not_run(s: &mut String) {
     s.push_str("<p class=\"muted\">not run</p>");
 }
