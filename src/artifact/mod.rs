@@ -18,7 +18,9 @@ use crate::kind::NodeError;
 
 pub mod dataset;
 pub mod model;
+pub mod prediction;
 pub mod probs;
+pub mod scores;
 pub mod split;
 
 /// Writes `bytes` to `path` atomically (see the module documentation).

@@ -35,16 +35,14 @@ pub fn record(store: &Store, path: &Path, p: &Pipeline, r: &RunReport) -> std::i
                 Outcome::Skipped { .. } => "skipped",
             };
             if let (Some(key), "executed" | "reused") = (&n.key, outcome) {
-                if metrics::scored(&n.kind) {
-                    if let Some(m) = metrics::read(&store.artifact_dir(key)) {
-                        scores.push(Scores {
-                            instance: n.instance.clone(),
-                            scores: metrics::scalars(&n.kind, &m)
-                                .into_iter()
-                                .map(|(name, value)| Score { name, value })
-                                .collect(),
-                        });
-                    }
+                if let Some(s) = metrics::recorded(&n.kind, &store.artifact_dir(key)) {
+                    scores.push(Scores {
+                        instance: n.instance.clone(),
+                        scores: s
+                            .into_iter()
+                            .map(|(name, value)| Score { name, value })
+                            .collect(),
+                    });
                 }
             }
             NodeRecord {

@@ -12,7 +12,6 @@ use crate::config::Pipeline;
 use crate::exec::{NodeOutcome, NodeStatus, Observer, Outcome, RunReport};
 use crate::fingerprint::Reason;
 use crate::kind::Progress;
-use crate::nodes::evaluate::REPORT_FILE;
 use crate::store::Store;
 
 /// The CLI's run observer.
@@ -192,8 +191,9 @@ pub fn summary(r: &RunReport, quiet: bool, color: bool) -> String {
     s
 }
 
-/// The tables a run ends with (on standard output): the `report.txt` of
-/// every `ladder` and `postprocess` instance the run reached, executed or reused, in run
+/// The tables a run ends with (on standard output): the closing table
+/// ([`crate::kind::Kind::closing_table`], a `ladder`'s or a `postprocess`'s
+/// `report.txt`) of every instance the run reached, executed or reused, in run
 /// order, each after an empty line, its first line prefixed with the
 /// instance name. A no-op run prints them again: they are the pipeline's
 /// result, read from the cache.
@@ -203,11 +203,11 @@ pub fn closing_tables(r: &RunReport, store: &Store) -> String {
         let (Outcome::Executed { .. } | Outcome::Reused) = n.outcome else {
             continue;
         };
-        let closing = n.kind == "ladder" || n.kind == "postprocess";
-        let Some(key) = n.key.as_deref().filter(|_| closing) else {
+        let table = crate::nodes::kind(&n.kind).and_then(|k| k.closing_table());
+        let (Some(key), Some(table)) = (n.key.as_deref(), table) else {
             continue;
         };
-        let path = store.artifact_dir(key).join(REPORT_FILE);
+        let path = store.artifact_dir(key).join(table);
         match std::fs::read_to_string(&path) {
             Ok(text) => {
                 s.push_str(&format!("\n{}: {text}", n.instance));

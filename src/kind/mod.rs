@@ -69,6 +69,60 @@ pub trait Kind: Sync {
     }
     /// Compute the artifact into `ctx.out`.
     fn run(&self, ctx: &RunCtx<'_>) -> Result<(), NodeError>;
+    /// The scalar scores the artifact in `dir` offers to the run history,
+    /// `diff` and the report, as `(name, value)` in the kind's order
+    /// (`seq_acc`, `tta.seq_acc`); `None` when the kind scores nothing or
+    /// the artifact cannot be read.
+    fn scores(&self, _dir: &Path) -> Option<Vec<(String, f64)>> {
+        None
+    }
+    /// For a kind that scores ([`Kind::scores`]): the name of its headline
+    /// score, shown (as not run) where neither side of a comparison has
+    /// run. `None` for a kind that scores nothing.
+    fn headline_score(&self) -> Option<&'static str> {
+        None
+    }
+    /// The artifact-relative file holding the table a run ends with (`foldwise
+    /// run` prints it for every instance of this kind it reached), or
+    /// `None`.
+    fn closing_table(&self) -> Option<&'static str> {
+        None
+    }
+    /// Which section of the HTML report shows this kind's artifacts.
+    fn report_role(&self) -> ReportRole {
+        ReportRole::Other
+    }
+}
+
+impl std::fmt::Debug for dyn Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.name())
+    }
+}
+
+/// What the HTML report makes of a kind's artifacts ([`Kind::report_role`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportRole {
+    /// No section of its own (timings and the graph only).
+    Other,
+    /// Learning curves (a training).
+    Training,
+    /// Predictions with members: a ladder can be built over them.
+    Members,
+    /// An evaluation: scores, per-position accuracy, confusion, misreads.
+    Evaluation,
+    /// An ensemble ladder.
+    Ladder,
+    /// A post-processing's step table.
+    PostProcessing,
+}
+
+/// A path parameter (`Ty::Path`) as a kind reads it: `p` relative to
+/// `base_dir` (the pipeline file's folder) unless absolute, made absolute
+/// (without touching the file system) when `base_dir` itself is relative.
+pub fn resolve_path(base_dir: &Path, p: &str) -> PathBuf {
+    let joined = base_dir.join(p);
+    std::path::absolute(&joined).unwrap_or(joined)
 }
 
 /// A problem found by [`Kind::check`].

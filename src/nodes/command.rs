@@ -45,10 +45,10 @@ use std::process::Stdio;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::kind::resolve_path;
 #[allow(unused_imports)]
 use crate::kind::schema::{float_range, int_min, int_range, Dflt, Param, Ty, RATIO};
 use crate::kind::{codes, Kind, NodeError, ParamIssue, Progress, RunCtx};
-use crate::nodes::dataset::resolve_path;
 
 /// How many of the last stderr lines a failure message shows.
 pub const STDERR_TAIL: usize = 20;

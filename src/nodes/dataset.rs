@@ -43,7 +43,7 @@ use serde_json::Value;
 use crate::artifact::dataset::{DataIndex, DataItem, IMAGES_DIR};
 #[allow(unused_imports)]
 use crate::kind::schema::{float_range, int_min, int_range, Dflt, Param, Ty, RATIO};
-use crate::kind::{Kind, NodeError, Progress, RunCtx};
+use crate::kind::{resolve_path, Kind, NodeError, Progress, RunCtx};
 
 /// How many problems an error lists in full before it only counts the rest.
 pub const MAX_REPORTED: usize = 10;
@@ -93,13 +93,6 @@ struct DatasetParams {
     labels_format: String,
     unlabelled: String,
     limit: Option<u64>,
-}
-
-/// `p` relative to `base_dir` unless absolute, made absolute (without
-/// touching the file system) when `base_dir` itself is relative.
-pub(crate) fn resolve_path(base_dir: &Path, p: &str) -> PathBuf {
-    let joined = base_dir.join(p);
-    std::path::absolute(&joined).unwrap_or(joined)
 }
 
 /// One label read from a label file.

@@ -31,18 +31,16 @@
 //! (carrying explicit weights along), and the combination itself is
 //! order-independent ([`crate::predictions::ensemble`]).
 
-use std::path::Path;
-
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
-use crate::artifact::probs;
+use crate::artifact::prediction::{
+    read_member_probs, read_members, read_output, write_length, write_output, EnsembleInput,
+    Output, ITEMS_FILE, MEMBERS_FILE,
+};
+use crate::artifact::write_json;
 use crate::kind::schema::{Dflt, Param, Ty};
 use crate::kind::{codes, InputArtifact, Kind, NodeError, RunCtx};
-use crate::nodes::predict::{
-    read_members, read_output, write_json, write_length, write_output, Output, ITEMS_FILE,
-    MEMBERS_FILE,
-};
 use crate::predictions::{ensemble, Probs};
 
 pub struct Ensemble;
@@ -106,12 +104,6 @@ struct EnsembleParams {
     weights: Option<Vec<f64>>,
 }
 
-#[derive(Debug, Serialize)]
-struct InputInfo {
-    input: String,
-    valid_seq_acc: Option<f64>,
-}
-
 /// One input, read.
 struct In<'a> {
     art: &'a InputArtifact,
@@ -128,21 +120,54 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         _ => return Err(NodeError::new(codes::INPUT, "missing input `inputs`")),
     };
     if let Some(w) = &p.weights {
-        if w.len() != arts.len() {
-            return Err(NodeError::new(
-                "foldwise::ensemble::weights",
-                format!(
-                    "weights: {} weights for {} inputs ({})",
-                    w.len(),
-                    arts.len(),
-                    arts.iter()
-                        .map(|a| format!("`{}`", a.node))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-        }
+        check_weight_count(w, arts)?;
     }
+    let ins = read_inputs(arts, p.weights.as_deref())?;
+    let first = &ins[0];
+    for i in &ins[1..] {
+        check_same_items(first, i)?;
+    }
+    let (mean, classes, length) = combine(&p.method, &ins)?;
+    write_output(ctx.out, &first.out.items, &mean, classes.as_deref())?;
+    if let Some(l) = &length {
+        write_length(ctx.out, l)?;
+    }
+    let infos: Vec<EnsembleInput> = ins
+        .iter()
+        .map(|i| EnsembleInput {
+            input: i.art.digest.clone(),
+            valid_seq_acc: i.acc,
+        })
+        .collect();
+    write_json(&ctx.out.join(MEMBERS_FILE), &infos)
+}
+
+/// Errors unless there is one weight per input.
+fn check_weight_count(w: &[f64], arts: &[InputArtifact]) -> Result<(), NodeError> {
+    if w.len() == arts.len() {
+        return Ok(());
+    }
+    Err(NodeError::new(
+        "foldwise::ensemble::weights",
+        format!(
+            "weights: {} weights for {} inputs ({})",
+            w.len(),
+            arts.len(),
+            arts.iter()
+                .map(|a| format!("`{}`", a.node))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ))
+}
+
+/// Reads every input with its mean validation accuracy and its explicit
+/// weight, in digest order: the same set of inputs gives the same
+/// artifact.
+fn read_inputs<'a>(
+    arts: &'a [InputArtifact],
+    weights: Option<&[f64]>,
+) -> Result<Vec<In<'a>>, NodeError> {
     let mut ins = Vec::with_capacity(arts.len());
     for (k, art) in arts.iter().enumerate() {
         let out = read_output(&art.dir)?;
@@ -155,77 +180,80 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
             art,
             out,
             acc,
-            weight: p.weights.as_ref().map(|w| w[k]),
+            weight: weights.map(|w| w[k]),
         });
     }
-    // Digest order: the same set of inputs gives the same artifact.
     ins.sort_by(|a, b| a.art.digest.cmp(&b.art.digest));
+    Ok(ins)
+}
 
-    let first = &ins[0];
-    for i in &ins[1..] {
-        if i.out.items != first.out.items {
-            return Err(NodeError::file(
-                i.art.dir.join(ITEMS_FILE),
-                format!(
-                    "input `{}` predicts other items than input `{}` ({} vs {} items, or another order); an ensemble needs the same items in the same order",
-                    i.art.node,
-                    first.art.node,
-                    i.out.items.len(),
-                    first.out.items.len()
-                ),
-            ));
-        }
+/// Errors unless input `i` predicts the items of input `first`, in order.
+fn check_same_items(first: &In<'_>, i: &In<'_>) -> Result<(), NodeError> {
+    if i.out.items == first.out.items {
+        return Ok(());
     }
+    Err(NodeError::file(
+        i.art.dir.join(ITEMS_FILE),
+        format!(
+            "input `{}` predicts other items than input `{}` ({} vs {} items, or another order); an ensemble needs the same items in the same order",
+            i.art.node,
+            first.art.node,
+            i.out.items.len(),
+            first.out.items.len()
+        ),
+    ))
+}
+
+/// The combined probabilities, the vote's classes (`vote` only) and, when
+/// every input has them, the combined length probabilities.
+type Combined = (Probs, Option<Vec<Vec<u8>>>, Option<Probs>);
+
+/// Combines the inputs by `method`.
+fn combine(method: &str, ins: &[In<'_>]) -> Result<Combined, NodeError> {
     let probs: Vec<&Probs> = ins.iter().map(|i| &i.out.probs).collect();
     let lengths: Option<Vec<&Probs>> = ins.iter().map(|i| i.out.length.as_ref()).collect();
-    let mut length = None;
-    let (mean, classes) = match p.method.as_str() {
+    let (mean, classes, length) = match method {
         "weighted" => {
-            let mut weights = Vec::with_capacity(ins.len());
-            for i in &ins {
-                match i.weight.or(i.acc) {
-                    Some(w) => weights.push(w),
-                    None => {
-                        return Err(NodeError::file(
-                            i.art.dir.join(MEMBERS_FILE),
-                            format!(
-                                "input `{}` has no validation accuracy for every member, so it has no default weight; give `weights`",
-                                i.art.node
-                            ),
-                        ))
-                    }
-                }
-            }
-            if let Some(l) = &lengths {
-                length = Some(ensemble::weighted(l, &weights)?);
-            }
-            (ensemble::weighted(&probs, &weights)?, None)
+            let weights = weights_of(ins)?;
+            let length = match &lengths {
+                Some(l) => Some(ensemble::weighted(l, &weights)?),
+                None => None,
+            };
+            (ensemble::weighted(&probs, &weights)?, None, length)
         }
         "vote" => {
             let mut voters: Vec<Probs> = Vec::new();
-            for i in &ins {
+            for i in ins {
                 voters.extend(members_of(i)?);
             }
             let refs: Vec<&Probs> = voters.iter().collect();
-            (ensemble::mean(&probs)?, Some(ensemble::vote(&refs)?))
+            let mean = ensemble::mean(&probs)?;
+            (mean, Some(ensemble::vote(&refs)?), None)
         }
-        _ => (ensemble::mean(&probs)?, None),
+        _ => (ensemble::mean(&probs)?, None, None),
     };
-    if let (None, Some(l)) = (&length, &lengths) {
-        length = Some(ensemble::mean(l)?);
-    }
-    write_output(ctx.out, &first.out.items, &mean, classes.as_deref())?;
-    if let Some(l) = &length {
-        write_length(ctx.out, l)?;
-    }
-    let infos: Vec<InputInfo> = ins
-        .iter()
-        .map(|i| InputInfo {
-            input: i.art.digest.clone(),
-            valid_seq_acc: i.acc,
+    let length = match (length, &lengths) {
+        (None, Some(l)) => Some(ensemble::mean(l)?),
+        (length, _) => length,
+    };
+    Ok((mean, classes, length))
+}
+
+/// The weight of every input: explicit, else its validation accuracy.
+fn weights_of(ins: &[In<'_>]) -> Result<Vec<f64>, NodeError> {
+    ins.iter()
+        .map(|i| {
+            i.weight.or(i.acc).ok_or_else(|| {
+                NodeError::file(
+                    i.art.dir.join(MEMBERS_FILE),
+                    format!(
+                        "input `{}` has no validation accuracy for every member, so it has no default weight; give `weights`",
+                        i.art.node
+                    ),
+                )
+            })
         })
-        .collect();
-    write_json(&ctx.out.join(MEMBERS_FILE), &infos)
+        .collect()
 }
 
 /// The voters of one input: its member files, or its mean probabilities.
@@ -238,21 +266,16 @@ fn members_of(i: &In<'_>) -> Result<Vec<Probs>, NodeError> {
     if files.is_empty() {
         return Ok(vec![i.out.probs.clone()]);
     }
+    let shape = (i.out.probs.n, i.out.probs.heads);
     files
         .iter()
         .map(|f| {
-            let path = i.art.dir.join(Path::new(f));
-            let q = probs::read(&path)?;
-            if (q.n, q.heads) != (i.out.probs.n, i.out.probs.heads) {
-                return Err(NodeError::file(
-                    &path,
-                    format!(
-                        "{} images × {} heads, but the input's probs.fwprobs has {} × {}",
-                        q.n, q.heads, i.out.probs.n, i.out.probs.heads
-                    ),
-                ));
-            }
-            Ok(q)
+            read_member_probs(&i.art.dir, f, shape, |n, heads| {
+                format!(
+                    "{n} images × {heads} heads, but the input's probs.fwprobs has {} × {}",
+                    shape.0, shape.1
+                )
+            })
         })
         .collect()
 }
@@ -260,12 +283,14 @@ fn members_of(i: &In<'_>) -> Result<Vec<Probs>, NodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nodes::predict::testutil::{files, input, run_kind};
-    use crate::nodes::predict::{Item, CLASSES_FILE, CODES_FILE, PROBS_FILE};
+    use crate::artifact::prediction::testutil::{files, input, run_kind};
+    use crate::artifact::prediction::{Item, CLASSES_FILE, CODES_FILE, PROBS_FILE};
+    use crate::artifact::probs;
     use crate::predictions::CLASSES;
     use serde_json::json;
     use std::collections::BTreeMap;
     use std::fs;
+    use std::path::Path;
     use std::path::PathBuf;
 
     /// One item, one head: `pairs` of (class, probability).
@@ -469,6 +494,16 @@ mod tests {
         }
     }
 
+    /// The artifact in `out` weighs class 1 by 1/4 and class 2 by 3/4.
+    fn assert_one_to_three(out: &Path) {
+        let p = probs::read(&out.join(PROBS_FILE)).unwrap();
+        assert!(
+            (p.data[1] - 0.25).abs() < 1e-6 && (p.data[2] - 0.75).abs() < 1e-6,
+            "{:?}",
+            p.data
+        );
+    }
+
     #[test]
     fn weighted_with_explicit_and_default_weights() {
         let root = tempfile::tempdir().unwrap();
@@ -482,12 +517,7 @@ mod tests {
             "w",
         )
         .unwrap();
-        let p = probs::read(&out.join(PROBS_FILE)).unwrap();
-        assert!(
-            (p.data[1] - 0.25).abs() < 1e-6 && (p.data[2] - 0.75).abs() < 1e-6,
-            "{:?}",
-            p.data
-        );
+        assert_one_to_three(&out);
         // Default: the validation accuracies, 0.2 and 0.6.
         let out = ens(
             r,
@@ -496,12 +526,7 @@ mod tests {
             "acc",
         )
         .unwrap();
-        let p = probs::read(&out.join(PROBS_FILE)).unwrap();
-        assert!(
-            (p.data[1] - 0.25).abs() < 1e-6 && (p.data[2] - 0.75).abs() < 1e-6,
-            "{:?}",
-            p.data
-        );
+        assert_one_to_three(&out);
         let m: Value = serde_json::from_slice(&fs::read(out.join(MEMBERS_FILE)).unwrap()).unwrap();
         assert_eq!(
             m,

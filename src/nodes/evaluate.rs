@@ -6,7 +6,7 @@
 //! checks that every item is the data set's item of that index (same file
 //! name), and scores with [`crate::predictions::metrics`].
 //!
-//! Artifact layout:
+//! Artifact layout ([`crate::artifact::scores`], an evaluation):
 //! - `metrics.json`: the [`Metrics`] (`seq_acc`, `char_acc`, `len_acc`,
 //!   `per_position`, `confusion`, `n`, and `length_model_acc` when the
 //!   prediction has a length model's probabilities);
@@ -16,20 +16,13 @@
 //! differs from the data's, or prediction files that disagree; each names
 //! the file concerned.
 
-use std::fmt::Write as _;
-use std::fs;
 use std::path::Path;
 
-use crate::artifact::dataset::{DataIndex, DataItem, INDEX_FILE};
+use crate::artifact::prediction::{labelled_items, read_output};
+use crate::artifact::scores::{evaluation_scores, read_evaluation, write_evaluation};
 use crate::kind::schema::{Dflt, Param, Ty};
-use crate::kind::{Kind, NodeError, RunCtx};
-use crate::nodes::predict::{read_output, write_json, Item, ITEMS_FILE};
+use crate::kind::{Kind, NodeError, ReportRole, RunCtx};
 use crate::predictions::metrics::{evaluate_items, length_model_acc, Metrics};
-
-/// The metrics file of an evaluate artifact.
-pub const METRICS_FILE: &str = "metrics.json";
-/// The human-readable report of an evaluate artifact.
-pub const REPORT_FILE: &str = "report.txt";
 
 pub struct Evaluate;
 
@@ -50,9 +43,16 @@ impl Kind for Evaluate {
         let pred = ctx.input("predictions")?;
         let data = ctx.input("data")?;
         let metrics = score(&pred.dir, &data.dir, &data.node)?;
-        write_json(&ctx.out.join(METRICS_FILE), &metrics)?;
-        let path = ctx.out.join(REPORT_FILE);
-        fs::write(&path, report(&metrics)).map_err(|e| NodeError::io(&path, e))
+        write_evaluation(ctx.out, &metrics)
+    }
+    fn scores(&self, dir: &Path) -> Option<Vec<(String, f64)>> {
+        read_evaluation(dir).ok().map(|m| evaluation_scores(&m))
+    }
+    fn headline_score(&self) -> Option<&'static str> {
+        Some("seq_acc")
+    }
+    fn report_role(&self) -> ReportRole {
+        ReportRole::Evaluation
     }
 }
 
@@ -87,91 +87,17 @@ pub fn score(pred_dir: &Path, data_dir: &Path, data_node: &str) -> Result<Metric
     Ok(m)
 }
 
-/// The labelled data items behind the predicted `items` of the prediction
-/// artifact `pred_dir`, in the same order. Errors (naming the file): an
-/// index outside the data, a file name that differs from the data's, an
-/// item without a label.
-pub fn labelled_items(
-    pred_dir: &Path,
-    items: &[Item],
-    data_dir: &Path,
-    data_node: &str,
-) -> Result<Vec<DataItem>, NodeError> {
-    let index = DataIndex::load(data_dir)?;
-    let index_path = data_dir.join(INDEX_FILE);
-    let items_path = pred_dir.join(ITEMS_FILE);
-    let mut out = Vec::with_capacity(items.len());
-    for it in items {
-        let Some(d) = index.items.get(it.index) else {
-            return Err(NodeError::file(
-                &items_path,
-                format!(
-                    "item {} is outside data `{data_node}` ({} has {} items)",
-                    it.index,
-                    index_path.display(),
-                    index.items.len()
-                ),
-            ));
-        };
-        if d.file != it.file {
-            return Err(NodeError::file(
-                &items_path,
-                format!(
-                    "item {} is `{}`, but in {} it is `{}`: the predictions were made on other data",
-                    it.index,
-                    it.file,
-                    index_path.display(),
-                    d.file
-                ),
-            ));
-        }
-        if d.label.is_none() {
-            return Err(NodeError::file(
-                &index_path,
-                format!("data `{data_node}` is unlabelled (`{}` has no label), so predictions cannot be scored", d.file),
-            ));
-        }
-        out.push(d.clone());
-    }
-    Ok(out)
-}
-
-fn pct(x: f64) -> String {
-    format!("{:6.2}%", 100.0 * x)
-}
-
-/// The `report.txt` text.
-pub fn report(m: &Metrics) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "images            {:>7}", m.n);
-    let _ = writeln!(s, "sequence accuracy {}", pct(m.seq_acc));
-    let _ = writeln!(s, "character acc.    {}", pct(m.char_acc));
-    let _ = writeln!(s, "length accuracy   {}", pct(m.len_acc));
-    if let Some(a) = m.length_model_acc {
-        let _ = writeln!(s, "length model acc. {}", pct(a));
-    }
-    let _ = writeln!(s, "per position:");
-    for (k, a) in m.per_position.iter().enumerate() {
-        match a {
-            Some(a) => {
-                let _ = writeln!(s, "  {k}               {}", pct(*a));
-            }
-            None => {
-                let _ = writeln!(s, "  {k}                     -");
-            }
-        }
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nodes::predict::testutil::{input, run_kind};
-    use crate::nodes::predict::{write_output, CLASSES_FILE};
+    use crate::artifact::dataset::{DataIndex, DataItem};
+    use crate::artifact::prediction::testutil::{input, run_kind};
+    use crate::artifact::prediction::{write_output, Item, CLASSES_FILE, ITEMS_FILE};
+    use crate::artifact::scores::{EVALUATION_FILE, REPORT_FILE};
     use crate::predictions::{Probs, CLASSES};
     use serde_json::json;
     use std::collections::BTreeMap;
+    use std::fs;
     use std::path::PathBuf;
 
     /// Probabilities putting 0.9 on each listed class.
@@ -247,7 +173,7 @@ mod tests {
         write_output(&pred, &items, &p, None).unwrap();
         let out = eval(root.path(), &pred, &d).unwrap();
         let m: Metrics =
-            serde_json::from_slice(&fs::read(out.join(METRICS_FILE)).unwrap()).unwrap();
+            serde_json::from_slice(&fs::read(out.join(EVALUATION_FILE)).unwrap()).unwrap();
         assert_eq!(m.n, 3);
         assert!((m.seq_acc - 1.0 / 3.0).abs() < 1e-12);
         assert!((m.len_acc - 1.0 / 3.0).abs() < 1e-12);
@@ -267,10 +193,10 @@ mod tests {
             r[k] = 1.0;
             l.extend(r);
         }
-        crate::nodes::predict::write_length(&pred, &Probs::new(3, 1, l).unwrap()).unwrap();
+        crate::artifact::prediction::write_length(&pred, &Probs::new(3, 1, l).unwrap()).unwrap();
         let out = eval(root.path(), &pred, &d).unwrap();
         let m: Metrics =
-            serde_json::from_slice(&fs::read(out.join(METRICS_FILE)).unwrap()).unwrap();
+            serde_json::from_slice(&fs::read(out.join(EVALUATION_FILE)).unwrap()).unwrap();
         assert_eq!(m.length_model_acc, Some(2.0 / 3.0));
         let report = fs::read_to_string(out.join(REPORT_FILE)).unwrap();
         assert!(report.contains("length model acc.  66.67%"), "{report}");
@@ -280,7 +206,7 @@ mod tests {
         fs::remove_dir_all(&out).unwrap();
         let out = eval(root.path(), &pred, &d).unwrap();
         let m: Metrics =
-            serde_json::from_slice(&fs::read(out.join(METRICS_FILE)).unwrap()).unwrap();
+            serde_json::from_slice(&fs::read(out.join(EVALUATION_FILE)).unwrap()).unwrap();
         assert_eq!((m.seq_acc, m.char_acc, m.len_acc), (1.0, 1.0, 1.0));
     }
 

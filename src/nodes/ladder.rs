@@ -22,17 +22,15 @@
 //! member file that does not hold the predicted items, and everything
 //! `evaluate` refuses (unlabelled data, other data); each names its file.
 
-use std::fs;
 use std::path::Path;
 
-use serde::Deserialize;
-
-use crate::artifact::probs;
+use crate::artifact::prediction::{
+    labelled_items, read_member_probs, read_output, read_predict_members, MEMBERS_FILE,
+};
+use crate::artifact::scores::{ladder_scores, read_ladder, write_ladder, REPORT_FILE};
 use crate::kind::schema::{Dflt, Param, Ty};
-use crate::kind::{Kind, NodeError, RunCtx};
-use crate::nodes::evaluate::{labelled_items, METRICS_FILE, REPORT_FILE};
-use crate::nodes::predict::{read_output, write_json, MEMBERS_FILE};
-use crate::predictions::ladder::{ladder, report, Member, Scores, Step};
+use crate::kind::{Kind, NodeError, ReportRole, RunCtx};
+use crate::predictions::ladder::{ladder, Member, Scores, Step};
 use crate::predictions::metrics::evaluate_items;
 
 pub struct Ladder;
@@ -60,9 +58,19 @@ impl Kind for Ladder {
                 &pred.dir, &pred.node, post, &data.dir, &data.node, &l,
             )?);
         }
-        write_json(&ctx.out.join(METRICS_FILE), &l)?;
-        let path = ctx.out.join(REPORT_FILE);
-        fs::write(&path, report(&l)).map_err(|e| NodeError::io(&path, e))
+        write_ladder(ctx.out, &l)
+    }
+    fn scores(&self, dir: &Path) -> Option<Vec<(String, f64)>> {
+        read_ladder(dir).ok().map(|l| ladder_scores(&l))
+    }
+    fn headline_score(&self) -> Option<&'static str> {
+        Some("folds.seq_acc")
+    }
+    fn closing_table(&self) -> Option<&'static str> {
+        Some(REPORT_FILE)
+    }
+    fn report_role(&self) -> ReportRole {
+        ReportRole::Ladder
     }
 }
 
@@ -102,7 +110,7 @@ fn post_row(
     let out = read_output(&post.dir)?;
     if out.items != pred_items {
         return Err(NodeError::file(
-            post.dir.join(crate::nodes::predict::ITEMS_FILE),
+            post.dir.join(crate::artifact::prediction::ITEMS_FILE),
             format!(
                 "post: `{}` corrects other items than `{pred_node}` predicts; point it at the same data",
                 post.node
@@ -120,15 +128,6 @@ fn post_row(
     })
 }
 
-/// A member as `members.json` of a `predict` artifact lists it.
-#[derive(Debug, Deserialize)]
-struct Entry {
-    file: String,
-    model: String,
-    snapshot: String,
-    round: u64,
-}
-
 /// Reads the members of the prediction in `pred_dir` (`pred_node` names it
 /// in errors) and computes the ladder over the data in `data_dir`.
 pub fn compute(
@@ -139,30 +138,22 @@ pub fn compute(
 ) -> Result<Scores, NodeError> {
     let out = read_output(pred_dir)?;
     let items = labelled_items(pred_dir, &out.items, data_dir, data_node)?;
-    let list = pred_dir.join(MEMBERS_FILE);
-    let bytes = fs::read(&list).map_err(|e| NodeError::io(&list, e))?;
-    let entries: Vec<Entry> = serde_json::from_slice(&bytes).map_err(|e| {
-        NodeError::file(
-            &list,
-            format!("not the member list of a `predict` node (`{pred_node}`): {e}"),
-        )
-    })?;
+    let entries = read_predict_members(pred_dir, pred_node)?;
     if entries.is_empty() {
-        return Err(NodeError::file(&list, "lists no members"));
+        return Err(NodeError::file(
+            pred_dir.join(MEMBERS_FILE),
+            "lists no members",
+        ));
     }
+    let shape = (out.probs.n, out.probs.heads);
     let mut members = Vec::with_capacity(entries.len());
     for e in entries {
-        let path = pred_dir.join(&e.file);
-        let probs = probs::read(&path)?;
-        if (probs.n, probs.heads) != (out.probs.n, out.probs.heads) {
-            return Err(NodeError::file(
-                &path,
-                format!(
-                    "holds {} images × {} heads, but the prediction has {} × {}",
-                    probs.n, probs.heads, out.probs.n, out.probs.heads
-                ),
-            ));
-        }
+        let probs = read_member_probs(pred_dir, &e.file, shape, |n, heads| {
+            format!(
+                "holds {n} images × {heads} heads, but the prediction has {} × {}",
+                shape.0, shape.1
+            )
+        })?;
         members.push(Member {
             model: e.model,
             snapshot: e.snapshot,
@@ -176,11 +167,16 @@ pub fn compute(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nodes::predict::testutil::{dataset, input, run_kind, train_artifact};
-    use crate::nodes::predict::{Predict, PROBS_FILE};
+    use crate::artifact::prediction::testutil::{dataset, input, run_kind, train_artifact};
+    use crate::artifact::prediction::PROBS_FILE;
+    use crate::artifact::probs;
+    use crate::artifact::scores::LADDER_FILE;
+    use crate::nodes::predict::Predict;
     use crate::nodes::KINDS;
+    use crate::predictions::ladder::report;
     use serde_json::json;
     use std::collections::BTreeMap;
+    use std::fs;
     use std::path::PathBuf;
 
     /// Plates, two fake train artifacts with two snapshots each, and a
@@ -222,7 +218,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let pred = predicted(root.path());
         let out = run_ladder(root.path(), &pred).unwrap();
-        let l: Scores = serde_json::from_slice(&fs::read(out.join(METRICS_FILE)).unwrap()).unwrap();
+        let l: Scores = serde_json::from_slice(&fs::read(out.join(LADDER_FILE)).unwrap()).unwrap();
         assert_eq!(l.n, 6);
         let members: Vec<usize> = l.rows.iter().map(|r| r.members).collect();
         assert_eq!(members, [1, 2, 4, 8]);
@@ -260,7 +256,8 @@ mod tests {
                 c
             })
             .collect();
-        crate::nodes::predict::write_output(&post, &o.items, &o.probs, Some(&classes)).unwrap();
+        crate::artifact::prediction::write_output(&post, &o.items, &o.probs, Some(&classes))
+            .unwrap();
         let mut inputs = BTreeMap::new();
         inputs.insert("predictions".to_string(), vec![input("pred", &pred, "p")]);
         inputs.insert(
@@ -270,7 +267,7 @@ mod tests {
         inputs.insert("post".to_string(), vec![input("post", &post, "q")]);
         let p = json!({"predictions": "pred", "data": "plates", "post": "post"});
         let out = run_kind(&Ladder, p.clone(), inputs.clone(), r, "ladder", None).unwrap();
-        let l: Scores = serde_json::from_slice(&fs::read(out.join(METRICS_FILE)).unwrap()).unwrap();
+        let l: Scores = serde_json::from_slice(&fs::read(out.join(LADDER_FILE)).unwrap()).unwrap();
         let last = l.rows.last().unwrap();
         assert_eq!(
             (last.step.as_str(), last.members, last.seq_acc),
@@ -290,8 +287,8 @@ mod tests {
             "{text}"
         );
         // Other items: an error naming the post artifact's item list.
-        fs::remove_file(post.join(crate::nodes::predict::CLASSES_FILE)).unwrap();
-        crate::nodes::predict::write_output(
+        fs::remove_file(post.join(crate::artifact::prediction::CLASSES_FILE)).unwrap();
+        crate::artifact::prediction::write_output(
             &post,
             &o.items[..3],
             &crate::predictions::Probs::new(3, 4, o.probs.data[..3 * 44].to_vec()).unwrap(),

@@ -29,7 +29,7 @@
 //! `probs.fwprobs` (reweighted by a position prior), `items.json`,
 //! `codes.json`, `classes.json` (the corrected classes, which `evaluate`,
 //! `submit` and `ladder` use) and the input's `length.fwprobs` when it had
-//! one; `postprocess.json` ([`Report`]); `report.txt`, the table `foldwise
+//! one; `postprocess.json` ([`PostReport`]); `report.txt`, the table `foldwise
 //! run` prints at the end.
 //!
 //! Errors name the input: a prediction without length probabilities for a
@@ -38,26 +38,21 @@
 //! predictions with the same item twice.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
-use std::fs;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::artifact::dataset::DataIndex;
-use crate::kind::schema::{Dflt, Param, Ty};
-use crate::kind::{InputArtifact, Kind, NodeError, ParamIssue, RunCtx};
-use crate::nodes::evaluate::{labelled_items, REPORT_FILE};
-use crate::nodes::predict::{
-    read_output, write_json, write_length, write_output, Item, ITEMS_FILE, LENGTH_FILE,
+use crate::artifact::prediction::{
+    labelled_items, read_output, write_length, write_output, Item, ITEMS_FILE, LENGTH_FILE,
 };
+use crate::artifact::scores::{write_postprocess, PostReport, StepReport, REPORT_FILE};
+use crate::kind::schema::{Dflt, Param, Ty};
+use crate::kind::{InputArtifact, Kind, NodeError, ParamIssue, ReportRole, RunCtx};
 use crate::predictions::postprocess::{
     apply, candidates, change, fit, seq_acc, Aids, Change, Prior, Setting, State, Tried,
 };
 use crate::predictions::Probs;
-
-/// The step report of a postprocess artifact.
-pub const REPORT_JSON: &str = "postprocess.json";
 
 /// The step names `steps` accepts.
 const STEPS: &[&str] = &["rules", "length", "position_prior"];
@@ -113,6 +108,12 @@ impl Kind for Postprocess {
     }
     fn run(&self, ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         run(ctx)
+    }
+    fn closing_table(&self) -> Option<&'static str> {
+        Some(REPORT_FILE)
+    }
+    fn report_role(&self) -> ReportRole {
+        ReportRole::PostProcessing
     }
 }
 
@@ -297,45 +298,6 @@ fn default_significance() -> f64 {
     0.05
 }
 
-/// What happened to one step.
-#[derive(Debug, Clone, Serialize)]
-pub struct StepReport {
-    /// `rules`, `length` or `position_prior`.
-    pub step: String,
-    /// The setting applied; `null` when the step was off.
-    pub setting: Option<Setting>,
-    /// `"given"` (written in the pipeline) or `"oof"` (fitted).
-    pub chosen_by: String,
-    /// Out-of-fold sequence accuracy before and after the step (with
-    /// `oof`).
-    pub oof_before: Option<f64>,
-    pub oof_after: Option<f64>,
-    /// Every candidate tried on `oof` (fitting only), "off" first.
-    pub tried: Vec<Tried>,
-    /// On the input: codes changed, and with `truth` fixed and broken.
-    pub changed: usize,
-    pub fixed: Option<usize>,
-    pub broke: Option<usize>,
-    /// With `truth`: sequence accuracy before and after the step.
-    pub seq_acc_before: Option<f64>,
-    pub seq_acc_after: Option<f64>,
-}
-
-/// `postprocess.json`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub n: usize,
-    /// Out-of-fold items used for fitting (0 without `oof`).
-    pub oof_items: usize,
-    pub steps: Vec<StepReport>,
-    /// With `truth`: the input's and the final sequence accuracy.
-    pub seq_acc_input: Option<f64>,
-    pub seq_acc_final: Option<f64>,
-    /// The per-position frequencies `position_prior` used (when a step).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub position_prior: Option<Prior>,
-}
-
 /// A prediction read for post-processing: its items, its state and its
 /// length probabilities.
 struct Pred {
@@ -490,105 +452,12 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         length: own_length,
     } = read_pred(input)?;
     let heads = st.probs.heads;
-    let opt = |name: &str| -> Result<Option<&InputArtifact>, NodeError> {
-        match ctx.inputs.get(name) {
-            Some(_) => ctx.input(name).map(Some),
-            None => Ok(None),
-        }
-    };
     let wants = |s: &str| p.steps.iter().any(|x| x == s);
-
-    // Length probabilities.
-    let length: Option<Probs> = match opt("length_from")? {
-        Some(a) => {
-            let other = read_pred(a)?;
-            if other.items != items {
-                return Err(NodeError::file(
-                    a.dir.join(ITEMS_FILE),
-                    format!(
-                        "length_from: `{}` predicts other items than `{}`; the length probabilities must be for the same items in the same order",
-                        a.node, input.node
-                    ),
-                ));
-            }
-            match other.length {
-                Some(l) => Some(l),
-                None => {
-                    return Err(NodeError::new("foldwise::postprocess::length", format!(
-                        "length_from: `{}` has no {LENGTH_FILE}; train its models with `model.length_head = true`",
-                        a.node
-                    )))
-                }
-            }
-        }
-        None => own_length.clone(),
-    };
-    if wants("length") && length.is_none() {
-        return Err(NodeError::new("foldwise::postprocess::length", format!(
-            "step `length` needs length probabilities, but `{}` has no {LENGTH_FILE}: train its models with `model.length_head = true`, or name a prediction that has them in `length_from`",
-            input.node
-        )));
-    }
-
-    // Statistics and out-of-fold predictions.
-    let labels = opt("labels")?;
-    let prior = match (wants("position_prior"), labels) {
-        (false, _) => None,
-        (true, None) => {
-            return Err(NodeError::new("foldwise::postprocess::labels", 
-                "step `position_prior` needs `labels`: the labelled training data whose per-position frequencies it uses",
-            ))
-        }
-        (true, Some(l)) => {
-            let index = DataIndex::load(&l.dir)?;
-            if !index.labelled {
-                return Err(NodeError::new("foldwise::postprocess::labels", format!(
-                    "labels: data `{}` is unlabelled",
-                    l.node
-                )));
-            }
-            let codes: Vec<&[u8]> = index
-                .items
-                .iter()
-                .map(|it| it.label.as_deref().unwrap_or(&[]))
-                .collect();
-            Some(
-                Prior::count(&codes, heads)
-                    .map_err(|m| NodeError::new("foldwise::postprocess::labels", format!("labels: data `{}`: {m}", l.node)))?,
-            )
-        }
-    };
-    let oof = match ctx.inputs.get("oof") {
-        Some(arts) if !arts.is_empty() => {
-            let Some(l) = labels else {
-                return Err(NodeError::new("foldwise::postprocess::labels", 
-                    "`oof` needs `labels`: the labelled data the out-of-fold predictions were made on",
-                ));
-            };
-            let (pred, truth) = read_oof(arts, l)?;
-            if pred.state.probs.heads != heads {
-                return Err(NodeError::new(
-                    "foldwise::postprocess::oof",
-                    format!(
-                        "oof: the out-of-fold predictions have {} heads, `{}` has {heads}",
-                        pred.state.probs.heads, input.node
-                    ),
-                ));
-            }
-            if wants("length") && pred.length.is_none() {
-                return Err(NodeError::new("foldwise::postprocess::length", format!(
-                    "oof: fitting the `length` step needs {LENGTH_FILE} in every out-of-fold prediction; train their models with `model.length_head = true`"
-                )));
-            }
-            Some((pred, truth))
-        }
-        _ => None,
-    };
-    let (mut oof_state, oof_truth, oof_length) = match oof {
-        Some((pred, truth)) => (Some(pred.state), truth, pred.length),
-        None => (None, Vec::new(), None),
-    };
-    let truth = match opt("truth")? {
+    let length = length_probs(ctx, input, &items, &own_length, wants("length"))?;
+    let labels = optional_input(ctx, "labels")?;
+    let prior = position_prior(labels, heads, wants("position_prior"))?;
+    let mut oof = out_of_fold(ctx, labels, input, heads, wants("length"))?;
+    let truth = match optional_input(ctx, "truth")? {
         Some(t) => Some(truth_codes(input, &items, t)?),
         None => None,
     };
@@ -596,41 +465,17 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
     // The steps, in order.
     let seq = |s: &State| truth.as_ref().map(|t| seq_acc(&s.classes, t));
     let seq_input = seq(&st);
+    let aids = Aids {
+        length: length.as_ref(),
+        prior: prior.as_ref(),
+    };
     let mut reports = Vec::new();
     for step in &p.steps {
-        let (kind, setting) = settings_of(step, &p, oof_state.is_some())?;
-        let aids = Aids {
-            length: length.as_ref(),
-            prior: prior.as_ref(),
-        };
-        let oof_aids = Aids {
-            length: oof_length.as_ref(),
-            prior: prior.as_ref(),
-        };
-        let (chosen, chosen_by, tried) = match (&setting, &oof_state) {
-            (Ok(s), _) => (Some(*s), "given", Vec::new()),
-            (Err(cands), Some(os)) => {
-                let (tried, best) = fit(cands, os, oof_aids, &oof_truth, p.significance);
-                (best, "oof", tried)
-            }
-            (Err(_), None) => {
-                let what = match kind.as_str() {
-                    "length_force" => "length.threshold",
-                    "length_joint" => "length.weight",
-                    _ => "position_prior.weight",
-                };
-                return Err(NodeError::new("foldwise::postprocess::fit", format!(
-                    "step `{step}`: `{what}` is \"fit\" (the default), but there is no `oof` input to fit it on; give out-of-fold predictions in `oof` (with `labels`), or set `{what}` to a number"
-                )));
-            }
-        };
-        let (oof_before, oof_after) = match &mut oof_state {
-            Some(os) => {
-                let before = seq_acc(&os.classes, &oof_truth);
-                if let Some(c) = &chosen {
-                    *os = apply(c, os, oof_aids);
-                }
-                (Some(before), Some(seq_acc(&os.classes, &oof_truth)))
+        let (chosen, chosen_by, tried) = choose(step, &p, &oof, prior.as_ref())?;
+        let (oof_before, oof_after) = match &mut oof {
+            Some(o) => {
+                let (before, after) = o.apply(chosen.as_ref(), prior.as_ref());
+                (Some(before), Some(after))
             }
             None => (None, None),
         };
@@ -658,9 +503,9 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
             seq_acc_after: seq(&st),
         });
     }
-    let report = Report {
+    let report = PostReport {
         n: items.len(),
-        oof_items: oof_truth.len(),
+        oof_items: oof.as_ref().map_or(0, |o| o.truth.len()),
         steps: reports,
         seq_acc_input: seq_input,
         seq_acc_final: seq(&st),
@@ -671,97 +516,209 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
     if let Some(l) = &own_length {
         write_length(ctx.out, l)?;
     }
-    write_json(&ctx.out.join(REPORT_JSON), &report)?;
-    let path = ctx.out.join(REPORT_FILE);
-    fs::write(&path, report_text(&report)).map_err(|e| NodeError::io(&path, e))?;
+    write_postprocess(ctx.out, &report)?;
     debug_assert!(st.classes.iter().all(|c| c.len() == heads));
     Ok(())
 }
 
-fn pct(x: Option<f64>) -> String {
-    match x {
-        Some(x) => format!("{:.2}%", 100.0 * x),
-        None => "-".into(),
+/// The single input behind the optional parameter `name`, when given.
+fn optional_input<'a>(
+    ctx: &'a RunCtx<'_>,
+    name: &str,
+) -> Result<Option<&'a InputArtifact>, NodeError> {
+    match ctx.inputs.get(name) {
+        Some(_) => ctx.input(name).map(Some),
+        None => Ok(None),
     }
 }
 
-/// The `report.txt` table.
-pub fn report_text(r: &Report) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "post-processing of {} images{}",
-        r.n,
-        if r.oof_items > 0 {
-            format!(", fitted on {} out-of-fold predictions", r.oof_items)
-        } else {
-            String::new()
-        }
-    );
-    let _ = writeln!(
-        s,
-        "{:<16} {:<26} {:>17} {:>8} {:>6} {:>6} {:>17}",
-        "step", "setting", "oof", "changed", "fixed", "broke", "accuracy"
-    );
-    for st in &r.steps {
-        let setting = match &st.setting {
-            Some(x) => format!(
-                "{}{}",
-                x.describe(),
-                if st.chosen_by == "oof" {
-                    " (fitted)"
-                } else {
-                    ""
+/// The length probabilities the `length` step uses: `length_from`'s
+/// (which must predict the same items), else the input's own; an error
+/// when the step is taken without them.
+fn length_probs(
+    ctx: &RunCtx<'_>,
+    input: &InputArtifact,
+    items: &[Item],
+    own_length: &Option<Probs>,
+    wanted: bool,
+) -> Result<Option<Probs>, NodeError> {
+    let length: Option<Probs> = match optional_input(ctx, "length_from")? {
+        Some(a) => {
+            let other = read_pred(a)?;
+            if other.items != items {
+                return Err(NodeError::file(
+                    a.dir.join(ITEMS_FILE),
+                    format!(
+                        "length_from: `{}` predicts other items than `{}`; the length probabilities must be for the same items in the same order",
+                        a.node, input.node
+                    ),
+                ));
+            }
+            match other.length {
+                Some(l) => Some(l),
+                None => {
+                    return Err(NodeError::new("foldwise::postprocess::length", format!(
+                        "length_from: `{}` has no {LENGTH_FILE}; train its models with `model.length_head = true`",
+                        a.node
+                    )))
                 }
+            }
+        }
+        None => own_length.clone(),
+    };
+    if wanted && length.is_none() {
+        return Err(NodeError::new("foldwise::postprocess::length", format!(
+            "step `length` needs length probabilities, but `{}` has no {LENGTH_FILE}: train its models with `model.length_head = true`, or name a prediction that has them in `length_from`",
+            input.node
+        )));
+    }
+    Ok(length)
+}
+
+/// The per-position frequencies of the `labels` data, when the
+/// `position_prior` step is taken (which needs labelled `labels`).
+fn position_prior(
+    labels: Option<&InputArtifact>,
+    heads: usize,
+    wanted: bool,
+) -> Result<Option<Prior>, NodeError> {
+    let l = match (wanted, labels) {
+        (false, _) => return Ok(None),
+        (true, None) => {
+            return Err(NodeError::new("foldwise::postprocess::labels", 
+                "step `position_prior` needs `labels`: the labelled training data whose per-position frequencies it uses",
+            ))
+        }
+        (true, Some(l)) => l,
+    };
+    let index = DataIndex::load(&l.dir)?;
+    if !index.labelled {
+        return Err(NodeError::new(
+            "foldwise::postprocess::labels",
+            format!("labels: data `{}` is unlabelled", l.node),
+        ));
+    }
+    let codes: Vec<&[u8]> = index
+        .items
+        .iter()
+        .map(|it| it.label.as_deref().unwrap_or(&[]))
+        .collect();
+    Prior::count(&codes, heads).map(Some).map_err(|m| {
+        NodeError::new(
+            "foldwise::postprocess::labels",
+            format!("labels: data `{}`: {m}", l.node),
+        )
+    })
+}
+
+/// The out-of-fold predictions the settings are fitted on, with their
+/// true codes, as the steps change them.
+struct OutOfFold {
+    state: State,
+    truth: Vec<Vec<u8>>,
+    length: Option<Probs>,
+}
+
+impl OutOfFold {
+    /// Applies the chosen setting (if any) to the out-of-fold predictions;
+    /// their sequence accuracy before and after.
+    fn apply(&mut self, chosen: Option<&Setting>, prior: Option<&Prior>) -> (f64, f64) {
+        let before = seq_acc(&self.state.classes, &self.truth);
+        if let Some(c) = chosen {
+            let aids = Aids {
+                length: self.length.as_ref(),
+                prior,
+            };
+            self.state = apply(c, &self.state, aids);
+        }
+        (before, seq_acc(&self.state.classes, &self.truth))
+    }
+}
+
+/// The `oof` predictions when given (which need `labels`, the input's
+/// heads and, for a `length` step, length probabilities).
+fn out_of_fold(
+    ctx: &RunCtx<'_>,
+    labels: Option<&InputArtifact>,
+    input: &InputArtifact,
+    heads: usize,
+    wants_length: bool,
+) -> Result<Option<OutOfFold>, NodeError> {
+    let arts = match ctx.inputs.get("oof") {
+        Some(arts) if !arts.is_empty() => arts,
+        _ => return Ok(None),
+    };
+    let Some(l) = labels else {
+        return Err(NodeError::new(
+            "foldwise::postprocess::labels",
+            "`oof` needs `labels`: the labelled data the out-of-fold predictions were made on",
+        ));
+    };
+    let (pred, truth) = read_oof(arts, l)?;
+    if pred.state.probs.heads != heads {
+        return Err(NodeError::new(
+            "foldwise::postprocess::oof",
+            format!(
+                "oof: the out-of-fold predictions have {} heads, `{}` has {heads}",
+                pred.state.probs.heads, input.node
             ),
-            None => "off (no oof evidence)".into(),
-        };
-        let name = match st.setting {
-            Some(Setting::LengthForce { .. }) => "length (force)".to_string(),
-            Some(Setting::LengthJoint { .. }) => "length (joint)".to_string(),
-            _ => st.step.clone(),
-        };
-        let oof = match (st.oof_before, st.oof_after) {
-            (Some(a), Some(b)) => format!("{} → {}", pct(Some(a)), pct(Some(b))),
-            _ => "-".into(),
-        };
-        let acc = match (st.seq_acc_before, st.seq_acc_after) {
-            (Some(a), Some(b)) => format!("{} → {}", pct(Some(a)), pct(Some(b))),
-            _ => "-".into(),
-        };
-        let opt = |x: Option<usize>| x.map_or("-".to_string(), |v| v.to_string());
-        let _ = writeln!(
-            s,
-            "{:<16} {:<26} {:>17} {:>8} {:>6} {:>6} {:>17}",
-            name,
-            setting,
-            oof,
-            st.changed,
-            opt(st.fixed),
-            opt(st.broke),
-            acc
-        );
+        ));
     }
-    if let (Some(a), Some(b)) = (r.seq_acc_input, r.seq_acc_final) {
-        let _ = writeln!(
-            s,
-            "sequence accuracy {} → {} ({:+.2} points)",
-            pct(Some(a)),
-            pct(Some(b)),
-            100.0 * (b - a)
-        );
+    if wants_length && pred.length.is_none() {
+        return Err(NodeError::new("foldwise::postprocess::length", format!(
+            "oof: fitting the `length` step needs {LENGTH_FILE} in every out-of-fold prediction; train their models with `model.length_head = true`"
+        )));
     }
-    s
+    Ok(Some(OutOfFold {
+        state: pred.state,
+        truth,
+        length: pred.length,
+    }))
+}
+
+/// The setting of one step: as given, or fitted on the out-of-fold
+/// predictions (with every candidate tried); a `"fit"` setting without
+/// `oof` is an error.
+fn choose(
+    step: &str,
+    p: &Params,
+    oof: &Option<OutOfFold>,
+    prior: Option<&Prior>,
+) -> Result<(Option<Setting>, &'static str, Vec<Tried>), NodeError> {
+    let (kind, setting) = settings_of(step, p, oof.is_some())?;
+    match (setting, oof) {
+        (Ok(s), _) => Ok((Some(s), "given", Vec::new())),
+        (Err(cands), Some(o)) => {
+            let aids = Aids {
+                length: o.length.as_ref(),
+                prior,
+            };
+            let (tried, best) = fit(&cands, &o.state, aids, &o.truth, p.significance);
+            Ok((best, "oof", tried))
+        }
+        (Err(_), None) => {
+            let what = match kind.as_str() {
+                "length_force" => "length.threshold",
+                "length_joint" => "length.weight",
+                _ => "position_prior.weight",
+            };
+            Err(NodeError::new("foldwise::postprocess::fit", format!(
+                "step `{step}`: `{what}` is \"fit\" (the default), but there is no `oof` input to fit it on; give out-of-fold predictions in `oof` (with `labels`), or set `{what}` to a number"
+            )))
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nodes::predict::testutil::{dataset, input, run_kind};
-    use crate::nodes::predict::CLASSES_FILE;
+    use crate::artifact::prediction::testutil::{dataset, input, run_kind};
+    use crate::artifact::prediction::{items_of, CLASSES_FILE};
+    use crate::artifact::scores::POSTPROCESS_FILE;
     use crate::predictions::{BLANK, CLASSES};
     use serde_json::json;
     use std::collections::BTreeMap;
+    use std::fs;
     use std::path::Path;
 
     const HEADS: usize = 6;
@@ -819,13 +776,7 @@ mod tests {
             .iter()
             .map(|&i| index.items[i].label.clone().unwrap())
             .collect();
-        let items: Vec<Item> = indices
-            .iter()
-            .map(|&i| Item {
-                index: i,
-                file: index.items[i].file.clone(),
-            })
-            .collect();
+        let items = items_of(index, indices);
         let p = probs_for(&codes, &|k| damaged(indices[k]));
         write_output(dir, &items, &p, None).unwrap();
         if length {
@@ -911,7 +862,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let r = read_json(&out.join(REPORT_JSON));
+        let r = read_json(&out.join(POSTPROCESS_FILE));
         // Every decoding is well formed: rules change nothing out of fold,
         // so they stay off.
         assert_eq!(r["steps"][0]["step"], "rules");
@@ -992,7 +943,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let r = read_json(&out.join(REPORT_JSON));
+        let r = read_json(&out.join(POSTPROCESS_FILE));
         assert_eq!(r["steps"][0]["setting"], Value::Null);
         assert_eq!(r["seq_acc_final"], r["seq_acc_input"]);
         // Given explicitly, it is applied, and the out-of-fold loss shows.
@@ -1005,7 +956,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let r = read_json(&out.join(REPORT_JSON));
+        let r = read_json(&out.join(POSTPROCESS_FILE));
         let s = &r["steps"][0];
         assert_eq!(
             s["setting"],
@@ -1041,7 +992,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let r = read_json(&out.join(REPORT_JSON));
+        let r = read_json(&out.join(POSTPROCESS_FILE));
         let index = DataIndex::load(&f.root.join("data")).unwrap();
         let pr = &r["position_prior"];
         assert_eq!(pr["labels"], 12);
@@ -1119,7 +1070,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            read_json(&out.join(REPORT_JSON))["steps"][0]["setting"],
+            read_json(&out.join(POSTPROCESS_FILE))["steps"][0]["setting"],
             json!({"kind": "rules"})
         );
     }

@@ -61,30 +61,16 @@ use serde_json::{json, Value};
 
 use crate::artifact::dataset::DataIndex;
 use crate::artifact::model::{self, Summary as TrainSummary};
+use crate::artifact::prediction::{
+    items_of, write_length, write_output, write_probs, Member, MEMBERS_DIR, MEMBERS_FILE,
+};
 use crate::artifact::split::load_fold;
-use crate::artifact::{probs, read_json};
-use crate::imaging::{self, Augment, DecodedSet};
+use crate::artifact::{probs, write_json};
+use crate::imaging::{self, Augment, DecodedSet, Norm};
 use crate::kind::schema::{float_range, int_min, Dflt, Param, Ty};
-use crate::kind::{codes, InputArtifact, Kind, NodeError, ParamIssue, RunCtx};
+use crate::kind::{codes, InputArtifact, Kind, NodeError, ParamIssue, ReportRole, RunCtx};
 use crate::model::Model;
-use crate::predictions::{code_string, decode, ensemble, Probs};
-
-/// The mean probabilities of a prediction artifact.
-pub const PROBS_FILE: &str = "probs.fwprobs";
-/// The predicted items, in row order.
-pub const ITEMS_FILE: &str = "items.json";
-/// The decoded codes, in row order.
-pub const CODES_FILE: &str = "codes.json";
-/// Per item, per head class (written by a voting ensemble; preferred over
-/// decoding `probs.fwprobs` when present).
-pub const CLASSES_FILE: &str = "classes.json";
-/// The members and their validation accuracy.
-pub const MEMBERS_FILE: &str = "members.json";
-/// Folder of the member probability files.
-pub const MEMBERS_DIR: &str = "members";
-/// The mean length probabilities (one 11-way "head": class k = k digits),
-/// present when every model has a length head.
-pub const LENGTH_FILE: &str = "length.fwprobs";
+use crate::predictions::{ensemble, Probs};
 
 /// Stream id for the TTA augmentation draws.
 const STREAM: u64 = 0x7743_0001;
@@ -132,6 +118,9 @@ impl Kind for Predict {
     }
     fn run(&self, ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         run(ctx)
+    }
+    fn report_role(&self) -> ReportRole {
+        ReportRole::Members
     }
 }
 
@@ -444,149 +433,6 @@ fn best_snapshots(all: Vec<model::Snapshot>, m: usize) -> Vec<model::Snapshot> {
     top
 }
 
-/// One predicted item: its index in the data index and its file name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Item {
-    pub index: usize,
-    pub file: String,
-}
-
-/// A prediction artifact read back.
-#[derive(Debug, Clone)]
-pub struct Output {
-    pub items: Vec<Item>,
-    pub probs: Probs,
-    /// From `classes.json` when present.
-    pub classes: Option<Vec<Vec<u8>>>,
-    /// From [`LENGTH_FILE`] when present: one row per item, class k = k
-    /// digits.
-    pub length: Option<Probs>,
-}
-
-impl Output {
-    /// The class vector of every item: `classes.json` when present, else the
-    /// argmax of the probabilities.
-    pub fn final_classes(&self) -> Vec<Vec<u8>> {
-        self.classes
-            .clone()
-            .unwrap_or_else(|| decode::classes(&self.probs))
-    }
-}
-
-/// Reads a prediction artifact (`predict` or `ensemble`), checking that its
-/// files agree with each other; errors name the files.
-pub fn read_output(dir: &Path) -> Result<Output, NodeError> {
-    let items_path = dir.join(ITEMS_FILE);
-    let items: Vec<Item> = read_json(&items_path, "an item list")?;
-    let probs_path = dir.join(PROBS_FILE);
-    let probs = probs::read(&probs_path)?;
-    if probs.n != items.len() {
-        return Err(NodeError::file(
-            &probs_path,
-            format!(
-                "{} rows, but {} lists {} items",
-                probs.n,
-                items_path.display(),
-                items.len()
-            ),
-        ));
-    }
-    let classes_path = dir.join(CLASSES_FILE);
-    let classes = if classes_path.exists() {
-        let c: Vec<Vec<u8>> = read_json(&classes_path, "a class list")?;
-        if c.len() != items.len()
-            || c.iter()
-                .any(|v| v.len() != probs.heads || v.iter().any(|x| *x > 10))
-        {
-            return Err(NodeError::file(
-                &classes_path,
-                format!(
-                    "does not hold {} items × {} heads of classes 0-10",
-                    items.len(),
-                    probs.heads
-                ),
-            ));
-        }
-        Some(c)
-    } else {
-        None
-    };
-    let length = read_length(dir, items.len())?;
-    Ok(Output {
-        items,
-        probs,
-        classes,
-        length,
-    })
-}
-
-/// Reads [`LENGTH_FILE`] of a prediction artifact when present, checking it
-/// has one row per item and one head.
-pub fn read_length(dir: &Path, items: usize) -> Result<Option<Probs>, NodeError> {
-    let path = dir.join(LENGTH_FILE);
-    if !path.exists() {
-        return Ok(None);
-    }
-    let l = probs::read(&path)?;
-    if l.n != items || l.heads != 1 {
-        return Err(NodeError::file(
-            &path,
-            format!(
-                "holds {} rows × {} heads, want {items} rows × 1 length head",
-                l.n, l.heads
-            ),
-        ));
-    }
-    Ok(Some(l))
-}
-
-/// Writes [`LENGTH_FILE`].
-pub fn write_length(out: &Path, length: &Probs) -> Result<(), NodeError> {
-    let path = out.join(LENGTH_FILE);
-    fs::write(&path, probs::to_bytes(length)).map_err(|e| NodeError::io(&path, e))
-}
-
-/// Writes the shared prediction layout: `probs.fwprobs`, `items.json`,
-/// `codes.json` and, when given, `classes.json` (whose codes then win).
-pub fn write_output(
-    out: &Path,
-    items: &[Item],
-    probs: &Probs,
-    classes: Option<&[Vec<u8>]>,
-) -> Result<(), NodeError> {
-    let path = out.join(PROBS_FILE);
-    fs::write(&path, probs::to_bytes(probs)).map_err(|e| NodeError::io(&path, e))?;
-    write_json(&out.join(ITEMS_FILE), &items)?;
-    let codes: Vec<String> = match classes {
-        Some(c) => c.iter().map(|v| code_string(&decode::code(v))).collect(),
-        None => decode::codes(probs)
-            .iter()
-            .map(|c| code_string(c))
-            .collect(),
-    };
-    write_json(&out.join(CODES_FILE), &codes)?;
-    if let Some(c) = classes {
-        write_json(&out.join(CLASSES_FILE), &c)?;
-    }
-    Ok(())
-}
-
-pub(crate) fn write_json<T: Serialize + ?Sized>(path: &Path, v: &T) -> Result<(), NodeError> {
-    let mut bytes = serde_json::to_vec_pretty(v).expect("serialises");
-    bytes.push(b'\n');
-    fs::write(path, bytes).map_err(|e| NodeError::io(path, e))
-}
-
-/// Writes `bytes` to `path` atomically (temporary name, then rename).
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
-    let tmp = crate::store::temp_sibling(path);
-    fs::write(&tmp, bytes).map_err(|e| NodeError::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        NodeError::io(path, e)
-    })
-}
-
 fn hex_digest(v: &Value) -> String {
     blake3::hash(&serde_json::to_vec(v).expect("json"))
         .to_hex()
@@ -605,27 +451,35 @@ fn file_part(node: &str) -> String {
         .collect()
 }
 
-#[derive(Debug, Serialize)]
-struct MemberInfo {
-    file: String,
-    model: String,
-    snapshot: String,
-    cycle: Option<u64>,
-    round: u64,
-    valid_seq_acc: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    length_file: Option<String>,
-}
-
 fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
     let p: PredictParams = ctx.typed()?;
     let sel = Snapshots::parse(&p.snapshots)
         .map_err(|m| NodeError::new("foldwise::predict::snapshots", format!("snapshots: {m}")))?;
-    let batch = p.batch.unwrap_or(64).max(1);
     let data = ctx.input("data")?;
     let index = DataIndex::load(&data.dir)?;
+    let (model_inputs, indices) = models_and_items(ctx, data, &index)?;
+    let files = model_files(&model_inputs, &sel)?;
+    let mut job = Job::new(ctx, data, &index, indices, &p, &files[0].1);
+    ctx.progress
+        .set_total(files.len() as u64 * job.rounds * job.batches);
+    let members_dir = ctx.out.join(MEMBERS_DIR);
+    fs::create_dir_all(&members_dir).map_err(|e| NodeError::io(&members_dir, e))?;
+    let all_length = files.iter().all(|(_, s)| s.length_head);
+    let mut members = Members::default();
+    for (f, summary) in &files {
+        job.predict_model(f, summary, all_length, &mut members)?;
+    }
+    members.write(ctx.out, &index, &job.indices, all_length)
+}
 
-    // The train artifacts; with `oof` a gathered list keeps this fold's.
+/// The train artifacts to use and the data indices to predict: every item,
+/// or with `oof` this fold's `valid` part (a gathered model list then keeps
+/// this fold's model).
+fn models_and_items<'a>(
+    ctx: &'a RunCtx<'_>,
+    data: &InputArtifact,
+    index: &DataIndex,
+) -> Result<(Vec<&'a InputArtifact>, Vec<usize>), NodeError> {
     let mut model_inputs: Vec<&InputArtifact> = match ctx.inputs.get("models") {
         Some(v) if !v.is_empty() => v.iter().collect(),
         _ => return Err(NodeError::new(codes::INPUT, "missing input `models`")),
@@ -635,14 +489,7 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
             let split = ctx.input("oof")?;
             let fold = load_fold(split)?;
             if model_inputs.len() > 1 {
-                let f = ctx.fold.unwrap_or(0);
-                let suffix = format!("[{f}]");
-                model_inputs.retain(|m| m.node.ends_with(&suffix));
-                if model_inputs.is_empty() {
-                    return Err(NodeError::new("foldwise::predict::oof", format!(
-                        "oof: none of the gathered models is fold {f}'s (`…{suffix}`); refer to the models as following the split (`models = \"cnn\"`)"
-                    )));
-                }
+                keep_fold_models(&mut model_inputs, ctx.fold.unwrap_or(0))?;
             }
             if let Some(&bad) = fold.valid.iter().find(|&&i| i >= index.items.len()) {
                 return Err(NodeError::new(
@@ -665,403 +512,398 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
             format!("no items to predict in data `{}`", data.node),
         ));
     }
+    Ok((model_inputs, indices))
+}
 
-    // Model files and their shape, which must agree.
+/// Keeps the gathered models of fold `f` (`…[f]`); none is an error.
+fn keep_fold_models(model_inputs: &mut Vec<&InputArtifact>, f: usize) -> Result<(), NodeError> {
+    let suffix = format!("[{f}]");
+    model_inputs.retain(|m| m.node.ends_with(&suffix));
+    if model_inputs.is_empty() {
+        return Err(NodeError::new("foldwise::predict::oof", format!(
+            "oof: none of the gathered models is fold {f}'s (`…{suffix}`); refer to the models as following the split (`models = \"cnn\"`)"
+        )));
+    }
+    Ok(())
+}
+
+/// The selected model files of every train artifact, with their train
+/// summaries; every model must have the first one's shape.
+fn model_files(
+    model_inputs: &[&InputArtifact],
+    sel: &Snapshots,
+) -> Result<Vec<(ModelFile, TrainSummary)>, NodeError> {
     let mut files: Vec<(ModelFile, TrainSummary)> = Vec::new();
-    for m in &model_inputs {
-        let summary: TrainSummary = read_json(&m.dir.join("train.json"), "a train summary")?;
-        for f in select_models(m, &sel)? {
+    for m in model_inputs {
+        let summary = model::read_summary(&m.dir)?;
+        for f in select_models(m, sel)? {
             files.push((f, summary.clone()));
         }
     }
     let (first, shape) = (&files[0].0, &files[0].1);
     for (f, s) in &files[1..] {
-        if (s.heads, s.height, s.width) != (shape.heads, shape.height, shape.width) {
-            return Err(NodeError::new(
-                "foldwise::predict::models",
-                format!(
-                    "models disagree: `{}` has {} heads at {}x{}, `{}` has {} heads at {}x{}",
-                    first.node,
-                    shape.heads,
-                    shape.height,
-                    shape.width,
-                    f.node,
-                    s.heads,
-                    s.height,
-                    s.width
-                ),
-            ));
-        }
-        if (s.decoded_height, s.decoded_width) != (shape.decoded_height, shape.decoded_width) {
-            return Err(NodeError::new("foldwise::predict::models", format!(
-                "models disagree: `{}` was trained on images decoded at {}x{}, `{}` at {}x{} (set the same `margin`)",
+        check_same_shape(first, shape, f, s)?;
+    }
+    Ok(files)
+}
+
+/// Errors when model `f` (summary `s`) differs from `first` in heads,
+/// input size or decoded size.
+fn check_same_shape(
+    first: &ModelFile,
+    shape: &TrainSummary,
+    f: &ModelFile,
+    s: &TrainSummary,
+) -> Result<(), NodeError> {
+    if (s.heads, s.height, s.width) != (shape.heads, shape.height, shape.width) {
+        return Err(NodeError::new(
+            "foldwise::predict::models",
+            format!(
+                "models disagree: `{}` has {} heads at {}x{}, `{}` has {} heads at {}x{}",
                 first.node,
-                shape.decoded_height,
-                shape.decoded_width,
+                shape.heads,
+                shape.height,
+                shape.width,
                 f.node,
-                s.decoded_height,
-                s.decoded_width
-            )));
+                s.heads,
+                s.height,
+                s.width
+            ),
+        ));
+    }
+    if (s.decoded_height, s.decoded_width) != (shape.decoded_height, shape.decoded_width) {
+        return Err(NodeError::new("foldwise::predict::models", format!(
+            "models disagree: `{}` was trained on images decoded at {}x{}, `{}` at {}x{} (set the same `margin`)",
+            first.node,
+            shape.decoded_height,
+            shape.decoded_width,
+            f.node,
+            s.decoded_height,
+            s.decoded_width
+        )));
+    }
+    Ok(())
+}
+
+/// What every member of one run shares: the data, the predicted indices,
+/// the TTA settings and the input shape, and the decoded data set (decoded
+/// on first use: a run whose members are all cached decodes nothing).
+struct Job<'a> {
+    ctx: &'a RunCtx<'a>,
+    data: &'a InputArtifact,
+    index: &'a DataIndex,
+    indices: Vec<usize>,
+    tta: &'a TtaParams,
+    batch: usize,
+    rounds: u64,
+    batches: u64,
+    /// Model input size.
+    h: u32,
+    w: u32,
+    /// Decoded size.
+    dh: u32,
+    dw: u32,
+    norm: Norm,
+    set: Option<DecodedSet>,
+}
+
+/// A member's probabilities and, with a length head, its length
+/// probabilities.
+type MemberProbs = (Probs, Option<Probs>);
+
+impl<'a> Job<'a> {
+    fn new(
+        ctx: &'a RunCtx<'a>,
+        data: &'a InputArtifact,
+        index: &'a DataIndex,
+        indices: Vec<usize>,
+        p: &'a PredictParams,
+        shape: &TrainSummary,
+    ) -> Job<'a> {
+        let batch = p.batch.unwrap_or(64).max(1);
+        Job {
+            ctx,
+            data,
+            index,
+            batches: indices.len().div_ceil(batch) as u64,
+            indices,
+            tta: &p.tta,
+            batch,
+            rounds: p.tta.rounds.max(1),
+            h: shape.height as u32,
+            w: shape.width as u32,
+            dh: shape.decoded_height,
+            dw: shape.decoded_width,
+            norm: shape.norm.unwrap_or_default(),
+            set: None,
         }
     }
-    let (h, w) = (shape.height as u32, shape.width as u32);
-    let (dh, dw) = (shape.decoded_height, shape.decoded_width);
-    let norm = shape.norm.unwrap_or_default();
-    let rounds = p.tta.rounds.max(1);
-    let batches = indices.len().div_ceil(batch) as u64;
-    ctx.progress
-        .set_total(files.len() as u64 * rounds * batches);
 
-    let mut set: Option<DecodedSet> = None;
-    let members_dir = ctx.out.join(MEMBERS_DIR);
-    fs::create_dir_all(&members_dir).map_err(|e| NodeError::io(&members_dir, e))?;
-    let mut member_probs: Vec<Probs> = Vec::new();
-    let mut member_lengths: Vec<Probs> = Vec::new();
-    let all_length = files.iter().all(|(_, s)| s.length_head);
-    let mut infos: Vec<MemberInfo> = Vec::new();
-    let tta = p.tta.augment();
-    for (f, summary) in &files {
+    /// Every round of model file `f`: found in the derived folder or
+    /// computed, linked into the artifact and listed in `members`.
+    fn predict_model(
+        &mut self,
+        f: &ModelFile,
+        summary: &TrainSummary,
+        all_length: bool,
+        members: &mut Members,
+    ) -> Result<(), NodeError> {
         let bytes = fs::read(&f.path).map_err(|e| NodeError::io(&f.path, e))?;
         let model_digest = blake3::hash(&bytes).to_hex().to_string();
         drop(bytes);
-        let seed_digest = blake3::hash(
-            &serde_json::to_vec(&json!({
-                "v": "foldwise-predict-seed-1",
-                "model": model_digest,
-                "data": data.digest,
-                "tta": p.tta.settings(),
-            }))
-            .expect("json"),
-        );
-        let seed = u64::from_le_bytes(seed_digest.as_bytes()[..8].try_into().expect("8 bytes"));
+        let seed = self.seed(&model_digest);
         let mut model: Option<Model> = None;
-        for r in 0..rounds {
-            let name = hex_digest(&json!({
-                "v": "foldwise-predict-1",
-                "model": model_digest,
-                "data": data.digest,
-                "indices": indices,
-                "round": r,
-                "tta": if r == 0 { Value::Null } else { p.tta.settings() },
-                "height": h,
-                "width": w,
-                "decoded": [dh, dw],
-                "norm": norm,
-            }));
-            let path = ctx.derived.join(format!("pr-{name}.fwprobs"));
-            let lpath = ctx.derived.join(format!("pl-{name}.fwprobs"));
-            let cached = probs::read(&path)
-                .ok()
-                .filter(|q| q.n == indices.len() && q.heads == summary.heads);
-            let cached_length = if summary.length_head {
-                probs::read(&lpath)
-                    .ok()
-                    .filter(|q| q.n == indices.len() && q.heads == 1)
-            } else {
-                None
-            };
-            let cached = match cached {
-                Some(q) if cached_length.is_some() || !summary.length_head => {
-                    Some((q, cached_length))
-                }
-                _ => None,
-            };
-            let (probs, length) = match cached {
+        for r in 0..self.rounds {
+            let name = self.member_name(&model_digest, r);
+            let path = self.ctx.derived.join(format!("pr-{name}.fwprobs"));
+            let lpath = self.ctx.derived.join(format!("pl-{name}.fwprobs"));
+            let (probs, length) = match self.cached(&path, &lpath, summary) {
                 Some(q) => {
-                    ctx.progress.inc(batches);
+                    self.ctx.progress.inc(self.batches);
                     q
                 }
                 None => {
                     if model.is_none() {
-                        let m = Model::load(&f.path)
-                            .map_err(|e| NodeError::new(codes::MODEL, e.to_string()))?;
-                        let c = m.config();
-                        if (c.heads, c.height, c.width, c.length_head)
-                            != (
-                                summary.heads,
-                                summary.height,
-                                summary.width,
-                                summary.length_head,
-                            )
-                        {
-                            return Err(NodeError::file(
-                                &f.path,
-                                format!(
-                                    "holds a model of {} heads at {}x{}, but train.json of `{}` says {} heads at {}x{}",
-                                    c.heads, c.height, c.width, f.node, summary.heads, summary.height, summary.width
-                                ),
-                            ));
-                        }
-                        model = Some(m);
+                        model = Some(load_model(f, summary)?);
                     }
                     let m = model.as_ref().expect("loaded");
-                    if set.is_none() {
-                        set = Some(imaging::shared_set(
-                            ctx.derived,
-                            &data.dir,
-                            &data.digest,
-                            &index,
-                            dh,
-                            dw,
-                            &crate::kind::NoProgress,
-                        )?);
-                    }
-                    let s = set.as_ref().expect("decoded");
-                    let aug = if r == 0 { Augment::none() } else { tta };
-                    let mut out = Vec::with_capacity(indices.len() * summary.heads * 11);
-                    let mut lout = Vec::new();
-                    for chunk in indices.chunks(batch) {
-                        let x = imaging::batch(s, chunk, &aug, seed, STREAM, r, h, w, &norm);
-                        let (y, l) = m.forward_all(&x, chunk.len()).map_err(|e| {
-                            NodeError::new(codes::MODEL, format!("model `{}`: {e}", f.node))
-                        })?;
-                        out.extend_from_slice(&y);
-                        if let Some(l) = l {
-                            lout.extend_from_slice(&l);
-                        }
-                        ctx.progress.inc(1);
-                    }
-                    let q = Probs::new(indices.len(), summary.heads, out)?;
-                    let l = if summary.length_head {
-                        Some(Probs::new(indices.len(), 1, lout)?)
-                    } else {
-                        None
-                    };
-                    fs::create_dir_all(ctx.derived).map_err(|e| NodeError::io(ctx.derived, e))?;
-                    // The length file first: the digit file is what marks
-                    // the member as cached.
-                    if let Some(l) = &l {
-                        write_atomic(&lpath, &probs::to_bytes(l))?;
-                    }
-                    write_atomic(&path, &probs::to_bytes(&q))?;
-                    (q, l)
+                    let q = self.compute(f, m, summary, seed, r)?;
+                    store_member(self.ctx.derived, &path, &lpath, &q)?;
+                    q
                 }
             };
-            let file = format!("{}-{}-r{r}.fwprobs", file_part(&f.node), f.snapshot);
-            let dst = members_dir.join(&file);
-            if fs::hard_link(&path, &dst).is_err() {
-                fs::write(&dst, probs::to_bytes(&probs)).map_err(|e| NodeError::io(&dst, e))?;
-            }
-            let length_file = match &length {
-                Some(l) if all_length => {
-                    let lfile =
-                        format!("{}-{}-r{r}.length.fwprobs", file_part(&f.node), f.snapshot);
-                    let ldst = members_dir.join(&lfile);
-                    if fs::hard_link(&lpath, &ldst).is_err() {
-                        fs::write(&ldst, probs::to_bytes(l))
-                            .map_err(|e| NodeError::io(&ldst, e))?;
-                    }
-                    member_lengths.push(l.clone());
-                    Some(format!("{MEMBERS_DIR}/{lfile}"))
-                }
-                _ => None,
-            };
-            infos.push(MemberInfo {
-                file: format!("{MEMBERS_DIR}/{file}"),
-                model: f.node.clone(),
-                snapshot: f.snapshot.clone(),
-                cycle: f.cycle,
-                round: r,
-                valid_seq_acc: f.valid_seq_acc,
-                length_file,
-            });
-            member_probs.push(probs);
+            let member = link_member(
+                &self.ctx.out.join(MEMBERS_DIR),
+                f,
+                r,
+                (&path, &probs),
+                length.as_ref().filter(|_| all_length).map(|l| (&*lpath, l)),
+            )?;
+            members.push(member, probs, length.filter(|_| all_length));
         }
-    }
-    let refs: Vec<&Probs> = member_probs.iter().collect();
-    let mean = ensemble::mean(&refs)?;
-    let items: Vec<Item> = indices
-        .iter()
-        .map(|&i| Item {
-            index: i,
-            file: index.items[i].file.clone(),
-        })
-        .collect();
-    write_output(ctx.out, &items, &mean, None)?;
-    if all_length {
-        let refs: Vec<&Probs> = member_lengths.iter().collect();
-        write_length(ctx.out, &ensemble::mean(&refs)?)?;
-    }
-    write_json(&ctx.out.join(MEMBERS_FILE), &infos)
-}
-
-/// Members of a prediction artifact as `members.json` lists them (used by
-/// `ensemble`): the member file (when the artifact has one) and its
-/// validation accuracy.
-#[derive(Debug, Clone, Deserialize)]
-pub struct MemberEntry {
-    #[serde(default)]
-    pub file: Option<String>,
-    #[serde(default)]
-    pub length_file: Option<String>,
-    #[serde(default)]
-    pub valid_seq_acc: Option<f64>,
-}
-
-/// Reads `members.json` of a prediction artifact, or `None` when absent.
-pub fn read_members(dir: &Path) -> Result<Option<Vec<MemberEntry>>, NodeError> {
-    let path = dir.join(MEMBERS_FILE);
-    if !path.exists() {
-        return Ok(None);
-    }
-    read_json(&path, "a member list").map(Some)
-}
-
-/// Test helpers shared by the prediction kinds' tests.
-#[cfg(test)]
-pub(crate) mod testutil {
-    use super::*;
-    use std::collections::BTreeMap;
-
-    use crate::kind::NoProgress;
-    use crate::model::{Arch, ModelConfig};
-    use crate::nodes::synthetic::{write_dataset, SyntheticParams};
-
-    /// A synthetic data artifact of `n` plates in `dir`.
-    pub fn dataset(dir: &Path, n: u64, seed: u64) -> DataIndex {
-        fs::create_dir_all(dir).unwrap();
-        write_dataset(&SyntheticParams::with_count(n), seed, dir, &NoProgress).unwrap()
+        Ok(())
     }
 
-    /// A fake train artifact in `dir`: an untrained 32x64 svhn-small model
-    /// of `heads` heads as `model.safetensors`, `train.json`, `metrics.json`
-    /// and, when `cycles` > 0, snapshots with the given accuracies.
-    pub fn train_artifact(dir: &Path, heads: usize, seed: u64, accs: &[f64]) {
-        train_artifact_as(dir, heads, seed, accs, false)
+    /// The seed of a model's augmentation draws: from the model and data
+    /// digests and the TTA settings only.
+    fn seed(&self, model_digest: &str) -> u64 {
+        let seed_digest = blake3::hash(
+            &serde_json::to_vec(&json!({
+                "v": "foldwise-predict-seed-1",
+                "model": model_digest,
+                "data": self.data.digest,
+                "tta": self.tta.settings(),
+            }))
+            .expect("json"),
+        );
+        u64::from_le_bytes(seed_digest.as_bytes()[..8].try_into().expect("8 bytes"))
     }
 
-    /// [`train_artifact`], the models with a length head when `length`.
-    pub fn train_artifact_as(dir: &Path, heads: usize, seed: u64, accs: &[f64], length: bool) {
-        fs::create_dir_all(dir).unwrap();
-        let mut cfg = ModelConfig::new(Arch::SvhnSmall, heads);
-        cfg.height = 32;
-        cfg.width = 64;
-        cfg.length_head = length;
-        Model::new(cfg.clone(), seed)
-            .unwrap()
-            .save(&dir.join("model.safetensors"))
-            .unwrap();
-        fs::write(
-            dir.join("train.json"),
-            serde_json::to_vec(
-                &json!({"arch": "svhn-small", "heads": heads, "height": 32, "width": 64,
-                    "decoded_height": 36, "decoded_width": 72, "length_head": length}),
-            )
-            .unwrap(),
-        )
-        .unwrap();
-        fs::write(
-            dir.join("metrics.json"),
-            serde_json::to_vec(
-                &json!([{"epoch": 0, "valid_seq_acc": 0.25}, {"epoch": 1, "valid_seq_acc": 0.5}]),
-            )
-            .unwrap(),
-        )
-        .unwrap();
-        if !accs.is_empty() {
-            fs::create_dir_all(dir.join("snapshots")).unwrap();
-            let mut list = Vec::new();
-            for (c, a) in accs.iter().enumerate() {
-                Model::new(cfg.clone(), seed + 100 + c as u64)
-                    .unwrap()
-                    .save(&dir.join(format!("snapshots/cycle-{c}.safetensors")))
-                    .unwrap();
-                list.push(
-                    json!({"cycle": c, "epoch": 3 * c + 2, "valid_seq_acc": a, "valid_loss": 1.0}),
-                );
-            }
-            fs::write(
-                dir.join("snapshots.json"),
-                serde_json::to_vec(&list).unwrap(),
-            )
-            .unwrap();
+    /// The derived-folder name of round `r` of a model: everything the
+    /// member's probabilities depend on.
+    fn member_name(&self, model_digest: &str, r: u64) -> String {
+        hex_digest(&json!({
+            "v": "foldwise-predict-1",
+            "model": model_digest,
+            "data": self.data.digest,
+            "indices": self.indices,
+            "round": r,
+            "tta": if r == 0 { Value::Null } else { self.tta.settings() },
+            "height": self.h,
+            "width": self.w,
+            "decoded": [self.dh, self.dw],
+            "norm": self.norm,
+        }))
+    }
+
+    /// A member found in the derived folder, with its length probabilities
+    /// when the model has a length head (else not found).
+    fn cached(&self, path: &Path, lpath: &Path, summary: &TrainSummary) -> Option<MemberProbs> {
+        let n = self.indices.len();
+        let q = probs::read(path)
+            .ok()
+            .filter(|q| q.n == n && q.heads == summary.heads)?;
+        if !summary.length_head {
+            return Some((q, None));
         }
+        let l = probs::read(lpath)
+            .ok()
+            .filter(|q| q.n == n && q.heads == 1)?;
+        Some((q, Some(l)))
     }
 
-    pub fn input(node: &str, dir: &Path, digest: &str) -> InputArtifact {
-        InputArtifact {
-            node: node.into(),
-            dir: dir.to_path_buf(),
-            part: None,
-            digest: digest.into(),
+    /// Round `r` of model `m`, computed batch by batch.
+    fn compute(
+        &mut self,
+        f: &ModelFile,
+        m: &Model,
+        summary: &TrainSummary,
+        seed: u64,
+        r: u64,
+    ) -> Result<MemberProbs, NodeError> {
+        if self.set.is_none() {
+            self.set = Some(imaging::shared_set(
+                self.ctx.derived,
+                &self.data.dir,
+                &self.data.digest,
+                self.index,
+                self.dh,
+                self.dw,
+                &crate::kind::NoProgress,
+            )?);
         }
-    }
-
-    /// Runs `kind` with `params` (defaults filled in from the schema,
-    /// then canonicalised) and `inputs` into a fresh `out` under `root`.
-    pub fn run_kind(
-        kind: &dyn Kind,
-        params: Value,
-        inputs: BTreeMap<String, Vec<InputArtifact>>,
-        root: &Path,
-        out_name: &str,
-        fold: Option<usize>,
-    ) -> Result<PathBuf, NodeError> {
-        let params = kind.canonical(with_defaults(kind.params(), params));
-        let out = root.join(out_name);
-        fs::create_dir_all(&out).unwrap();
-        let derived = root.join("derived");
-        let ctx = RunCtx {
-            instance: out_name,
-            fold,
-            params: &params,
-            seed: 7,
-            base_dir: root,
-            inputs: &inputs,
-            out: &out,
-            progress: &NoProgress,
-            threads: 1,
-            work: None,
-            derived: &derived,
+        let s = self.set.as_ref().expect("decoded");
+        let aug = if r == 0 {
+            Augment::none()
+        } else {
+            self.tta.augment()
         };
-        kind.run(&ctx).map(|_| out)
-    }
-
-    pub fn with_defaults(schema: &[Param], given: Value) -> Value {
-        let mut m = given.as_object().cloned().unwrap_or_default();
-        for p in schema {
-            let v = m.remove(p.name);
-            let filled = match (&p.ty, v) {
-                (Ty::Table(sub), v) => {
-                    let base = v.unwrap_or_else(|| match p.default {
-                        Dflt::Value(d) => serde_json::from_str(d).unwrap(),
-                        _ => json!({}),
-                    });
-                    Some(with_defaults(sub, base))
-                }
-                (_, Some(v)) => Some(v),
-                (_, None) => match p.default {
-                    Dflt::Value(d) => Some(serde_json::from_str(d).unwrap()),
-                    _ => None,
-                },
-            };
-            if let Some(v) = filled {
-                m.insert(p.name.into(), v);
+        let n = self.indices.len();
+        let mut out = Vec::with_capacity(n * summary.heads * 11);
+        let mut lout = Vec::new();
+        for chunk in self.indices.chunks(self.batch) {
+            let x = imaging::batch(s, chunk, &aug, seed, STREAM, r, self.h, self.w, &self.norm);
+            let (y, l) = m
+                .forward_all(&x, chunk.len())
+                .map_err(|e| NodeError::new(codes::MODEL, format!("model `{}`: {e}", f.node)))?;
+            out.extend_from_slice(&y);
+            if let Some(l) = l {
+                lout.extend_from_slice(&l);
             }
+            self.ctx.progress.inc(1);
         }
-        Value::Object(m)
+        let q = Probs::new(n, summary.heads, out)?;
+        let l = if summary.length_head {
+            Some(Probs::new(n, 1, lout)?)
+        } else {
+            None
+        };
+        Ok((q, l))
+    }
+}
+
+/// Loads model file `f`, checking it is the model its `train.json` says.
+fn load_model(f: &ModelFile, summary: &TrainSummary) -> Result<Model, NodeError> {
+    let m = Model::load(&f.path).map_err(|e| NodeError::new(codes::MODEL, e.to_string()))?;
+    let c = m.config();
+    if (c.heads, c.height, c.width, c.length_head)
+        != (
+            summary.heads,
+            summary.height,
+            summary.width,
+            summary.length_head,
+        )
+    {
+        return Err(NodeError::file(
+            &f.path,
+            format!(
+                "holds a model of {} heads at {}x{}, but train.json of `{}` says {} heads at {}x{}",
+                c.heads, c.height, c.width, f.node, summary.heads, summary.height, summary.width
+            ),
+        ));
+    }
+    Ok(m)
+}
+
+/// Stores a computed member in the derived folder: the length file first,
+/// since the digit file is what marks the member as cached.
+fn store_member(
+    derived: &Path,
+    path: &Path,
+    lpath: &Path,
+    (q, l): &MemberProbs,
+) -> Result<(), NodeError> {
+    fs::create_dir_all(derived).map_err(|e| NodeError::io(derived, e))?;
+    if let Some(l) = l {
+        write_probs(lpath, l)?;
+    }
+    write_probs(path, q)
+}
+
+/// Puts round `r` of model file `f` into the artifact's members folder (a
+/// hard link to the derived file, or a copy), with its length file when
+/// given, and says what `members.json` lists for it.
+fn link_member(
+    members_dir: &Path,
+    f: &ModelFile,
+    r: u64,
+    digits: (&Path, &Probs),
+    length: Option<(&Path, &Probs)>,
+) -> Result<Member, NodeError> {
+    let stem = format!("{}-{}-r{r}", file_part(&f.node), f.snapshot);
+    let file = format!("{stem}.fwprobs");
+    link_or_copy(digits, &members_dir.join(&file))?;
+    let length_file = match length {
+        Some(l) => {
+            let lfile = format!("{stem}.length.fwprobs");
+            link_or_copy(l, &members_dir.join(&lfile))?;
+            Some(format!("{MEMBERS_DIR}/{lfile}"))
+        }
+        None => None,
+    };
+    Ok(Member {
+        file: format!("{MEMBERS_DIR}/{file}"),
+        model: f.node.clone(),
+        snapshot: f.snapshot.clone(),
+        cycle: f.cycle,
+        round: r,
+        valid_seq_acc: f.valid_seq_acc,
+        length_file,
+    })
+}
+
+/// Hard-links the derived file `src` (holding `p`) to `dst`, or writes a
+/// copy of `p` there.
+fn link_or_copy((src, p): (&Path, &Probs), dst: &Path) -> Result<(), NodeError> {
+    if fs::hard_link(src, dst).is_err() {
+        write_probs(dst, p)?;
+    }
+    Ok(())
+}
+
+/// The members of a run, gathered in member-file order.
+#[derive(Default)]
+struct Members {
+    list: Vec<Member>,
+    probs: Vec<Probs>,
+    lengths: Vec<Probs>,
+}
+
+impl Members {
+    fn push(&mut self, member: Member, probs: Probs, length: Option<Probs>) {
+        self.list.push(member);
+        self.probs.push(probs);
+        self.lengths.extend(length);
     }
 
-    /// Every file under `dir`, by relative path.
-    pub fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-        walkdir::WalkDir::new(dir)
-            .into_iter()
-            .map(|e| e.unwrap())
-            .filter(|e| e.file_type().is_file())
-            .map(|e| {
-                (
-                    e.path().strip_prefix(dir).unwrap().display().to_string(),
-                    fs::read(e.path()).unwrap(),
-                )
-            })
-            .collect()
+    /// Writes the prediction layout: the mean of the members over the
+    /// predicted items, their length mean when every model has a length
+    /// head, and `members.json`.
+    fn write(
+        self,
+        out: &Path,
+        index: &DataIndex,
+        indices: &[usize],
+        all_length: bool,
+    ) -> Result<(), NodeError> {
+        let refs: Vec<&Probs> = self.probs.iter().collect();
+        let mean = ensemble::mean(&refs)?;
+        let items = items_of(index, indices);
+        write_output(out, &items, &mean, None)?;
+        if all_length {
+            let refs: Vec<&Probs> = self.lengths.iter().collect();
+            write_length(out, &ensemble::mean(&refs)?)?;
+        }
+        write_json(&out.join(MEMBERS_FILE), &self.list)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::testutil::*;
     use super::*;
+    use crate::artifact::prediction::testutil::*;
+    use crate::artifact::prediction::{read_output, Item, CLASSES_FILE, CODES_FILE};
+    use crate::predictions::{code_string, decode};
     use std::collections::BTreeMap;
 
     struct Fixture {

@@ -18,10 +18,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::artifact::prediction::read_output;
+use crate::artifact::write_atomic;
+use crate::kind::resolve_path;
 use crate::kind::schema::{Dflt, Param, Ty};
 use crate::kind::{Kind, NodeError, RunCtx};
-use crate::nodes::dataset::resolve_path;
-use crate::nodes::predict::read_output;
 use crate::predictions::decode;
 use crate::predictions::submission::{to_csv, Row};
 
@@ -48,7 +49,7 @@ impl Kind for Submit {
         let pred = ctx.input("predictions")?;
         let csv = csv_of(&pred.dir)?;
         let path = ctx.out.join(SUBMISSION_FILE);
-        fs::write(&path, &csv).map_err(|e| NodeError::io(&path, e))?;
+        write_atomic(&path, csv.as_bytes())?;
         if let Some(dst) = p.path {
             copy_out(&csv, &resolve_path(ctx.base_dir, &dst))?;
         }
@@ -94,21 +95,14 @@ fn copy_out(csv: &str, dst: &Path) -> Result<(), NodeError> {
     if let Some(parent) = dst.parent() {
         fs::create_dir_all(parent).map_err(|e| NodeError::io(parent, e))?;
     }
-    let mut name = dst.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = dst.with_file_name(name);
-    fs::write(&tmp, csv).map_err(|e| NodeError::io(&tmp, e))?;
-    fs::rename(&tmp, dst).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        NodeError::io(dst, e)
-    })
+    write_atomic(dst, csv.as_bytes())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nodes::predict::testutil::{input, run_kind};
-    use crate::nodes::predict::{write_output, Item, CLASSES_FILE};
+    use crate::artifact::prediction::testutil::{input, run_kind};
+    use crate::artifact::prediction::{write_output, Item, CLASSES_FILE};
     use crate::predictions::{Probs, CLASSES};
     use serde_json::json;
     use std::collections::BTreeMap;

@@ -45,7 +45,7 @@ use crate::artifact::model::{
 use crate::artifact::split::{self as split_artifact, load_fold, Fold};
 use crate::imaging::{self, Augment, DecodedSet, Norm};
 use crate::kind::schema::{float_range, int_min, int_range, Dflt, Param, Ty};
-use crate::kind::{codes, InputArtifact, Kind, NodeError, ParamIssue, RunCtx};
+use crate::kind::{codes, InputArtifact, Kind, NodeError, ParamIssue, ReportRole, RunCtx};
 use crate::model::{Arch, Model, ModelConfig, ModelError, Optimizer, StepStats, BLANK};
 use crate::predictions::{decode, metrics, Probs, CLASSES};
 use crate::rng::Rng;
@@ -87,6 +87,9 @@ pub struct Train;
 impl Kind for Train {
     fn name(&self) -> &'static str {
         "train"
+    }
+    fn report_role(&self) -> ReportRole {
+        ReportRole::Training
     }
     fn version(&self) -> u32 {
         1

@@ -46,7 +46,7 @@
 //! input's number of heads and classes 0-10; probabilities stay valid
 //! [`Probs`].
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{decode, Probs, BLANK, CLASSES};
 
@@ -67,7 +67,7 @@ impl State {
 }
 
 /// One step with its setting.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Setting {
     Rules,
@@ -92,7 +92,7 @@ impl Setting {
 /// Per-position class frequencies of training labels: `freq[h][c]` =
 /// (count of class c at head h + 1) / (labels + 11), the label padded with
 /// blanks to the head count.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prior {
     pub labels: usize,
     pub freq: Vec<[f64; CLASSES]>,
@@ -400,7 +400,7 @@ pub fn candidates(kind: &str) -> Vec<Setting> {
 }
 
 /// One candidate's out-of-fold score.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tried {
     /// `None`: the step off.
     pub setting: Option<Setting>,

@@ -12,7 +12,6 @@ use crate::config::Pipeline;
 use crate::fingerprint::{changes, Reason};
 use crate::store::Store;
 
-use super::metrics;
 use super::project::{project, Projected};
 
 /// The comparison of pipeline `a` with pipeline `b`.
@@ -135,47 +134,45 @@ pub fn diff(a: &Pipeline, a_label: &str, b: &Pipeline, b_label: &str, store: &St
     let scores = |x: &Projected| -> Vec<(String, f64)> {
         x.artifact
             .as_ref()
-            .and_then(|a| metrics::read(&a.dir))
-            .map(|m| metrics::scalars(&x.kind, &m))
+            .and_then(|a| x.kind_ref.scores(&a.dir))
             .unwrap_or_default()
     };
     let mut rows = Vec::new();
-    let mut push = |instance: &str, kind: &str, sa: Vec<(String, f64)>, sb: Vec<(String, f64)>| {
-        let mut names: Vec<String> = sb.iter().chain(&sa).map(|(n, _)| n.clone()).collect();
-        if names.is_empty() {
-            // Neither side has run: the headline score, marked not run.
-            names = vec![match kind {
-                "ladder" => "folds.seq_acc".into(),
-                _ => "seq_acc".into(),
-            }];
-        }
-        let mut seen = std::collections::BTreeSet::new();
-        for name in names {
-            if !seen.insert(name.clone()) {
-                continue;
+    let mut push =
+        |instance: &str, headline: &str, sa: Vec<(String, f64)>, sb: Vec<(String, f64)>| {
+            let mut names: Vec<String> = sb.iter().chain(&sa).map(|(n, _)| n.clone()).collect();
+            if names.is_empty() {
+                // Neither side has run: the headline score, marked not run.
+                names = vec![headline.to_string()];
             }
-            let get = |s: &[(String, f64)]| s.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
-            let (va, vb) = (get(&sa), get(&sb));
-            rows.push(MetricDiff {
-                instance: instance.to_string(),
-                metric: name,
-                a: va,
-                b: vb,
-                delta: va.zip(vb).map(|(x, y)| y - x),
-            });
-        }
-    };
+            let mut seen = std::collections::BTreeSet::new();
+            for name in names {
+                if !seen.insert(name.clone()) {
+                    continue;
+                }
+                let get = |s: &[(String, f64)]| s.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+                let (va, vb) = (get(&sa), get(&sb));
+                rows.push(MetricDiff {
+                    instance: instance.to_string(),
+                    metric: name,
+                    a: va,
+                    b: vb,
+                    delta: va.zip(vb).map(|(x, y)| y - x),
+                });
+            }
+        };
     for (partner, j) in &pairs {
         let y = &pb[*j];
-        if !metrics::scored(&y.kind) {
+        let Some(headline) = y.kind_ref.headline_score() else {
             continue;
-        }
+        };
         let sa = partner.map(|i| scores(&pa[i])).unwrap_or_default();
-        push(&y.instance, &y.kind, sa, scores(y));
+        push(&y.instance, headline, sa, scores(y));
     }
     for (i, x) in pa.iter().enumerate() {
-        if !matched[i] && metrics::scored(&x.kind) {
-            push(&x.instance, &x.kind, scores(x), Vec::new());
+        match x.kind_ref.headline_score() {
+            Some(headline) if !matched[i] => push(&x.instance, headline, scores(x), Vec::new()),
+            _ => {}
         }
     }
     Diff {

@@ -15,18 +15,19 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use serde_json::Value;
-
 use crate::artifact::dataset::{DataIndex, IMAGES_DIR};
 use crate::artifact::model::{self, EpochMetrics};
+use crate::artifact::scores::{read_evaluation, read_ladder, read_postprocess, Ladder, StepReport};
 use crate::config::Pipeline;
+use crate::kind::{NodeError, ReportRole};
 use crate::predictions::decode;
+use crate::predictions::postprocess::Setting;
 use crate::store::{RunRecord, Store};
 
 use super::dag::{self, Mark};
 use super::plots::{self, Series};
 use super::project::{project, Projected};
-use super::{metrics, thumbs};
+use super::thumbs;
 
 /// How many misread images the report shows per evaluation.
 pub const MISREADS: usize = 24;
@@ -117,30 +118,46 @@ fn section(s: &mut String, id: &str, title: &str) {
     let _ = write!(s, "<h2 id=\"{id}\">{}</h2>", esc(title));
 }
 
+/// The instances whose kind plays `role` in the report.
+fn of_role(proj: &[Projected], role: ReportRole) -> Vec<&Projected> {
+    proj.iter()
+        .filter(|x| x.kind_ref.report_role() == role)
+        .collect()
+}
+
+/// Reads the artifact of `x` with `read`, when it has run and reads.
+fn typed<T>(x: &Projected, read: impl Fn(&Path) -> Result<T, NodeError>) -> Option<T> {
+    x.artifact.as_ref().and_then(|a| read(&a.dir).ok())
+}
+
+/// The heading of an instance's subsection.
+fn heading(s: &mut String, x: &Projected) {
+    let _ = write!(s, "<h3>{}</h3>", esc(&x.instance));
+}
+
+/// Says an instance's artifact is missing or unreadable.
+fn not_run(s: &mut String) {
+    s.push_str("<p class=\"muted\">not run</p>");
+}
+
 fn scores(s: &mut String, proj: &[Projected]) {
-    let evals: Vec<&Projected> = proj.iter().filter(|x| x.kind == "evaluate").collect();
+    let evals = of_role(proj, ReportRole::Evaluation);
     if evals.is_empty() {
         return;
     }
     section(s, "scores", "Scores");
     s.push_str("<table><tr><th>evaluation</th><th>images</th><th>sequence</th><th>character</th><th>length</th></tr>");
     for x in evals {
-        match x.artifact.as_ref().and_then(|a| metrics::read(&a.dir)) {
+        match typed(x, read_evaluation) {
             Some(m) => {
-                let f = |k: &str| {
-                    m.get(k)
-                        .and_then(Value::as_f64)
-                        .map(pct)
-                        .unwrap_or_default()
-                };
                 let _ = write!(
                     s,
                     "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
                     esc(&x.instance),
-                    m.get("n").and_then(Value::as_u64).unwrap_or(0),
-                    f("seq_acc"),
-                    f("char_acc"),
-                    f("len_acc")
+                    m.n,
+                    pct(m.seq_acc),
+                    pct(m.char_acc),
+                    pct(m.len_acc)
                 );
             }
             None => {
@@ -155,12 +172,8 @@ fn scores(s: &mut String, proj: &[Projected]) {
     s.push_str("</table>");
 }
 
-fn read_json(path: &Path) -> Option<Value> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
-}
-
 fn curves(s: &mut String, proj: &[Projected]) {
-    let trains: Vec<&Projected> = proj.iter().filter(|x| x.kind == "train").collect();
+    let trains = of_role(proj, ReportRole::Training);
     if trains.is_empty() {
         return;
     }
@@ -231,31 +244,23 @@ fn step_label(step: &str) -> String {
     }
 }
 
-/// The ladder section of one `ladder` artifact's metrics.
-pub fn ladder_html(name: &str, m: &Value) -> String {
+/// The ladder section of one `ladder` artifact's scores.
+pub fn ladder_html(name: &str, l: &Ladder) -> String {
     let mut s = String::new();
-    let rows = m
-        .get("rows")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
     let _ = write!(s, "<h3>{}</h3><div class=\"row\"><table><tr><th>step</th><th>members</th><th>sequence</th><th>character</th></tr>", esc(name));
     let mut labels = Vec::new();
     let mut values = Vec::new();
-    for r in &rows {
-        let step = r.get("step").and_then(Value::as_str).unwrap_or("?");
-        let seq = r.get("seq_acc").and_then(Value::as_f64).unwrap_or(0.0);
-        let chr = r.get("char_acc").and_then(Value::as_f64);
+    for r in &l.rows {
         let _ = write!(
             s,
             "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-            esc(&step_label(step)),
-            r.get("members").and_then(Value::as_u64).map(|n| n.to_string()).unwrap_or_default(),
-            pct(seq),
-            chr.map(pct).unwrap_or_default()
+            esc(&step_label(&r.step)),
+            r.members,
+            pct(r.seq_acc),
+            pct(r.char_acc)
         );
-        labels.push(step.to_string());
-        values.push(seq);
+        labels.push(r.step.clone());
+        values.push(r.seq_acc);
     }
     s.push_str("</table>");
     s.push_str(&plots::bars(
@@ -270,8 +275,8 @@ pub fn ladder_html(name: &str, m: &Value) -> String {
 }
 
 fn ladders(s: &mut String, proj: &[Projected]) {
-    let ladders: Vec<&Projected> = proj.iter().filter(|x| x.kind == "ladder").collect();
-    if ladders.is_empty() && !proj.iter().any(|x| x.kind == "predict") {
+    let ladders = of_role(proj, ReportRole::Ladder);
+    if ladders.is_empty() && of_role(proj, ReportRole::Members).is_empty() {
         return;
     }
     section(s, "ladder", "Ensemble ladder");
@@ -279,70 +284,68 @@ fn ladders(s: &mut String, proj: &[Projected]) {
         s.push_str("<p class=\"muted\">no <code>ladder</code> node in this pipeline: add one over a <code>predict</code> node to see how accuracy grows from the best single model through snapshots, TTA and folds.</p>");
     }
     for x in ladders {
-        match x.artifact.as_ref().and_then(|a| metrics::read(&a.dir)) {
-            Some(m) => s.push_str(&ladder_html(&x.instance, &m)),
+        match typed(x, read_ladder) {
+            Some(l) => s.push_str(&ladder_html(&x.instance, &l)),
             None => {
-                let _ = write!(
-                    s,
-                    "<h3>{}</h3><p class=\"muted\">not run</p>",
-                    esc(&x.instance)
-                );
+                heading(s, x);
+                not_run(s);
             }
         }
     }
+}
+
+/// A post-processing setting in words (`length force threshold 0.9`,
+/// `(fitted)` added when fitted on out-of-fold predictions).
+fn setting_words(st: &StepReport) -> String {
+    let num = |x: f64| serde_json::Value::from(x).to_string();
+    let mut words = match st.setting {
+        None => return "off (no out-of-fold evidence)".to_string(),
+        Some(Setting::Rules) => "rules".to_string(),
+        Some(Setting::LengthForce { threshold }) => {
+            format!("length force threshold {}", num(threshold))
+        }
+        Some(Setting::LengthJoint { weight }) => format!("length joint weight {}", num(weight)),
+        Some(Setting::PositionPrior { weight }) => {
+            format!("position prior weight {}", num(weight))
+        }
+    };
+    if st.chosen_by == "oof" {
+        words.push_str(" (fitted)");
+    }
+    words
 }
 
 /// One table per `postprocess` node: each step's setting (and how it was
 /// chosen), its out-of-fold effect, and the codes it changed, fixed and
 /// broke, from the artifact's `postprocess.json`.
 fn postprocessing(s: &mut String, proj: &[Projected]) {
-    let nodes: Vec<&Projected> = proj.iter().filter(|x| x.kind == "postprocess").collect();
+    let nodes = of_role(proj, ReportRole::PostProcessing);
     if nodes.is_empty() {
         return;
     }
     section(s, "post", "Post-processing");
     for x in nodes {
-        let _ = write!(s, "<h3>{}</h3>", esc(&x.instance));
-        let Some(r) = x
-            .artifact
-            .as_ref()
-            .and_then(|a| read_json(&a.dir.join(crate::nodes::postprocess::REPORT_JSON)))
-        else {
-            s.push_str("<p class=\"muted\">not run</p>");
+        heading(s, x);
+        let Some(r) = typed(x, read_postprocess) else {
+            not_run(s);
             continue;
         };
-        let opt_pct = |v: &Value| v.as_f64().map_or("–".to_string(), pct);
-        let opt_n = |v: &Value| v.as_u64().map_or("–".to_string(), |n| n.to_string());
+        let opt_pct = |v: Option<f64>| v.map_or("–".to_string(), pct);
+        let opt_n = |v: Option<usize>| v.map_or("–".to_string(), |n| n.to_string());
         s.push_str("<table><tr><th>step</th><th>setting</th><th>out of fold</th><th>changed</th><th>fixed</th><th>broke</th><th>accuracy</th></tr>");
-        for st in r["steps"].as_array().into_iter().flatten() {
-            let setting = match st["setting"].as_object() {
-                None => "off (no out-of-fold evidence)".to_string(),
-                Some(o) => {
-                    let mut parts: Vec<String> = o
-                        .iter()
-                        .map(|(k, v)| match k.as_str() {
-                            "kind" => v.as_str().unwrap_or("").replace('_', " "),
-                            _ => format!("{k} {v}"),
-                        })
-                        .collect();
-                    if st["chosen_by"] == "oof" {
-                        parts.push("(fitted)".into());
-                    }
-                    parts.join(" ")
-                }
-            };
+        for st in &r.steps {
             let _ = write!(
                 s,
                 "<tr><td>{}</td><td>{}</td><td>{} → {}</td><td>{}</td><td>{}</td><td>{}</td><td>{} → {}</td></tr>",
-                esc(st["step"].as_str().unwrap_or("")),
-                esc(&setting),
-                opt_pct(&st["oof_before"]),
-                opt_pct(&st["oof_after"]),
-                opt_n(&st["changed"]),
-                opt_n(&st["fixed"]),
-                opt_n(&st["broke"]),
-                opt_pct(&st["seq_acc_before"]),
-                opt_pct(&st["seq_acc_after"]),
+                esc(&st.step),
+                esc(&setting_words(st)),
+                opt_pct(st.oof_before),
+                opt_pct(st.oof_after),
+                st.changed,
+                opt_n(st.fixed),
+                opt_n(st.broke),
+                opt_pct(st.seq_acc_before),
+                opt_pct(st.seq_acc_after),
             );
         }
         s.push_str("</table>");
@@ -357,7 +360,7 @@ fn upstream<'a>(p: &Pipeline, proj: &'a [Projected], i: usize, param: &str) -> O
 
 fn evaluations(s: &mut String, p: &Pipeline, proj: &[Projected]) {
     let evals: Vec<usize> = (0..proj.len())
-        .filter(|&i| proj[i].kind == "evaluate")
+        .filter(|&i| proj[i].kind_ref.report_role() == ReportRole::Evaluation)
         .collect();
     if evals.is_empty() {
         return;
@@ -365,18 +368,14 @@ fn evaluations(s: &mut String, p: &Pipeline, proj: &[Projected]) {
     section(s, "evaluation", "Evaluation");
     for i in evals {
         let x = &proj[i];
-        let _ = write!(s, "<h3>{}</h3>", esc(&x.instance));
-        let Some(m) = x.artifact.as_ref().and_then(|a| metrics::read(&a.dir)) else {
-            s.push_str("<p class=\"muted\">not run</p>");
+        heading(s, x);
+        let Some(m) = typed(x, read_evaluation) else {
+            not_run(s);
             continue;
         };
         s.push_str("<div class=\"row\">");
-        let per_pos: Vec<Option<f64>> = m
-            .get("per_position")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().map(Value::as_f64).collect())
-            .unwrap_or_default();
-        let shown: Vec<(String, f64)> = per_pos
+        let shown: Vec<(String, f64)> = m
+            .per_position
             .iter()
             .enumerate()
             .filter_map(|(k, v)| Some((format!("{}", k + 1), (*v)?)))
@@ -391,20 +390,16 @@ fn evaluations(s: &mut String, p: &Pipeline, proj: &[Projected]) {
         ));
         s.push_str("</div><div class=\"row\">");
         let names = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "_"];
-        if let Some(heads) = m.get("confusion").and_then(Value::as_array) {
-            for (h, head) in heads.iter().enumerate() {
-                let Ok(mat) = serde_json::from_value::<Vec<Vec<u64>>>(head.clone()) else {
-                    continue;
-                };
-                if mat.iter().flatten().all(|c| *c == 0) {
-                    continue;
-                }
-                s.push_str(&plots::heatmap(
-                    &format!("confusion, position {}", h + 1),
-                    &mat,
-                    &names[..mat.len().min(names.len())],
-                ));
+        for (h, head) in m.confusion.iter().enumerate() {
+            let mat: Vec<Vec<u64>> = head.iter().map(|row| row.to_vec()).collect();
+            if mat.iter().flatten().all(|c| *c == 0) {
+                continue;
             }
+            s.push_str(&plots::heatmap(
+                &format!("confusion, position {}", h + 1),
+                &mat,
+                &names[..mat.len().min(names.len())],
+            ));
         }
         s.push_str("</div><p class=\"muted\">Rows: true class, columns: predicted; <code>_</code> is blank (no digit). Shading grows with the square root of the count.</p>");
         let pred = upstream(p, proj, i, "predictions");
@@ -420,7 +415,7 @@ fn evaluations(s: &mut String, p: &Pipeline, proj: &[Projected]) {
 
 fn misreads(s: &mut String, pred: &Path, data: &Path) {
     let (Ok(out), Ok(index)) = (
-        crate::nodes::predict::read_output(pred),
+        crate::artifact::prediction::read_output(pred),
         DataIndex::load(data),
     ) else {
         s.push_str("<p class=\"muted\">misread images: the predictions cannot be read</p>");
@@ -593,7 +588,7 @@ pub fn utc(unix: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::predictions::ladder::{Single, Step};
 
     #[test]
     fn dates_durations_and_escapes() {
@@ -607,13 +602,36 @@ mod tests {
 
     #[test]
     fn the_ladder_shows_every_step_including_later_ones() {
-        let m = json!({"rows": [
-            {"step": "single", "members": 1, "seq_acc": 0.5, "char_acc": 0.7, "len_acc": 0.9},
-            {"step": "snapshots", "members": 2, "seq_acc": 0.55, "char_acc": 0.72, "len_acc": 0.9},
-            {"step": "tta", "members": 4, "seq_acc": 0.6, "char_acc": 0.75, "len_acc": 0.9},
-            {"step": "folds", "members": 12, "seq_acc": 0.7, "char_acc": 0.8, "len_acc": 0.95},
-            {"step": "post_processing", "members": 12, "seq_acc": 0.72, "char_acc": 0.8, "len_acc": 0.96}
-        ]});
+        let row = |step: &str, members, seq_acc, char_acc, len_acc| Step {
+            step: step.into(),
+            members,
+            seq_acc,
+            char_acc,
+            len_acc,
+        };
+        let single = Single {
+            model: "cnn[0]".into(),
+            snapshot: "final".into(),
+            seq_acc: 0.5,
+            char_acc: 0.7,
+        };
+        let m = Ladder {
+            n: 10,
+            rows: vec![
+                row("single", 1, 0.5, 0.7, 0.9),
+                row("snapshots", 2, 0.55, 0.72, 0.9),
+                row("tta", 4, 0.6, 0.75, 0.9),
+                row("folds", 12, 0.7, 0.8, 0.95),
+                row("post_processing", 12, 0.72, 0.8, 0.96),
+            ],
+            best: single.clone(),
+            snapshots: vec!["final".into()],
+            rounds: 2,
+            models: vec!["cnn[0]".into()],
+            singles: vec![single],
+            single_mean_seq_acc: 0.5,
+            single_min_seq_acc: 0.5,
+        };
         let h = ladder_html("ladder", &m);
         for s in [
             "best single model",

@@ -153,14 +153,7 @@ pub fn bars(
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(labels.len().max(1))
-            .x_label_formatter(&move |v| {
-                let i = v.round();
-                if (v - i).abs() < 1e-6 && i >= 0.0 {
-                    labels_for_axis.get(i as usize).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            })
+            .x_label_formatter(&move |v| cell_label(&labels_for_axis, *v))
             .y_label_formatter(&|v| {
                 if percent {
                     format!("{:.0}%", v * 100.0)
@@ -247,6 +240,7 @@ pub fn heatmap(title: &str, m: &[Vec<u64>], names: &[&str]) -> String {
     })
 }
 
+/// The name at an integer axis position `v`; empty between positions.
 fn cell_label(names: &[String], v: f64) -> String {
     let i = v.round();
     if (v - i).abs() < 1e-6 && i >= 0.0 {
@@ -274,14 +268,7 @@ pub fn timings(title: &str, rows: &[(String, f64)]) -> String {
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(rows.len().max(1))
-            .y_label_formatter(&move |v| {
-                let i = v.round();
-                if (v - i).abs() < 1e-6 && i >= 0.0 {
-                    names.get(i as usize).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            })
+            .y_label_formatter(&move |v| cell_label(&names, *v))
             .x_label_formatter(&|v| format!("{}s", compact(*v)))
             .x_desc("seconds")
             .light_line_style(WHITE)

@@ -10,6 +10,7 @@
 
 use crate::config::Pipeline;
 use crate::fingerprint::{external_digest, PreImage, ResolvedExternal, ResolvedInput};
+use crate::kind::Kind;
 use crate::store::{Artifact, Check, Store};
 
 /// One instance, projected.
@@ -17,6 +18,8 @@ use crate::store::{Artifact, Check, Store};
 pub struct Projected {
     pub instance: String,
     pub kind: String,
+    /// The kind itself: what its artifacts offer the report.
+    pub kind_ref: &'static dyn Kind,
     pub pre: PreImage,
     pub key: String,
     /// The complete, intact artifact of `key`, when there is one.
@@ -83,6 +86,7 @@ pub fn project(p: &Pipeline, store: &Store) -> Vec<Projected> {
         out.push(Projected {
             instance: inst.name.clone(),
             kind: decl.kind.name().to_string(),
+            kind_ref: decl.kind,
             pre,
             key,
             artifact,
