@@ -46,7 +46,7 @@ const TRAIN: &str = "[nodes.p]\nkind = \"synthetic\"\ncount = 5\n[nodes.s]\nkind
 
 /// The one problem of `src`.
 fn only_problem(src: &str) -> Problem {
-    let err = load(src).err().expect("expected a problem");
+    let err = load(src).expect_err("expected a problem");
     match err.problems() {
         [p] => p.clone(),
         _ => panic!("{}", render_diagnostic(&err, false, 100)),
