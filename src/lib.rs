@@ -4,7 +4,7 @@
 //! Code map:
 //! - [`config`]: TOML → validated, span-free [`config::Pipeline`] with miette
 //!   diagnostics; [`kind::schema`] the parameter schemas.
-//! - [`graph`]: the petgraph DAG of instances and its renderings.
+//! - [`graph`]: renderings of the instance graph (text, DOT, Mermaid).
 //! - [`fingerprint`]: key pre-images, keys and stale reasons.
 //! - [`store`]: the content-addressed cache.
 //! - [`exec`]: plans and runs instances, in parallel, with progress.

@@ -116,14 +116,6 @@ impl Pipeline {
     pub fn node(&self, name: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.name == name)
     }
-    /// The instances of declared node `node`, in fold order.
-    pub fn instances_of(&self, node: usize) -> impl Iterator<Item = usize> + '_ {
-        self.instances
-            .iter()
-            .enumerate()
-            .filter(move |(_, i)| i.node == node)
-            .map(|(i, _)| i)
-    }
 }
 
 impl std::fmt::Debug for NodeDecl {

@@ -31,6 +31,13 @@ pub(crate) struct RefSite {
     pub span: Span,
 }
 
+/// A value of another type than the schema's.
+struct Mismatch;
+
+/// A checked value (`None`: its problems are recorded), or a mismatch of
+/// type not yet reported.
+type Checked = Result<Option<J>, Mismatch>;
+
 /// Walks values against schemas, collecting problems and references.
 pub(crate) struct Checker<'s> {
     pub src: &'s Source,
@@ -156,145 +163,166 @@ impl<'s> Checker<'s> {
         shown: &str,
         param: Option<&Param>,
     ) -> Option<J> {
-        let span = view.span.clone();
         let doc_help = param.map(|p| format!("`{}`: {}", p.name, p.doc));
-        let mismatch = |this: &mut Self| {
-            let p = Problem::new(
-                this.src,
-                Code::Type,
-                format!(
-                    "wrong type for `{shown}`: expected {}, found {}",
-                    ty.describe(),
-                    view.found()
-                ),
-            )
-            .label(span.clone(), view.found())
-            .help_opt(doc_help.clone());
-            this.push(p);
-            None
+        let checked = match ty {
+            Ty::Any => Ok(Some(view.to_json())),
+            Ty::Bool => view.as_bool().map(|b| Some(J::Bool(b))).ok_or(Mismatch),
+            Ty::Str | Ty::Path => view
+                .as_str()
+                .map(|s| Some(J::String(s.to_string())))
+                .ok_or(Mismatch),
+            Ty::Int { min, max } => self.int(view, (*min, *max), ty, shown, &doc_help),
+            Ty::Float { .. } => self.float(view, ty, shown, &doc_help),
+            Ty::Choice(choices) => self.choice(view, choices, ty, shown, &doc_help),
+            Ty::Ref(kinds) => self.reference(view, kinds, path),
+            Ty::List(elem) => self.list(view, elem, path, shown),
+            Ty::Map(elem) => self.map(view, elem, path, shown),
+            Ty::Table(params) => self.nested(view, params, path, shown),
         };
-        match ty {
-            Ty::Any => Some(view.to_json()),
-            Ty::Bool => match view.as_bool() {
-                Some(b) => Some(J::Bool(b)),
-                None => mismatch(self),
-            },
-            Ty::Str | Ty::Path => match view.as_str() {
-                Some(s) => Some(J::String(s.to_string())),
-                None => mismatch(self),
-            },
-            Ty::Int { min, max } => {
-                let Some(i) = view.as_int() else {
-                    return mismatch(self);
-                };
-                if i < *min || i > *max {
-                    return self.out_of_range(ty, shown, &span, doc_help);
-                }
-                Some(J::from(i))
-            }
-            Ty::Float {
-                min,
-                max,
-                min_open,
-                max_open,
-            } => {
-                let f = match (view.as_float(), view.as_int()) {
-                    (Some(f), _) => f,
-                    (None, Some(i)) => i as f64,
-                    (None, None) => return mismatch(self),
-                };
-                let inside = f.is_finite()
-                    && if *min_open { f > *min } else { f >= *min }
-                    && if *max_open { f < *max } else { f <= *max };
-                if !inside {
-                    return self.out_of_range(ty, shown, &span, doc_help);
-                }
-                serde_json::Number::from_f64(f).map(J::Number)
-            }
-            Ty::Choice(choices) => {
-                let Some(s) = view.as_str() else {
-                    return mismatch(self);
-                };
-                if choices.contains(&s) {
-                    return Some(J::String(s.to_string()));
-                }
-                let help = did_you_mean(s, choices.iter().copied())
-                    .map(|c| format!("did you mean \"{c}\"?"))
-                    .or(doc_help);
-                let p = Problem::new(
-                    self.src,
-                    Code::Choice,
-                    format!(
-                        "invalid `{shown}`: expected {}, found \"{s}\"",
-                        ty.describe()
-                    ),
-                )
-                .label(span, "not a valid choice")
-                .help_opt(help);
-                self.push(p);
-                None
-            }
-            Ty::Ref(kinds) => {
-                let Some(s) = view.as_str() else {
-                    return mismatch(self);
-                };
-                // Malformed strings are reported by `resolve`, unless they
-                // turn out to be an (odd) exact node name such as `cnn[1]`.
-                self.refs.push(RefSite {
-                    param: path.to_string(),
-                    text: s.to_string(),
-                    spec: parse_ref(s),
-                    kinds,
-                    span,
-                });
-                Some(J::String(s.to_string()))
-            }
-            Ty::List(elem) => {
-                let Some(elements) = view.elements() else {
-                    return mismatch(self);
-                };
-                let mut out = Vec::with_capacity(elements.len());
-                let mut ok = true;
-                for (i, e) in elements.iter().enumerate() {
-                    match self.value(e, elem, path, &format!("{shown}[{i}]"), None) {
-                        Some(v) => out.push(v),
-                        None => ok = false,
-                    }
-                }
-                ok.then_some(J::Array(out))
-            }
-            Ty::Map(elem) => {
-                let Some(mut entries) = view.entries() else {
-                    return mismatch(self);
-                };
-                // Sorted like the canonical JSON, so edges come in key order.
-                entries.sort_by(|a, b| a.key.cmp(b.key));
-                let mut out = Map::new();
-                let mut ok = true;
-                for e in &entries {
-                    let p = join(path, e.key);
-                    let s = join(shown, e.key);
-                    match self.value(&e.value, elem, &p, &s, None) {
-                        Some(v) => {
-                            out.insert(e.key.to_string(), v);
-                        }
-                        None => ok = false,
-                    }
-                }
-                ok.then_some(J::Object(out))
-            }
-            Ty::Table(params) => {
-                if view.entries().is_none() {
-                    return mismatch(self);
-                }
-                let owner = Owner {
-                    what: format!("`{shown}`"),
-                    extra: &[],
-                    path: path.to_string(),
-                };
-                self.table(view, params, &owner)
+        checked.unwrap_or_else(|Mismatch| self.mismatch(view, ty, shown, doc_help))
+    }
+
+    /// Reports a value of the wrong type.
+    fn mismatch(
+        &mut self,
+        view: &View<'_>,
+        ty: &Ty,
+        shown: &str,
+        help: Option<String>,
+    ) -> Option<J> {
+        let p = Problem::new(
+            self.src,
+            Code::Type,
+            format!(
+                "wrong type for `{shown}`: expected {}, found {}",
+                ty.describe(),
+                view.found()
+            ),
+        )
+        .label(view.span.clone(), view.found())
+        .help_opt(help);
+        self.push(p);
+        None
+    }
+
+    fn int(
+        &mut self,
+        view: &View<'_>,
+        (min, max): (i64, i64),
+        ty: &Ty,
+        shown: &str,
+        help: &Option<String>,
+    ) -> Checked {
+        let i = view.as_int().ok_or(Mismatch)?;
+        if i < min || i > max {
+            return Ok(self.out_of_range(ty, shown, &view.span, help.clone()));
+        }
+        Ok(Some(J::from(i)))
+    }
+
+    /// A float, or an integer where a float is expected (made a float).
+    fn float(&mut self, view: &View<'_>, ty: &Ty, shown: &str, help: &Option<String>) -> Checked {
+        let f = match (view.as_float(), view.as_int()) {
+            (Some(f), _) => f,
+            (None, Some(i)) => i as f64,
+            (None, None) => return Err(Mismatch),
+        };
+        if !ty.admits(f) {
+            return Ok(self.out_of_range(ty, shown, &view.span, help.clone()));
+        }
+        Ok(serde_json::Number::from_f64(f).map(J::Number))
+    }
+
+    fn choice(
+        &mut self,
+        view: &View<'_>,
+        choices: &[&str],
+        ty: &Ty,
+        shown: &str,
+        help: &Option<String>,
+    ) -> Checked {
+        let s = view.as_str().ok_or(Mismatch)?;
+        if choices.contains(&s) {
+            return Ok(Some(J::String(s.to_string())));
+        }
+        let help = did_you_mean(s, choices.iter().copied())
+            .map(|c| format!("did you mean \"{c}\"?"))
+            .or(help.clone());
+        let p = Problem::new(
+            self.src,
+            Code::Choice,
+            format!(
+                "invalid `{shown}`: expected {}, found \"{s}\"",
+                ty.describe()
+            ),
+        )
+        .label(view.span.clone(), "not a valid choice")
+        .help_opt(help);
+        self.push(p);
+        Ok(None)
+    }
+
+    /// A reference string, recorded for `resolve`.
+    fn reference(
+        &mut self,
+        view: &View<'_>,
+        kinds: &'static [&'static str],
+        path: &str,
+    ) -> Checked {
+        let s = view.as_str().ok_or(Mismatch)?;
+        // Malformed strings are reported by `resolve`, unless they turn out
+        // to be an (odd) exact node name such as `cnn[1]`.
+        self.refs.push(RefSite {
+            param: path.to_string(),
+            text: s.to_string(),
+            spec: parse_ref(s),
+            kinds,
+            span: view.span.clone(),
+        });
+        Ok(Some(J::String(s.to_string())))
+    }
+
+    fn list(&mut self, view: &View<'_>, elem: &Ty, path: &str, shown: &str) -> Checked {
+        let elements = view.elements().ok_or(Mismatch)?;
+        let mut out = Vec::with_capacity(elements.len());
+        let mut ok = true;
+        for (i, e) in elements.iter().enumerate() {
+            match self.value(e, elem, path, &format!("{shown}[{i}]"), None) {
+                Some(v) => out.push(v),
+                None => ok = false,
             }
         }
+        Ok(ok.then_some(J::Array(out)))
+    }
+
+    fn map(&mut self, view: &View<'_>, elem: &Ty, path: &str, shown: &str) -> Checked {
+        let mut entries = view.entries().ok_or(Mismatch)?;
+        // Sorted like the canonical JSON, so edges come in key order.
+        entries.sort_by(|a, b| a.key.cmp(b.key));
+        let mut out = Map::new();
+        let mut ok = true;
+        for e in &entries {
+            let p = join(path, e.key);
+            let s = join(shown, e.key);
+            match self.value(&e.value, elem, &p, &s, None) {
+                Some(v) => {
+                    out.insert(e.key.to_string(), v);
+                }
+                None => ok = false,
+            }
+        }
+        Ok(ok.then_some(J::Object(out)))
+    }
+
+    /// A nested table, checked against its own parameters.
+    fn nested(&mut self, view: &View<'_>, params: &[Param], path: &str, shown: &str) -> Checked {
+        view.entries().ok_or(Mismatch)?;
+        let owner = Owner {
+            what: format!("`{shown}`"),
+            extra: &[],
+            path: path.to_string(),
+        };
+        Ok(self.table(view, params, &owner))
     }
 
     fn out_of_range(

@@ -192,26 +192,16 @@ fn seed(ck: &mut Checker<'_>, view: &View<'_>) -> Option<u64> {
     }
 }
 
+/// One `[nodes.<name>]` table: its name, `kind`, `seed` and parameters;
+/// `None` only when it is not a table.
 fn node(
     ck: &mut Checker<'_>,
     e: super::view::Entry<'_>,
     kinds: &[&'static dyn Kind],
 ) -> Option<RawNode> {
     let name = e.key.to_string();
-    let header = e.value.span.clone();
     if !valid_name(&name) {
-        ck.report(
-            Problem::new(
-                ck.src,
-                Code::InvalidName,
-                format!("invalid node name \"{name}\""),
-            )
-            .label(e.key_span.clone(), "not a valid node name")
-            .help(
-                "node names are made of letters, digits, `_`, `-`, `.`, `[` and `]` \
-                     (and must not be empty)",
-            ),
-        );
+        ck.report(invalid_name(ck.src, &name, &e.key_span));
     }
     let Some(entries) = e.value.entries() else {
         ck.report(
@@ -227,7 +217,6 @@ fn node(
         );
         return None;
     };
-    let kind_names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
     let mut raw = RawNode {
         name: name.clone(),
         name_span: e.key_span.clone(),
@@ -238,47 +227,85 @@ fn node(
         refs: Vec::new(),
     };
     match entries.iter().find(|x| x.key == "kind") {
-        None => ck.report(
-            Problem::new(
-                ck.src,
-                Code::MissingKind,
-                format!("node `{name}` has no `kind`"),
-            )
-            .label(header.clone(), "`kind` is required here")
-            .help(format!("add `kind = \"…\"`, one of {}", list(&kind_names))),
-        ),
+        None => ck.report(missing_kind(ck.src, &name, &e.value.span, kinds)),
         Some(k) => match k.value.as_str() {
             None => type_problem(ck, "kind", "a string", &k.value),
             Some(s) => {
                 raw.kind_span = Some(k.value.span.clone());
-                match kinds.iter().find(|x| x.name() == s) {
-                    Some(kind) => raw.kind = Some(*kind),
-                    None => {
-                        let known = format!("known kinds: {}", list(&kind_names));
-                        let help = match did_you_mean(s, kind_names.iter().copied()) {
-                            Some(m) => format!("did you mean \"{m}\"? ({known})"),
-                            None => known,
-                        };
-                        ck.report(
-                            Problem::new(
-                                ck.src,
-                                Code::UnknownKind,
-                                format!("unknown node kind \"{s}\""),
-                            )
-                            .label(k.value.span.clone(), "unknown kind")
-                            .help(help),
-                        );
-                    }
-                }
+                raw.kind = find_kind(ck, s, &k.value.span, kinds);
             }
         },
     }
     if let Some(s) = entries.iter().find(|x| x.key == "seed") {
         raw.seed = seed(ck, &s.value);
     }
-    let Some(kind) = raw.kind else {
-        return Some(raw);
+    if let Some(kind) = raw.kind {
+        (raw.params, raw.refs) = node_params(ck, &name, &e.value, kind);
+    }
+    Some(raw)
+}
+
+fn invalid_name(src: &Source, name: &str, span: &Span) -> Problem {
+    Problem::new(
+        src,
+        Code::InvalidName,
+        format!("invalid node name \"{name}\""),
+    )
+    .label(span.clone(), "not a valid node name")
+    .help(
+        "node names are made of letters, digits, `_`, `-`, `.`, `[` and `]` \
+             (and must not be empty)",
+    )
+}
+
+fn missing_kind(src: &Source, name: &str, header: &Span, kinds: &[&'static dyn Kind]) -> Problem {
+    let kind_names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+    Problem::new(
+        src,
+        Code::MissingKind,
+        format!("node `{name}` has no `kind`"),
+    )
+    .label(header.clone(), "`kind` is required here")
+    .help(format!("add `kind = \"…\"`, one of {}", list(&kind_names)))
+}
+
+/// The registered kind named `s`; an unknown name is a problem.
+fn find_kind(
+    ck: &mut Checker<'_>,
+    s: &str,
+    span: &Span,
+    kinds: &[&'static dyn Kind],
+) -> Option<&'static dyn Kind> {
+    if let Some(kind) = kinds.iter().find(|x| x.name() == s) {
+        return Some(*kind);
+    }
+    let kind_names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+    let known = format!("known kinds: {}", list(&kind_names));
+    let help = match did_you_mean(s, kind_names.iter().copied()) {
+        Some(m) => format!("did you mean \"{m}\"? ({known})"),
+        None => known,
     };
+    ck.report(
+        Problem::new(
+            ck.src,
+            Code::UnknownKind,
+            format!("unknown node kind \"{s}\""),
+        )
+        .label(span.clone(), "unknown kind")
+        .help(help),
+    );
+    None
+}
+
+/// The canonical parameters of node `name` (table `view`) of `kind`, when
+/// they check out against its schema and its own `check`, and the
+/// references found in them.
+fn node_params(
+    ck: &mut Checker<'_>,
+    name: &str,
+    view: &View<'_>,
+    kind: &'static dyn Kind,
+) -> (Option<J>, Vec<RefSite>) {
     let refs_before = ck.refs.len();
     let problems_before = ck.problems.len();
     let owner = Owner {
@@ -286,28 +313,27 @@ fn node(
         extra: NODE_KEYS,
         path: String::new(),
     };
-    let params = ck.table(&e.value, kind.params(), &owner);
-    raw.refs = ck.refs.split_off(refs_before);
-    if let Some(params) = params {
-        let params = kind.canonical(params);
-        let issues = kind.check(&params);
-        for issue in &issues {
-            let span = lookup(&e.value, &issue.path).unwrap_or_else(|| header.clone());
-            ck.report(
-                Problem::new(
-                    ck.src,
-                    Code::Check,
-                    format!("node `{name}`: {}", issue.message),
-                )
-                .label(span, format!("`{}`", issue.path))
-                .help_opt(issue.help.clone()),
-            );
-        }
-        if issues.is_empty() && ck.problems.len() == problems_before {
-            raw.params = Some(params);
-        }
+    let params = ck.table(view, kind.params(), &owner);
+    let refs = ck.refs.split_off(refs_before);
+    let Some(params) = params else {
+        return (None, refs);
+    };
+    let params = kind.canonical(params);
+    let issues = kind.check(&params);
+    for issue in &issues {
+        let span = lookup(view, &issue.path).unwrap_or_else(|| view.span.clone());
+        ck.report(
+            Problem::new(
+                ck.src,
+                Code::Check,
+                format!("node `{name}`: {}", issue.message),
+            )
+            .label(span, format!("`{}`", issue.path))
+            .help_opt(issue.help.clone()),
+        );
     }
-    Some(raw)
+    let clean = issues.is_empty() && ck.problems.len() == problems_before;
+    (clean.then_some(params), refs)
 }
 
 /// The span of the value at a dotted path (`model.heads`, `height.1` or

@@ -27,6 +27,28 @@ struct Link {
     ok: bool,
 }
 
+/// How many instances or parts each declared node has, and which links
+/// can become edges.
+struct Fanout {
+    /// Instances of a node expanded per fold.
+    fan: Vec<Option<usize>>,
+    /// Parts a node's artifact offers.
+    parts: Vec<Option<usize>>,
+    /// Per node, per link: false when the link was reported as a problem.
+    usable: Vec<Vec<bool>>,
+}
+
+impl Fanout {
+    /// What one of `target`'s fold units is called in messages.
+    fn unit(&self, target: usize) -> &'static str {
+        if self.fan[target].is_some() {
+            "instance"
+        } else {
+            "part"
+        }
+    }
+}
+
 /// Resolves references and expands nodes; `None` when problems were found
 /// (they are appended to `problems`).
 pub(crate) fn resolve(
@@ -35,13 +57,45 @@ pub(crate) fn resolve(
     problems: &mut Vec<Problem>,
 ) -> Option<(Vec<NodeDecl>, Vec<Instance>)> {
     let nodes = &raw.nodes;
+    let links = find_links(src, nodes, problems);
+    let cycles = cycles(src, nodes, &links);
+    if !cycles.is_empty() {
+        problems.extend(cycles);
+        return None;
+    }
+    let order = topo_order(nodes.len(), &links);
+    let fanout = fan_out(src, nodes, &links, &order, problems);
+    let (mut instances, first) = expand(nodes, &order, &fanout.fan);
+    duplicates(src, nodes, &instances, problems);
+    if !problems.is_empty() {
+        return None;
+    }
+    for inst in instances.iter_mut() {
+        inst.inputs = edges(inst, nodes, &links, &fanout, &first);
+    }
+    let decls = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| NodeDecl {
+            name: n.name.clone(),
+            kind: n.kind.expect("no problems: every kind is known"),
+            params: n.params.clone().expect("no problems: params are valid"),
+            seed: n.seed.unwrap_or(raw.seed),
+            fan: fanout.fan[i],
+            parts: fanout.parts[i],
+        })
+        .collect();
+    Some((decls, instances))
+}
+
+/// The node behind each reference of each node; a reference naming no
+/// node, or a node of a kind its parameter does not accept, is a problem.
+fn find_links(src: &Source, nodes: &[RawNode], problems: &mut Vec<Problem>) -> Vec<Vec<Link>> {
     let mut index: HashMap<&str, usize> = HashMap::new();
     for (i, n) in nodes.iter().enumerate() {
         index.entry(n.name.as_str()).or_insert(i);
     }
     let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
-
-    // 1. Find the node behind each reference.
     let mut links: Vec<Vec<Link>> = Vec::with_capacity(nodes.len());
     for n in nodes {
         let mut out = Vec::new();
@@ -75,32 +129,36 @@ pub(crate) fn resolve(
         }
         links.push(out);
     }
+    links
+}
 
-    // 2. Cycles.
-    let cycles = cycles(src, nodes, &links);
-    if !cycles.is_empty() {
-        problems.extend(cycles);
-        return None;
-    }
-
-    // 3. A topological order of the declared nodes, earliest declared first.
-    let order = topo_order(nodes.len(), &links);
-
-    // 4. Fan-out.
-    let mut fan: Vec<Option<usize>> = vec![None; nodes.len()];
-    let mut parts: Vec<Option<usize>> = vec![None; nodes.len()];
-    let mut usable: Vec<Vec<bool>> = links
-        .iter()
-        .map(|l| l.iter().map(|x| x.ok).collect())
-        .collect();
+/// Instance and part counts, in topological `order`: a node following
+/// per-fold nodes or parts runs once per fold; gathering or picking from a
+/// single instance, a pick out of range and following different fold
+/// counts are problems.
+fn fan_out(
+    src: &Source,
+    nodes: &[RawNode],
+    links: &[Vec<Link>],
+    order: &[usize],
+    problems: &mut Vec<Problem>,
+) -> Fanout {
+    let mut f = Fanout {
+        fan: vec![None; nodes.len()],
+        parts: vec![None; nodes.len()],
+        usable: links
+            .iter()
+            .map(|l| l.iter().map(|x| x.ok).collect())
+            .collect(),
+    };
     // Nodes whose instance count cannot be known (problems of their own, or
     // following such a node): references to them are not checked further,
     // so that one mistake gives one problem.
     let mut unknown: Vec<bool> = nodes.iter().map(|n| n.params.is_none()).collect();
-    for &n in &order {
+    for &n in order {
         let node = &nodes[n];
         if let (Some(kind), Some(params)) = (node.kind, &node.params) {
-            parts[n] = kind.parts(params);
+            f.parts[n] = kind.parts(params);
         }
         let mut follows: Vec<(usize, usize)> = Vec::new(); // (count, link)
         for (li, l) in links[n].iter().enumerate() {
@@ -110,57 +168,12 @@ pub(crate) fn resolve(
                 }
                 continue;
             }
-            let count = fan[l.target].or(parts[l.target]);
-            let (t, r) = (&nodes[l.target], &node.refs[l.site]);
-            let unit = if fan[l.target].is_some() {
-                "instance"
-            } else {
-                "part"
-            };
-            match (l.mode, count) {
-                (RefMode::Follow, Some(c)) => follows.push((c, li)),
-                (RefMode::Follow, None) => {}
-                (RefMode::Gather | RefMode::Pick(_), None) => {
-                    usable[n][li] = false;
-                    let what = match l.mode {
-                        RefMode::Gather => "gathers every instance of",
-                        _ => "picks one instance of",
-                    };
-                    problems.push(
-                        Problem::new(
-                            src,
-                            Code::SingleInstance,
-                            format!(
-                                "\"{}\" {what} `{}`, but `{}` has a single instance",
-                                r.text, t.name, t.name
-                            ),
-                        )
-                        .label(r.span.clone(), "single instance")
-                        .help(format!(
-                            "write \"{}\" to use it; `[*]` and `[i]` are for k-fold splits \
-                             and the nodes that run once per fold",
-                            t.name
-                        )),
-                    );
-                }
-                (RefMode::Gather, Some(_)) => {}
-                (RefMode::Pick(i), Some(c)) => {
-                    if i >= c {
-                        usable[n][li] = false;
-                        problems.push(
-                            Problem::new(
-                                src,
-                                Code::PickRange,
-                                format!(
-                                    "\"{}\" is out of range: `{}` has {c} {unit}s",
-                                    r.text, t.name
-                                ),
-                            )
-                            .label(r.span.clone(), format!("no {unit} {i}"))
-                            .help(format!("pick an index from 0 to {}", c.saturating_sub(1))),
-                        );
-                    }
-                }
+            let count = f.fan[l.target].or(f.parts[l.target]);
+            if l.mode == RefMode::Follow {
+                follows.extend(count.map(|c| (c, li)));
+            } else if let Some(p) = count_problem(src, nodes, node, l, count, f.unit(l.target)) {
+                f.usable[n][li] = false;
+                problems.push(p);
             }
         }
         let mut counts: Vec<usize> = follows.iter().map(|f| f.0).collect();
@@ -169,41 +182,105 @@ pub(crate) fn resolve(
         counts.dedup();
         match counts.as_slice() {
             [] => {}
-            [c] => fan[n] = Some(*c),
-            _ => {
-                let mut p = Problem::new(
-                    src,
-                    Code::FanMismatch,
-                    format!(
-                        "`{}` follows nodes with different numbers of folds",
-                        node.name
-                    ),
-                )
-                .help(
-                    "a node runs once per fold of the nodes it follows, so their counts must \
-                     agree; gather one of them with \"name[*]\" or pick a fold with \"name[i]\"",
-                );
-                for &(c, li) in &follows {
-                    let l = &links[n][li];
-                    let unit = if fan[l.target].is_some() {
-                        "instance"
-                    } else {
-                        "part"
-                    };
-                    p = p.label(
-                        node.refs[l.site].span.clone(),
-                        format!("`{}` has {c} {unit}s", nodes[l.target].name),
-                    );
-                }
-                problems.push(p);
-            }
+            [c] => f.fan[n] = Some(*c),
+            _ => problems.push(fan_mismatch(src, nodes, n, &links[n], &follows, &f)),
         }
     }
+    f
+}
 
-    // 5. Instances, in order.
+/// The problem of a gathering or picking link `l` of `node` into a target
+/// with `count` instances or parts (`None`: a single instance), if any.
+fn count_problem(
+    src: &Source,
+    nodes: &[RawNode],
+    node: &RawNode,
+    l: &Link,
+    count: Option<usize>,
+    unit: &str,
+) -> Option<Problem> {
+    let (t, r) = (&nodes[l.target], &node.refs[l.site]);
+    match (l.mode, count) {
+        (RefMode::Gather | RefMode::Pick(_), None) => {
+            let what = match l.mode {
+                RefMode::Gather => "gathers every instance of",
+                _ => "picks one instance of",
+            };
+            Some(
+                Problem::new(
+                    src,
+                    Code::SingleInstance,
+                    format!(
+                        "\"{}\" {what} `{}`, but `{}` has a single instance",
+                        r.text, t.name, t.name
+                    ),
+                )
+                .label(r.span.clone(), "single instance")
+                .help(format!(
+                    "write \"{}\" to use it; `[*]` and `[i]` are for k-fold splits \
+                     and the nodes that run once per fold",
+                    t.name
+                )),
+            )
+        }
+        (RefMode::Pick(i), Some(c)) if i >= c => Some(
+            Problem::new(
+                src,
+                Code::PickRange,
+                format!(
+                    "\"{}\" is out of range: `{}` has {c} {unit}s",
+                    r.text, t.name
+                ),
+            )
+            .label(r.span.clone(), format!("no {unit} {i}"))
+            .help(format!("pick an index from 0 to {}", c.saturating_sub(1))),
+        ),
+        _ => None,
+    }
+}
+
+/// Node `n` follows (`follows`: count, link) nodes of different fold counts.
+fn fan_mismatch(
+    src: &Source,
+    nodes: &[RawNode],
+    n: usize,
+    links: &[Link],
+    follows: &[(usize, usize)],
+    f: &Fanout,
+) -> Problem {
+    let node = &nodes[n];
+    let mut p = Problem::new(
+        src,
+        Code::FanMismatch,
+        format!(
+            "`{}` follows nodes with different numbers of folds",
+            node.name
+        ),
+    )
+    .help(
+        "a node runs once per fold of the nodes it follows, so their counts must \
+         agree; gather one of them with \"name[*]\" or pick a fold with \"name[i]\"",
+    );
+    for &(c, li) in follows {
+        let l = &links[li];
+        p = p.label(
+            node.refs[l.site].span.clone(),
+            format!("`{}` has {c} {}s", nodes[l.target].name, f.unit(l.target)),
+        );
+    }
+    p
+}
+
+/// The instances of the declared nodes in `order` (one per fold of a fanned
+/// node), without their inputs, and the index of each node's first one.
+fn expand(
+    nodes: &[RawNode],
+    order: &[usize],
+    fan: &[Option<usize>],
+) -> (Vec<Instance>, Vec<usize>) {
     let mut first = vec![0usize; nodes.len()];
     let mut instances: Vec<Instance> = Vec::new();
-    for &n in &order {
+    for &n in order {
         first[n] = instances.len();
         match fan[n] {
             Some(k) => instances.extend((0..k).map(|i| Instance {
@@ -220,52 +297,45 @@ pub(crate) fn resolve(
             }),
         }
     }
-    duplicates(src, nodes, &instances, problems);
-    if !problems.is_empty() {
-        return None;
-    }
-    for inst in instances.iter_mut() {
-        let n = inst.node;
-        for (li, l) in links[n].iter().enumerate() {
-            if !usable[n][li] {
-                continue;
+    (instances, first)
+}
+
+/// The input edges of `inst`, in reference order: which instance (and part)
+/// each usable link reaches from this instance's fold.
+fn edges(
+    inst: &Instance,
+    nodes: &[RawNode],
+    links: &[Vec<Link>],
+    f: &Fanout,
+    first: &[usize],
+) -> Vec<Edge> {
+    let n = inst.node;
+    let mut out = Vec::new();
+    for (li, l) in links[n].iter().enumerate() {
+        if !f.usable[n][li] {
+            continue;
+        }
+        let param = nodes[n].refs[l.site].param.clone();
+        let t = l.target;
+        let edge = |from: usize, part: Option<usize>| Edge {
+            param: param.clone(),
+            from,
+            part,
+            mode: l.mode,
+        };
+        match (l.mode, f.fan[t], f.parts[t]) {
+            (RefMode::Follow, Some(_), _) => {
+                out.push(edge(first[t] + inst.fold.unwrap_or(0), None))
             }
-            let param = nodes[n].refs[l.site].param.clone();
-            let t = l.target;
-            let edge = |from: usize, part: Option<usize>| Edge {
-                param: param.clone(),
-                from,
-                part,
-                mode: l.mode,
-            };
-            match (l.mode, fan[t], parts[t]) {
-                (RefMode::Follow, Some(_), _) => inst
-                    .inputs
-                    .push(edge(first[t] + inst.fold.unwrap_or(0), None)),
-                (RefMode::Follow, None, Some(_)) => inst.inputs.push(edge(first[t], inst.fold)),
-                (RefMode::Follow, None, None) => inst.inputs.push(edge(first[t], None)),
-                (RefMode::Gather, Some(k), _) => {
-                    inst.inputs.extend((0..k).map(|i| edge(first[t] + i, None)))
-                }
-                (RefMode::Gather, None, _) => inst.inputs.push(edge(first[t], None)),
-                (RefMode::Pick(i), Some(_), _) => inst.inputs.push(edge(first[t] + i, None)),
-                (RefMode::Pick(i), None, _) => inst.inputs.push(edge(first[t], Some(i))),
-            }
+            (RefMode::Follow, None, Some(_)) => out.push(edge(first[t], inst.fold)),
+            (RefMode::Follow, None, None) => out.push(edge(first[t], None)),
+            (RefMode::Gather, Some(k), _) => out.extend((0..k).map(|i| edge(first[t] + i, None))),
+            (RefMode::Gather, None, _) => out.push(edge(first[t], None)),
+            (RefMode::Pick(i), Some(_), _) => out.push(edge(first[t] + i, None)),
+            (RefMode::Pick(i), None, _) => out.push(edge(first[t], Some(i))),
         }
     }
-    let decls = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| NodeDecl {
-            name: n.name.clone(),
-            kind: n.kind.expect("no problems: every kind is known"),
-            params: n.params.clone().expect("no problems: params are valid"),
-            seed: n.seed.unwrap_or(raw.seed),
-            fan: fan[i],
-            parts: parts[i],
-        })
-        .collect();
-    Some((decls, instances))
+    out
 }
 
 fn bad_ref(src: &Source, n: &RawNode, site: usize) -> Problem {

@@ -194,3 +194,32 @@ pub(crate) static KINDS: &[&dyn Kind] = &[
 pub(crate) fn load(src: &str) -> Result<crate::config::Pipeline, crate::config::ConfigError> {
     crate::config::load_str("test.toml", src, std::path::Path::new("/base"), KINDS)
 }
+
+/// A small pipeline with a per-fold node, a parts node, a gather and picks.
+pub(crate) const TINY: &str = r#"
+[pipeline]
+name = "tiny"
+
+[nodes.plates]
+kind = "synthetic"
+count = 10
+
+[nodes.folds]
+kind = "split"
+data = "plates"
+k = 2
+
+[nodes.cnn]
+kind = "train"
+split = "folds"
+
+[nodes.ens]
+kind = "ensemble"
+members = ["cnn[*]"]
+inputs = { best = "cnn[1]", fold0 = "folds[0]", all = "folds[*]" }
+"#;
+
+/// [`TINY`], loaded with the test kinds.
+pub(crate) fn tiny() -> crate::config::Pipeline {
+    load(TINY).unwrap_or_else(|e| panic!("{}", crate::config::render_diagnostic(&e, false, 100)))
+}

@@ -39,6 +39,20 @@ fn names(p: &Pipeline) -> Vec<&str> {
     p.instances.iter().map(|i| i.name.as_str()).collect()
 }
 
+/// Plates `p` and a 2-fold split `s` of them.
+const FOLDS: &str = "[nodes.p]\nkind = \"synthetic\"\ncount = 5\n[nodes.s]\nkind = \"split\"\ndata = \"p\"\nk = 2\n";
+/// [`FOLDS`] and a per-fold `t` trained on them.
+const TRAIN: &str = "[nodes.p]\nkind = \"synthetic\"\ncount = 5\n[nodes.s]\nkind = \"split\"\ndata = \"p\"\nk = 2\n[nodes.t]\nkind = \"train\"\nsplit = \"s\"\n";
+
+/// The one problem of `src`.
+fn only_problem(src: &str) -> Problem {
+    let err = load(src).expect_err("expected a problem");
+    match err.problems() {
+        [p] => p.clone(),
+        _ => panic!("{}", render_diagnostic(&err, false, 100)),
+    }
+}
+
 fn codes(src: &str) -> Vec<Code> {
     match load(src) {
         Ok(_) => panic!("expected problems"),
@@ -98,10 +112,11 @@ fn expansion_and_topological_order() {
         ]
     );
     assert_eq!(p.instance("cnn[1]"), Some(3));
-    assert_eq!(
-        p.instances_of(p.node("cnn").unwrap()).collect::<Vec<_>>(),
-        [2, 3, 4]
-    );
+    let cnn = p.node("cnn").unwrap();
+    let of_cnn: Vec<usize> = (0..p.instances.len())
+        .filter(|&i| p.instances[i].node == cnn)
+        .collect();
+    assert_eq!(of_cnn, [2, 3, 4]);
     assert!(format!("{p:?}").contains("kind: \"train\""));
     // Every edge points backwards.
     for (i, inst) in p.instances.iter().enumerate() {
@@ -189,52 +204,62 @@ fn canonical_is_applied() {
 
 #[test]
 fn nested_tables_inline_dotted_and_defaulted() {
-    let base = "[nodes.p]\nkind = \"synthetic\"\ncount = 5\n[nodes.s]\nkind = \"split\"\ndata = \"p\"\nk = 2\n";
-    let absent = load(&format!(
-        "{base}[nodes.t]\nkind = \"train\"\nsplit = \"s\"\n"
-    ))
-    .unwrap();
-    let inline = load(&format!(
-        "{base}[nodes.t]\nkind = \"train\"\nsplit = \"s\"\nmodel = {{ arch = \"small\", dropout = 0.25 }}\nlr = 1.0\n"
-    ))
-    .unwrap();
-    let dotted = load(&format!(
-        "{base}[nodes.t]\nkind = \"train\"\nsplit = \"s\"\nmodel.arch = \"small\"\nmodel.heads = 5\n"
-    ))
-    .unwrap();
-    let header = load(&format!(
-        "{base}[nodes.t]\nkind = \"train\"\nsplit = \"s\"\n[nodes.t.model]\narch = \"small\"\n"
-    ))
-    .unwrap();
+    let base = FOLDS;
+    let train = |rest: &str| {
+        load(&format!(
+            "{base}[nodes.t]\nkind = \"train\"\nsplit = \"s\"\n{rest}"
+        ))
+        .unwrap()
+    };
+    let absent = train("");
+    let inline = train("model = { arch = \"small\", dropout = 0.25 }\nlr = 1.0\n");
+    let dotted = train("model.arch = \"small\"\nmodel.heads = 5\n");
+    let header = train("[nodes.t.model]\narch = \"small\"\n");
     let want = json!({"split": "s", "model": {"arch": "small", "heads": 5, "dropout": 0.25}, "lr": 1.0, "epochs": 3});
     for p in [&absent, &inline, &dotted, &header] {
         assert_eq!(p.nodes[2].params, want);
     }
 }
 
+/// The one problem of [`TRAIN`] followed by `extra`: its code, message,
+/// the text its first label points at, and its help.
+fn train_problem(extra: &str) -> (Code, String, String, Option<String>) {
+    let src = format!("{TRAIN}{extra}");
+    let p = only_problem(&src);
+    let at = src[p.labels[0].0.clone()].to_string();
+    (p.code, p.message, at, p.help)
+}
+
+/// `train_problem`'s expected value.
+fn expect(
+    code: Code,
+    message: &str,
+    at: &str,
+    help: Option<&str>,
+) -> (Code, String, String, Option<String>) {
+    (code, message.into(), at.into(), help.map(Into::into))
+}
+
 #[test]
 fn nested_problems() {
-    let base = "[nodes.p]\nkind = \"synthetic\"\ncount = 5\n[nodes.s]\nkind = \"split\"\ndata = \"p\"\nk = 2\n[nodes.t]\nkind = \"train\"\nsplit = \"s\"\n";
-    let src = format!("{base}model = {{ arch = \"small\", head = 4 }}\n");
-    let err = load(&src).err().unwrap();
-    let [p] = err.problems() else {
-        panic!("{}", render_diagnostic(&err, false, 100))
-    };
-    assert_eq!(p.code, Code::UnknownKey);
-    assert_eq!(p.message, "unknown key `head` for `model`");
-    assert_eq!(&src[p.labels[0].0.clone()], "head");
-    assert_eq!(p.help.as_deref(), Some("did you mean `heads`?"));
+    assert_eq!(
+        train_problem("model = { arch = \"small\", head = 4 }\n"),
+        expect(
+            Code::UnknownKey,
+            "unknown key `head` for `model`",
+            "head",
+            Some("did you mean `heads`?")
+        )
+    );
 
-    let src = format!("{base}model.heads = 2\n");
-    let err = load(&src).err().unwrap();
-    let [p] = err.problems() else { panic!() };
-    assert_eq!(p.code, Code::MissingParam);
-    assert_eq!(p.message, "missing parameter `model.arch` for `model`");
+    let (code, message, ..) = train_problem("model.heads = 2\n");
+    assert_eq!(code, Code::MissingParam);
+    assert_eq!(message, "missing parameter `model.arch` for `model`");
 
-    assert_eq!(codes(&format!("{base}model = 3\n")), [Code::Type]);
+    assert_eq!(codes(&format!("{TRAIN}model = 3\n")), [Code::Type]);
     assert_eq!(
         codes(&format!(
-            "{base}model = {{ arch = \"big\", dropout = 1 }}\n"
+            "{TRAIN}model = {{ arch = \"big\", dropout = 1 }}\n"
         )),
         [Code::Choice, Code::Range]
     );
@@ -242,24 +267,21 @@ fn nested_problems() {
 
 #[test]
 fn check_issues_point_at_the_value_or_the_header() {
-    let base = "[nodes.p]\nkind = \"synthetic\"\ncount = 5\n[nodes.s]\nkind = \"split\"\ndata = \"p\"\nk = 2\n[nodes.t]\nkind = \"train\"\nsplit = \"s\"\n";
-    let src = format!("{base}model = {{ arch = \"small\", heads = 6 }}\n");
-    let err = load(&src).err().unwrap();
-    let [p] = err.problems() else { panic!() };
-    assert_eq!(p.code, Code::Check);
-    assert_eq!(p.message, "node `t`: the small model has at most 5 heads");
-    assert_eq!(&src[p.labels[0].0.clone()], "6");
-    assert_eq!(p.help.as_deref(), Some("use `arch = \"resnet-mini\"`"));
+    assert_eq!(
+        train_problem("model = { arch = \"small\", heads = 6 }\n"),
+        expect(
+            Code::Check,
+            "node `t`: the small model has at most 5 heads",
+            "6",
+            Some("use `arch = \"resnet-mini\"`")
+        )
+    );
 
-    let src = format!("{base}epochs = 13\n");
-    let err = load(&src).err().unwrap();
-    let [p] = err.problems() else { panic!() };
-    assert_eq!(&src[p.labels[0].0.clone()], "13");
+    assert_eq!(train_problem("epochs = 13\n").2, "13");
 
     // `model.arch` is not written (defaulted): the node header is blamed.
-    let src = format!("{base}epochs = 14\n");
-    let err = load(&src).err().unwrap();
-    let [p] = err.problems() else { panic!() };
+    let src = format!("{TRAIN}epochs = 14\n");
+    let p = only_problem(&src);
     assert_eq!(p.labels[0].1.as_deref(), Some("`model.arch`"));
     assert_eq!(&src[p.labels[0].0.clone()], "[nodes.t]");
 }

@@ -12,13 +12,13 @@
 mod observer;
 mod run;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use serde::Serialize;
 
 use crate::config::{Edge, Pipeline};
-use crate::fingerprint::{external_digest, PreImage, Reason, ResolvedExternal, ResolvedInput};
+use crate::fingerprint::{instance_preimage, PreImage, Reason};
 use crate::kind::InputArtifact;
 use crate::store::{Artifact, Check, Store};
 
@@ -146,91 +146,54 @@ impl<'a> Engine<'a> {
         Ok(hits)
     }
 
-    /// The input artifacts of instance `i` as a node sees them, and the
-    /// digests that enter its key.
-    fn inputs(
-        &self,
-        i: usize,
-        arts: &[OnceLock<Artifact>],
-    ) -> Result<(Vec<ResolvedInput>, NamedInputs), EngineError> {
-        let p = self.pipeline;
-        let mut resolved = Vec::new();
-        let mut seen = Vec::new();
-        for Edge {
-            param, from, part, ..
-        } in &p.instances[i].inputs
-        {
-            let up = &p.instances[*from];
-            let art = arts[*from]
-                .get()
-                .expect("inputs are resolved only when every upstream is done");
-            let (digest, part_path) = match part {
-                Some(k) => {
-                    let file = p.nodes[up.node].kind.part_file(*k);
-                    let d = art.manifest.file_digest(&file).ok_or_else(|| {
-                        EngineError::MissingPart {
-                            node: up.name.clone(),
-                            file: file.clone(),
-                        }
-                    })?;
-                    (d.to_string(), Some(art.dir.join(&file)))
-                }
-                None => (art.digest.clone(), None),
-            };
-            resolved.push(ResolvedInput {
-                param: param.clone(),
-                node: up.name.clone(),
-                digest: digest.clone(),
-            });
-            seen.push((
-                param.clone(),
-                InputArtifact {
-                    digest: digest.clone(),
-                    node: up.name.clone(),
-                    dir: art.dir.clone(),
-                    part: part_path,
-                },
-            ));
-        }
-        Ok((resolved, seen))
-    }
-
-    /// The pre-image of instance `i` given its upstream artifacts; hashes
-    /// the external files it declares (through the memo).
+    /// The pre-image of instance `i` given its upstream artifacts, and its
+    /// input artifacts as the node sees them; hashes the external files it
+    /// declares (through the memo).
     pub fn preimage(
         &self,
         i: usize,
         arts: &[OnceLock<Artifact>],
     ) -> Result<(PreImage, NamedInputs), EngineError> {
         let p = self.pipeline;
-        let inst = &p.instances[i];
-        let decl = p.decl(inst);
-        let (inputs, seen) = self.inputs(i, arts)?;
-        let mut externals = Vec::new();
-        for (param, path) in decl.kind.external_inputs(&decl.params, &p.base_dir) {
-            let digest =
-                external_digest(&path, self.store.memo()).map_err(|e| EngineError::External {
-                    param: param.clone(),
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
-            externals.push(ResolvedExternal {
-                param,
-                path,
-                digest,
-            });
-        }
-        let pre = PreImage::new(
-            decl.kind.name(),
-            decl.kind.version(),
-            decl.kind.params(),
-            &decl.params,
-            decl.seed,
-            inst.fold,
-            inputs,
-            externals,
-        );
-        Ok((pre, seen))
+        let mut named = Vec::new();
+        let upstream = |e: &Edge, part_file: Option<&str>| {
+            let up = &p.instances[e.from];
+            let art = arts[e.from]
+                .get()
+                .expect("inputs are resolved only when every upstream is done");
+            let (digest, part) = match part_file {
+                Some(file) => {
+                    let d =
+                        art.manifest
+                            .file_digest(file)
+                            .ok_or_else(|| EngineError::MissingPart {
+                                node: up.name.clone(),
+                                file: file.to_string(),
+                            })?;
+                    (d.to_string(), Some(art.dir.join(file)))
+                }
+                None => (art.digest.clone(), None),
+            };
+            named.push((
+                e.param.clone(),
+                InputArtifact {
+                    digest: digest.clone(),
+                    node: up.name.clone(),
+                    dir: art.dir.clone(),
+                    part,
+                },
+            ));
+            Ok(digest)
+        };
+        let unreadable = |param: &str, path: &Path, e: std::io::Error| {
+            Err(EngineError::External {
+                param: param.to_string(),
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })
+        };
+        let pre = instance_preimage(p, i, self.store.memo(), upstream, unreadable)?;
+        Ok((pre, named))
     }
 
     /// Why instance `i` would run now, given its current pre-image, or

@@ -15,12 +15,14 @@
 
 mod stale;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::config::{Edge, Pipeline};
 use crate::kind::schema::{Param, Ty};
+use crate::store::FileMemo;
 
 pub use stale::{changes, diff, Reason};
 
@@ -157,6 +159,60 @@ impl PreImage {
     }
 }
 
+/// The pre-image of instance `i` of `p`: the one place that says what of
+/// a pipeline enters an instance's key, shared by running and projecting so
+/// that a projected key is the real key whenever the upstreams' digests are
+/// the real ones.
+///
+/// The caller says how an upstream's digest is obtained: `upstream` gets
+/// each input edge, in order, with the name of the part file it reads when
+/// it reads one, and gives the digest that enters the key. Each external
+/// file or folder the kind declares is hashed through `memo`; one that
+/// cannot be read goes to `unreadable`, which gives a digest to use or an
+/// error. The first error stops the build.
+pub fn instance_preimage<E>(
+    p: &Pipeline,
+    i: usize,
+    memo: &FileMemo,
+    mut upstream: impl FnMut(&Edge, Option<&str>) -> Result<String, E>,
+    mut unreadable: impl FnMut(&str, &Path, std::io::Error) -> Result<String, E>,
+) -> Result<PreImage, E> {
+    let inst = &p.instances[i];
+    let decl = p.decl(inst);
+    let mut inputs = Vec::with_capacity(inst.inputs.len());
+    for e in &inst.inputs {
+        let up = &p.instances[e.from];
+        let part_file = e.part.map(|k| p.decl(up).kind.part_file(k));
+        inputs.push(ResolvedInput {
+            param: e.param.clone(),
+            node: up.name.clone(),
+            digest: upstream(e, part_file.as_deref())?,
+        });
+    }
+    let mut externals = Vec::new();
+    for (param, path) in decl.kind.external_inputs(&decl.params, &p.base_dir) {
+        let digest = match external_digest(&path, memo) {
+            Ok(d) => d,
+            Err(e) => unreadable(&param, &path, e)?,
+        };
+        externals.push(ResolvedExternal {
+            param,
+            path,
+            digest,
+        });
+    }
+    Ok(PreImage::new(
+        decl.kind.name(),
+        decl.kind.version(),
+        decl.kind.params(),
+        &decl.params,
+        decl.seed,
+        inst.fold,
+        inputs,
+        externals,
+    ))
+}
+
 fn remove_path(v: &mut Value, path: &str) {
     match path.split_once('.') {
         None => {
@@ -202,10 +258,7 @@ fn blank_ty(v: &mut Value, ty: &Ty) {
 
 /// Digest of a file or a folder (every regular, non-hidden file below it,
 /// by relative path), through the store's memo.
-pub fn external_digest(
-    path: &std::path::Path,
-    memo: &crate::store::FileMemo,
-) -> std::io::Result<String> {
+pub fn external_digest(path: &Path, memo: &FileMemo) -> std::io::Result<String> {
     let meta = std::fs::metadata(path)?;
     if meta.is_file() {
         return Ok(memo.digest(path)?.1.to_hex().to_string());

@@ -88,77 +88,19 @@ fn show(v: &Value) -> String {
 }
 
 /// The first difference between the pre-image a node last ran with (`old`)
-/// and the current one, or `None` when they hash the same.
+/// and the current one — the first of [`changes`] — or `None` when they
+/// hash the same.
 pub fn diff(old: &PreImage, new: &PreImage) -> Option<Reason> {
     if old.key() == new.key() {
         return None;
     }
-    let (o, n) = (&old.hashed, &new.hashed);
-    if o.kind_version != n.kind_version || o.kind != n.kind {
-        return Some(Reason::KindVersion {
-            old: o.kind_version,
-            new: n.kind_version,
-        });
-    }
-    if let Some((path, a, b)) = first_diff("", &old.explain.params, &new.explain.params) {
-        return Some(Reason::Param {
-            path,
-            old: a,
-            new: b,
-        });
-    }
-    if o.seed != n.seed {
-        return Some(Reason::Seed {
-            old: o.seed,
-            new: n.seed,
-        });
-    }
-    if o.fold != n.fold {
-        return Some(Reason::Fold {
-            old: o.fold,
-            new: n.fold,
-        });
-    }
-    for (i, e) in n.externals.iter().enumerate() {
-        let same = o
-            .externals
-            .iter()
-            .any(|x| x.param == e.param && x.digest == e.digest);
-        if !same {
-            let path = new
-                .explain
-                .externals
-                .get(i)
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            return Some(Reason::External {
-                param: e.param.clone(),
-                path,
-            });
-        }
-    }
-    for (i, inp) in n.inputs.iter().enumerate() {
-        let same = o.inputs.get(i).is_some_and(|x| x == inp);
-        if !same {
-            let node = new.explain.inputs.get(i).cloned().unwrap_or_default();
-            return Some(Reason::UpstreamChanged { node });
-        }
-    }
-    if o.inputs.len() != n.inputs.len() {
-        let node = old
-            .explain
-            .inputs
-            .get(n.inputs.len())
-            .cloned()
-            .unwrap_or_default();
-        return Some(Reason::UpstreamChanged { node });
-    }
-    // Only the parameter blanking differs (cannot happen with one schema).
-    Some(Reason::Param {
+    // The one difference `changes` does not name: an external input that
+    // is no longer declared.
+    changes(old, new).into_iter().next().or(Some(Reason::Param {
         path: String::new(),
         old: None,
         new: None,
-    })
+    }))
 }
 
 /// Every difference between two pre-images, in the order [`diff`] looks
@@ -257,35 +199,6 @@ fn all_diffs(prefix: &str, a: &Value, b: &Value, out: &mut Vec<ParamDiff>) {
 
 type ParamDiff = (String, Option<Value>, Option<Value>);
 
-/// The first differing dotted path, in sorted key order.
-fn first_diff(prefix: &str, a: &Value, b: &Value) -> Option<ParamDiff> {
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            for k in keys {
-                let path = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                match (x.get(k), y.get(k)) {
-                    (Some(p), Some(q)) => {
-                        if let Some(d) = first_diff(&path, p, q) {
-                            return Some(d);
-                        }
-                    }
-                    (p, q) => return Some((path, p.cloned(), q.cloned())),
-                }
-            }
-            None
-        }
-        _ if a == b => None,
-        _ => Some((prefix.to_string(), Some(a.clone()), Some(b.clone()))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,12 +264,31 @@ mod tests {
     }
 
     #[test]
-    fn first_diff_walks_nested_tables_in_order() {
+    fn all_diffs_walks_nested_tables_in_order() {
         let a = json!({"a": 1, "m": {"x": 1, "y": 2}, "z": [1]});
         let b = json!({"a": 1, "m": {"x": 1, "y": 3}, "z": [2]});
+        let mut out = Vec::new();
+        all_diffs("", &a, &b, &mut out);
         assert_eq!(
-            first_diff("", &a, &b),
-            Some(("m.y".into(), Some(json!(2)), Some(json!(3))))
+            out,
+            [
+                ("m.y".into(), Some(json!(2)), Some(json!(3))),
+                ("z".into(), Some(json!([1])), Some(json!([2])))
+            ]
         );
+    }
+
+    #[test]
+    fn a_kind_change_is_named_as_such_and_diff_is_the_first_change() {
+        use crate::fingerprint::PreImage;
+        let pre = |kind: &str, params: Value| {
+            PreImage::new(kind, 1, &[], &params, 1, None, vec![], vec![])
+        };
+        let a = pre("a", json!({"k": 1}));
+        let b = pre("b", json!({"k": 1}));
+        let first = diff(&a, &b).unwrap();
+        assert_eq!(first.to_string(), r#"param `kind` "a" → "b""#);
+        assert_eq!(vec![first], changes(&a, &b));
+        assert_eq!(diff(&a, &a.clone()), None);
     }
 }

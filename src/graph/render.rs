@@ -1,7 +1,4 @@
 //! Text, Graphviz DOT and Mermaid renderings of the instance graph.
-//!
-//! Guarantee: the output depends only on the pipeline (instances in their
-//! topological order, inputs in parameter order), never on hashing order.
 
 use std::fmt::Write as _;
 use std::str::FromStr;
@@ -104,117 +101,86 @@ fn dot_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-fn dot(p: &Pipeline) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "digraph \"{}\" {{", dot_escape(&p.name));
-    out.push_str("  rankdir=LR;\n  node [shape=box];\n");
+/// How a drawing format writes the pieces of a graph (each without its
+/// indentation or final newline, but for a cluster's opening lines).
+struct Syntax {
+    /// The opening lines of the cluster of expanded node `node`.
+    cluster: fn(node: usize, name: &str) -> String,
+    /// The line that closes a cluster.
+    end_cluster: &'static str,
+    /// Instance `i`, with its name and kind.
+    instance: fn(i: usize, name: &str, kind: &str) -> String,
+    /// An edge; `gathered` when it is one of a gathered reference's.
+    edge: fn(from: usize, to: usize, label: &str, gathered: bool) -> String,
+}
+
+const DOT: Syntax = Syntax {
+    cluster: |_, name| {
+        let name = dot_escape(name);
+        format!("  subgraph \"cluster_{name}\" {{\n    label=\"{name}\";\n")
+    },
+    end_cluster: "  }\n",
+    instance: |i, name, kind| format!("i{i} [label=\"{}\\n{kind}\"];", dot_escape(name)),
+    edge: |from, to, label, gathered| {
+        let style = if gathered { ", style=dashed" } else { "" };
+        format!("i{from} -> i{to} [label=\"{}\"{style}];", dot_escape(label))
+    },
+};
+
+const MERMAID: Syntax = Syntax {
+    cluster: |node, name| format!("  subgraph d{node} [\"{name}\"]\n"),
+    end_cluster: "  end\n",
+    instance: |i, name, kind| format!("i{i}[\"{name}<br/>{kind}\"]"),
+    edge: |from, to, label, gathered| {
+        let arrow = if gathered { "-.->" } else { "-->" };
+        format!("i{from} {arrow}|\"{label}\"| i{to}")
+    },
+};
+
+/// The instances (expanded nodes as clusters), then the edges.
+fn drawing(p: &Pipeline, syntax: &Syntax, out: &mut String) {
     for (node, range) in groups(p) {
         let decl = &p.nodes[node];
-        let indent = if decl.fan.is_some() {
-            let _ = writeln!(out, "  subgraph \"cluster_{}\" {{", dot_escape(&decl.name));
-            let _ = writeln!(out, "    label=\"{}\";", dot_escape(&decl.name));
-            "    "
-        } else {
-            "  "
-        };
-        for i in range {
-            let _ = writeln!(
-                out,
-                "{indent}i{i} [label=\"{}\\n{}\"];",
-                dot_escape(&p.instances[i].name),
-                decl.kind.name()
-            );
+        let clustered = decl.fan.is_some();
+        if clustered {
+            out.push_str(&(syntax.cluster)(node, &decl.name));
         }
-        if decl.fan.is_some() {
-            out.push_str("  }\n");
+        let indent = if clustered { "    " } else { "  " };
+        for i in range {
+            let line = (syntax.instance)(i, &p.instances[i].name, decl.kind.name());
+            let _ = writeln!(out, "{indent}{line}");
+        }
+        if clustered {
+            out.push_str(syntax.end_cluster);
         }
     }
     for (to, inst) in p.instances.iter().enumerate() {
         for e in &inst.inputs {
-            let style = if e.mode == RefMode::Gather {
-                ", style=dashed"
-            } else {
-                ""
-            };
-            let _ = writeln!(
-                out,
-                "  i{} -> i{to} [label=\"{}\"{style}];",
-                e.from,
-                dot_escape(&edge_label(e))
-            );
+            let line = (syntax.edge)(e.from, to, &edge_label(e), e.mode == RefMode::Gather);
+            let _ = writeln!(out, "  {line}");
         }
     }
+}
+
+fn dot(p: &Pipeline) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "digraph \"{}\" {{", dot_escape(&p.name));
+    out.push_str("  rankdir=LR;\n  node [shape=box];\n");
+    drawing(p, &DOT, &mut out);
     out.push_str("}\n");
     out
 }
 
 fn mermaid(p: &Pipeline) -> String {
     let mut out = String::from("flowchart LR\n");
-    for (node, range) in groups(p) {
-        let decl = &p.nodes[node];
-        let indent = if decl.fan.is_some() {
-            let _ = writeln!(out, "  subgraph d{node} [\"{}\"]", decl.name);
-            "    "
-        } else {
-            "  "
-        };
-        for i in range {
-            let _ = writeln!(
-                out,
-                "{indent}i{i}[\"{}<br/>{}\"]",
-                p.instances[i].name,
-                decl.kind.name()
-            );
-        }
-        if decl.fan.is_some() {
-            out.push_str("  end\n");
-        }
-    }
-    for (to, inst) in p.instances.iter().enumerate() {
-        for e in &inst.inputs {
-            let arrow = if e.mode == RefMode::Gather {
-                "-.->"
-            } else {
-                "-->"
-            };
-            let _ = writeln!(out, "  i{} {arrow}|\"{}\"| i{to}", e.from, edge_label(e));
-        }
-    }
+    drawing(p, &MERMAID, &mut out);
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::testkinds::load;
-
-    const TINY: &str = r#"
-[pipeline]
-name = "tiny"
-
-[nodes.plates]
-kind = "synthetic"
-count = 10
-
-[nodes.folds]
-kind = "split"
-data = "plates"
-k = 2
-
-[nodes.cnn]
-kind = "train"
-split = "folds"
-
-[nodes.ens]
-kind = "ensemble"
-members = ["cnn[*]"]
-inputs = { best = "cnn[1]", fold0 = "folds[0]", all = "folds[*]" }
-"#;
-
-    fn tiny() -> Pipeline {
-        load(TINY)
-            .unwrap_or_else(|e| panic!("{}", crate::config::render_diagnostic(&e, false, 100)))
-    }
+    use crate::config::testkinds::tiny;
 
     #[test]
     fn text() {
@@ -291,24 +257,5 @@ ens (ensemble) <- members: cnn[*], inputs.all: folds[*], inputs.best: pick cnn[1
             .parse::<Format>()
             .unwrap_err()
             .contains("text, dot or mermaid"));
-    }
-
-    #[test]
-    fn dag_and_descendants() {
-        let p = tiny();
-        let g = crate::graph::dag(&p);
-        assert_eq!(g.node_count(), 5);
-        assert_eq!(g.edge_count(), 8);
-        assert!(g.node_indices().all(|n| g[n] == n.index()));
-        for e in g.edge_indices() {
-            let (from, to) = g.edge_endpoints(e).unwrap();
-            let k = g[e];
-            assert_eq!(p.instances[to.index()].inputs[k].from, from.index());
-        }
-        assert_eq!(crate::graph::descendants(&p, 0), [1, 2, 3, 4]);
-        assert_eq!(crate::graph::descendants(&p, 2), [4]);
-        assert_eq!(crate::graph::descendants(&p, 4), Vec::<usize>::new());
-        assert_eq!(crate::graph::descendants(&p, 99), Vec::<usize>::new());
-        assert_eq!(crate::graph::ancestors(&p, 3), [0, 1]);
     }
 }

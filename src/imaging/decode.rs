@@ -44,17 +44,6 @@ pub fn decode_rgb(path: &Path) -> Result<RgbImage, NodeError> {
     Ok(to_rgb(img))
 }
 
-/// Decodes an in-memory image (format guessed from its bytes). `name` is
-/// used in errors.
-pub fn decode_rgb_bytes(bytes: &[u8], name: &Path) -> Result<RgbImage, NodeError> {
-    let img = image::load_from_memory(bytes)
-        .map_err(|e| NodeError::file(name, format!("cannot decode image: {e}")))?;
-    if img.width() == 0 || img.height() == 0 {
-        return Err(NodeError::file(name, "image has no pixels"));
-    }
-    Ok(to_rgb(img))
-}
-
 /// Converts any colour mode to RGB u8, compositing alpha over white.
 pub fn to_rgb(img: DynamicImage) -> RgbImage {
     let (width, height) = (img.width(), img.height());

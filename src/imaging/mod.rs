@@ -28,11 +28,8 @@
 //! randomness comes from [`crate::rng::Rng`]); every error about a file
 //! names the file.
 
-use std::path::Path;
-
 use rayon::prelude::*;
 
-use crate::kind::NodeError;
 use crate::rng::Rng;
 
 pub mod augment;
@@ -63,16 +60,6 @@ pub fn to_chw(img: &[u8], h: usize, w: usize, norm: &Norm, out: &mut [f32]) {
             *d = px[c] as f32 * s + b;
         }
     }
-}
-
-/// Decodes any image file, resizes it to `h` x `w` and returns the
-/// normalised f32 CHW model input (no augmentation). Errors name the file.
-pub fn load_input(path: &Path, h: u32, w: u32, norm: &Norm) -> Result<Vec<f32>, NodeError> {
-    let img = decode_rgb(path)?;
-    let px = resize_rgb(&img.pixels, img.height, img.width, h, w);
-    let mut out = vec![0.0; px.len()];
-    to_chw(&px, h as usize, w as usize, norm, &mut out);
-    Ok(out)
 }
 
 /// A batch of model inputs, N x C x H x W, for the items `indices` of
@@ -223,7 +210,10 @@ mod tests {
         files.sort();
         assert_eq!(files.len(), 17, "{files:?}");
         for f in &files {
-            let x = load_input(f, 64, 128, &Norm::default()).unwrap();
+            let img = decode_rgb(f).unwrap();
+            let px = resize_rgb(&img.pixels, img.height, img.width, 64, 128);
+            let mut x = vec![0.0; px.len()];
+            to_chw(&px, 64, 128, &Norm::default(), &mut x);
             assert_eq!(x.len(), 3 * 64 * 128);
             assert!(
                 x.iter().all(|v| v.is_finite() && (-1.0..=1.0).contains(v)),

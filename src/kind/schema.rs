@@ -65,6 +65,23 @@ pub enum Dflt {
 }
 
 impl Ty {
+    /// Whether the number `f` lies in a `Float`'s range (finite, each bound
+    /// open or closed as declared); false for any other type.
+    pub fn admits(&self, f: f64) -> bool {
+        let Ty::Float {
+            min,
+            max,
+            min_open,
+            max_open,
+        } = *self
+        else {
+            return false;
+        };
+        let above = if min_open { f > min } else { f >= min };
+        let below = if max_open { f < max } else { f <= max };
+        f.is_finite() && above && below
+    }
+
     /// A short human name used in "expected X, found Y" messages and docs.
     pub fn describe(&self) -> String {
         match self {

@@ -156,32 +156,15 @@ mod tests {
 
     #[test]
     fn layers_follow_the_longest_path() {
-        let p = crate::config::load_str(
-            "p.toml",
-            r#"
-[nodes.plates]
-kind = "synthetic"
-count = 10
-[nodes.folds]
-kind = "split"
-data = "plates"
-k = 2
-[nodes.sizes]
-kind = "command"
-inputs = { fold = "folds" }
-shell = "true"
-"#,
-            std::path::Path::new("."),
-            crate::nodes::KINDS,
-        )
-        .unwrap();
+        let p = crate::config::testkinds::tiny();
         let pos = layout(&p);
         let cols: Vec<usize> = pos.iter().map(|p| p.0).collect();
-        assert_eq!(cols, [0, 1, 2, 2]);
+        assert_eq!(cols, [0, 1, 2, 2, 3]);
         let marks = vec![Mark::Cached, Mark::Executed, Mark::NotRun, Mark::NotRun];
         let s = svg(&p, &marks, &[Some(1.5), None, None, None]);
-        assert_eq!(s.matches("<rect").count(), 4);
-        assert_eq!(s.matches("marker-end").count(), 3);
-        assert!(s.contains("sizes[1]") && s.contains("class=\"node executed\""));
+        assert_eq!(s.matches("<rect").count(), 5);
+        // One arrow per input edge; consecutive edges from one upstream share it.
+        assert_eq!(s.matches("marker-end").count(), 8);
+        assert!(s.contains("cnn[1]") && s.contains("class=\"node executed\""));
     }
 }

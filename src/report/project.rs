@@ -8,8 +8,11 @@
 //! pending upstream never matches a real digest. A projected key is the
 //! real key whenever every upstream has run.
 
-use crate::config::Pipeline;
-use crate::fingerprint::{external_digest, PreImage, ResolvedExternal, ResolvedInput};
+use std::convert::Infallible;
+use std::path::Path;
+
+use crate::config::{Edge, Pipeline};
+use crate::fingerprint::{instance_preimage, PreImage};
 use crate::kind::Kind;
 use crate::store::{Artifact, Check, Store};
 
@@ -30,54 +33,12 @@ pub struct Projected {
 /// whose (size, mtime, inode) the store's memo knows.
 pub fn project(p: &Pipeline, store: &Store) -> Vec<Projected> {
     let mut out: Vec<Projected> = Vec::with_capacity(p.instances.len());
-    for inst in &p.instances {
-        let decl = p.decl(inst);
-        let mut inputs = Vec::new();
-        for e in &inst.inputs {
-            let up: &Projected = &out[e.from];
-            let file = e
-                .part
-                .map(|k| p.nodes[p.instances[e.from].node].kind.part_file(k));
-            let digest = match (&up.artifact, &file) {
-                (Some(a), None) => a.digest.clone(),
-                (Some(a), Some(f)) => a
-                    .manifest
-                    .file_digest(f)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| format!("missing-part:{}#{f}", up.key)),
-                (None, None) => format!("pending:{}", up.key),
-                (None, Some(f)) => format!("pending:{}#{f}", up.key),
-            };
-            inputs.push(ResolvedInput {
-                param: e.param.clone(),
-                node: up.instance.clone(),
-                digest,
-            });
-        }
-        let externals = decl
-            .kind
-            .external_inputs(&decl.params, &p.base_dir)
-            .into_iter()
-            .map(|(param, path)| {
-                let digest = external_digest(&path, store.memo())
-                    .unwrap_or_else(|e| format!("unreadable:{e}"));
-                ResolvedExternal {
-                    param,
-                    path,
-                    digest,
-                }
-            })
-            .collect();
-        let pre = PreImage::new(
-            decl.kind.name(),
-            decl.kind.version(),
-            decl.kind.params(),
-            &decl.params,
-            decl.seed,
-            inst.fold,
-            inputs,
-            externals,
-        );
+    for (i, inst) in p.instances.iter().enumerate() {
+        let upstream = |e: &Edge, part_file: Option<&str>| {
+            Ok::<_, Infallible>(projected_digest(&out[e.from], part_file))
+        };
+        let unreadable = |_: &str, _: &Path, e: std::io::Error| Ok(format!("unreadable:{e}"));
+        let Ok(pre) = instance_preimage(p, i, store.memo(), upstream, unreadable);
         let key = pre.key();
         let artifact = match store.check(&key) {
             Check::Ok(a) => Some(a),
@@ -85,12 +46,82 @@ pub fn project(p: &Pipeline, store: &Store) -> Vec<Projected> {
         };
         out.push(Projected {
             instance: inst.name.clone(),
-            kind: decl.kind.name().to_string(),
-            kind_ref: decl.kind,
+            kind: p.decl(inst).kind.name().to_string(),
+            kind_ref: p.decl(inst).kind,
             pre,
             key,
             artifact,
         });
     }
     out
+}
+
+/// The digest an upstream enters with: its artifact's (or its part file's)
+/// when it has one, else `pending:` its key (and the part file).
+fn projected_digest(up: &Projected, part_file: Option<&str>) -> String {
+    match (&up.artifact, part_file) {
+        (Some(a), None) => a.digest.clone(),
+        (Some(a), Some(f)) => a
+            .manifest
+            .file_digest(f)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("missing-part:{}#{f}", up.key)),
+        (None, None) => format!("pending:{}", up.key),
+        (None, Some(f)) => format!("pending:{}#{f}", up.key),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::{Engine, NullObserver, RunOptions};
+
+    /// Whole artifacts, a fold part and an external file.
+    const PIPELINE: &str = r#"
+[pipeline]
+name = "projected"
+
+[nodes.plates]
+kind = "synthetic"
+count = 12
+
+[nodes.folds]
+kind = "split"
+data = "plates"
+k = 3
+
+[nodes.peek]
+kind = "command"
+inputs = { f = "folds[1]", d = "plates" }
+deps = ["dep.txt"]
+shell = "cp $FOLDWISE_INPUT_F_PART $FOLDWISE_OUT/"
+"#;
+
+    #[test]
+    fn projected_keys_are_the_real_keys_after_a_run() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.toml"), PIPELINE).unwrap();
+        std::fs::write(dir.path().join("dep.txt"), "dep").unwrap();
+        let p = crate::config::load(&dir.path().join("p.toml"), crate::nodes::KINDS).unwrap();
+        let store = Store::open(&dir.path().join("cache")).unwrap();
+        let before = project(&p, &store);
+        assert!(before[1].pre.hashed.inputs[0]
+            .digest
+            .starts_with("pending:"));
+        let report = Engine::new(&p, &store)
+            .run(&RunOptions::default(), &NullObserver)
+            .unwrap();
+        assert!(report.ok(), "{report:?}");
+        let projected: Vec<(String, Option<String>)> = project(&p, &store)
+            .into_iter()
+            .map(|x| (x.instance, Some(x.key)))
+            .collect();
+        let real: Vec<(String, Option<String>)> = report
+            .nodes
+            .into_iter()
+            .map(|n| (n.instance, n.key))
+            .collect();
+        assert_eq!(projected, real);
+        assert_eq!(before[0].key, projected[0].1.clone().unwrap());
+    }
 }

@@ -128,7 +128,7 @@ fn dir_size(dir: &Path) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Begin, Store};
+    use super::super::{Begin, Check, Store};
     use std::collections::BTreeSet;
 
     #[test]
@@ -149,10 +149,11 @@ mod tests {
         let live: BTreeSet<String> = [keys[0].clone()].into();
         let dry = store.gc(&live, &BTreeSet::new(), true).unwrap();
         assert_eq!((dry.objects, dry.kept), (1, 1));
-        assert!(store.exists(&keys[1]));
+        assert!(matches!(store.check(&keys[1]), Check::Ok(_)));
         let real = store.gc(&live, &BTreeSet::new(), false).unwrap();
         assert_eq!(real.objects, 1);
         assert!(real.bytes >= 5);
-        assert!(store.exists(&keys[0]) && !store.exists(&keys[1]));
+        assert!(matches!(store.check(&keys[0]), Check::Ok(_)));
+        assert!(matches!(store.check(&keys[1]), Check::Missing));
     }
 }

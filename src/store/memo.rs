@@ -56,7 +56,6 @@ pub struct FileMemo {
     map: RwLock<HashMap<OsString, Entry>>,
     dirty: Mutex<bool>,
     hashed: AtomicU64,
-    hashed_bytes: AtomicU64,
     /// Files stat'ed by this process, by (device, inode): a hard link to a
     /// file already stat'ed (a data set's images in its artifact) needs no
     /// second `stat`.
@@ -85,11 +84,6 @@ impl FileMemo {
     /// Number of files actually read and hashed by this memo.
     pub fn files_hashed(&self) -> u64 {
         self.hashed.load(Ordering::Relaxed)
-    }
-
-    /// Bytes actually read and hashed by this memo.
-    pub fn bytes_hashed(&self) -> u64 {
-        self.hashed_bytes.load(Ordering::Relaxed)
     }
 
     /// Size and BLAKE3 digest of a file, from the memo when its path,
@@ -122,7 +116,6 @@ impl FileMemo {
         }
         let digest = hash_file_raw(path)?;
         self.hashed.fetch_add(1, Ordering::Relaxed);
-        self.hashed_bytes.fetch_add(st.size, Ordering::Relaxed);
         self.remember(path, stamp, digest);
         Ok((st.size, digest))
     }

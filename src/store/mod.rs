@@ -132,11 +132,6 @@ impl Store {
         self.object_dir(key).join(OUT)
     }
 
-    /// Whether an object folder exists for `key`, without verifying it.
-    pub fn exists(&self, key: &str) -> bool {
-        self.object_dir(key).join(MANIFEST).is_file()
-    }
-
     /// Verifies a key's artifact against its manifest. Files are re-read
     /// only when their (size, mtime, inode) changed since last hashed.
     pub fn check(&self, key: &str) -> Check {
