@@ -46,3 +46,43 @@ fn ci_runs_the_readme_test_command() {
         .expect("the README's first block has the test command");
     assert!(read(".ci/run").lines().any(|l| l.trim() == test_cmd));
 }
+
+/// docs/ARCHITECTURE.md's code map names every module of `src/`: each
+/// folder as `src/<folder>/`, each file by its name (`op.rs`) or, for a
+/// node kind, the kind's name in backticks (`train`).
+#[test]
+fn the_code_map_names_every_module() {
+    let doc = read("docs/ARCHITECTURE.md");
+    let start = doc.find("## Code map").expect("a code map");
+    let end = doc[start..].find("\n## The node interface").unwrap() + start;
+    let map = &doc[start..end];
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut missing = Vec::new();
+    for entry in walkdir::WalkDir::new(&src) {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let rel = entry.path().strip_prefix(&src).unwrap();
+        if !name.ends_with(".rs")
+            || ["lib.rs", "tests.rs", "testkinds.rs", "testutil.rs"].contains(&name.as_str())
+        {
+            continue;
+        }
+        let named = if name == "mod.rs" {
+            let folder = rel.parent().unwrap().display().to_string();
+            map.contains(&format!("`src/{folder}/`"))
+        } else if rel.parent() == Some(Path::new("")) {
+            map.contains(&format!("`src/{name}`"))
+        } else {
+            let stem = name.trim_end_matches(".rs");
+            let folder = rel.parent().unwrap().file_name().unwrap().to_string_lossy();
+            map.contains(&format!("`{name}`"))
+                || map.contains(&format!("`{folder}/{name}`"))
+                || map.contains(&format!("`{stem}`"))
+                || map.contains(&format!("`{stem}/`"))
+        };
+        if !named {
+            missing.push(rel.display().to_string());
+        }
+    }
+    assert!(missing.is_empty(), "not in the code map: {missing:?}");
+}
