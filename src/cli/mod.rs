@@ -82,6 +82,8 @@ enum Cmd {
     Path { pipeline: PathBuf, node: String },
     /// Print the reference of every node kind and its parameters (Markdown).
     Kinds,
+    /// Print the JSON Schema of the pipeline format, for editors (Taplo).
+    Schema,
     /// Compare two variants: shared, changed (and how), only in A or B,
     /// the compute B reuses, scores side by side. A side may be `REV:path`.
     Diff {
@@ -334,6 +336,10 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32, Failure> {
         }
         Cmd::Kinds => {
             print!("{}", reference::kinds_markdown());
+            Ok(0)
+        }
+        Cmd::Schema => {
+            print!("{}", reference::schema_json());
             Ok(0)
         }
         Cmd::Gc { pipelines, dry_run } => {

@@ -15,4 +15,5 @@ mod real_data;
 mod report;
 mod resume;
 mod robustness;
+mod schema;
 mod train;
