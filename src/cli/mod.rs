@@ -8,6 +8,7 @@ mod diff;
 mod log;
 mod printer;
 pub mod reference;
+mod watch;
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
@@ -62,6 +63,10 @@ enum Cmd {
         /// Print the run report as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// Then rerun what becomes stale whenever the pipeline file or an
+        /// input it names changes, until Ctrl-C.
+        #[arg(long, conflicts_with_all = ["dry_run", "json"])]
+        watch: bool,
     },
     /// Is every node fresh? Says why each stale node is stale.
     Status {
@@ -216,7 +221,18 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32, Failure> {
             jobs,
             quiet,
             json,
+            watch,
         } => {
+            if *watch {
+                let args = watch::WatchArgs {
+                    pipeline,
+                    targets,
+                    force,
+                    jobs: *jobs,
+                    quiet: *quiet,
+                };
+                return watch::watch(cli, &args, color);
+            }
             let p = load(pipeline, color)?;
             let store = open_store(cli)?;
             let engine = Engine::new(&p, &store);
