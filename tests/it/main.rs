@@ -17,3 +17,4 @@ mod resume;
 mod robustness;
 mod schema;
 mod train;
+mod watch;
