@@ -206,22 +206,8 @@ fn ty_schema(ty: &Ty) -> J {
             max_open,
         } => {
             let mut s = json!({ "type": "number" });
-            if min.is_finite() {
-                let key = if *min_open {
-                    "exclusiveMinimum"
-                } else {
-                    "minimum"
-                };
-                s[key] = J::from(*min);
-            }
-            if max.is_finite() {
-                let key = if *max_open {
-                    "exclusiveMaximum"
-                } else {
-                    "maximum"
-                };
-                s[key] = J::from(*max);
-            }
+            bound(&mut s, *min, *min_open, ["minimum", "exclusiveMinimum"]);
+            bound(&mut s, *max, *max_open, ["maximum", "exclusiveMaximum"]);
             s
         }
         Ty::Str | Ty::Path => json!({ "type": "string" }),
@@ -234,6 +220,14 @@ fn ty_schema(ty: &Ty) -> J {
         Ty::Table(params) => table_schema(params),
         Ty::Map(elem) => json!({ "type": "object", "additionalProperties": ty_schema(elem) }),
         Ty::Any => json!({}),
+    }
+}
+
+/// Sets a float bound, `keys` being its closed and open names; an infinite
+/// bound is no bound.
+fn bound(s: &mut J, value: f64, open: bool, keys: [&str; 2]) {
+    if value.is_finite() {
+        s[keys[usize::from(open)]] = J::from(value);
     }
 }
 

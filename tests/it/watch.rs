@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use foldwise::store::Store;
 
 use crate::common::{names, Project};
+use crate::engine::CHAIN;
+use crate::robustness::KILLABLE;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -100,45 +102,28 @@ fn runs(p: &Project) -> Vec<Vec<String>> {
 
 const WAITING: &str = "watch: watching";
 
-/// `a` → `b`; `c` stands apart.
-const CHAIN: &str = r#"
-[pipeline]
-name = "watch"
-
-[nodes.a]
-kind = "command"
-params = { n = 1 }
-shell = "echo $FOLDWISE_PARAM_N > $FOLDWISE_OUT/a.txt"
-
-[nodes.b]
-kind = "command"
-inputs = { a = "a" }
-shell = "cat $FOLDWISE_INPUT_A/a.txt > $FOLDWISE_OUT/b.txt"
-
-[nodes.c]
-kind = "command"
-shell = "echo c > $FOLDWISE_OUT/c.txt"
-"#;
-
 #[test]
 fn an_edited_parameter_reruns_exactly_the_nodes_downstream() {
     let p = Project::new(CHAIN);
     let w = Watcher::start(&p);
     w.wait_for(WAITING, 1);
-    assert_eq!(runs(&p), vec![names(&["a", "b", "c"])]);
+    assert_eq!(runs(&p), vec![names(&["a", "b", "c", "d"])]);
     p.edit("n = 1", "n = 2");
     wait_until("a second run", || runs(&p).len() == 2, || w.stderr());
-    assert_eq!(runs(&p)[1], names(&["a", "b"]));
+    assert_eq!(runs(&p)[1], names(&["b", "c"]));
     let err = w.stderr();
     assert!(
-        err.contains("stale  a  command: param `params.n` 1 → 2"),
+        err.contains("stale  b  command: param `params.n` 1 → 2"),
         "{err}"
     );
     assert!(
-        err.contains("stale  b  command: upstream `a` is stale"),
+        err.contains("stale  c  command: upstream `b` is stale"),
         "{err}"
     );
-    assert!(!err.contains("stale  c"), "{err}");
+    assert!(
+        !err.contains("stale  a") && !err.contains("stale  d"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -146,38 +131,18 @@ fn a_syntax_error_prints_its_diagnostic_and_the_watch_goes_on() {
     let p = Project::new(CHAIN);
     let w = Watcher::start(&p);
     w.wait_for(WAITING, 1);
-    p.edit("[nodes.c]", "[nodes.c");
+    p.edit("[nodes.d]", "[nodes.d");
     w.wait_for("invalid TOML", 1);
     w.wait_for(WAITING, 2);
-    p.edit("[nodes.c", "[nodes.c]\nparams = { v = 2 }");
+    p.edit("[nodes.d", "[nodes.d]\nparams = { v = 2 }");
     wait_until("a second run", || runs(&p).len() == 2, || w.stderr());
-    assert_eq!(runs(&p)[1], names(&["c"]));
+    assert_eq!(runs(&p)[1], names(&["d"]));
 }
-
-/// `slow` signals that it started, then waits while `block` exists.
-const BLOCKING: &str = r#"
-[pipeline]
-name = "cancel"
-
-[nodes.slow]
-kind = "command"
-params = { v = 1 }
-shell = """
-echo "v=$FOLDWISE_PARAM_V" > "$FOLDWISE_OUT/half.txt"
-touch started
-while [ -f block ]; do sleep 0.05; done
-echo rest > "$FOLDWISE_OUT/rest.txt"
-"""
-
-[nodes.after]
-kind = "command"
-inputs = { s = "slow" }
-shell = "cat $FOLDWISE_INPUT_S/half.txt $FOLDWISE_INPUT_S/rest.txt > $FOLDWISE_OUT/all.txt"
-"#;
 
 #[test]
 fn an_edit_during_a_run_cancels_it_and_the_rerun_equals_an_undisturbed_run() {
-    let p = Project::new(BLOCKING);
+    // `slow` signals that it started, then waits while `block` exists.
+    let p = Project::new(KILLABLE);
     let block = p.path().join("block");
     let started = p.path().join("started");
     std::fs::write(&block, "").unwrap();
@@ -188,7 +153,7 @@ fn an_edit_during_a_run_cancels_it_and_the_rerun_equals_an_undisturbed_run() {
         || w.stderr(),
     );
     std::fs::remove_file(&started).unwrap();
-    p.edit("v = 1", "v = 2");
+    p.edit("echo half", "echo HALF");
     w.wait_for("run cancelled", 1);
     wait_until(
         "the rerun to start `slow`",
@@ -201,7 +166,7 @@ fn an_edit_during_a_run_cancels_it_and_the_rerun_equals_an_undisturbed_run() {
     assert_eq!(runs(&p), vec![names(&["slow", "after"])]);
     drop(w);
 
-    let undisturbed = Project::new(&BLOCKING.replace("v = 1", "v = 2"));
+    let undisturbed = Project::new(&KILLABLE.replace("echo half", "echo HALF"));
     undisturbed.run();
     let (a, b) = (p.status(), undisturbed.status());
     assert!(a.iter().all(|s| s.is_fresh()), "{:?}", p.reasons());
@@ -211,6 +176,6 @@ fn an_edit_during_a_run_cancels_it_and_the_rerun_equals_an_undisturbed_run() {
     let all = |s: &foldwise::exec::NodeStatus| {
         std::fs::read_to_string(s.artifact.as_ref().unwrap().dir.join("all.txt")).unwrap()
     };
-    assert_eq!(all(&a[1]), "v=2\nrest\n");
+    assert_eq!(all(&a[1]), "HALF\nrest\n");
     assert_eq!(all(&a[1]), all(&b[1]));
 }
