@@ -12,6 +12,7 @@ mod diff;
 mod log;
 mod printer;
 pub mod reference;
+mod watch;
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
@@ -69,6 +70,8 @@ enum Cmd {
     Path { pipeline: PathBuf, node: String },
     /// Print the reference of every node kind and its parameters (Markdown).
     Kinds,
+    /// Print the JSON Schema of the pipeline format, for editors (Taplo).
+    Schema,
     /// Compare two variants: shared, changed (and how), only in A or B,
     /// the compute B reuses, scores side by side. A side may be `REV:path`.
     Diff {
@@ -121,6 +124,10 @@ struct RunArgs {
     /// Print the run report as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Then rerun what becomes stale whenever the pipeline file or an
+    /// input it names changes, until Ctrl-C.
+    #[arg(long, conflicts_with_all = ["dry_run", "json"])]
+    watch: bool,
 }
 
 /// Runs the command line; returns the process exit code.
@@ -275,6 +282,10 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32, Failure> {
             print!("{}", reference::kinds_markdown());
             Ok(0)
         }
+        Cmd::Schema => {
+            print!("{}", reference::schema_json());
+            Ok(0)
+        }
         Cmd::Gc { pipelines, dry_run } => gc(cli, pipelines, *dry_run, color),
     }
 }
@@ -331,6 +342,16 @@ fn status(
 /// `foldwise run`: the plan with `--dry-run`, else the run, its record in
 /// the history, its summary and closing tables.
 fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32, Failure> {
+    if args.watch {
+        let watch_args = watch::WatchArgs {
+            pipeline: &args.pipeline,
+            targets: &args.targets,
+            force: &args.force,
+            jobs: args.jobs,
+            quiet: args.quiet,
+        };
+        return watch::watch(cli, &watch_args, color);
+    }
     let p = load(&args.pipeline, color)?;
     let store = open_store(cli)?;
     let engine = Engine::new(&p, &store);

@@ -1,7 +1,10 @@
 //! The node-kind reference, generated from the kinds' schemas so that the
 //! documentation can never drift from the validator (`foldwise kinds`;
-//! docs/pipeline-format.md embeds it, and a test keeps them equal).
+//! docs/pipeline-format.md embeds it, and a test keeps them equal), and the
+//! JSON Schema of the format for editors (`foldwise schema`; committed as
+//! docs/foldwise.schema.json, kept equal by a test).
 
+use crate::config;
 use crate::kind::schema::{Dflt, Param, Ty};
 use crate::nodes::KINDS;
 
@@ -38,4 +41,12 @@ fn rows(out: &mut String, prefix: &str, params: &[Param]) {
             rows(out, &format!("{prefix}{}.", p.name), sub);
         }
     }
+}
+
+/// The pipeline format's JSON Schema, pretty-printed, with a final newline.
+pub fn schema_json() -> String {
+    let mut out =
+        serde_json::to_string_pretty(&config::json_schema(KINDS)).expect("a JSON value serialises");
+    out.push('\n');
+    out
 }

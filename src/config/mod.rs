@@ -12,9 +12,11 @@
 //! collecting references) → `resolve` (references, cycles, fan-out,
 //! expansion, topological order); `view` hides toml_edit's shapes,
 //! `refs` the reference syntax, `suggest` the "did you mean", `error` the
-//! diagnostics and their codes.
+//! diagnostics and their codes; `json_schema` describes the format to
+//! editors.
 
 mod error;
+mod json_schema;
 mod params;
 mod parse;
 mod refs;
@@ -35,6 +37,7 @@ use serde_json::Value;
 use crate::kind::Kind;
 
 pub use error::{render_diagnostic, Code, ConfigError, Problem};
+pub use json_schema::json_schema;
 
 /// A validated pipeline.
 pub struct Pipeline {

@@ -37,8 +37,8 @@ pub(crate) struct RawPipeline {
 }
 
 const TOP: &[&str] = &["pipeline", "nodes"];
-const PIPELINE_KEYS: &[&str] = &["name", "seed"];
-const NODE_KEYS: &[&str] = &["kind", "seed"];
+pub(crate) const PIPELINE_KEYS: &[&str] = &["name", "seed"];
+pub(crate) const NODE_KEYS: &[&str] = &["kind", "seed"];
 
 /// Parses and checks the file; problems are appended to `problems`.
 pub(crate) fn parse(

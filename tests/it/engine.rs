@@ -5,7 +5,7 @@ use foldwise::exec::RunOptions;
 use crate::common::{names, stderr, stdout, Project};
 
 /// A small pipeline of command nodes (fast, and their bytes are controlled).
-const CHAIN: &str = r#"
+pub(crate) const CHAIN: &str = r#"
 [pipeline]
 name = "chain"
 seed = 1

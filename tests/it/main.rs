@@ -15,4 +15,6 @@ mod real_data;
 mod report;
 mod resume;
 mod robustness;
+mod schema;
 mod train;
+mod watch;

@@ -23,7 +23,7 @@ fn wait_for(path: &std::path::Path) {
 
 /// `slow` writes half its output, signals that it started, then waits while
 /// the `block` file exists (a file outside its key).
-const KILLABLE: &str = r#"
+pub(crate) const KILLABLE: &str = r#"
 [pipeline]
 name = "kill"
 
