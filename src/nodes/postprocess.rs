@@ -977,6 +977,64 @@ mod tests {
         assert!(multi > 0);
     }
 
+    /// The scored predictions differ from the out-of-fold ones: out of
+    /// fold the length model is right (forcing it fixes every damaged
+    /// item), on the scored items it always says one digit (forcing it only
+    /// breaks). Fitting on the scored set would leave the step off; the
+    /// out-of-fold choice must be the one applied, even though it hurts
+    /// the scored set.
+    #[test]
+    fn settings_are_fitted_out_of_fold_never_on_the_scored_set() {
+        let f = fixture(true);
+        let index = DataIndex::load(&f.root.join("data")).unwrap();
+        let ones: Vec<Vec<u8>> = (0..12).map(|_| vec![1u8]).collect();
+        let wrong_length = lengths_for(&ones);
+        write_length(&f.root.join("pred"), &wrong_length).unwrap();
+        let truth: Vec<Vec<u8>> = index
+            .items
+            .iter()
+            .map(|it| it.label.clone().unwrap())
+            .collect();
+
+        // The fixture discriminates: on the scored set the fit says off.
+        let scored = read_output(&f.root.join("pred")).unwrap();
+        let scored = State::new(scored.probs.clone(), scored.final_classes());
+        let aids = Aids {
+            length: Some(&wrong_length),
+            prior: None,
+        };
+        let (_, on_scored) = fit(&candidates("length_force"), &scored, aids, &truth, 0.05);
+        assert_eq!(on_scored, None);
+
+        let out = run_kind(
+            &Postprocess,
+            json!({"predictions": "pred", "steps": ["length"], "length": {"mode": "force"},
+                   "labels": "plates", "oof": ["oof[*]"], "truth": "plates"}),
+            f.inputs.clone(),
+            &f.root,
+            "post",
+            None,
+        )
+        .unwrap();
+        let r = read_json(&out.join(POSTPROCESS_FILE));
+        let s = &r["steps"][0];
+        assert_eq!(s["chosen_by"], "oof");
+        let chosen: Setting = serde_json::from_value(s["setting"].clone())
+            .unwrap_or_else(|e| panic!("the out-of-fold fit turns the step on ({e}): {s}"));
+        assert!(matches!(chosen, Setting::LengthForce { .. }), "{chosen:?}");
+        assert_eq!(
+            (s["oof_before"].as_f64(), s["oof_after"].as_f64()),
+            (Some(0.5), Some(1.0))
+        );
+        // Applied to the scored items, where it breaks codes.
+        let broke = s["broke"].as_u64().unwrap();
+        assert!(broke > 0, "{s}");
+        assert!(
+            r["seq_acc_final"].as_f64().unwrap() < r["seq_acc_input"].as_f64().unwrap(),
+            "{r}"
+        );
+    }
+
     #[test]
     fn position_statistics_are_counted_from_the_labels() {
         let f = fixture(false);
