@@ -20,6 +20,11 @@
 //! - only a [`Writer`], which holds the key's lock, can create one, so two
 //!   runs sharing a cache never compute the same key at the same time;
 //! - [`Store::check`] detects a changed, missing or extra file.
+//!
+//! Test-only hooks: the environment variables `FOLDWISE_TEST_PAUSE_COMMIT`
+//! and `FOLDWISE_TEST_PAUSE_COMMITTED` hold a commit just before or just
+//! after its rename (see [`PAUSE_BEFORE_RENAME`]), so that a test can kill
+//! a run exactly there.
 
 mod gc;
 mod history;
@@ -330,8 +335,10 @@ impl Writer<'_> {
             // Only a forced rerun gets here (we hold the lock): replace.
             self.store.discard(&self.key)?;
         }
+        test_pause(PAUSE_BEFORE_RENAME);
         fs::rename(&self.tmp, &obj).map_err(|e| annotate(e, &obj))?;
         self.committed = true;
+        test_pause(PAUSE_AFTER_RENAME);
         let dir = obj.join(OUT);
         for f in &manifest.files {
             // The files are now known: status need not read them again.
@@ -346,6 +353,31 @@ impl Writer<'_> {
             manifest,
             digest,
         })
+    }
+}
+
+/// Test-only: the name of a file whose presence holds every commit just
+/// before its folder is renamed into `objects/`.
+pub const PAUSE_BEFORE_RENAME: &str = "FOLDWISE_TEST_PAUSE_COMMIT";
+/// Test-only: the same, just after the rename (before the caller records
+/// the node's ref).
+pub const PAUSE_AFTER_RENAME: &str = "FOLDWISE_TEST_PAUSE_COMMITTED";
+
+/// Test-only hook (for tests that kill a run at a chosen point; never set
+/// in normal use): when the environment variable `var` names a file,
+/// creates `<file>.reached` and waits while `<file>` exists (60 s at
+/// most).
+fn test_pause(var: &str) {
+    let Some(file) = std::env::var_os(var) else {
+        return;
+    };
+    let file = PathBuf::from(file);
+    let mut reached = file.clone().into_os_string();
+    reached.push(".reached");
+    let _ = fs::write(&reached, b"");
+    let start = std::time::Instant::now();
+    while file.exists() && start.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
