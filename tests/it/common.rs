@@ -95,3 +95,39 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
+
+/// Waits until `path` exists; fails the test after 60 s, so that a broken
+/// guarantee fails rather than hangs.
+pub fn wait_for(path: &Path) {
+    let t = std::time::Instant::now();
+    while !path.exists() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "timed out waiting for {path:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Starts `foldwise run p.toml --quiet` in the project, with extra
+/// environment variables (the test-only pause hooks), output discarded.
+pub fn spawn_run(p: &Project, env: &[(&str, &Path)]) -> std::process::Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_foldwise"));
+    cmd.args(["run", "p.toml", "--quiet"])
+        .current_dir(p.path())
+        .env("FOLDWISE_CACHE", p.cache())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// `(instance, artifact digest)` of every instance that has an artifact.
+pub fn digests(p: &Project) -> Vec<(String, String)> {
+    p.status()
+        .into_iter()
+        .filter_map(|s| Some((s.instance, s.artifact?.digest)))
+        .collect()
+}

@@ -9,6 +9,8 @@ use foldwise::kind::schema::{int_min, Dflt, Param, Ty};
 use foldwise::kind::{Kind, NodeError, RunCtx};
 use foldwise::store::Store;
 
+use crate::common::{names, spawn_run, Project};
+
 /// Computes steps 0..upto, one file each, keeping every finished step in
 /// its working folder; records how many it computed this time.
 struct Steps;
@@ -121,4 +123,90 @@ fn more_steps_continue_from_the_working_folder() {
     let r = store.gc(&live, &live_work, false).unwrap();
     assert_eq!((r.objects, r.work), (2, 1));
     assert_eq!(computed(&store, &salted), "3");
+}
+
+/// A tiny training of several epochs, one instance (a hold-out split).
+const TRAIN: &str = r#"
+[pipeline]
+name = "kill-train"
+seed = 7
+
+[nodes.plates]
+kind = "synthetic"
+count = 40
+max_digits = 5
+
+[nodes.folds]
+kind = "split"
+data = "plates"
+method = "holdout"
+ratio = 0.5
+
+[nodes.cnn]
+kind = "train"
+data = "plates"
+split = "folds"
+model = { arch = "svhn-small", height = 32, width = 64 }
+epochs = 8
+batch = 8
+"#;
+
+/// The model bytes and artifact digest of the trained instance.
+fn trained(p: &Project) -> (Vec<u8>, String, Option<String>) {
+    let s = p.status().pop().unwrap();
+    let a = s.artifact.expect("cnn has an artifact");
+    let model = std::fs::read(a.dir.join("model.safetensors")).unwrap();
+    (model, a.digest, s.work_key)
+}
+
+/// The first `epoch-<e>.json` checkpoint found under the cache's `work/`.
+fn checkpoint_epoch(cache: &Path) -> Option<usize> {
+    let dirs = std::fs::read_dir(cache.join("work")).ok()?;
+    dirs.flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .filter_map(|f| {
+            let name = f.file_name().into_string().ok()?;
+            name.strip_prefix("epoch-")?
+                .strip_suffix(".json")?
+                .parse()
+                .ok()
+        })
+        .max()
+}
+
+/// A real SIGKILL during training, after the first checkpoint: the rerun
+/// resumes from the checkpoint and its model is bit-identical to an
+/// uninterrupted run's.
+#[test]
+fn a_training_killed_after_a_checkpoint_resumes_to_the_same_model() {
+    let p = Project::new(TRAIN);
+    let mut child = spawn_run(&p, &[]);
+    let t = std::time::Instant::now();
+    while checkpoint_epoch(&p.cache()).is_none() {
+        assert!(t.elapsed().as_secs() < 120, "no checkpoint within 120 s");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill = checkpoint_epoch(&p.cache()).unwrap();
+    assert!(at_kill < 8, "the kill came after the last epoch");
+    assert!(p.status().pop().unwrap().artifact.is_none());
+
+    assert_eq!(p.run().executed(), names(&["cnn"]));
+    let (model, digest, work) = trained(&p);
+    let work = p.cache().join("work").join(work.unwrap());
+    let timings: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.join("timings.json")).unwrap()).unwrap();
+    assert_eq!(timings["resumed_from_epoch"], at_kill, "{timings}");
+    assert_eq!(timings["trained_epochs"], 8 - at_kill, "{timings}");
+
+    let q = Project::new(TRAIN);
+    q.run();
+    let (model_q, digest_q, _) = trained(&q);
+    assert!(
+        model == model_q,
+        "model.safetensors differs after the resume"
+    );
+    assert_eq!(digest, digest_q);
 }

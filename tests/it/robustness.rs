@@ -1,25 +1,13 @@
 //! Killed runs, concurrent runs, and the file-digest memo.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use foldwise::config;
 use foldwise::exec::Engine;
 use foldwise::nodes::KINDS;
-use foldwise::store::Store;
+use foldwise::store::{self, Store};
 
-use crate::common::{names, stderr, Project};
-
-fn wait_for(path: &std::path::Path) {
-    let t = Instant::now();
-    while !path.exists() {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {path:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use crate::common::{digests, names, spawn_run, stderr, wait_for, Project};
 
 /// `slow` writes half its output, signals that it started, then waits while
 /// the `block` file exists (a file outside its key).
@@ -46,14 +34,7 @@ shell = "cat $FOLDWISE_INPUT_S/half.txt $FOLDWISE_INPUT_S/rest.txt > $FOLDWISE_O
 fn a_run_killed_mid_node_leaves_no_artifact_and_the_rerun_completes() {
     let p = Project::new(KILLABLE);
     std::fs::write(p.path().join("block"), "").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_foldwise"))
-        .args(["run", "p.toml", "--quiet"])
-        .current_dir(p.path())
-        .env("FOLDWISE_CACHE", p.cache())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&p, &[]);
     wait_for(&p.path().join("started"));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -83,30 +64,44 @@ fn a_run_killed_mid_node_leaves_no_artifact_and_the_rerun_completes() {
     );
 }
 
-#[test]
-fn two_concurrent_runs_share_the_cache_and_compute_each_node_once() {
-    let p = Project::new(
-        r#"
+/// `one` and `two` wait for each other (a barrier, bounded at 60 s, after
+/// which the node fails), so they finish only when two processes compute
+/// them at the same time. Every command appends its name to `computed`.
+const BARRIER: &str = r#"
 [pipeline]
 name = "race"
 
 [nodes.one]
 kind = "command"
-shell = "sleep 0.5; echo 1 > $FOLDWISE_OUT/x"
+shell = """
+echo one >> computed
+touch started-one
+i=0; while [ ! -f started-two ]; do i=$((i+1)); [ $i -gt 1200 ] && exit 1; sleep 0.05; done
+echo 1 > $FOLDWISE_OUT/x
+"""
 
 [nodes.two]
 kind = "command"
-shell = "sleep 0.5; echo 2 > $FOLDWISE_OUT/x"
+shell = """
+echo two >> computed
+touch started-two
+i=0; while [ ! -f started-one ]; do i=$((i+1)); [ $i -gt 1200 ] && exit 1; sleep 0.05; done
+echo 2 > $FOLDWISE_OUT/x
+"""
 
 [nodes.both]
 kind = "command"
 inputs = { a = "one", b = "two" }
-shell = "cat $FOLDWISE_INPUT_A/x $FOLDWISE_INPUT_B/x > $FOLDWISE_OUT/x"
-"#,
-    );
-    let spawn = |jobs: &str| {
+shell = "echo both >> computed; cat $FOLDWISE_INPUT_A/x $FOLDWISE_INPUT_B/x > $FOLDWISE_OUT/x"
+"#;
+
+#[test]
+fn two_concurrent_runs_share_the_cache_and_compute_each_node_once() {
+    let p = Project::new(BARRIER);
+    let spawn = |targets: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_foldwise"))
-            .args(["run", "p.toml", "--json", "-j", jobs])
+            .args(["run", "p.toml", "--json", "-j", "1"])
+            .args(targets)
             .current_dir(p.path())
             .env("FOLDWISE_CACHE", p.cache())
             .stdout(Stdio::piped())
@@ -114,7 +109,10 @@ shell = "cat $FOLDWISE_INPUT_A/x $FOLDWISE_INPUT_B/x > $FOLDWISE_OUT/x"
             .spawn()
             .unwrap()
     };
-    let (a, b) = (spawn("1"), spawn("2"));
+    // `a` (every node, one job, in declaration order) computes `one` and
+    // waits in it until `b` (only `two`) computes `two`; then `a` finds
+    // `two` done (or waits on its lock) and computes `both`.
+    let (a, b) = (spawn(&[]), spawn(&["two"]));
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert!(a.status.success(), "{}", stderr(&a));
     assert!(b.status.success(), "{}", stderr(&b));
@@ -128,11 +126,93 @@ shell = "cat $FOLDWISE_INPUT_A/x $FOLDWISE_INPUT_B/x > $FOLDWISE_OUT/x"
             .map(|n| n["instance"].as_str().unwrap().to_string())
             .collect()
     };
-    let mut all = executed(&a);
-    all.extend(executed(&b));
-    all.sort();
-    assert_eq!(all, names(&["both", "one", "two"]));
+    assert_eq!(executed(&a), names(&["one", "both"]));
+    assert_eq!(executed(&b), names(&["two"]));
+    let mut computed: Vec<String> = std::fs::read_to_string(p.path().join("computed"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    computed.sort();
+    assert_eq!(computed, names(&["both", "one", "two"]));
     assert!(p.run().executed().is_empty());
+}
+
+/// Two command nodes, `b` reading `a`.
+const CHAIN: &str = r#"
+[pipeline]
+name = "chain"
+
+[nodes.a]
+kind = "command"
+shell = "echo a > $FOLDWISE_OUT/a.txt"
+
+[nodes.b]
+kind = "command"
+inputs = { a = "a" }
+shell = "cat $FOLDWISE_INPUT_A/a.txt > $FOLDWISE_OUT/b.txt; echo b >> $FOLDWISE_OUT/b.txt"
+"#;
+
+/// Runs [`CHAIN`] with the pause hook `var` set, kills the run with SIGKILL
+/// at `a`'s commit, and returns the project (its `hold` file removed).
+fn killed_at_commit(var: &str) -> Project {
+    let p = Project::new(CHAIN);
+    let hold = p.path().join("hold");
+    std::fs::write(&hold, "").unwrap();
+    let mut child = spawn_run(&p, &[(var, &hold)]);
+    wait_for(&p.path().join("hold.reached"));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    std::fs::remove_file(&hold).unwrap();
+    p
+}
+
+/// The artifact digests of an uninterrupted run of [`CHAIN`].
+fn uninterrupted_chain() -> Vec<(String, String)> {
+    let q = Project::new(CHAIN);
+    assert_eq!(q.run().executed(), names(&["a", "b"]));
+    digests(&q)
+}
+
+/// The folders in `objects/` (complete artifacts or not).
+fn objects(p: &Project) -> usize {
+    std::fs::read_dir(p.cache().join("objects"))
+        .unwrap()
+        .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+        .sum()
+}
+
+#[test]
+fn a_run_killed_just_before_the_commit_rename_leaves_no_artifact() {
+    let p = killed_at_commit(store::PAUSE_BEFORE_RENAME);
+    assert_eq!(objects(&p), 0);
+    assert_eq!(
+        p.reasons(),
+        vec![
+            ("a".into(), "never run".into()),
+            ("b".into(), "upstream `a` is stale".into()),
+        ]
+    );
+    assert_eq!(p.run().executed(), names(&["a", "b"]));
+    assert_eq!(digests(&p), uninterrupted_chain());
+}
+
+#[test]
+fn a_run_killed_just_after_the_commit_rename_keeps_a_complete_artifact() {
+    let p = killed_at_commit(store::PAUSE_AFTER_RENAME);
+    // The object is complete (its ref was never recorded): it counts.
+    assert_eq!(objects(&p), 1);
+    assert_eq!(
+        p.reasons(),
+        vec![
+            ("a".into(), "fresh".into()),
+            ("b".into(), "never run".into()),
+        ]
+    );
+    let r = p.run();
+    assert_eq!(r.reused(), names(&["a"]));
+    assert_eq!(r.executed(), names(&["b"]));
+    assert_eq!(digests(&p), uninterrupted_chain());
 }
 
 /// A dataset of 5,000 images is hashed once; later status calls only
