@@ -111,8 +111,7 @@ pub fn field<'a>(v: &'a Value, path: &str) -> &'a Value {
         };
         at = next.unwrap_or_else(|| {
             let prefix: Vec<&str> = path.split('.').take(n + 1).collect();
-            let mut shown = v.to_string();
-            shown.truncate(shown.floor_char_boundary(400));
+            let shown: String = v.to_string().chars().take(400).collect();
             panic!("no `{}` in {shown}", prefix.join("."))
         });
     }
