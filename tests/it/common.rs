@@ -8,6 +8,7 @@ use foldwise::config;
 use foldwise::exec::{Engine, NodeStatus, NullObserver, RunOptions, RunReport};
 use foldwise::nodes::KINDS;
 use foldwise::store::Store;
+use serde_json::Value;
 
 pub struct Project {
     pub dir: tempfile::TempDir,
@@ -130,4 +131,46 @@ pub fn digests(p: &Project) -> Vec<(String, String)> {
         .into_iter()
         .filter_map(|s| Some((s.instance, s.artifact?.digest)))
         .collect()
+}
+
+/// The value at `path` in `v`: object keys and array indices joined by dots
+/// (`"nodes.0.seconds"`). Panics naming the first step that is missing, so a
+/// check cannot pass because a field vanished (indexing a missing field
+/// yields `null`, and two `null`s compare equal).
+pub fn field<'a>(v: &'a Value, path: &str) -> &'a Value {
+    let mut at = v;
+    for (n, step) in path.split('.').enumerate() {
+        let next = match at {
+            Value::Object(m) => m.get(step),
+            Value::Array(a) => step.parse::<usize>().ok().and_then(|i| a.get(i)),
+            _ => None,
+        };
+        at = next.unwrap_or_else(|| {
+            let prefix: Vec<&str> = path.split('.').take(n + 1).collect();
+            let shown: String = v.to_string().chars().take(400).collect();
+            panic!("no `{}` in {shown}", prefix.join("."))
+        });
+    }
+    at
+}
+
+/// The number at `path` (see [`field`]); panics when missing or not a number.
+pub fn num(v: &Value, path: &str) -> f64 {
+    let x = field(v, path);
+    x.as_f64()
+        .unwrap_or_else(|| panic!("`{path}` is {x}, not a number"))
+}
+
+/// The string at `path` (see [`field`]); panics when missing or not a string.
+pub fn text<'a>(v: &'a Value, path: &str) -> &'a str {
+    let x = field(v, path);
+    x.as_str()
+        .unwrap_or_else(|| panic!("`{path}` is {x}, not a string"))
+}
+
+/// The array at `path` (see [`field`]); panics when missing or not an array.
+pub fn list<'a>(v: &'a Value, path: &str) -> &'a [Value] {
+    let x = field(v, path);
+    x.as_array()
+        .unwrap_or_else(|| panic!("`{path}` is {x}, not an array"))
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::common::{stderr, stdout, Project};
+use crate::common::{field, list, num, stderr, stdout, text, Project};
 
 /// A fold ensemble with two predictions, one with TTA, mixed and scored.
 /// Nothing here runs: `diff` projects keys.
@@ -66,14 +66,12 @@ fn diff_json(p: &Project, a: &str, b: &str) -> Value {
 
 /// `(instance, state)` of every node of a JSON diff.
 fn states(d: &Value) -> Vec<(String, String)> {
-    d["nodes"]
-        .as_array()
-        .unwrap()
+    list(d, "nodes")
         .iter()
         .map(|n| {
             (
-                n["instance"].as_str().unwrap().to_string(),
-                n["state"].as_str().unwrap().to_string(),
+                text(n, "instance").to_string(),
+                text(n, "state").to_string(),
             )
         })
         .collect()
@@ -109,7 +107,7 @@ fn one_tta_setting_changes_exactly_the_predict_ensemble_evaluate_chain() {
             ("eval", "changed"),
         ])
     );
-    let changes = |i: usize| d["nodes"][i]["changes"].clone();
+    let changes = |i: usize| field(&d, &format!("nodes.{i}.changes")).clone();
     assert_eq!(
         changes(6),
         serde_json::json!([{"reason": "param", "path": "tta.rounds", "old": 2, "new": 3}])
@@ -123,9 +121,10 @@ fn one_tta_setting_changes_exactly_the_predict_ensemble_evaluate_chain() {
         serde_json::json!([{"reason": "upstream_changed", "node": "ens"}])
     );
     // Nothing has run: the scores are there, marked not run on both sides.
-    assert_eq!(d["metrics"][0]["instance"], "eval");
-    assert_eq!(d["metrics"][0]["a"], Value::Null);
-    assert_eq!(d["saved_seconds"], 0.0);
+    assert_eq!(text(&d, "metrics.0.instance"), "eval");
+    assert_eq!(field(&d, "metrics.0.a"), &Value::Null);
+    assert_eq!(field(&d, "metrics.0.b"), &Value::Null);
+    assert_eq!(num(&d, "saved_seconds"), 0.0);
 
     let text = stdout(&p.cli(&["diff", "p.toml", "b.toml"]));
     assert!(
@@ -152,9 +151,9 @@ fn renamed_nodes_with_identical_keys_are_shared_and_reuse_is_timed() {
         .replace("k = 4", "k = 2");
     std::fs::write(p.path().join("b.toml"), renamed).unwrap();
     let before = diff_json(&p, "p.toml", "b.toml");
-    assert_eq!(before["nodes"][0]["instance"], "digits");
-    assert_eq!(before["nodes"][0]["state"], "shared");
-    assert_eq!(before["nodes"][0]["a_instance"], "plates");
+    assert_eq!(text(&before, "nodes.0.instance"), "digits");
+    assert_eq!(text(&before, "nodes.0.state"), "shared");
+    assert_eq!(text(&before, "nodes.0.a_instance"), "plates");
     assert_eq!(
         states(&before),
         pairs(&[
@@ -174,9 +173,9 @@ fn renamed_nodes_with_identical_keys_are_shared_and_reuse_is_timed() {
     // what B saves.
     assert!(p.cli(&["run", "p.toml", "-q"]).status.success());
     let after = diff_json(&p, "p.toml", "b.toml");
-    let plates_time = after["nodes"][0]["seconds"].as_f64().unwrap();
+    let plates_time = num(&after, "nodes.0.seconds");
     assert!(plates_time > 0.0);
-    assert_eq!(after["saved_seconds"].as_f64().unwrap(), plates_time);
+    assert_eq!(num(&after, "saved_seconds"), plates_time);
     let text = stdout(&p.cli(&["diff", "p.toml", "b.toml"]));
     assert!(text.contains("; `plates` in A"), "{text}");
     assert!(text.contains("B reuses "), "{text}");
@@ -241,8 +240,8 @@ fn a_side_can_come_from_git_and_bad_sides_are_named() {
     let out = cli(&["diff", "HEAD:p.toml", "p.toml", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let d: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(d["a"], "HEAD:p.toml");
-    assert_eq!(d["nodes"][1]["changes"][0]["old"], 4);
+    assert_eq!(text(&d, "a"), "HEAD:p.toml");
+    assert_eq!(field(&d, "nodes.1.changes.0.old"), 4);
 
     let out = cli(&["diff", "nope:p.toml", "p.toml"]);
     assert_eq!(out.status.code(), Some(2));

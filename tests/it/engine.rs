@@ -2,7 +2,7 @@
 
 use foldwise::exec::RunOptions;
 
-use crate::common::{names, stderr, stdout, Project};
+use crate::common::{field, list, names, stderr, stdout, text, Project};
 
 /// A small pipeline of command nodes (fast, and their bytes are controlled).
 pub(crate) const CHAIN: &str = r#"
@@ -146,8 +146,9 @@ fn a_kind_version_change_is_named() {
     let refp = p.cache().join("refs/chain/a.json");
     let mut rec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&refp).unwrap()).unwrap();
+    assert_eq!(field(&rec, "preimage.hashed.kind_version"), 1);
     rec["preimage"]["hashed"]["kind_version"] = 0.into();
-    let key = rec["key"].as_str().unwrap().to_string();
+    let key = text(&rec, "key").to_string();
     std::fs::write(&refp, serde_json::to_vec(&rec).unwrap()).unwrap();
     // ... and its current artifact is gone.
     std::fs::remove_dir_all(p.cache().join("objects").join(&key[..2]).join(&key)).unwrap();
@@ -193,14 +194,12 @@ fn a_failure_skips_dependents_and_independent_branches_finish() {
     );
     let json = p.cli(&["run", "--json", "p.toml"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    let b = v["nodes"]
-        .as_array()
-        .unwrap()
+    let b = list(&v, "nodes")
         .iter()
-        .find(|n| n["instance"] == "b")
+        .find(|n| text(n, "instance") == "b")
         .unwrap();
-    assert_eq!(b["outcome"].as_str(), Some("failed"));
-    assert_eq!(b["code"].as_str(), Some("foldwise::command::failed"));
+    assert_eq!(text(b, "outcome"), "failed");
+    assert_eq!(text(b, "code"), "foldwise::command::failed");
 }
 
 #[test]
@@ -269,17 +268,22 @@ fn json_reports_for_scripts() {
     let out = p.cli(&["run", "p.toml", "--json", "-j", "2"]);
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let executed: Vec<&str> = v["nodes"]
-        .as_array()
-        .unwrap()
+    let executed: Vec<&str> = list(&v, "nodes")
         .iter()
-        .filter(|n| n["outcome"] == "executed")
-        .map(|n| n["instance"].as_str().unwrap())
+        .filter(|n| text(n, "outcome") == "executed")
+        .map(|n| text(n, "instance"))
         .collect();
     assert_eq!(executed, ["a", "b", "c", "d"]);
     let st = p.cli(&["status", "p.toml", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
-    assert!(v.as_array().unwrap().iter().all(|n| n["stale"].is_null()));
+    let fresh: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| field(n, "stale").is_null())
+        .map(|n| text(n, "instance"))
+        .collect();
+    assert_eq!(fresh, ["a", "b", "c", "d"], "all fresh: {v}");
 }
 
 /// Floats read back from a ref record hash exactly as written, so a node

@@ -3,7 +3,7 @@
 
 use foldwise::exec::RunOptions;
 
-use crate::common::{names, stderr, stdout, Project};
+use crate::common::{field, list, names, num, stderr, stdout, text, Project};
 
 pub fn example(name: &str) -> String {
     std::fs::read_to_string(format!("{}/pipelines/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -96,11 +96,11 @@ fn a_fold_instance_is_keyed_by_its_own_part_file() {
         .unwrap();
         let part = std::fs::read(folds_dir.join(format!("folds/fold-{i}.json"))).unwrap();
         assert_eq!(
-            pre["hashed"]["inputs"][0]["digest"],
+            text(&pre, "hashed.inputs.0.digest"),
             blake3::hash(&part).to_hex().to_string(),
             "fold_sizes[{i}] hashes fold {i}'s index list"
         );
-        assert_eq!(pre["hashed"]["fold"], i);
+        assert_eq!(field(&pre, "hashed.fold"), i);
     }
 }
 
@@ -232,31 +232,32 @@ fn the_quickstart_runs_end_to_end_at_a_small_scale() {
     assert_eq!(stdout(&p.cli(&["run", "-q", "p.toml"])), "");
     let json = p.cli(&["run", "--json", "p.toml"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(v["nodes"].as_array().unwrap().len(), 14);
+    assert_eq!(list(&v, "nodes").len(), 14);
 
     // 3 models x 2 snapshots x 4 rounds; the fourth row is the evaluation,
     // the fifth the post-processing of the same 24 members' mean.
     let ladder: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir("ladder").join("metrics.json")).unwrap())
             .unwrap();
-    let members: Vec<u64> = ladder["rows"]
-        .as_array()
-        .unwrap()
+    let members: Vec<u64> = list(&ladder, "rows")
         .iter()
-        .map(|r| r["members"].as_u64().unwrap())
+        .map(|r| field(r, "members").as_u64().unwrap())
         .collect();
     assert_eq!(members, [1, 2, 8, 24, 24]);
     let metrics: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir("eval").join("metrics.json")).unwrap()).unwrap();
-    assert_eq!(metrics["n"], 8);
-    assert_eq!(ladder["rows"][3]["seq_acc"], metrics["seq_acc"]);
-    assert_eq!(ladder["rows"][3]["char_acc"], metrics["char_acc"]);
+    assert_eq!(field(&metrics, "n"), 8);
+    assert_eq!(num(&ladder, "rows.3.seq_acc"), num(&metrics, "seq_acc"));
+    assert_eq!(num(&ladder, "rows.3.char_acc"), num(&metrics, "char_acc"));
     let post_report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir("post").join("postprocess.json")).unwrap())
             .unwrap();
-    assert_eq!(ladder["rows"][4]["step"], "post_processing");
-    assert_eq!(ladder["rows"][4]["seq_acc"], post_report["seq_acc_final"]);
-    assert_eq!(post_report["seq_acc_input"], metrics["seq_acc"]);
+    assert_eq!(text(&ladder, "rows.4.step"), "post_processing");
+    assert_eq!(
+        num(&ladder, "rows.4.seq_acc"),
+        num(&post_report, "seq_acc_final")
+    );
+    assert_eq!(num(&post_report, "seq_acc_input"), num(&metrics, "seq_acc"));
     // The length classifier was trained beside the digit heads and
     // predicted with them.
     assert!(dir("pred").join("length.fwprobs").exists());
@@ -273,7 +274,7 @@ fn the_quickstart_runs_end_to_end_at_a_small_scale() {
         .unwrap()
         .iter()
         .zip(&codes)
-        .map(|(it, c)| format!("{},{c}", it["file"].as_str().unwrap()))
+        .map(|(it, c)| format!("{},{c}", text(it, "file")))
         .collect();
     post_rows.sort();
     assert_eq!(csv.lines().skip(1).collect::<Vec<_>>(), post_rows);

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::common::{stderr, stdout, Project};
+use crate::common::{field, list, num, stderr, stdout, text, Project};
 
 fn log_json(p: &Project, args: &[&str]) -> Value {
     let out = p.cli(&[&["log"], args].concat());
@@ -27,12 +27,10 @@ fn every_run_is_recorded_and_log_lists_them() {
     let runs = runs.as_array().unwrap();
     assert_eq!(runs.len(), 3);
     let outcomes = |r: &Value, o: &str| -> Vec<String> {
-        r["nodes"]
-            .as_array()
-            .unwrap()
+        list(r, "nodes")
             .iter()
-            .filter(|n| n["outcome"] == o)
-            .map(|n| n["instance"].as_str().unwrap().to_string())
+            .filter(|n| text(n, "outcome") == o)
+            .map(|n| text(n, "instance").to_string())
             .collect()
     };
     assert_eq!(outcomes(&runs[0], "executed").len(), 7);
@@ -44,21 +42,21 @@ fn every_run_is_recorded_and_log_lists_them() {
     );
     assert_eq!(outcomes(&runs[2], "reused"), ["plates"]);
     for r in runs {
-        assert_eq!(r["pipeline"], "command-example");
-        assert_eq!(r["path"], "p.toml");
-        assert!(r["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|n| n["seconds"].as_f64().unwrap() >= 0.0));
+        assert_eq!(text(r, "pipeline"), "command-example");
+        assert_eq!(text(r, "path"), "p.toml");
+        assert!(list(r, "nodes").iter().all(|n| num(n, "seconds") >= 0.0));
     }
     let digest = blake3::hash(&std::fs::read(p.pipeline()).unwrap())
         .to_hex()
         .to_string();
-    assert_eq!(runs[2]["digest"], digest.as_str());
-    assert_eq!(runs[0]["digest"], runs[1]["digest"]);
-    assert_ne!(runs[1]["digest"], runs[2]["digest"]);
-    assert!(runs[0]["started_unix_ms"].as_u64() <= runs[2]["started_unix_ms"].as_u64());
+    let digests: Vec<&str> = runs.iter().map(|r| text(r, "digest")).collect();
+    assert_eq!(digests[2], digest);
+    assert_eq!(digests[0], digests[1]);
+    assert_ne!(digests[1], digests[2]);
+    let started = |r: &Value| field(r, "started_unix_ms").as_u64().unwrap();
+    assert!(started(&runs[0]) > 0);
+    assert!(started(&runs[0]) <= started(&runs[1]));
+    assert!(started(&runs[1]) <= started(&runs[2]));
 
     let text = stdout(&p.cli(&["log", "p.toml"]));
     let lines: Vec<&str> = text.lines().collect();
