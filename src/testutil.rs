@@ -20,17 +20,23 @@ pub fn all_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
     v
 }
 
-/// `../shared/data/real-samples` (17 real street-number photos) when it is
-/// beside the checkout; otherwise prints that the test is skipped.
-pub fn real_samples() -> Option<PathBuf> {
-    let dir = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/data/real-samples"
-    ));
-    if dir.join("labels.csv").is_file() {
-        Some(dir.to_path_buf())
-    } else {
-        println!("skipped: ../shared/data not present");
-        None
-    }
+/// `../shared/data` beside the checkout, after checking that every path
+/// the test reads below it (`paths`, relative to it) is there; fails naming
+/// the missing ones. The tests that call it are ignored unless
+/// `FOLDWISE_FULL_SUITE=1` (`build.rs`), which `.ci/run` sets.
+pub fn shared_data(paths: &[&str]) -> PathBuf {
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data"));
+    let missing: Vec<&str> = paths
+        .iter()
+        .copied()
+        .filter(|p| !dir.join(p).exists())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "this test reads {} below {}, and these are missing: {}",
+        paths.join(", "),
+        dir.display(),
+        missing.join(", ")
+    );
+    dir.to_path_buf()
 }

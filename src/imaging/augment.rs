@@ -435,7 +435,7 @@ mod tests {
     /// Speed of a training batch: `cargo test --release --lib
     /// imaging::augment -- --ignored --nocapture`.
     #[test]
-    #[ignore]
+    #[ignore = "a benchmark: run it with --ignored --nocapture"]
     fn speed_of_a_batch_of_64() {
         use crate::imaging::{batch, DecodedSet};
         let one = smooth();

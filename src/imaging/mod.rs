@@ -197,10 +197,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(full_suite), ignore = "needs ../shared/data/real-samples")]
     fn real_samples_decode_resize_and_are_finite() {
-        let Some(dir) = crate::testutil::real_samples() else {
-            return;
-        };
+        let dir = crate::testutil::shared_data(&["real-samples"]).join("real-samples");
         let dir = dir.as_path();
         let mut files: Vec<_> = std::fs::read_dir(dir)
             .unwrap()

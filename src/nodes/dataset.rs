@@ -1123,10 +1123,17 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(full_suite),
+        ignore = "needs ../shared/data/{real-samples, real-samples/labels.csv, real-samples/labels.json}"
+    )]
     fn real_samples_decode_with_csv_labels() {
-        let Some(dir) = crate::testutil::real_samples() else {
-            return;
-        };
+        let dir = crate::testutil::shared_data(&[
+            "real-samples",
+            "real-samples/labels.csv",
+            "real-samples/labels.json",
+        ])
+        .join("real-samples");
         let dir = dir.as_path();
         let (_out, idx) = loaded(run_with(
             dir,
@@ -1152,15 +1159,14 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(full_suite),
+        ignore = "needs ../shared/data/{mnist-seq/val, mnist-seq/val.json}"
+    )]
     fn mnist_seq_val_reads_with_mchar_json() {
-        let dir = Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/data/mnist-seq"
-        ));
-        if !dir.join("val.json").is_file() {
-            println!("skipped: ../shared/data not present");
-            return;
-        }
+        let dir = crate::testutil::shared_data(&["mnist-seq/val", "mnist-seq/val.json"])
+            .join("mnist-seq");
+        let dir = dir.as_path();
         let (_out, idx) = loaded(run_with(
             dir,
             json!({"images": "val", "labels": "val.json"}),

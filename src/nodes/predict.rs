@@ -1288,10 +1288,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(full_suite), ignore = "needs ../shared/data/real-samples")]
     fn real_samples_decode_and_predict() {
-        let Some(dir) = crate::testutil::real_samples() else {
-            return;
-        };
+        let dir = crate::testutil::shared_data(&["real-samples"]).join("real-samples");
         let dir = dir.as_path();
         let root = tempfile::tempdir().unwrap();
         let params = with_defaults(

@@ -1,46 +1,77 @@
-//! Golden config diagnostics: every `tests/fixtures/bad/<case>.toml` must
-//! fail to load, and its rendering (no colour, width 100) must equal
-//! `<case>.txt`. Run with `UPDATE_GOLDEN=1` to rewrite the `.txt` files,
-//! then read every changed one: precise, labelled at the right place,
-//! helpful.
+//! Golden config diagnostics: `tests/fixtures/bad/` holds only
+//! `<case>.toml` + `<case>.txt` pairs; every `<case>.toml` must fail to
+//! load, and its rendering (no colour, width 100) must equal `<case>.txt`;
+//! every diagnostic code (`config::Code::ALL`) is the code of a problem in
+//! at least one case. Run with `UPDATE_GOLDEN=1` to write the `.txt` files
+//! (never in CI: `.ci/run` refuses it), then read every changed one:
+//! precise, labelled at the right place, helpful.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use foldwise::config::{self, render_diagnostic};
+use foldwise::config::{self, render_diagnostic, Code};
 use foldwise::nodes::KINDS;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad")
 }
 
+/// The cases' names (file stems), after checking that the folder holds
+/// nothing but `.toml` + `.txt` pairs (an orphaned golden file, or a case
+/// without one, fails). With `update`, a `.toml` may lack its `.txt` yet.
+fn case_names(dir: &Path, update: bool) -> Vec<String> {
+    let mut files: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut strays = Vec::new();
+    for e in std::fs::read_dir(dir).expect("fixtures folder") {
+        let path = e.expect("fixture entry").path();
+        match (path.file_stem(), path.extension()) {
+            (Some(stem), Some(ext)) if ext == "toml" || ext == "txt" => {
+                let (stem, ext) = (stem.to_string_lossy(), ext.to_string_lossy());
+                files.entry(stem.into()).or_default().insert(ext.into());
+            }
+            _ => strays.push(path.display().to_string()),
+        }
+    }
+    assert!(strays.is_empty(), "not a .toml or .txt fixture: {strays:?}");
+    let unpaired: Vec<String> = files
+        .iter()
+        .filter(|(_, exts)| !exts.contains("toml") || !(update || exts.contains("txt")))
+        .map(|(stem, exts)| format!("{stem} (only .{})", exts.iter().next().unwrap()))
+        .collect();
+    assert!(
+        unpaired.is_empty(),
+        "every case is a .toml + .txt pair (delete an orphaned .txt; \
+         UPDATE_GOLDEN=1 writes a new case's .txt): {unpaired:?}"
+    );
+    files.into_keys().collect()
+}
+
 #[test]
 fn golden_diagnostics() {
     let dir = fixtures();
     let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("fixtures folder")
-        .map(|e| e.expect("fixture entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    cases.sort();
-    assert!(cases.len() >= 22, "only {} golden cases", cases.len());
+    let cases = case_names(&dir, update);
     let mut failures = Vec::new();
+    let mut codes = BTreeSet::new();
     for case in &cases {
-        let name = case.file_name().unwrap().to_string_lossy().into_owned();
-        let src = std::fs::read_to_string(case).unwrap();
+        let name = format!("{case}.toml");
+        let src = std::fs::read_to_string(dir.join(&name)).unwrap();
         let actual = match config::load_str(&name, &src, &dir, KINDS) {
             Ok(_) => {
                 failures.push(format!("{name}: loaded without problems"));
                 continue;
             }
-            Err(e) => render_diagnostic(&e, false, 100),
+            Err(e) => {
+                codes.extend(e.problems().iter().map(|p| p.code.as_str()));
+                render_diagnostic(&e, false, 100)
+            }
         };
-        let golden = case.with_extension("txt");
+        let golden = dir.join(format!("{case}.txt"));
         if update {
             std::fs::write(&golden, &actual).unwrap();
             continue;
         }
-        let expected = std::fs::read_to_string(&golden).unwrap_or_default();
+        let expected = std::fs::read_to_string(&golden).unwrap();
         if expected != actual {
             failures.push(format!(
                 "{name}: rendering differs from {}\n--- expected\n{expected}\n--- actual\n{actual}",
@@ -48,6 +79,16 @@ fn golden_diagnostics() {
             ));
         }
     }
+    let uncovered: Vec<&str> = Code::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .filter(|c| !codes.contains(c))
+        .collect();
+    assert!(
+        uncovered.is_empty(),
+        "no case in {} has a problem with these codes (add one each): {uncovered:?}",
+        dir.display()
+    );
     assert!(
         failures.is_empty(),
         "{} of {} golden cases failed (UPDATE_GOLDEN=1 rewrites them):\n\n{}",

@@ -1,5 +1,5 @@
 //! The integration-test binary: one module per feature, shared helpers in
-//! `common`.
+//! `common` (and the unit tests' `testutil`, for `shared_data`).
 
 mod common;
 mod diagnostics;
@@ -16,5 +16,8 @@ mod report;
 mod resume;
 mod robustness;
 mod schema;
+#[allow(dead_code)]
+#[path = "../../src/testutil.rs"]
+mod testutil;
 mod train;
 mod watch;

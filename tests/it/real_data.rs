@@ -1,25 +1,26 @@
 //! The data nodes on the real data in ../shared/data (mnist-seq plates and
-//! real street-number photos). Skipped, saying so, when it is absent.
-
-use std::path::PathBuf;
+//! real street-number photos). Listed as ignored, with the paths each test
+//! reads, unless `FOLDWISE_FULL_SUITE=1` (as `.ci/run` sets).
 
 use foldwise::artifact::dataset::DataIndex;
 
 use crate::common::{names, Project};
-
-fn shared() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
-    if p.join("mnist-seq/train.json").is_file() {
-        Some(p.canonicalize().unwrap())
-    } else {
-        eprintln!("skipped: ../shared/data not present");
-        None
-    }
-}
+use crate::testutil::shared_data;
 
 #[test]
+#[cfg_attr(
+    not(full_suite),
+    ignore = "needs ../shared/data/mnist-seq/{train, train.json, val, val.json}"
+)]
 fn mnist_seq_reads_splits_and_stays_fresh() {
-    let Some(data) = shared() else { return };
+    let data = shared_data(&[
+        "mnist-seq/train",
+        "mnist-seq/train.json",
+        "mnist-seq/val",
+        "mnist-seq/val.json",
+    ])
+    .canonicalize()
+    .unwrap();
     let p = Project::new(&format!(
         r#"
 [pipeline]
@@ -61,8 +62,14 @@ k = 5
 }
 
 #[test]
+#[cfg_attr(
+    not(full_suite),
+    ignore = "needs ../shared/data/{real-samples, real-samples/labels.csv}"
+)]
 fn the_real_photos_decode_in_every_colour_mode() {
-    let Some(data) = shared() else { return };
+    let data = shared_data(&["real-samples", "real-samples/labels.csv"])
+        .canonicalize()
+        .unwrap();
     let p = Project::new(&format!(
         r#"
 [pipeline]

@@ -1,6 +1,8 @@
 //! A small real experiment, run through the command line, then compared,
 //! logged and reported: scores side by side in `diff`, a score across runs
-//! in `log --metric`, and the HTML report opened in a real browser.
+//! in `log --metric`, and the HTML report opened in a real browser (listed
+//! as ignored, with a variant that skips only the browser, unless
+//! `FOLDWISE_FULL_SUITE=1`).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -70,7 +72,27 @@ fn screenshot_path() -> PathBuf {
 }
 
 #[test]
+#[cfg_attr(
+    not(full_suite),
+    ignore = "needs /usr/bin/chromium (.ci/run installs it)"
+)]
 fn a_small_experiment_is_compared_logged_and_reported() {
+    compared_logged_and_reported(true);
+}
+
+/// The same without the browser check, where the one above is ignored.
+#[test]
+#[cfg_attr(
+    full_suite,
+    ignore = "the full suite runs the variant with the browser"
+)]
+fn a_small_experiment_is_compared_logged_and_reported_without_a_browser() {
+    compared_logged_and_reported(false);
+}
+
+/// Runs, compares, logs and reports a small experiment; with `browser`,
+/// also opens the report in Chromium (which must be installed).
+fn compared_logged_and_reported(browser: bool) {
     assert_ne!(small_quickstart(), crate::folds::example("quickstart.toml"));
     let p = Project::new(&small_quickstart());
     let out = p.cli(&["run", "p.toml", "-q"]);
@@ -165,10 +187,13 @@ fn a_small_experiment_is_compared_logged_and_reported() {
     let none_misread = html.contains("0 of 8 images misread");
     assert!(misread || none_misread);
 
-    if !Path::new(CHROMIUM).exists() {
-        eprintln!("skipped the browser check: {CHROMIUM} is not installed (.ci/run installs it)");
+    if !browser {
         return;
     }
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is not installed (.ci/run installs it)"
+    );
     let dom = chromium(&["--dump-dom"], &page);
     let dom = String::from_utf8_lossy(&dom.stdout);
     if let Err(e) = rendered_report(&dom) {
