@@ -197,7 +197,10 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(not(full_suite), ignore = "needs ../shared/data/real-samples")]
+    #[cfg_attr(
+        not(any(full_suite, shared_data)),
+        ignore = "needs ../shared/data/real-samples"
+    )]
     fn real_samples_decode_resize_and_are_finite() {
         let dir = crate::testutil::shared_data(&["real-samples"]).join("real-samples");
         let dir = dir.as_path();

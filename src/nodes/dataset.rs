@@ -1124,7 +1124,7 @@ mod tests {
 
     #[test]
     #[cfg_attr(
-        not(full_suite),
+        not(any(full_suite, shared_data)),
         ignore = "needs ../shared/data/{real-samples, real-samples/labels.csv, real-samples/labels.json}"
     )]
     fn real_samples_decode_with_csv_labels() {
@@ -1160,7 +1160,7 @@ mod tests {
 
     #[test]
     #[cfg_attr(
-        not(full_suite),
+        not(any(full_suite, shared_data)),
         ignore = "needs ../shared/data/{mnist-seq/val, mnist-seq/val.json}"
     )]
     fn mnist_seq_val_reads_with_mchar_json() {

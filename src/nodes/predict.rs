@@ -1288,7 +1288,10 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(not(full_suite), ignore = "needs ../shared/data/real-samples")]
+    #[cfg_attr(
+        not(any(full_suite, shared_data)),
+        ignore = "needs ../shared/data/real-samples"
+    )]
     fn real_samples_decode_and_predict() {
         let dir = crate::testutil::shared_data(&["real-samples"]).join("real-samples");
         let dir = dir.as_path();

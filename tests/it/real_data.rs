@@ -9,7 +9,7 @@ use crate::testutil::shared_data;
 
 #[test]
 #[cfg_attr(
-    not(full_suite),
+    not(any(full_suite, shared_data)),
     ignore = "needs ../shared/data/mnist-seq/{train, train.json, val, val.json}"
 )]
 fn mnist_seq_reads_splits_and_stays_fresh() {
@@ -63,7 +63,7 @@ k = 5
 
 #[test]
 #[cfg_attr(
-    not(full_suite),
+    not(any(full_suite, shared_data)),
     ignore = "needs ../shared/data/{real-samples, real-samples/labels.csv}"
 )]
 fn the_real_photos_decode_in_every_colour_mode() {
