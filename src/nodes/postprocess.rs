@@ -797,27 +797,10 @@ mod tests {
         let root = tmp.path().to_path_buf();
         let index = dataset(&root.join("data"), 12, 5);
         let odd = |i: usize| i % 2 == 1;
-        prediction(
-            &root.join("pred"),
-            &index,
-            &(0..12).collect::<Vec<_>>(),
-            &odd,
-            length,
-        );
-        prediction(
-            &root.join("oof0"),
-            &index,
-            &(0..6).collect::<Vec<_>>(),
-            &odd,
-            length,
-        );
-        prediction(
-            &root.join("oof1"),
-            &index,
-            &(6..12).collect::<Vec<_>>(),
-            &odd,
-            length,
-        );
+        for (name, items) in [("pred", 0..12), ("oof0", 0..6), ("oof1", 6..12)] {
+            let items: Vec<usize> = items.collect();
+            prediction(&root.join(name), &index, &items, &odd, length);
+        }
         let mut inputs = BTreeMap::new();
         inputs.insert(
             "predictions".into(),
