@@ -97,6 +97,10 @@ pub enum Code {
     InvalidName,
     /// A problem found by the kind's own `check`.
     Check,
+    /// A file declaring no node.
+    Empty,
+    /// A path a node needs is missing or unreadable (`foldwise check`).
+    Path,
 }
 
 impl Code {
@@ -120,6 +124,8 @@ impl Code {
         Code::Duplicate,
         Code::InvalidName,
         Code::Check,
+        Code::Empty,
+        Code::Path,
     ];
 
     /// The rendered code, e.g. `pipeline::unknown_kind`.
@@ -143,6 +149,8 @@ impl Code {
             Code::Duplicate => "pipeline::duplicate",
             Code::InvalidName => "pipeline::invalid_name",
             Code::Check => "pipeline::check",
+            Code::Empty => "pipeline::empty",
+            Code::Path => "pipeline::path",
         }
     }
 }

@@ -152,6 +152,22 @@ impl std::fmt::Debug for Pipeline {
 /// its folder. `kinds` is the registry of node kinds the file may use
 /// (`nodes::KINDS` for foldwise's own).
 pub fn load(path: &Path, kinds: &[&'static dyn Kind]) -> Result<Pipeline, ConfigError> {
+    load_file(path, kinds, false)
+}
+
+/// [`load`], and every path a node needs (data folders and label files,
+/// a command's `deps` and program) checked on disk: each missing or
+/// unreadable one is a problem at its parameter, beside all the others.
+/// What `foldwise check` runs.
+pub fn load_checked(path: &Path, kinds: &[&'static dyn Kind]) -> Result<Pipeline, ConfigError> {
+    load_file(path, kinds, true)
+}
+
+fn load_file(
+    path: &Path,
+    kinds: &[&'static dyn Kind],
+    check_paths: bool,
+) -> Result<Pipeline, ConfigError> {
     let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
@@ -160,7 +176,8 @@ pub fn load(path: &Path, kinds: &[&'static dyn Kind]) -> Result<Pipeline, Config
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    load_str(&path.display().to_string(), &src, &base_dir, kinds)
+    let name = path.display().to_string();
+    load_text(&name, &src, &base_dir, kinds, check_paths)
 }
 
 /// Validates pipeline text; `name` is the file name shown in diagnostics
@@ -171,9 +188,27 @@ pub fn load_str(
     base_dir: &Path,
     kinds: &[&'static dyn Kind],
 ) -> Result<Pipeline, ConfigError> {
+    load_text(name, src, base_dir, kinds, false)
+}
+
+fn load_text(
+    name: &str,
+    src: &str,
+    base_dir: &Path,
+    kinds: &[&'static dyn Kind],
+    check_paths: bool,
+) -> Result<Pipeline, ConfigError> {
     let source: error::Source = NamedSource::new(name, Arc::<str>::from(src));
     let mut problems = Vec::new();
-    let raw = parse::parse(&source, src, kinds, &mut problems);
+    let paths = check_paths.then_some(base_dir);
+    let raw = parse::parse(&source, src, kinds, paths, &mut problems);
+    if raw.nodes.is_empty() && problems.is_empty() {
+        problems.push(
+            Problem::new(&source, Code::Empty, "the pipeline declares no node")
+                .label(0..src.len(), "no `[nodes.<name>]` table")
+                .help("declare at least one node, e.g. `[nodes.plates]` with `kind = \"synthetic\"`; `foldwise kinds` lists the node kinds"),
+        );
+    }
     let resolved = if problems.iter().any(|p| p.code == Code::Syntax) {
         None
     } else {

@@ -44,6 +44,9 @@ pub(crate) struct Checker<'s> {
     pub text: &'s str,
     pub problems: Vec<Problem>,
     pub refs: Vec<RefSite>,
+    /// When set, the folder relative paths start at, and the paths each
+    /// node needs are checked on disk (`foldwise check`).
+    pub paths: Option<&'s std::path::Path>,
 }
 
 /// Where a table being checked sits, for messages.
@@ -59,6 +62,7 @@ pub(crate) struct Owner<'a> {
 impl<'s> Checker<'s> {
     pub fn new(src: &'s Source, text: &'s str) -> Self {
         Checker {
+            paths: None,
             src,
             text,
             problems: Vec::new(),

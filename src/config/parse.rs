@@ -14,7 +14,9 @@ use super::params::{Checker, Owner, RefSite};
 use super::refs::valid_name;
 use super::suggest::{did_you_mean, list};
 use super::view::{Span, View};
-use crate::kind::Kind;
+use std::path::Path;
+
+use crate::kind::{Kind, RequiredPath};
 
 /// A declared node, before references are resolved.
 pub(crate) struct RawNode {
@@ -41,10 +43,13 @@ pub(crate) const PIPELINE_KEYS: &[&str] = &["name", "seed"];
 pub(crate) const NODE_KEYS: &[&str] = &["kind", "seed"];
 
 /// Parses and checks the file; problems are appended to `problems`.
+/// With `paths` (the pipeline file's folder), the paths each node needs
+/// are checked on disk too.
 pub(crate) fn parse(
     src: &Source,
     text: &str,
     kinds: &[&'static dyn Kind],
+    paths: Option<&Path>,
     problems: &mut Vec<Problem>,
 ) -> RawPipeline {
     let mut raw = RawPipeline {
@@ -65,6 +70,7 @@ pub(crate) fn parse(
         }
     };
     let mut ck = Checker::new(src, text);
+    ck.paths = paths;
     let root = View::of(doc.as_item(), &(0..0)).expect("the root is a table");
     for e in root.entries().unwrap_or_default() {
         match e.key {
@@ -333,7 +339,59 @@ fn node_params(
         );
     }
     let clean = issues.is_empty() && ck.problems.len() == problems_before;
+    if let (true, Some(base)) = (clean, ck.paths) {
+        for need in kind.required_paths(&params, base) {
+            if let Some((message, help)) = path_problem(&need) {
+                let span = lookup(view, &need.param).unwrap_or_else(|| view.span.clone());
+                ck.report(
+                    Problem::new(
+                        ck.src,
+                        Code::Path,
+                        format!("node `{name}`: `{}`: {message}", need.param),
+                    )
+                    .label(span, format!("`{}`", need.param))
+                    .help(help.unwrap_or_else(|| {
+                        format!(
+                            "paths are relative to the pipeline file's folder, `{}`",
+                            base.display()
+                        )
+                    })),
+                );
+            }
+        }
+    }
     (clean.then_some(params), refs)
+}
+
+/// What is wrong with a path a node needs, and help when the default
+/// (where relative paths start) is not the point; `None` when it is fine.
+fn path_problem(need: &RequiredPath) -> Option<(String, Option<String>)> {
+    use std::os::unix::fs::PermissionsExt;
+    // Below the working folder, shown relative to it (as the user typed it).
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let shown = need.path.strip_prefix(&cwd).unwrap_or(&need.path).display();
+    let meta = match std::fs::metadata(&need.path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Some((format!("{shown} does not exist"), None))
+        }
+        Err(e) => return Some((format!("{shown} cannot be read: {e}"), None)),
+    };
+    let readable = if meta.is_dir() {
+        std::fs::read_dir(&need.path).map(|_| ())
+    } else {
+        std::fs::File::open(&need.path).map(|_| ())
+    };
+    if let Err(e) = readable {
+        return Some((format!("{shown} cannot be read: {e}"), None));
+    }
+    if need.executable && (!meta.is_file() || meta.permissions().mode() & 0o111 == 0) {
+        return Some((
+            format!("{shown} is not an executable file"),
+            Some("make it executable (`chmod +x`), or run it through its interpreter (`argv = [\"sh\", \"script.sh\"]`)".into()),
+        ));
+    }
+    None
 }
 
 /// The span of the value at a dotted path (`model.heads`, `height.1` or

@@ -58,6 +58,19 @@ pub trait Kind: Sync {
     fn external_inputs(&self, _params: &Value, _base_dir: &Path) -> Vec<(String, PathBuf)> {
         Vec::new()
     }
+    /// Paths outside the cache that must be there before `run` can start:
+    /// `foldwise check` reports each one missing or unreadable at its
+    /// parameter. By default the external inputs, readable.
+    fn required_paths(&self, params: &Value, base_dir: &Path) -> Vec<RequiredPath> {
+        self.external_inputs(params, base_dir)
+            .into_iter()
+            .map(|(param, path)| RequiredPath {
+                param,
+                path,
+                executable: false,
+            })
+            .collect()
+    }
     /// For kinds that can resume interrupted or extended work (training):
     /// the parameter paths left out of the *work key*. The engine then gives
     /// `run` a working folder (`ctx.work`) keyed by the pre-image without
@@ -123,6 +136,17 @@ pub enum ReportRole {
 pub fn resolve_path(base_dir: &Path, p: &str) -> PathBuf {
     let joined = base_dir.join(p);
     std::path::absolute(&joined).unwrap_or(joined)
+}
+
+/// A path a node needs (see [`Kind::required_paths`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequiredPath {
+    /// Dotted parameter path (`images`, `deps[0]`, `argv[0]`).
+    pub param: String,
+    /// Absolute.
+    pub path: PathBuf,
+    /// A program to run: it must be an executable file.
+    pub executable: bool,
 }
 
 /// A problem found by [`Kind::check`].

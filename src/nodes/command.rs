@@ -48,7 +48,7 @@ use serde_json::Value;
 use crate::kind::resolve_path;
 #[allow(unused_imports)]
 use crate::kind::schema::{float_range, int_min, int_range, Dflt, Param, Ty, RATIO};
-use crate::kind::{codes, Kind, NodeError, ParamIssue, Progress, RunCtx};
+use crate::kind::{codes, Kind, NodeError, ParamIssue, Progress, RequiredPath, RunCtx};
 
 /// How many of the last stderr lines a failure message shows.
 pub const STDERR_TAIL: usize = 20;
@@ -87,6 +87,27 @@ impl Kind for Command {
                     .collect()
             })
             .unwrap_or_default()
+    }
+    /// The `deps`, and the program when `argv[0]` is a path.
+    fn required_paths(&self, params: &Value, base_dir: &Path) -> Vec<RequiredPath> {
+        let mut paths: Vec<RequiredPath> = self
+            .external_inputs(params, base_dir)
+            .into_iter()
+            .map(|(param, path)| RequiredPath {
+                param,
+                path,
+                executable: false,
+            })
+            .collect();
+        let argv0 = params.pointer("/argv/0").and_then(Value::as_str);
+        if let Some(prog) = argv0.filter(|p| p.contains('/')) {
+            paths.push(RequiredPath {
+                param: "argv[0]".into(),
+                path: resolve_path(base_dir, prog),
+                executable: true,
+            });
+        }
+        paths
     }
     fn run(&self, ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         let p: CommandParams = ctx.typed()?;

@@ -2,7 +2,9 @@
 //! `<case>.toml` + `<case>.txt` pairs; every `<case>.toml` must fail to
 //! load, and its rendering (no colour, width 100) must equal `<case>.txt`;
 //! every diagnostic code (`config::Code::ALL`) is the code of a problem in
-//! at least one case. Run with `UPDATE_GOLDEN=1` to write the `.txt` files
+//! at least one case. Cases named `paths-*` are loaded as `foldwise check`
+//! loads (paths checked on disk, the file named relative to the package
+//! root, the tests' working folder). Run with `UPDATE_GOLDEN=1` to write the `.txt` files
 //! (never in CI: `.ci/run` refuses it), then read every changed one:
 //! precise, labelled at the right place, helpful.
 
@@ -56,7 +58,12 @@ fn golden_diagnostics() {
     for case in &cases {
         let name = format!("{case}.toml");
         let src = std::fs::read_to_string(dir.join(&name)).unwrap();
-        let actual = match config::load_str(&name, &src, &dir, KINDS) {
+        let loaded = if case.starts_with("paths-") {
+            config::load_checked(&Path::new("tests/fixtures/bad").join(&name), KINDS)
+        } else {
+            config::load_str(&name, &src, &dir, KINDS)
+        };
+        let actual = match loaded {
             Ok(_) => {
                 failures.push(format!("{name}: loaded without problems"));
                 continue;

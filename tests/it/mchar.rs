@@ -38,17 +38,35 @@ fn contest_set(root: &Path, name: &str, count: u64, seed: u64, labelled: bool) {
     fs::remove_dir_all(tmp).unwrap();
 }
 
+/// Before the contest's files are downloaded, `check` names each one
+/// the shipped pipeline needs, and nothing else.
 #[test]
-fn the_shipped_mchar_pipeline_validates() {
+fn the_shipped_mchar_pipeline_validates_but_for_the_contest_files() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_foldwise"))
         .args(["check", "pipelines/mchar.toml"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let problems: Vec<String> = stderr(&out)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("× "))
+        .map(String::from)
+        .collect();
+    let missing = |node: &str, param: &str, file: &str| {
+        format!("node `{node}`: `{param}`: pipelines/../data/{file} does not exist")
+    };
     assert_eq!(
-        stdout(&out),
-        "pipelines/mchar.toml: ok (10 nodes, 10 instances, 0 expanded per fold)\n"
+        problems,
+        [
+            "pipeline `pipelines/mchar.toml` has 5 problems".to_string(),
+            missing("train_set", "images", "mchar_train"),
+            missing("train_set", "labels", "mchar_train.json"),
+            missing("val_set", "images", "mchar_val"),
+            missing("val_set", "labels", "mchar_val.json"),
+            missing("test_set", "images", "mchar_test_a"),
+        ]
     );
 }
 
@@ -73,6 +91,13 @@ fn the_mchar_pipeline_runs_on_a_fake_contest_layout() {
     contest_set(p.path(), "mchar_val", 8, 2, true);
     contest_set(p.path(), "mchar_test_a", 10, 3, false);
 
+    let check = p.cli(&["check", "pipelines/mchar.toml"]);
+    assert_eq!(
+        stdout(&check),
+        "pipelines/mchar.toml: ok (10 nodes, 10 instances, 0 expanded per fold)\n",
+        "{}",
+        stderr(&check)
+    );
     let out = p.cli(&["run", "pipelines/mchar.toml"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
