@@ -9,9 +9,11 @@
 //! (`[foldwise::…]`) and its help, if any, on lines of their own.
 
 mod diff;
+mod gc;
 mod log;
 mod printer;
 pub mod reference;
+mod verify;
 mod watch;
 
 use std::collections::BTreeSet;
@@ -95,7 +97,18 @@ enum Cmd {
         #[arg(long, short = 'o', default_value = "report.html")]
         output: PathBuf,
     },
-    /// Remove cache entries that no given pipeline's current keys reach.
+    /// Re-read every artifact in the cache and check it against its
+    /// manifest, as `git fsck` does. Exit code 1 when damage is found.
+    Verify {
+        /// Move damaged artifacts aside (into the cache's `damaged/`), so
+        /// that the next run rebuilds them.
+        #[arg(long)]
+        fix: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove cache entries that no given pipeline's current keys reach
+    /// (never what a running `run` holds).
     Gc {
         pipelines: Vec<PathBuf>,
         #[arg(long)]
@@ -224,7 +237,15 @@ fn cache_dir(cli: &Cli) -> PathBuf {
 }
 
 fn load(path: &Path, color: bool) -> Result<Pipeline, Failure> {
-    config::load(path, KINDS).map_err(|e| {
+    reported(config::load(path, KINDS), color)
+}
+
+/// Prints a pipeline file's problems (exit code 2).
+fn reported(
+    loaded: Result<Pipeline, config::ConfigError>,
+    color: bool,
+) -> Result<Pipeline, Failure> {
+    loaded.map_err(|e| {
         eprint!("{}", config::render_diagnostic(&e, color, 100));
         Failure::Reported(2)
     })
@@ -286,13 +307,15 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32, Failure> {
             print!("{}", reference::schema_json());
             Ok(0)
         }
+        Cmd::Verify { fix, json } => verify::verify(cli, *fix, *json),
         Cmd::Gc { pipelines, dry_run } => gc(cli, pipelines, *dry_run, color),
     }
 }
 
-/// `foldwise check`: validates the file and counts its nodes.
+/// `foldwise check`: validates the file, checks the paths its nodes need,
+/// and counts its nodes.
 fn check(pipeline: &Path, color: bool) -> Result<i32, Failure> {
-    let p = load(pipeline, color)?;
+    let p = reported(config::load_checked(pipeline, KINDS), color)?;
     let fans = p.nodes.iter().filter(|n| n.fan.is_some()).count();
     println!(
         "{}: ok ({} nodes, {} instances, {} expanded per fold)",
@@ -488,42 +511,46 @@ fn report(cli: &Cli, pipeline: &Path, output: &Path, color: bool) -> Result<i32,
     Ok(0)
 }
 
-/// `foldwise gc`: removes what no given pipeline's current keys reach.
+/// `foldwise gc`: removes what no given pipeline's current keys reach,
+/// keeping what running runs hold.
 fn gc(cli: &Cli, pipelines: &[PathBuf], dry_run: bool, color: bool) -> Result<i32, Failure> {
     let store = open_store(cli)?;
     let mut live = BTreeSet::new();
     let mut live_work = BTreeSet::new();
     for path in pipelines {
         let p = load(path, color)?;
-        let engine = Engine::new(&p, &store);
-        for s in engine.status(&vec![true; p.instances.len()]) {
-            live.extend(s.key);
-            live_work.extend(s.work_key);
+        let (keys, work) = current_keys(&p, &store);
+        live.extend(keys);
+        live_work.extend(work);
+    }
+    let collection = store.collection().map_err(cache_io)?;
+    // What a running run will read but has not reached yet: its pipeline's
+    // keys as they stand now (a file that no longer loads adds nothing).
+    let mut will_read = BTreeSet::new();
+    for lease in &collection.leases {
+        let Some(file) = &lease.header.file else {
+            continue;
+        };
+        if let Ok(p) = config::load(file, KINDS) {
+            will_read.extend(current_keys(&p, &store).0);
         }
     }
-    let r = store.gc(&live, &live_work, dry_run).map_err(cache_io)?;
+    let r = collection
+        .collect(&live, &live_work, &will_read, dry_run)
+        .map_err(cache_io)?;
     store.save_memo().map_err(cache_io)?;
-    println!(
-        "{} {} object(s) and {} temporary folder(s), {} ({} kept)",
-        if dry_run { "would remove" } else { "removed" },
-        r.objects,
-        r.temporaries,
-        printer::bytes(r.bytes),
-        r.kept
-    );
-    if r.work + r.derived > 0 {
-        println!(
-            "{} {} working folder(s) and {} derived file(s)",
-            if dry_run {
-                "would also remove"
-            } else {
-                "also removed"
-            },
-            r.work,
-            r.derived
-        );
-    }
+    print!("{}", gc::summary(&r, dry_run));
     Ok(0)
+}
+
+/// The keys and work keys of every instance of `p` whose key can be
+/// computed now.
+fn current_keys(p: &Pipeline, store: &Store) -> (Vec<String>, Vec<String>) {
+    let engine = Engine::new(p, store);
+    let st = engine.status(&vec![true; p.instances.len()]);
+    let keys = st.iter().filter_map(|s| s.key.clone()).collect();
+    let work = st.into_iter().filter_map(|s| s.work_key).collect();
+    (keys, work)
 }
 
 #[cfg(test)]

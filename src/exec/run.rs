@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::fingerprint::Reason;
 use crate::kind::{codes, NodeError, RunCtx};
-use crate::store::{Artifact, Begin, RefRecord};
+use crate::store::{Artifact, Begin, Lease, LeaseHeader, RefRecord};
 
 use super::{Engine, EngineError, Observer};
 
@@ -156,6 +156,11 @@ impl Engine<'_> {
         let arts = &arts;
         let mut outcomes: Vec<Option<NodeOutcome>> = vec![None; n];
         let jobs = opts.jobs.max(1);
+        // Held until the run ends: what it uses is kept from `gc`.
+        let lease = self
+            .store
+            .lease(&LeaseHeader::here(&p.name, Some(&p.path)))?;
+        let lease = &lease;
 
         // A fixed pool of `jobs` workers fed through a channel.
         let (work_tx, work_rx) = mpsc::channel::<usize>();
@@ -170,7 +175,7 @@ impl Engine<'_> {
                     let next = work_rx.lock().unwrap().recv();
                     let Ok(i) = next else { break };
                     let t = Instant::now();
-                    let (mut outcome, art) = self.process(i, arts, forced[i], opts, obs);
+                    let (mut outcome, art) = self.process(i, arts, forced[i], opts, lease, obs);
                     outcome.seconds = t.elapsed().as_secs_f64();
                     if tx.send((i, outcome, art)).is_err() {
                         break;
@@ -243,6 +248,7 @@ impl Engine<'_> {
         arts: &[OnceLock<Artifact>],
         force: bool,
         opts: &RunOptions,
+        lease: &Lease,
         obs: &dyn Observer,
     ) -> (NodeOutcome, Option<Artifact>) {
         let p = self.pipeline;
@@ -265,6 +271,10 @@ impl Engine<'_> {
         };
         let key = pre.key();
         out.key = Some(key.clone());
+        let work_key = decl.kind.resumable().map(|ex| pre.work_key(ex));
+        if let Err(e) = lease.hold(&key, work_key.as_deref()) {
+            return fail(out, &EngineError::Store(e));
+        }
         let reason = if force {
             Reason::Forced
         } else {
@@ -283,8 +293,8 @@ impl Engine<'_> {
         for (param, a) in inputs {
             grouped.entry(param).or_default().push(a);
         }
-        let work = match decl.kind.resumable() {
-            Some(ex) => match self.store.work_dir(&pre.work_key(ex)) {
+        let work = match &work_key {
+            Some(w) => match self.store.work_dir(w) {
                 Ok(d) => Some(d),
                 Err(e) => return fail(out, &EngineError::Store(e)),
             },

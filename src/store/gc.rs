@@ -1,19 +1,29 @@
 //! Garbage collection: remove objects that no live key reaches, leftover
-//! temporary folders of killed runs, and the trash.
+//! temporary folders of killed runs, and the trash — never what a running
+//! `run` holds.
 //!
-//! Guarantee: an object whose key is live is never touched; a temporary
-//! folder whose key is locked by a running process is never touched.
+//! Guarantees:
+//! - an object whose key is live, or held by a running `run`'s lease (see
+//!   [`super::lease`]), is never touched; nor is a working folder whose work
+//!   key is live or held, nor a temporary folder whose key is locked by a
+//!   running process, nor a derived file while any run is alive;
+//! - a folder is removed by renaming it into `trash/` first, so a `gc`
+//!   killed at any moment leaves every object, working folder and
+//!   temporary folder whole or gone, never half-deleted (what it left in
+//!   `trash/` the next `gc` removes).
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::Store;
+use super::lease::{Collection, LeaseHeader};
+use super::{annotate, Store};
 
-/// What `gc` removed (or would remove, in a dry run).
+/// What `gc` removed (or would remove, in a dry run), and what it kept.
 #[derive(Debug, Default, Serialize)]
 pub struct GcReport {
     /// Objects removed.
@@ -22,87 +32,191 @@ pub struct GcReport {
     pub temporaries: usize,
     /// Bytes freed.
     pub bytes: u64,
-    /// Objects kept.
+    /// Objects kept because a given pipeline reaches them.
     pub kept: usize,
     /// Working folders (checkpoints of resumable nodes) removed.
     pub work: usize,
     /// Derived files (decoded data sets; recomputed on demand) removed.
     pub derived: usize,
+    /// Damaged objects that `verify --fix` had moved aside, removed.
+    pub damaged: usize,
+    /// What was kept only because a running `run` holds it.
+    pub held: Held,
+}
+
+/// What `gc` kept for running runs.
+#[derive(Debug, Default, Serialize)]
+pub struct Held {
+    /// The runs alive during the collection.
+    pub runs: Vec<LeaseHeader>,
+    pub objects: usize,
+    pub work: usize,
+    pub temporaries: usize,
+    pub derived: usize,
+}
+
+impl Held {
+    pub fn is_empty(&self) -> bool {
+        self.objects + self.work + self.temporaries + self.derived == 0
+    }
 }
 
 impl Store {
-    /// Removes every object whose key is not in `live`, every working
-    /// folder whose work key is not in `live_work`, and all derived files.
+    /// Collects (see [`Collection::collect`]) with no keys beyond the
+    /// leases' held for running runs.
     pub fn gc(
         &self,
         live: &BTreeSet<String>,
         live_work: &BTreeSet<String>,
         dry_run: bool,
     ) -> io::Result<GcReport> {
-        let mut report = GcReport::default();
-        let objects = self.root.join("objects");
-        for shard in read_dir_sorted(&objects)? {
-            for obj in read_dir_sorted(&shard)? {
-                let key = obj.file_name().map(|s| s.to_string_lossy().to_string());
-                let Some(key) = key else { continue };
-                if live.contains(&key) {
-                    report.kept += 1;
-                    continue;
-                }
-                report.objects += 1;
-                report.bytes += dir_size(&obj);
-                if !dry_run {
-                    self.discard(&key)?;
-                }
-            }
-        }
-        for tmp in read_dir_sorted(&self.root.join("tmp"))? {
-            // `<key>-<pid>-<nanos>`: skip it while the key's lock is held.
-            let name = tmp.file_name().unwrap().to_string_lossy().to_string();
-            let key = name.split('-').next().unwrap_or("");
-            let lock = self.root.join("locks").join(format!("{key}.lock"));
-            if let Ok(f) = File::open(&lock) {
-                if f.try_lock().is_err() {
-                    continue;
-                }
-            }
-            report.temporaries += 1;
-            report.bytes += dir_size(&tmp);
-            if !dry_run {
-                fs::remove_dir_all(&tmp)?;
-            }
-        }
-        for w in read_dir_sorted(&self.root.join("work"))? {
-            let key = w.file_name().unwrap().to_string_lossy().to_string();
-            if live_work.contains(&key) {
-                continue;
-            }
-            report.work += 1;
-            report.bytes += dir_size(&w);
-            if !dry_run {
-                fs::remove_dir_all(&w)?;
-            }
-        }
-        if let Ok(rd) = fs::read_dir(self.root.join("derived")) {
-            for e in rd.filter_map(Result::ok) {
-                report.derived += 1;
-                report.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
-                if !dry_run {
-                    let _ = fs::remove_file(e.path());
-                }
-            }
-        }
-        for t in read_dir_sorted(&self.root.join("trash"))? {
-            report.bytes += dir_size(&t);
-            if !dry_run {
-                fs::remove_dir_all(&t)?;
-            }
-        }
-        Ok(report)
+        self.collection()?
+            .collect(live, live_work, &BTreeSet::new(), dry_run)
+    }
+
+    /// Moves `path` into `trash/` (one rename), then deletes it.
+    fn remove_via_trash(&self, path: &Path, tag: &str) -> io::Result<()> {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dest = self
+            .root
+            .join("trash")
+            .join(format!("{tag}-{name}-{nanos}"));
+        fs::rename(path, &dest).map_err(|e| annotate(e, path))?;
+        fs::remove_dir_all(&dest).map_err(|e| annotate(e, &dest))
     }
 }
 
-fn read_dir_sorted(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+impl Collection<'_> {
+    /// Removes every object whose key is neither in `live` nor held (by a
+    /// lease, or in `also_held`: keys a running run will need), every
+    /// working folder whose work key is neither live nor held, leftover
+    /// temporary folders, derived files (when no run is alive), the trash
+    /// and the leases of dead runs.
+    pub fn collect(
+        self,
+        live: &BTreeSet<String>,
+        live_work: &BTreeSet<String>,
+        also_held: &BTreeSet<String>,
+        dry_run: bool,
+    ) -> io::Result<GcReport> {
+        let store = self.store;
+        let mut held_objects = self.held_objects();
+        held_objects.extend(also_held.iter().cloned());
+        let held_work = self.held_work();
+        let mut r = GcReport::default();
+        r.held.runs = self.leases.iter().map(|l| l.header.clone()).collect();
+        for shard in read_dir_sorted(&store.root.join("objects"))? {
+            for obj in read_dir_sorted(&shard)? {
+                let key = file_name(&obj);
+                if live.contains(&key) {
+                    r.kept += 1;
+                } else if held_objects.contains(&key) {
+                    r.held.objects += 1;
+                } else {
+                    r.objects += 1;
+                    r.bytes += dir_size(&obj);
+                    if !dry_run {
+                        store.discard(&key)?;
+                    }
+                }
+            }
+        }
+        self.temporaries(&mut r, dry_run)?;
+        for w in read_dir_sorted(&store.root.join("work"))? {
+            let key = file_name(&w);
+            if live_work.contains(&key) {
+                continue;
+            }
+            if held_work.contains(&key) {
+                r.held.work += 1;
+                continue;
+            }
+            r.work += 1;
+            r.bytes += dir_size(&w);
+            if !dry_run {
+                store.remove_via_trash(&w, "work")?;
+            }
+        }
+        self.derived(&mut r, dry_run);
+        for d in read_dir_sorted(&store.root.join("damaged"))? {
+            r.damaged += 1;
+            r.bytes += dir_size(&d);
+            if !dry_run {
+                store.remove_via_trash(&d, "damaged")?;
+            }
+        }
+        for t in read_dir_sorted(&store.root.join("trash"))? {
+            r.bytes += dir_size(&t);
+            if !dry_run {
+                // A run discarding a damaged object may be emptying it too.
+                match fs::remove_dir_all(&t) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(annotate(e, &t)),
+                    _ => {}
+                }
+            }
+        }
+        if !dry_run {
+            for d in &self.dead {
+                let _ = fs::remove_file(d);
+            }
+        }
+        Ok(r)
+    }
+
+    /// Temporary folders `<key>-<pid>-<nanos>`: kept while the key's lock is
+    /// held (a run is writing there), else removed.
+    fn temporaries(&self, r: &mut GcReport, dry_run: bool) -> io::Result<()> {
+        let store = self.store;
+        for tmp in read_dir_sorted(&store.root.join("tmp"))? {
+            let name = file_name(&tmp);
+            let key = name.split('-').next().unwrap_or("");
+            let lock = store.root.join("locks").join(format!("{key}.lock"));
+            if let Ok(f) = File::open(&lock) {
+                if f.try_lock().is_err() {
+                    r.held.temporaries += 1;
+                    continue;
+                }
+            }
+            r.temporaries += 1;
+            r.bytes += dir_size(&tmp);
+            if !dry_run {
+                store.remove_via_trash(&tmp, "tmp")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Derived files: recomputed on demand, but a running run may be
+    /// reading or writing any of them, so they go only when none runs.
+    fn derived(&self, r: &mut GcReport, dry_run: bool) {
+        let Ok(rd) = fs::read_dir(self.store.root.join("derived")) else {
+            return;
+        };
+        for e in rd.filter_map(Result::ok) {
+            if !self.leases.is_empty() {
+                r.held.derived += 1;
+                continue;
+            }
+            r.derived += 1;
+            r.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+            if !dry_run {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default()
+}
+
+fn read_dir_sorted(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut v = match fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(Result::ok)

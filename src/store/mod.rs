@@ -10,9 +10,13 @@
 //! - `refs/<pipeline>/<instance>.json`  the key and pre-image a node last ran with
 //! - `memo/files`  file digests remembered by (path, size, mtime, inode)
 //! - `trash/`   damaged or replaced objects on their way out
+//! - `damaged/<key>-<nanos>/`  objects `verify --fix` moved aside (kept for
+//!   a look; `gc` removes them)
 //! - `work/<work key>/`  working folders of resumable nodes (checkpoints)
 //! - `derived/`  files derived from inputs alone (decoded data sets), by digest
 //! - `history/<unix ms>-<pid>.json`  one record per `run` (see [`RunRecord`])
+//! - `leases/<pid>-<nanos>.lease`  what each running `run` uses, kept from
+//!   `gc` (see [`lease`]); `leases/gate` orders runs and `gc`
 //!
 //! Guarantees (see docs/ARCHITECTURE.md):
 //! - an object folder exists only when complete: it is written under `tmp/`
@@ -24,12 +28,15 @@
 //! Test-only hooks: the environment variables `FOLDWISE_TEST_PAUSE_COMMIT`
 //! and `FOLDWISE_TEST_PAUSE_COMMITTED` hold a commit just before or just
 //! after its rename (see [`PAUSE_BEFORE_RENAME`]), so that a test can kill
-//! a run exactly there.
+//! a run exactly there; `FOLDWISE_TEST_PAUSE_EPOCH` holds a training after
+//! each epoch's checkpoint.
 
 mod gc;
 mod history;
+mod lease;
 mod manifest;
 mod memo;
+mod verify;
 
 use std::fs::{self, File};
 use std::io;
@@ -40,10 +47,12 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use gc::GcReport;
+pub use gc::{GcReport, Held};
 pub use history::{NodeRecord, RunRecord, Score, Scores};
+pub use lease::{hostname, Collection, Lease, LeaseHeader, LeaseInfo};
 pub use manifest::{FileEntry, Manifest};
 pub use memo::{hash_file, FileMemo, Stamp};
+pub use verify::{Damaged, VerifyReport};
 
 const OUT: &str = "out";
 const MANIFEST: &str = "manifest.json";
@@ -96,7 +105,8 @@ impl Store {
     /// Opens (creating) a cache rooted at `root`.
     pub fn open(root: &Path) -> io::Result<Store> {
         for sub in [
-            "objects", "tmp", "locks", "refs", "memo", "trash", "work", "derived",
+            "objects", "tmp", "locks", "refs", "memo", "trash", "work", "derived", "leases",
+            "damaged",
         ] {
             fs::create_dir_all(root.join(sub)).map_err(|e| annotate(e, &root.join(sub)))?;
         }
@@ -140,6 +150,12 @@ impl Store {
     /// Verifies a key's artifact against its manifest. Files are re-read
     /// only when their (size, mtime, inode) changed since last hashed.
     pub fn check(&self, key: &str) -> Check {
+        self.check_with(key, &self.memo)
+    }
+
+    /// [`Store::check`] answering file digests from `memo` (an empty one
+    /// re-reads every file).
+    fn check_with(&self, key: &str, memo: &FileMemo) -> Check {
         let obj = self.object_dir(key);
         let manifest_path = obj.join(MANIFEST);
         let bytes = match fs::read(&manifest_path) {
@@ -158,7 +174,7 @@ impl Store {
             Err(e) => return Check::Corrupted(format!("manifest.json damaged: {e}")),
         };
         let dir = obj.join(OUT);
-        let found = match scan_files(&dir, false, &self.memo) {
+        let found = match scan_files(&dir, false, memo) {
             Ok(f) => f,
             Err(e) => return Check::Corrupted(format!("cannot list {}: {e}", dir.display())),
         };
@@ -184,11 +200,11 @@ impl Store {
             .par_iter()
             .zip(found.par_iter())
             .find_first(|(f, g)| {
-                !matches!(self.memo.digest_with(&g.path, &g.meta),
+                !matches!(memo.digest_with(&g.path, &g.meta),
                     Ok((size, digest)) if size == f.size && digest.to_hex().as_str() == f.digest)
             });
         if let Some((f, g)) = bad {
-            return match self.memo.digest_with(&g.path, &g.meta) {
+            return match memo.digest_with(&g.path, &g.meta) {
                 Err(e) => Check::Corrupted(format!("{} unreadable: {e}", f.path)),
                 Ok(_) => Check::Corrupted(format!("{} changed", f.path)),
             };
@@ -249,7 +265,9 @@ impl Store {
                 .unwrap_or(0)
         ));
         fs::rename(&obj, &dest).map_err(|e| annotate(e, &obj))?;
-        fs::remove_dir_all(&dest).map_err(|e| annotate(e, &dest))
+        // Out of the way now; what a failure leaves, `gc` empties.
+        let _ = fs::remove_dir_all(&dest);
+        Ok(())
     }
 
     /// The pre-image stored beside an object.
@@ -363,11 +381,15 @@ pub const PAUSE_BEFORE_RENAME: &str = "FOLDWISE_TEST_PAUSE_COMMIT";
 /// the node's ref).
 pub const PAUSE_AFTER_RENAME: &str = "FOLDWISE_TEST_PAUSE_COMMITTED";
 
-/// Test-only hook (for tests that kill a run at a chosen point; never set
-/// in normal use): when the environment variable `var` names a file,
-/// creates `<file>.reached` and waits while `<file>` exists (60 s at
+/// Test-only: the same, after each epoch's checkpoint of a training (a
+/// training held in progress).
+pub const PAUSE_AFTER_EPOCH: &str = "FOLDWISE_TEST_PAUSE_EPOCH";
+
+/// Test-only hook (for tests that kill or disturb a run at a chosen point;
+/// never set in normal use): when the environment variable `var` names a
+/// file, creates `<file>.reached` and waits while `<file>` exists (60 s at
 /// most).
-fn test_pause(var: &str) {
+pub fn test_pause(var: &str) {
     let Some(file) = std::env::var_os(var) else {
         return;
     };

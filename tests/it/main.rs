@@ -12,6 +12,7 @@ mod keys;
 mod layers;
 mod mchar;
 mod real_data;
+mod reliability;
 mod report;
 mod resume;
 mod robustness;

@@ -175,5 +175,6 @@ pub(super) fn save(
         let _ = fs::remove_file(ckpt_info(work, prev));
         let _ = fs::remove_file(ckpt_model(work, prev));
     }
+    crate::store::test_pause(crate::store::PAUSE_AFTER_EPOCH);
     Ok(())
 }

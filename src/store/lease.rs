@@ -1,0 +1,313 @@
+//! Leases: how a running `run` tells `gc` what it uses.
+//!
+//! A run holds a lease for its lifetime: `leases/<pid>-<nanos>.lease`, a
+//! file it keeps locked (an exclusive `flock`) and to which it appends every
+//! key and work key it computes, *before* it looks that key up. `gc` holds
+//! `leases/gate` exclusively for the whole of a collection; a run creates
+//! its lease and appends to it under a shared lock of the same gate. So a
+//! key is either in a lease when `gc` reads the leases, or the run's lookup
+//! of it comes after the collection has finished: `gc` never removes an
+//! object a run has found or is about to find, nor a working folder it
+//! trains in.
+//!
+//! A lock dies with its process, SIGKILL included: a lease whose lock can
+//! be taken belongs to a dead run, and `gc` removes it.
+//!
+//! File format: a JSON header line ([`LeaseHeader`]), then one line per
+//! entry, `object <key>` or `work <key>`, each appended in one write.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::{annotate, Store};
+
+/// Who holds a lease.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LeaseHeader {
+    pub pid: u32,
+    pub host: String,
+    pub started_unix: u64,
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// The pipeline file as the run was given it, absolute.
+    pub file: Option<PathBuf>,
+}
+
+impl LeaseHeader {
+    /// A header for this process, now.
+    pub fn here(pipeline: &str, file: Option<&Path>) -> LeaseHeader {
+        LeaseHeader {
+            pid: std::process::id(),
+            host: hostname(),
+            started_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            pipeline: pipeline.to_string(),
+            file: file.map(|f| std::path::absolute(f).unwrap_or_else(|_| f.to_path_buf())),
+        }
+    }
+}
+
+/// The machine's name (`/proc/sys/kernel/hostname`, else `HOSTNAME`).
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// A live run's lease, as `gc` reads it.
+#[derive(Debug, Clone)]
+pub struct LeaseInfo {
+    pub header: LeaseHeader,
+    pub objects: BTreeSet<String>,
+    pub work: BTreeSet<String>,
+}
+
+/// A run's lease: held (locked) until dropped, then removed.
+pub struct Lease {
+    file: File,
+    path: PathBuf,
+    gate: PathBuf,
+}
+
+impl Store {
+    fn gate_path(&self) -> PathBuf {
+        self.root.join("leases").join("gate")
+    }
+
+    /// Takes a lease for a run (waiting while a `gc` collects).
+    pub fn lease(&self, header: &LeaseHeader) -> io::Result<Lease> {
+        let dir = self.root.join("leases");
+        fs::create_dir_all(&dir).map_err(|e| annotate(e, &dir))?;
+        let gate = self.gate_path();
+        let _shared = lock_gate(&gate, false)?;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let path = dir.join(format!("{}-{nanos}.lease", header.pid));
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| annotate(e, &path))?;
+        file.lock().map_err(|e| annotate(e, &path))?;
+        let mut line = serde_json::to_vec(header).expect("header serialises");
+        line.push(b'\n');
+        (&file).write_all(&line).map_err(|e| annotate(e, &path))?;
+        Ok(Lease { file, path, gate })
+    }
+
+    /// Waits until no run is adding to its lease, then holds every run off
+    /// until the returned [`Collection`] is dropped. Reads the live leases.
+    pub fn collection(&self) -> io::Result<Collection<'_>> {
+        let dir = self.root.join("leases");
+        fs::create_dir_all(&dir).map_err(|e| annotate(e, &dir))?;
+        let gate = lock_gate(&self.gate_path(), true)?;
+        let mut leases = Vec::new();
+        let mut dead = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(|e| annotate(e, &dir))? {
+            let path = entry?.path();
+            if path.extension().is_none_or(|e| e != "lease") {
+                continue;
+            }
+            match read_live(&path)? {
+                Some(info) => leases.push(info),
+                None => dead.push(path),
+            }
+        }
+        leases.sort_by_key(|l| (l.header.started_unix, l.header.pid));
+        Ok(Collection {
+            store: self,
+            _gate: gate,
+            leases,
+            dead,
+        })
+    }
+}
+
+/// `Some` when a run holds the lease at `path` (its lock is taken).
+fn read_live(path: &Path) -> io::Result<Option<LeaseInfo>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(annotate(e, path)),
+    };
+    if file.try_lock_shared().is_ok() {
+        return Ok(None);
+    }
+    let text = fs::read_to_string(path).map_err(|e| annotate(e, path))?;
+    let mut lines = text.lines();
+    let header = lines
+        .next()
+        .and_then(|l| serde_json::from_str::<LeaseHeader>(l).ok());
+    let Some(header) = header else {
+        // Being created right now cannot happen (we hold the gate), so a
+        // live lease without a header is damaged: its holder is alive, so
+        // keep everything it could hold.
+        return Ok(Some(LeaseInfo {
+            header: LeaseHeader::here("?", None),
+            objects: BTreeSet::new(),
+            work: BTreeSet::new(),
+        }));
+    };
+    let mut info = LeaseInfo {
+        header,
+        objects: BTreeSet::new(),
+        work: BTreeSet::new(),
+    };
+    for l in lines {
+        match l.split_once(' ') {
+            Some(("object", k)) => {
+                info.objects.insert(k.to_string());
+            }
+            Some(("work", k)) => {
+                info.work.insert(k.to_string());
+            }
+            _ => {}
+        }
+    }
+    Ok(Some(info))
+}
+
+/// Opens and locks the gate, shared or exclusive (waiting).
+fn lock_gate(gate: &Path, exclusive: bool) -> io::Result<File> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(gate)
+        .map_err(|e| annotate(e, gate))?;
+    if exclusive { f.lock() } else { f.lock_shared() }.map_err(|e| annotate(e, gate))?;
+    Ok(f)
+}
+
+impl Lease {
+    /// Records that the run uses `key` (and `work`, its working folder's
+    /// key): call before looking the key up.
+    pub fn hold(&self, key: &str, work: Option<&str>) -> io::Result<()> {
+        let mut lines = format!("object {key}\n");
+        if let Some(w) = work {
+            lines.push_str(&format!("work {w}\n"));
+        }
+        let _shared = lock_gate(&self.gate, false)?;
+        (&self.file)
+            .write_all(lines.as_bytes())
+            .map_err(|e| annotate(e, &self.path))
+    }
+
+    /// The lease file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// A collection in progress: no run can add to its lease meanwhile.
+pub struct Collection<'s> {
+    pub(super) store: &'s Store,
+    _gate: File,
+    /// The leases of the runs alive when the collection began.
+    pub leases: Vec<LeaseInfo>,
+    /// Lease files left by runs that died.
+    pub(super) dead: Vec<PathBuf>,
+}
+
+impl Collection<'_> {
+    /// Every key a live run holds.
+    pub fn held_objects(&self) -> BTreeSet<String> {
+        self.leases
+            .iter()
+            .flat_map(|l| l.objects.iter().cloned())
+            .collect()
+    }
+
+    /// Every work key a live run holds.
+    pub fn held_work(&self) -> BTreeSet<String> {
+        self.leases
+            .iter()
+            .flat_map(|l| l.work.iter().cloned())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_lease_is_read_and_a_dropped_one_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let lease = store
+            .lease(&LeaseHeader::here("p", Some(Path::new("p.toml"))))
+            .unwrap();
+        lease.hold(&"a".repeat(64), Some(&"w".repeat(64))).unwrap();
+        lease.hold(&"b".repeat(64), None).unwrap();
+        {
+            let c = store.collection().unwrap();
+            assert_eq!(c.leases.len(), 1);
+            assert_eq!(c.leases[0].header.pipeline, "p");
+            assert_eq!(
+                c.held_objects(),
+                ["a".repeat(64), "b".repeat(64)].into_iter().collect()
+            );
+            assert_eq!(c.held_work(), [("w".repeat(64))].into_iter().collect());
+        }
+        let path = lease.path().to_path_buf();
+        drop(lease);
+        assert!(!path.exists());
+        assert!(store.collection().unwrap().leases.is_empty());
+    }
+
+    #[test]
+    fn an_unlocked_lease_is_dead() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let lease = store.lease(&LeaseHeader::here("p", None)).unwrap();
+        // What a killed run leaves: the file, without its lock.
+        let left = dir.path().join("leases").join("1-1.lease");
+        fs::copy(lease.path(), &left).unwrap();
+        drop(lease);
+        let c = store.collection().unwrap();
+        assert!(c.leases.is_empty());
+        assert_eq!(c.dead, vec![left]);
+    }
+
+    #[test]
+    fn a_run_waits_while_gc_collects() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let lease = store.lease(&LeaseHeader::here("p", None)).unwrap();
+        let c = store.collection().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                lease.hold(&"c".repeat(64), None).unwrap();
+                tx.send(()).unwrap();
+            });
+            // The hold cannot complete while the collection is open.
+            assert!(rx
+                .recv_timeout(std::time::Duration::from_millis(200))
+                .is_err());
+            drop(c);
+            rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+        });
+        let c = store.collection().unwrap();
+        assert!(c.held_objects().contains(&"c".repeat(64)));
+    }
+}
