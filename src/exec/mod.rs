@@ -170,7 +170,7 @@ impl<'a> Engine<'a> {
                                 node: up.name.clone(),
                                 file: file.to_string(),
                             })?;
-                    (d.to_string(), Some(art.dir.join(file)))
+                    (d, Some(art.dir.join(file)))
                 }
                 None => (art.digest.clone(), None),
             };

@@ -270,12 +270,11 @@ pub fn external_digest(path: &Path, memo: &FileMemo) -> std::io::Result<String> 
         .into_iter()
         .filter(|f| f.meta.is_file)
         .collect();
-    let digests: Vec<std::io::Result<(u64, blake3::Hash)>> = files
+    let digests: Vec<blake3::Hash> = files
         .par_iter()
-        .map(|f| memo.digest_with(&f.path, &f.meta))
-        .collect();
+        .map(|f| memo.digest_in(path, &f.rel, &f.meta).map(|(_, d)| d))
+        .collect::<std::io::Result<_>>()?;
     for (f, d) in files.iter().zip(digests) {
-        let (_, d) = d?;
         h.update(f.rel.as_bytes());
         h.update(b"\0");
         h.update(d.to_hex().as_bytes());

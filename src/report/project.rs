@@ -64,7 +64,6 @@ fn projected_digest(up: &Projected, part_file: Option<&str>) -> String {
         (Some(a), Some(f)) => a
             .manifest
             .file_digest(f)
-            .map(str::to_string)
             .unwrap_or_else(|| format!("missing-part:{}#{f}", up.key)),
         (None, None) => format!("pending:{}", up.key),
         (None, Some(f)) => format!("pending:{}#{f}", up.key),

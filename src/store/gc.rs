@@ -121,6 +121,7 @@ impl Collection<'_> {
                     r.bytes += dir_size(&obj);
                     if !dry_run {
                         store.discard(&key)?;
+                        super::test_pause(super::PAUSE_GC);
                     }
                 }
             }

@@ -5,6 +5,8 @@
 //! - `objects/<k0k1>/<key>/manifest.json`  every file's path, size and BLAKE3
 //! - `objects/<k0k1>/<key>/preimage.json`  what went into the key
 //! - `objects/<k0k1>/<key>/meta.json`      run facts (duration, time); not hashed
+//! - `objects/<k0k1>/<key>/stamps`         each file's (size, mtime, inode), so
+//!   a check reads no file whose `stat` is unchanged (see [`stamps`]); not hashed
 //! - `tmp/`     artifacts being written; a killed run leaves them here, never read
 //! - `locks/<key>.lock`  an advisory lock held while a key is computed
 //! - `refs/<pipeline>/<instance>.json`  the key and pre-image a node last ran with
@@ -29,13 +31,15 @@
 //! and `FOLDWISE_TEST_PAUSE_COMMITTED` hold a commit just before or just
 //! after its rename (see [`PAUSE_BEFORE_RENAME`]), so that a test can kill
 //! a run exactly there; `FOLDWISE_TEST_PAUSE_EPOCH` holds a training after
-//! each epoch's checkpoint.
+//! each epoch's checkpoint, `FOLDWISE_TEST_PAUSE_GC` a `gc` after each
+//! object it removes.
 
 mod gc;
 mod history;
 mod lease;
 mod manifest;
 mod memo;
+mod stamps;
 mod verify;
 
 use std::fs::{self, File};
@@ -50,7 +54,7 @@ use serde_json::Value;
 pub use gc::{GcReport, Held};
 pub use history::{NodeRecord, RunRecord, Score, Scores};
 pub use lease::{hostname, Collection, Lease, LeaseHeader, LeaseInfo};
-pub use manifest::{FileEntry, Manifest};
+pub use manifest::{Digest, FileEntry, Manifest};
 pub use memo::{hash_file, FileMemo, Stamp};
 pub use verify::{Damaged, VerifyReport};
 
@@ -58,6 +62,7 @@ const OUT: &str = "out";
 const MANIFEST: &str = "manifest.json";
 const PREIMAGE: &str = "preimage.json";
 const META: &str = "meta.json";
+const STAMPS: &str = "stamps";
 
 /// The cache.
 pub struct Store {
@@ -150,12 +155,13 @@ impl Store {
     /// Verifies a key's artifact against its manifest. Files are re-read
     /// only when their (size, mtime, inode) changed since last hashed.
     pub fn check(&self, key: &str) -> Check {
-        self.check_with(key, &self.memo)
+        self.check_with(key, &self.memo, true)
     }
 
-    /// [`Store::check`] answering file digests from `memo` (an empty one
-    /// re-reads every file).
-    fn check_with(&self, key: &str, memo: &FileMemo) -> Check {
+    /// [`Store::check`] answering file digests from the object's stamps
+    /// when `trust_stamps`, else from `memo` (an empty one re-reads every
+    /// file).
+    fn check_with(&self, key: &str, memo: &FileMemo, trust_stamps: bool) -> Check {
         let obj = self.object_dir(key);
         let manifest_path = obj.join(MANIFEST);
         let bytes = match fs::read(&manifest_path) {
@@ -169,10 +175,11 @@ impl Store {
             }
             Err(e) => return Check::Corrupted(format!("manifest.json unreadable: {e}")),
         };
-        let manifest: Manifest = match serde_json::from_slice(&bytes) {
+        let manifest = match Manifest::from_json(&bytes) {
             Ok(m) => m,
             Err(e) => return Check::Corrupted(format!("manifest.json damaged: {e}")),
         };
+        drop(bytes);
         let dir = obj.join(OUT);
         let found = match scan_files(&dir, false, memo) {
             Ok(f) => f,
@@ -195,19 +202,38 @@ impl Store {
                 (_, None) => unreachable!("handled by the arms above"),
             }
         }
-        let bad = manifest
-            .files
-            .par_iter()
-            .zip(found.par_iter())
-            .find_first(|(f, g)| {
-                !matches!(memo.digest_with(&g.path, &g.meta),
-                    Ok((size, digest)) if size == f.size && digest.to_hex().as_str() == f.digest)
-            });
-        if let Some((f, g)) = bad {
-            return match memo.digest_with(&g.path, &g.meta) {
+        let stamps_path = obj.join(STAMPS);
+        let n = manifest.files.len();
+        let stamps = trust_stamps
+            .then(|| stamps::Stamps::read(&stamps_path, n))
+            .flatten();
+        let stamped = |i: usize| {
+            let g = &found[i].meta;
+            stamps
+                .as_ref()
+                .is_some_and(|s| s.get(i) == (g.size, g.mtime_ns, g.ino))
+        };
+        let matches = |i: usize| {
+            let (f, g) = (&manifest.files[i], &found[i]);
+            matches!(memo.digest_in(&dir, &g.rel, &g.meta),
+                Ok((size, digest)) if size == f.size && digest == f.digest.0)
+        };
+        let bad = (0..n).into_par_iter().find_first(|&i| {
+            !(stamped(i) && found[i].meta.size == manifest.files[i].size || matches(i))
+        });
+        if let Some(i) = bad {
+            let (f, g) = (&manifest.files[i], &found[i]);
+            return match memo.digest_in(&dir, &g.rel, &g.meta) {
                 Err(e) => Check::Corrupted(format!("{} unreadable: {e}", f.path)),
                 Ok(_) => Check::Corrupted(format!("{} changed", f.path)),
             };
+        }
+        if trust_stamps && !(0..n).all(stamped) {
+            // Read and found intact: spare the next check that read.
+            let now = found
+                .iter()
+                .map(|g| (g.meta.size, g.meta.mtime_ns, g.meta.ino));
+            let _ = write_atomic(&stamps_path, &stamps::encode(now));
         }
         let digest = manifest.digest();
         Check::Ok(Artifact {
@@ -347,6 +373,10 @@ impl Writer<'_> {
         )?;
         fs::write(self.tmp.join(PREIMAGE), json(preimage))?;
         fs::write(self.tmp.join(META), json(meta))?;
+        // A rename of the folder keeps every file's inode and mtime.
+        let paths: Vec<PathBuf> = manifest.files.iter().map(|f| out.join(&f.path)).collect();
+        let now = stamps::of_files(paths.iter().map(PathBuf::as_path))?;
+        fs::write(self.tmp.join(STAMPS), stamps::encode(now.into_iter()))?;
         let obj = self.store.object_dir(&self.key);
         fs::create_dir_all(obj.parent().expect("object has a parent"))?;
         if obj.exists() {
@@ -358,12 +388,6 @@ impl Writer<'_> {
         self.committed = true;
         test_pause(PAUSE_AFTER_RENAME);
         let dir = obj.join(OUT);
-        for f in &manifest.files {
-            // The files are now known: status need not read them again.
-            if let Ok(d) = blake3::Hash::from_hex(&f.digest) {
-                let _ = self.store.memo.remember_known(&dir.join(&f.path), d);
-            }
-        }
         let digest = manifest.digest();
         Ok(Artifact {
             key: self.key.clone(),
@@ -384,6 +408,9 @@ pub const PAUSE_AFTER_RENAME: &str = "FOLDWISE_TEST_PAUSE_COMMITTED";
 /// Test-only: the same, after each epoch's checkpoint of a training (a
 /// training held in progress).
 pub const PAUSE_AFTER_EPOCH: &str = "FOLDWISE_TEST_PAUSE_EPOCH";
+
+/// Test-only: the same, in `gc`, after each object it removes.
+pub const PAUSE_GC: &str = "FOLDWISE_TEST_PAUSE_GC";
 
 /// Test-only hook (for tests that kill or disturb a run at a chosen point;
 /// never set in normal use): when the environment variable `var` names a
@@ -447,7 +474,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 pub struct ScannedFile {
     /// Path relative to the scanned folder, `/`-separated.
     pub rel: String,
-    pub path: PathBuf,
     pub meta: Stamp,
 }
 
@@ -467,7 +493,10 @@ pub fn scan_files(dir: &Path, skip_hidden: bool, memo: &FileMemo) -> io::Result<
         memo: &FileMemo,
         out: &mut Vec<ScannedFile>,
     ) -> io::Result<()> {
-        let mut files = Vec::new();
+        // Names first (an entry kept only when it needs a `stat`: not a
+        // hard link to a file already seen), then both cores stat in place:
+        // this is most of a large data set's status time.
+        let (mut scanned, mut entries) = (Vec::new(), Vec::new());
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
             let name = entry.file_name();
@@ -480,44 +509,43 @@ pub fn scan_files(dir: &Path, skip_hidden: bool, memo: &FileMemo) -> io::Result<
             } else {
                 format!("{prefix}/{name}")
             };
-            if entry.file_type()?.is_dir() {
+            let ft = entry.file_type()?;
+            if ft.is_dir() {
                 walk(&entry.path(), dev, &rel, skip_hidden, memo, out)?;
-            } else {
-                files.push((rel, entry));
+                continue;
             }
+            let known = ft
+                .is_file()
+                .then(|| memo.known_inode(dev, entry.ino()))
+                .flatten();
+            if known.is_none() {
+                entries.push((scanned.len(), entry));
+            }
+            scanned.push(ScannedFile {
+                rel,
+                meta: known.unwrap_or_default(),
+            });
         }
-        // Both cores stat: this is most of a large data set's status time.
-        let stated: Vec<io::Result<ScannedFile>> = files
-            .into_par_iter()
-            .map(|(rel, entry)| {
-                let ft = entry.file_type()?;
-                let known = if ft.is_file() {
-                    memo.known_inode(dev, entry.ino())
+        let stated: Vec<io::Result<Stamp>> = entries
+            .par_iter()
+            .map(|(_, entry)| {
+                if entry.file_type()?.is_symlink() {
+                    Ok(Stamp::from(&fs::metadata(entry.path())?))
                 } else {
-                    None
-                };
-                let meta = match known {
-                    Some(st) => st,
-                    None => {
-                        let m = if ft.is_symlink() {
-                            fs::metadata(entry.path())?
-                        } else {
-                            entry.metadata()?
-                        };
-                        let st = Stamp::from(&m);
-                        memo.saw(st);
-                        st
-                    }
-                };
-                Ok(ScannedFile {
-                    rel,
-                    path: entry.path(),
-                    meta,
-                })
+                    Ok(Stamp::from(&entry.metadata()?))
+                }
             })
             .collect();
-        for f in stated {
-            out.push(f?);
+        for ((i, _), st) in entries.iter().zip(stated) {
+            scanned[*i].meta = st?;
+        }
+        // Remembered afterwards, under one lock.
+        memo.saw_all(entries.iter().map(|(i, _)| scanned[*i].meta));
+        drop(entries);
+        if out.is_empty() {
+            *out = scanned;
+        } else {
+            out.append(&mut scanned);
         }
         Ok(())
     }

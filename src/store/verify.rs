@@ -50,7 +50,7 @@ impl Store {
             .par_iter()
             .map(|k| {
                 let scratch = FileMemo::in_memory();
-                match self.check_with(k, &scratch) {
+                match self.check_with(k, &scratch, false) {
                     Check::Ok(a) => {
                         let bytes = a.manifest.files.iter().map(|f| f.size).sum();
                         (k.clone(), bytes, None)
@@ -157,7 +157,7 @@ impl Store {
         let lock_path = self.root.join("locks").join(format!("{key}.lock"));
         let lock = File::create(&lock_path).map_err(|e| annotate(e, &lock_path))?;
         lock.lock().map_err(|e| annotate(e, &lock_path))?;
-        if let Check::Ok(_) | Check::Missing = self.check_with(key, &FileMemo::in_memory()) {
+        if let Check::Ok(_) | Check::Missing = self.check_with(key, &FileMemo::in_memory(), false) {
             return Ok(None);
         }
         let nanos = SystemTime::now()

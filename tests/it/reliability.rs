@@ -1,6 +1,9 @@
 //! The cache under disturbance: `gc` while a run trains keeps what the run
-//! holds, `verify` finds damage the memo cannot see and `--fix` makes the
-//! next run rebuild exactly the damaged nodes.
+//! holds, a `gc` killed midway leaves it consistent, `verify` finds damage
+//! the memo cannot see and `--fix` makes the next run rebuild exactly the
+//! damaged nodes; `check` finds what cannot run.
+
+use std::process::Command;
 
 use crate::common::*;
 use foldwise::store;
@@ -222,4 +225,39 @@ fn an_empty_pipeline_is_an_error_for_every_command() {
             stderr(&out)
         );
     }
+}
+
+/// `gc` killed (SIGKILL) after removing its first object: every object left
+/// is whole, what the given pipeline reaches is fresh, and the next `gc`
+/// finishes the work.
+#[test]
+fn a_gc_killed_midway_leaves_a_consistent_cache() {
+    let p = Project::new(FOUR);
+    assert_eq!(p.run().executed(), names(&["a", "b", "c", "d"]));
+    std::fs::write(p.path().join("other.toml"), OTHER).unwrap();
+    assert_eq!(p.cli(&["run", "other.toml", "-q"]).status.code(), Some(0));
+    let hold = p.path().join("hold");
+    std::fs::write(&hold, "").unwrap();
+    let mut gc = Command::new(env!("CARGO_BIN_EXE_foldwise"))
+        .args(["gc", "other.toml"])
+        .current_dir(p.path())
+        .env("FOLDWISE_CACHE", p.cache())
+        .env(store::PAUSE_GC, &hold)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&p.path().join("hold.reached"));
+    gc.kill().unwrap(); // SIGKILL
+    gc.wait().unwrap();
+    std::fs::remove_file(&hold).unwrap();
+
+    // One of the five objects was removed, whole; the four left are intact.
+    let verify = p.cli(&["verify"]);
+    assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
+    assert!(stdout(&verify).starts_with("checked 4 object(s), "));
+    let again = stdout(&p.cli(&["gc", "other.toml"]));
+    assert!(again.starts_with("removed 3 object(s)"), "{again}");
+    let only = stdout(&p.cli(&["verify"]));
+    assert!(only.starts_with("checked 1 object(s), "), "{only}");
+    assert_eq!(p.run().executed(), names(&["a", "b", "c", "d"]));
 }
