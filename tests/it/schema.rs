@@ -33,6 +33,7 @@ fn foldwise(args: &[&str]) -> String {
 const EXPRESSIBLE: &[(&str, &str)] = &[
     ("choice", r#""kfolds" is not one of"#),
     ("count_zero", "less than the minimum of 1"),
+    ("empty", r#""nodes" is a required property"#),
     ("eof_syntax", "invalid TOML"),
     ("invalid_name", "does not match"),
     ("k_too_small", "less than the minimum of 2"),
@@ -42,6 +43,8 @@ const EXPRESSIBLE: &[(&str, &str)] = &[
     ("missing_param", r#""data" is a required property"#),
     ("no_cascade", "less than the minimum of 2"),
     ("node_not_table", r#"is not of type "object""#),
+    // Its unknown `fold`; the missing paths are beyond a schema.
+    ("paths-missing", "'fold' was unexpected"),
     (
         "ratio_out_of_range",
         "less than or equal to the minimum of 0.0",
