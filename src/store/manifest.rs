@@ -156,14 +156,13 @@ impl Manifest {
 
     /// The artifact digest: BLAKE3 over `path NUL size NUL digest LF` lines.
     pub fn digest(&self) -> String {
+        use std::fmt::Write as _;
         let mut h = blake3::Hasher::new();
+        let mut line = String::with_capacity(256);
         for f in &self.files {
-            h.update(f.path.as_bytes());
-            h.update(b"\0");
-            h.update(f.size.to_string().as_bytes());
-            h.update(b"\0");
-            h.update(f.digest.0.to_hex().as_bytes());
-            h.update(b"\n");
+            line.clear();
+            let _ = write!(line, "{}\0{}\0{}\n", f.path, f.size, f.digest.0.to_hex());
+            h.update(line.as_bytes());
         }
         h.finalize().to_hex().to_string()
     }

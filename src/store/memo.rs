@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
+use super::ScannedFile;
+
 /// What a `stat` says about a file, as far as the memo cares.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stamp {
@@ -203,6 +205,37 @@ impl FileMemo {
             return self.rehash(&dir.join(rel), st);
         }
         self.digest_with(&dir.join(rel), st)
+    }
+
+    /// The digests of `files` (found below `dir`), in order: the folder is
+    /// looked up once, the names under one read lock, on both cores; then
+    /// the files whose stamp changed are read.
+    pub fn digest_all(&self, dir: &Path, files: &[ScannedFile]) -> io::Result<Vec<blake3::Hash>> {
+        use rayon::prelude::*;
+        let d = dir.as_os_str().as_bytes();
+        let d = d.strip_suffix(b"/").unwrap_or(d);
+        let known: Vec<Option<blake3::Hash>> = {
+            let map = self.map.read().unwrap();
+            let names = map.get(d);
+            files
+                .par_iter()
+                .map(|f| {
+                    let e = names?.get(f.rel.as_bytes())?;
+                    let st = &f.meta;
+                    let same =
+                        (e.size, i128::from(e.mtime_ns), e.ino) == (st.size, st.mtime_ns, st.ino);
+                    same.then(|| blake3::Hash::from_bytes(e.digest))
+                })
+                .collect()
+        };
+        files
+            .par_iter()
+            .zip(known)
+            .map(|(f, k)| match k {
+                Some(h) => Ok(h),
+                None => self.digest_in(dir, &f.rel, &f.meta).map(|(_, h)| h),
+            })
+            .collect()
     }
 
     /// The remembered digest of `dir/name`, when its stamp is unchanged.
