@@ -16,6 +16,7 @@ mod watch;
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
@@ -115,9 +116,12 @@ struct RunArgs {
     /// Show the plan, with reasons, without running anything.
     #[arg(long)]
     dry_run: bool,
-    /// Nodes executing at once.
-    #[arg(long, short = 'j', default_value_t = 1)]
-    jobs: usize,
+    /// The thread budget: threads the run divides among the nodes it runs
+    /// at once (folds side by side, or one node on all of them) [env:
+    /// FOLDWISE_THREADS; default: this machine's cores]. Results do not
+    /// depend on it.
+    #[arg(long, short = 'j', value_name = "N", visible_alias = "jobs")]
+    threads: Option<NonZeroUsize>,
     /// Print nothing but failures.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -347,7 +351,7 @@ fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32, Failure> {
             pipeline: &args.pipeline,
             targets: &args.targets,
             force: &args.force,
-            jobs: args.jobs,
+            threads: args.threads,
             quiet: args.quiet,
         };
         return watch::watch(cli, &watch_args, color);
@@ -361,8 +365,7 @@ fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32, Failure> {
     let opts = RunOptions {
         targets: args.targets.clone(),
         force: args.force.clone(),
-        jobs: args.jobs,
-        ..RunOptions::default()
+        threads: thread_budget(args.threads)?,
     };
     let printer = Printer::new(color, args.quiet || args.json);
     let report = engine.run(&opts, &printer)?;
@@ -381,6 +384,28 @@ fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32, Failure> {
         }
     }
     Ok(if report.ok() { 0 } else { 1 })
+}
+
+/// The run's thread budget: `--threads`, else `FOLDWISE_THREADS`, else the
+/// machine's cores.
+fn thread_budget(flag: Option<NonZeroUsize>) -> Result<usize, Failure> {
+    if let Some(n) = flag {
+        return Ok(n.get());
+    }
+    match std::env::var("FOLDWISE_THREADS") {
+        Err(_) => Ok(crate::exec::machine_threads()),
+        Ok(v) => v
+            .trim()
+            .parse::<NonZeroUsize>()
+            .map(|n| n.get())
+            .map_err(|_| {
+                Failure::with_help(
+                    "foldwise::usage::threads",
+                    format!("FOLDWISE_THREADS is `{v}`, not a number of threads"),
+                    "set it to a whole number of at least 1, or unset it to use every core",
+                )
+            }),
+    }
 }
 
 /// `foldwise run --dry-run`: what would run and why.

@@ -6,7 +6,8 @@
 //! and the digests of the external files it declares.
 //!
 //! What is never hashed: node and pipeline names, absolute paths, mtimes,
-//! timings, thread counts. The pre-image also carries an `explain` section
+//! timings, thread counts (nor the parameters that set them: a kind's
+//! [`crate::kind::Kind::unkeyed`], such as a `command`'s `threads`). The pre-image also carries an `explain` section
 //! (not hashed) with the names and paths, so staleness explains itself.
 //!
 //! Guarantee: equal pre-images give equal keys across runs, machines and
@@ -201,11 +202,15 @@ pub fn instance_preimage<E>(
             digest,
         });
     }
+    let mut params = decl.params.clone();
+    for path in decl.kind.unkeyed() {
+        remove_path(&mut params, path);
+    }
     Ok(PreImage::new(
         decl.kind.name(),
         decl.kind.version(),
         decl.kind.params(),
-        &decl.params,
+        &params,
         decl.seed,
         inst.fold,
         inputs,
