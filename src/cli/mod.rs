@@ -54,21 +54,37 @@ enum Cmd {
     Run(RunArgs),
     /// Is every node fresh? Says why each stale node is stale.
     Status {
+        /// The pipeline file (TOML).
+        #[arg(value_name = "PIPELINE")]
         pipeline: PathBuf,
+        /// Nodes (`cnn`) or instances (`cnn[0]`) to report on (default:
+        /// every node), with their ancestors.
         targets: Vec<String>,
         #[arg(long)]
         json: bool,
     },
     /// Validate a pipeline file and report every problem.
-    Check { pipeline: PathBuf },
+    Check {
+        /// The pipeline file (TOML).
+        #[arg(value_name = "PIPELINE")]
+        pipeline: PathBuf,
+    },
     /// Print the node graph.
     Dag {
+        /// The pipeline file (TOML).
+        #[arg(value_name = "PIPELINE")]
         pipeline: PathBuf,
         #[arg(long, default_value = "text", value_parser = ["text", "dot", "mermaid"])]
         format: String,
     },
     /// Print where a node's artifact lives (it must be fresh).
-    Path { pipeline: PathBuf, node: String },
+    Path {
+        /// The pipeline file (TOML).
+        #[arg(value_name = "PIPELINE")]
+        pipeline: PathBuf,
+        /// A node (`cnn`: all its instances) or an instance (`cnn[0]`).
+        node: String,
+    },
     /// Print the reference of every node kind and its parameters (Markdown).
     Kinds,
     /// Print the JSON Schema of the pipeline format, for editors (Taplo).
@@ -92,12 +108,16 @@ enum Cmd {
     },
     /// Write a self-contained HTML report of a pipeline from the cache.
     Report {
+        /// The pipeline file (TOML).
+        #[arg(value_name = "PIPELINE")]
         pipeline: PathBuf,
         #[arg(long, short = 'o', default_value = "report.html")]
         output: PathBuf,
     },
     /// Remove cache entries that no given pipeline's current keys reach.
     Gc {
+        /// The pipeline files whose current artifacts are kept.
+        #[arg(value_name = "PIPELINE")]
         pipelines: Vec<PathBuf>,
         #[arg(long)]
         dry_run: bool,
@@ -107,6 +127,8 @@ enum Cmd {
 /// The arguments of `foldwise run`.
 #[derive(Args, Debug)]
 struct RunArgs {
+    /// The pipeline file (TOML).
+    #[arg(value_name = "PIPELINE")]
     pipeline: PathBuf,
     /// Nodes (`cnn`) or instances (`cnn[0]`) to bring up to date.
     targets: Vec<String>,
