@@ -5,7 +5,7 @@
 //! Guarantees: the threads held by running instances never exceed the
 //! budget; each instance runs in a rayon pool of its share; the artifacts
 //! do not depend on the budget (kinds are deterministic whatever their
-//! thread count; tested end to end in `tests/it/folds.rs`).
+//! thread count; tested end to end in `tests/it/threads.rs`).
 
 use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
