@@ -18,6 +18,7 @@ mod watch;
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
@@ -55,21 +56,37 @@ enum Cmd {
     Run(RunArgs),
     /// Is every node fresh? Says why each stale node is stale.
     Status {
+        /// The pipeline file (TOML).
+        #[arg(value_name = "PIPELINE")]
         pipeline: PathBuf,
+        /// Nodes (`cnn`) or instances (`cnn[0]`) to report on (default:
+        /// every node), with their ancestors.
         targets: Vec<String>,
         #[arg(long)]
         json: bool,
     },
     /// Validate a pipeline file and report every problem.
-    Check { pipeline: PathBuf },
+    Check {
+        /// The pipeline file (TOML).
+        #[arg(value_name = "PIPELINE")]
+        pipeline: PathBuf,
+    },
     /// Print the node graph.
     Dag {
+        /// The pipeline file (TOML).
+        #[arg(value_name = "PIPELINE")]
         pipeline: PathBuf,
         #[arg(long, default_value = "text", value_parser = ["text", "dot", "mermaid"])]
         format: String,
     },
     /// Print where a node's artifact lives (it must be fresh).
-    Path { pipeline: PathBuf, node: String },
+    Path {
+        /// The pipeline file (TOML).
+        #[arg(value_name = "PIPELINE")]
+        pipeline: PathBuf,
+        /// A node (`cnn`: all its instances) or an instance (`cnn[0]`).
+        node: String,
+    },
     /// Print the reference of every node kind and its parameters (Markdown).
     Kinds,
     /// Print the JSON Schema of the pipeline format, for editors (Taplo).
@@ -93,6 +110,8 @@ enum Cmd {
     },
     /// Write a self-contained HTML report of a pipeline from the cache.
     Report {
+        /// The pipeline file (TOML).
+        #[arg(value_name = "PIPELINE")]
         pipeline: PathBuf,
         #[arg(long, short = 'o', default_value = "report.html")]
         output: PathBuf,
@@ -110,6 +129,8 @@ enum Cmd {
     /// Remove cache entries that no given pipeline's current keys reach
     /// (never what a running `run` holds).
     Gc {
+        /// The pipeline files whose current artifacts are kept.
+        #[arg(value_name = "PIPELINE")]
         pipelines: Vec<PathBuf>,
         #[arg(long)]
         dry_run: bool,
@@ -119,6 +140,8 @@ enum Cmd {
 /// The arguments of `foldwise run`.
 #[derive(Args, Debug)]
 struct RunArgs {
+    /// The pipeline file (TOML).
+    #[arg(value_name = "PIPELINE")]
     pipeline: PathBuf,
     /// Nodes (`cnn`) or instances (`cnn[0]`) to bring up to date.
     targets: Vec<String>,
@@ -128,9 +151,12 @@ struct RunArgs {
     /// Show the plan, with reasons, without running anything.
     #[arg(long)]
     dry_run: bool,
-    /// Nodes executing at once.
-    #[arg(long, short = 'j', default_value_t = 1)]
-    jobs: usize,
+    /// The thread budget: threads the run divides among the nodes it runs
+    /// at once (folds side by side, or one node on all of them) [env:
+    /// FOLDWISE_THREADS; default: this machine's cores]. Results do not
+    /// depend on it.
+    #[arg(long, short = 'j', value_name = "N", visible_alias = "jobs")]
+    threads: Option<NonZeroUsize>,
     /// Print nothing but failures.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -370,7 +396,7 @@ fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32, Failure> {
             pipeline: &args.pipeline,
             targets: &args.targets,
             force: &args.force,
-            jobs: args.jobs,
+            threads: args.threads,
             quiet: args.quiet,
         };
         return watch::watch(cli, &watch_args, color);
@@ -384,8 +410,7 @@ fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32, Failure> {
     let opts = RunOptions {
         targets: args.targets.clone(),
         force: args.force.clone(),
-        jobs: args.jobs,
-        ..RunOptions::default()
+        threads: thread_budget(args.threads)?,
     };
     let printer = Printer::new(color, args.quiet || args.json);
     let report = engine.run(&opts, &printer)?;
@@ -404,6 +429,28 @@ fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32, Failure> {
         }
     }
     Ok(if report.ok() { 0 } else { 1 })
+}
+
+/// The run's thread budget: `--threads`, else `FOLDWISE_THREADS`, else the
+/// machine's cores.
+fn thread_budget(flag: Option<NonZeroUsize>) -> Result<usize, Failure> {
+    if let Some(n) = flag {
+        return Ok(n.get());
+    }
+    match std::env::var("FOLDWISE_THREADS") {
+        Err(_) => Ok(crate::exec::machine_threads()),
+        Ok(v) => v
+            .trim()
+            .parse::<NonZeroUsize>()
+            .map(|n| n.get())
+            .map_err(|_| {
+                Failure::with_help(
+                    "foldwise::usage::threads",
+                    format!("FOLDWISE_THREADS is `{v}`, not a number of threads"),
+                    "set it to a whole number of at least 1, or unset it to use every core",
+                )
+            }),
+    }
 }
 
 /// `foldwise run --dry-run`: what would run and why.

@@ -1,12 +1,13 @@
-//! Terminal output: a progress bar per running node, one line per finished
-//! node, the tables of `status` and `run --dry-run`, and the tables a run
+//! Terminal output: a progress bar per running node (one per stage of its
+//! work: decoding, training, predicting), one line per finished node with
+//! the threads it ran on, the tables of `status` and `run --dry-run`, and the tables a run
 //! ends with (`ladder` reports).
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::config::Pipeline;
 use crate::exec::{NodeOutcome, NodeStatus, Observer, Outcome, RunReport};
@@ -60,39 +61,87 @@ fn paint(color: bool, code: &str, s: &str) -> String {
     }
 }
 
-struct Bar(ProgressBar);
+/// A running node's progress: a spinner until its first stage, then a bar
+/// per stage, each replacing the one before in place, counting images
+/// with their rate and the time left (its own, from its first image).
+struct Bar<'a> {
+    multi: &'a MultiProgress,
+    instance: String,
+    bar: Mutex<ProgressBar>,
+}
 
-impl Progress for Bar {
-    fn set_total(&self, total: u64) {
-        self.0.set_length(total);
-        self.0.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>16} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
+/// The style of stage `name`'s bar. Until its first images are done it
+/// shows no rate and no time left rather than made-up ones.
+fn stage_style(name: &str) -> ProgressStyle {
+    let template = format!(
+        "{{prefix:>16}} {name:<10} [{{bar:24}}] {{pos}}/{{len}} {{rate}}, eta {{left}} {{msg}}"
+    );
+    ProgressStyle::with_template(&template)
+        .expect("valid template")
+        .with_key(
+            "rate",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = match state.pos() {
+                    0 => write!(w, "- img/s"),
+                    _ => write!(w, "{:.0} img/s", state.per_sec()),
+                };
+            },
+        )
+        .with_key(
+            "left",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = match state.pos() {
+                    0 => write!(w, "-"),
+                    _ => write!(w, "{:#}", indicatif::HumanDuration(state.eta())),
+                };
+            },
+        )
+        .progress_chars("=> ")
+}
+
+impl Progress for Bar<'_> {
+    fn stage(&self, name: &str, total: u64) {
+        let mut bar = self.bar.lock().unwrap();
+        let next = self.multi.insert_after(&bar, ProgressBar::new(total));
+        next.set_style(stage_style(name));
+        next.set_prefix(self.instance.clone());
+        next.enable_steady_tick(Duration::from_millis(200));
+        bar.finish_and_clear();
+        self.multi.remove(&bar);
+        *bar = next;
     }
     fn inc(&self, delta: u64) {
-        self.0.inc(delta);
+        self.bar.lock().unwrap().inc(delta);
     }
     fn message(&self, msg: &str) {
-        self.0.set_message(msg.to_string());
+        self.bar.lock().unwrap().set_message(msg.to_string());
     }
 }
 
-impl Drop for Bar {
+impl Drop for Bar<'_> {
     fn drop(&mut self) {
-        self.0.finish_and_clear();
+        let bar = self.bar.lock().unwrap();
+        bar.finish_and_clear();
+        self.multi.remove(&bar);
+    }
+}
+
+/// "1 thread", "4 threads".
+fn threads(n: usize) -> String {
+    if n == 1 {
+        "1 thread".into()
+    } else {
+        format!("{n} threads")
     }
 }
 
 impl Observer for Printer {
-    fn started(&self, instance: &str, reason: &Reason) {
+    fn started(&self, instance: &str, reason: &Reason, n: usize) {
         if !self.quiet {
             self.line(format!(
-                "{} {instance} ({reason})",
-                paint(self.color, "1;34", "    running")
+                "{} {instance} ({reason}) on {}",
+                paint(self.color, "1;34", "    running"),
+                threads(n)
             ));
         }
     }
@@ -105,17 +154,24 @@ impl Observer for Printer {
         );
         bar.set_prefix(instance.to_string());
         bar.enable_steady_tick(Duration::from_millis(200));
-        Box::new(Bar(bar))
+        Box::new(Bar {
+            multi: &self.multi,
+            instance: instance.to_string(),
+            bar: Mutex::new(bar),
+        })
     }
 
     fn finished(&self, o: &NodeOutcome) {
         let line = match &o.outcome {
             Outcome::Executed { .. } if self.quiet => return,
             Outcome::Executed { .. } => format!(
-                "{} {} in {}",
+                "{} {} in {}{}",
                 paint(self.color, "1;32", "        ran"),
                 o.instance,
-                secs(o.seconds)
+                secs(o.seconds),
+                o.threads
+                    .map(|n| format!(" on {}", threads(n)))
+                    .unwrap_or_default()
             ),
             Outcome::Reused if self.quiet => return,
             Outcome::Reused => format!("{} {}", paint(self.color, "2", "     reused"), o.instance),
@@ -168,12 +224,13 @@ pub fn summary(r: &RunReport, quiet: bool, color: bool) -> String {
         return s;
     }
     s.push_str(&format!(
-        "{} executed, {} reused, {} failed, {} skipped in {}\n",
+        "{} executed, {} reused, {} failed, {} skipped in {} on {}\n",
         r.executed().len(),
         r.reused().len(),
         failed.len(),
         r.skipped().len(),
-        secs(r.seconds)
+        secs(r.seconds),
+        threads(r.threads)
     ));
     for n in &r.nodes {
         if let Outcome::Failed { error, code, help } = &n.outcome {

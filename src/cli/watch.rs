@@ -43,7 +43,9 @@ pub struct WatchArgs<'a> {
     pub targets: &'a [String],
     /// Applies to the first run only.
     pub force: &'a [String],
-    pub jobs: usize,
+    /// `--threads`, when given (else the child reads FOLDWISE_THREADS or
+    /// takes every core, as a run does).
+    pub threads: Option<std::num::NonZeroUsize>,
     pub quiet: bool,
 }
 
@@ -201,7 +203,9 @@ fn spawn_run(cli: &Cli, args: &WatchArgs<'_>, n: u64, tx: Sender<Event>) -> Resu
         cmd.arg("--no-color");
     }
     cmd.arg("run").arg(args.pipeline).args(args.targets);
-    cmd.arg("--jobs").arg(args.jobs.to_string());
+    if let Some(n) = args.threads {
+        cmd.arg("--threads").arg(n.to_string());
+    }
     if args.quiet {
         cmd.arg("--quiet");
     }

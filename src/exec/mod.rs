@@ -1,6 +1,7 @@
 //! The executor: works out each instance's key from its inputs, says which
 //! instances are fresh or stale and why, and runs the stale ones — in
-//! parallel where the graph allows — committing each artifact to the store.
+//! parallel where the graph allows, sharing a thread budget — committing
+//! each artifact to the store.
 //!
 //! Guarantees:
 //! - an instance's key is computed only from its upstream artifacts'
@@ -9,6 +10,7 @@
 //! - a failed node never leaves an artifact; its dependents are skipped,
 //!   independent branches still finish.
 
+mod budget;
 mod observer;
 mod run;
 
@@ -22,8 +24,9 @@ use crate::fingerprint::{instance_preimage, PreImage, Reason};
 use crate::kind::InputArtifact;
 use crate::store::{Artifact, Check, Store};
 
+pub use budget::allocate;
 pub use observer::{NullObserver, Observer};
-pub use run::{NodeOutcome, Outcome, RunOptions, RunReport};
+pub use run::{machine_threads, NodeOutcome, Outcome, RunOptions, RunReport};
 
 /// Input artifacts by parameter path, in edge order.
 pub type NamedInputs = Vec<(String, InputArtifact)>;

@@ -9,8 +9,9 @@ use super::NodeOutcome;
 
 /// Receives run events. Called from worker threads.
 pub trait Observer: Sync {
-    /// A node starts executing (not called for reused nodes).
-    fn started(&self, _instance: &str, _reason: &Reason) {}
+    /// A node starts executing on `threads` threads (not called for reused
+    /// nodes).
+    fn started(&self, _instance: &str, _reason: &Reason, _threads: usize) {}
     /// A progress sink for a running node.
     fn progress(&self, _instance: &str) -> Box<dyn Progress + '_> {
         Box::new(NoProgress)

@@ -1,5 +1,11 @@
-//! Running a pipeline: a scheduler over the instance graph that executes
-//! ready instances on up to `jobs` threads.
+//! Running a pipeline: a scheduler over the instance graph that starts
+//! ready instances as the run's thread budget allows, dividing the budget
+//! among them ([`budget::allocate`]), and commits what they write.
+//!
+//! Guarantees: the threads held by running instances never exceed the
+//! budget; each instance runs in a rayon pool of its share; the artifacts
+//! do not depend on the budget (kinds are deterministic whatever their
+//! thread count; tested end to end in `tests/it/threads.rs`).
 
 use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -14,7 +20,8 @@ use crate::fingerprint::Reason;
 use crate::kind::{codes, NodeError, RunCtx};
 use crate::store::{Artifact, Begin, Lease, LeaseHeader, RefRecord};
 
-use super::{Engine, EngineError, Observer};
+use super::{budget, Engine, EngineError, Observer};
+use crate::config::Pipeline;
 
 /// What to run and how.
 #[derive(Debug, Clone)]
@@ -23,9 +30,8 @@ pub struct RunOptions {
     pub targets: Vec<String>,
     /// Node or instance names to recompute even when fresh.
     pub force: Vec<String>,
-    /// Instances executing at once.
-    pub jobs: usize,
-    /// Threads a node may use for its own work.
+    /// The thread budget: threads the run's nodes share (see
+    /// [`budget::allocate`]); the machine's cores by default.
     pub threads: usize,
 }
 
@@ -34,12 +40,17 @@ impl Default for RunOptions {
         RunOptions {
             targets: Vec::new(),
             force: Vec::new(),
-            jobs: 1,
-            threads: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            threads: machine_threads(),
         }
     }
+}
+
+/// The threads this machine offers (its cores, as the OS lets this process
+/// use them), at least one.
+pub fn machine_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// How one instance ended.
@@ -85,6 +96,9 @@ pub struct NodeOutcome {
     #[serde(flatten)]
     pub outcome: Outcome,
     pub seconds: f64,
+    /// The threads it ran on (its share of the budget), when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
 }
 
 /// The result of a run, in topological order.
@@ -93,6 +107,8 @@ pub struct RunReport {
     pub pipeline: String,
     pub nodes: Vec<NodeOutcome>,
     pub seconds: f64,
+    /// The thread budget the run divided among its nodes.
+    pub threads: usize,
 }
 
 impl RunReport {
@@ -121,20 +137,20 @@ impl RunReport {
     }
 }
 
-impl Engine<'_> {
-    /// Runs the needed instances; stale ones execute, fresh ones are reused.
-    pub fn run(&self, opts: &RunOptions, obs: &dyn Observer) -> Result<RunReport, EngineError> {
-        let start = Instant::now();
-        let p = self.pipeline;
+/// Where each needed instance stands while a run goes on: how many of its
+/// upstreams are still to finish, what follows it, which instances are
+/// ready, and the outcomes so far.
+struct Progression {
+    waiting: Vec<usize>,
+    dependents: Vec<Vec<usize>>,
+    ready: BTreeSet<usize>,
+    outcomes: Vec<Option<NodeOutcome>>,
+}
+
+impl Progression {
+    /// The start of a run over the `needed` instances of `p`.
+    fn new(p: &Pipeline, needed: &[bool]) -> Progression {
         let n = p.instances.len();
-        let needed = self.needed(&opts.targets)?;
-        let mut forced = vec![false; n];
-        for f in &opts.force {
-            for i in self.resolve(f)? {
-                forced[i] = true;
-            }
-        }
-        // Graph bookkeeping over the needed instances.
         let mut waiting = vec![0usize; n];
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
         for (i, inst) in p.instances.iter().enumerate() {
@@ -149,95 +165,149 @@ impl Engine<'_> {
                 dependents[u].push(i);
             }
         }
-        let mut ready: BTreeSet<usize> = (0..n).filter(|&i| needed[i] && waiting[i] == 0).collect();
+        let ready = (0..n).filter(|&i| needed[i] && waiting[i] == 0).collect();
+        Progression {
+            waiting,
+            dependents,
+            ready,
+            outcomes: vec![None; n],
+        }
+    }
+
+    /// Records that instance `i` ended: its dependents become ready, or,
+    /// when it failed, are skipped (all the way down), each reported to
+    /// `obs`.
+    fn finish(
+        &mut self,
+        p: &Pipeline,
+        i: usize,
+        outcome: NodeOutcome,
+        ok: bool,
+        obs: &dyn Observer,
+    ) {
+        self.outcomes[i] = Some(outcome);
+        if !ok {
+            self.skip_below(p, i, obs);
+            return;
+        }
+        for &d in &self.dependents[i] {
+            self.waiting[d] -= 1;
+            if self.waiting[d] == 0 && self.outcomes[d].is_none() {
+                self.ready.insert(d);
+            }
+        }
+    }
+
+    /// Skips everything downstream of the failed instance `i`.
+    fn skip_below(&mut self, p: &Pipeline, i: usize, obs: &dyn Observer) {
+        let mut stack = self.dependents[i].clone();
+        while let Some(d) = stack.pop() {
+            if self.outcomes[d].is_some() {
+                continue;
+            }
+            let o = NodeOutcome {
+                instance: p.instances[d].name.clone(),
+                kind: p.decl(&p.instances[d]).kind.name().to_string(),
+                key: None,
+                outcome: Outcome::Skipped {
+                    upstream: p.instances[i].name.clone(),
+                },
+                seconds: 0.0,
+                threads: None,
+            };
+            obs.finished(&o);
+            self.outcomes[d] = Some(o);
+            stack.extend(self.dependents[d].iter().copied());
+        }
+    }
+
+    /// The ready instances that start now on `free` of the `budget`'s
+    /// threads, as (instance, threads), taken out of the ready set.
+    fn start(&mut self, p: &Pipeline, free: usize, budget: usize) -> Vec<(usize, usize)> {
+        let order: Vec<usize> = self.ready.iter().copied().collect();
+        let appetites: Vec<_> = order
+            .iter()
+            .map(|&i| {
+                let decl = p.decl(&p.instances[i]);
+                decl.kind.appetite(&decl.params)
+            })
+            .collect();
+        let starts: Vec<(usize, usize)> = budget::allocate(free, budget, &appetites)
+            .into_iter()
+            .map(|(pos, threads)| (order[pos], threads))
+            .collect();
+        for (i, _) in &starts {
+            self.ready.remove(i);
+        }
+        starts
+    }
+}
+
+/// What a finished instance sends back to the scheduler: its index, the
+/// threads it held, its outcome and its artifact (none when it failed).
+type Done = (usize, usize, NodeOutcome, Option<Artifact>);
+
+impl Engine<'_> {
+    /// Runs the needed instances; stale ones execute, fresh ones are reused.
+    /// Ready instances start as the thread budget allows
+    /// ([`budget::allocate`]), each on a thread of its own.
+    pub fn run(&self, opts: &RunOptions, obs: &dyn Observer) -> Result<RunReport, EngineError> {
+        let start = Instant::now();
+        let p = self.pipeline;
+        let needed = self.needed(&opts.targets)?;
+        let mut forced = vec![false; p.instances.len()];
+        for f in &opts.force {
+            for i in self.resolve(f)? {
+                forced[i] = true;
+            }
+        }
+        let mut prog = Progression::new(p, &needed);
         // Set once by the scheduler when an instance completes; workers
         // only read the entries of completed upstreams.
-        let arts: Vec<OnceLock<Artifact>> = (0..n).map(|_| OnceLock::new()).collect();
-        let arts = &arts;
-        let mut outcomes: Vec<Option<NodeOutcome>> = vec![None; n];
-        let jobs = opts.jobs.max(1);
+        let arts: Vec<OnceLock<Artifact>> =
+            (0..p.instances.len()).map(|_| OnceLock::new()).collect();
+        let budget = opts.threads.max(1);
         // Held until the run ends: what it uses is kept from `gc`.
         let lease = self
             .store
             .lease(&LeaseHeader::here(&p.name, Some(&p.path)))?;
         let lease = &lease;
-
-        // A fixed pool of `jobs` workers fed through a channel.
-        let (work_tx, work_rx) = mpsc::channel::<usize>();
-        let work_rx = std::sync::Mutex::new(work_rx);
-        let work_rx = &work_rx;
-        let forced = &forced;
         std::thread::scope(|scope| {
-            let (tx, rx) = mpsc::channel::<(usize, NodeOutcome, Option<Artifact>)>();
-            for _ in 0..jobs {
-                let tx = tx.clone();
-                scope.spawn(move || loop {
-                    let next = work_rx.lock().unwrap().recv();
-                    let Ok(i) = next else { break };
-                    let t = Instant::now();
-                    let (mut outcome, art) = self.process(i, arts, forced[i], opts, lease, obs);
-                    outcome.seconds = t.elapsed().as_secs_f64();
-                    if tx.send((i, outcome, art)).is_err() {
-                        break;
-                    }
-                });
-            }
-            let mut running = 0usize;
+            let (tx, rx) = mpsc::channel::<Done>();
+            let (mut free, mut running) = (budget, 0usize);
             loop {
-                while running < jobs {
-                    let Some(i) = ready.pop_first() else { break };
+                for (i, threads) in prog.start(p, free, budget) {
+                    free -= threads;
                     running += 1;
-                    work_tx
-                        .send(i)
-                        .expect("workers live until the queue closes");
+                    let (tx, arts, force) = (tx.clone(), &arts, forced[i]);
+                    scope.spawn(move || {
+                        let t = Instant::now();
+                        let (mut outcome, art) = self.process(i, arts, force, threads, lease, obs);
+                        outcome.seconds = t.elapsed().as_secs_f64();
+                        let _ = tx.send((i, threads, outcome, art));
+                    });
                 }
                 if running == 0 {
-                    drop(work_tx);
+                    debug_assert!(prog.ready.is_empty(), "a ready instance always fits");
                     break;
                 }
-                let (i, outcome, art) = rx.recv().expect("a worker always reports");
+                let (i, threads, outcome, art) = rx.recv().expect("a worker always reports");
                 running -= 1;
+                free += threads;
                 obs.finished(&outcome);
-                let failed = art.is_none();
+                let ok = art.is_some();
                 if let Some(a) = art {
                     let _ = arts[i].set(a);
                 }
-                outcomes[i] = Some(outcome);
-                if failed {
-                    // Skip everything downstream of the failure.
-                    let mut stack = dependents[i].clone();
-                    while let Some(d) = stack.pop() {
-                        if outcomes[d].is_some() {
-                            continue;
-                        }
-                        let o = NodeOutcome {
-                            instance: p.instances[d].name.clone(),
-                            kind: p.decl(&p.instances[d]).kind.name().to_string(),
-                            key: None,
-                            outcome: Outcome::Skipped {
-                                upstream: p.instances[i].name.clone(),
-                            },
-                            seconds: 0.0,
-                        };
-                        obs.finished(&o);
-                        outcomes[d] = Some(o);
-                        stack.extend(dependents[d].iter().copied());
-                    }
-                } else {
-                    for &d in &dependents[i] {
-                        waiting[d] -= 1;
-                        if waiting[d] == 0 && outcomes[d].is_none() {
-                            ready.insert(d);
-                        }
-                    }
-                }
+                prog.finish(p, i, outcome, ok, obs);
             }
         });
         self.store.save_memo()?;
         Ok(RunReport {
             pipeline: p.name.clone(),
-            nodes: outcomes.into_iter().flatten().collect(),
+            nodes: prog.outcomes.into_iter().flatten().collect(),
             seconds: start.elapsed().as_secs_f64(),
+            threads: budget,
         })
     }
 
@@ -247,7 +317,7 @@ impl Engine<'_> {
         i: usize,
         arts: &[OnceLock<Artifact>],
         force: bool,
-        opts: &RunOptions,
+        threads: usize,
         lease: &Lease,
         obs: &dyn Observer,
     ) -> (NodeOutcome, Option<Artifact>) {
@@ -260,6 +330,7 @@ impl Engine<'_> {
             key: None,
             outcome: Outcome::Reused,
             seconds: 0.0,
+            threads: None,
         };
         let fail = |mut out: NodeOutcome, error: &dyn Diagnostic| {
             out.outcome = Outcome::failed(error);
@@ -288,7 +359,8 @@ impl Engine<'_> {
             Ok(Begin::Miss(w)) => w,
             Err(e) => return fail(out, &EngineError::Store(e)),
         };
-        obs.started(&inst.name, &reason);
+        obs.started(&inst.name, &reason, threads);
+        out.threads = Some(threads);
         let mut grouped = std::collections::BTreeMap::<String, Vec<_>>::new();
         for (param, a) in inputs {
             grouped.entry(param).or_default().push(a);
@@ -312,19 +384,18 @@ impl Engine<'_> {
             inputs: &grouped,
             out: &out_dir,
             progress: progress.as_ref(),
-            threads: opts.threads.max(1),
+            threads,
             work: work.as_deref(),
             derived: &derived,
         };
         let started = Instant::now();
-        let result =
-            catch_unwind(AssertUnwindSafe(|| decl.kind.run(&ctx))).unwrap_or_else(|panic| {
-                Err(
-                    NodeError::new(codes::PANIC, panic_message(&panic)).with_help(
-                        "this is a bug in foldwise: please report it with the pipeline file",
-                    ),
-                )
-            });
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            on_threads(threads, || decl.kind.run(&ctx))
+        }))
+        .unwrap_or_else(|panic| {
+            Err(NodeError::new(codes::PANIC, panic_message(&panic))
+                .with_help("this is a bug in foldwise: please report it with the pipeline file"))
+        });
         drop(progress);
         if let Err(e) = result {
             return fail(out, &e);
@@ -376,6 +447,16 @@ impl Engine<'_> {
                 preimage: pre.to_value(),
             },
         )
+    }
+}
+
+/// `f` run inside a rayon pool of `threads` threads (so that a kind's
+/// rayon work stays within its share of the budget), or on the calling
+/// thread's pool when no pool can be made.
+fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+        Ok(pool) => pool.install(f),
+        Err(_) => f(),
     }
 }
 

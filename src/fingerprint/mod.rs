@@ -6,7 +6,8 @@
 //! and the digests of the external files it declares.
 //!
 //! What is never hashed: node and pipeline names, absolute paths, mtimes,
-//! timings, thread counts. The pre-image also carries an `explain` section
+//! timings, thread counts (nor the parameters that set them: a kind's
+//! [`crate::kind::Kind::unkeyed`], such as a `command`'s `threads`). The pre-image also carries an `explain` section
 //! (not hashed) with the names and paths, so staleness explains itself.
 //!
 //! Guarantee: equal pre-images give equal keys across runs, machines and
@@ -201,11 +202,15 @@ pub fn instance_preimage<E>(
             digest,
         });
     }
+    let mut params = decl.params.clone();
+    for path in decl.kind.unkeyed() {
+        remove_path(&mut params, path);
+    }
     Ok(PreImage::new(
         decl.kind.name(),
         decl.kind.version(),
         decl.kind.params(),
-        &decl.params,
+        &params,
         decl.seed,
         inst.fold,
         inputs,
@@ -275,7 +280,7 @@ pub fn external_digest(path: &Path, memo: &FileMemo) -> std::io::Result<String> 
     for (f, d) in files.iter().zip(digests) {
         use std::fmt::Write as _;
         line.clear();
-        let _ = write!(line, "{}\0{}\n", f.rel, d.to_hex());
+        let _ = writeln!(line, "{}\0{}", f.rel, d.to_hex());
         h.update(line.as_bytes());
     }
     Ok(h.finalize().to_hex().to_string())

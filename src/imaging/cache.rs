@@ -47,15 +47,14 @@ pub const HEADER_LEN: usize = 32;
 /// Images decoded per parallel block (bounds memory while writing).
 const BLOCK: usize = 256;
 
-/// Decodes every image of the data artifact at `artifact_dir` (listed by
-/// `index`), resizes it to `height` x `width` and writes the packed set to
-/// `out_file`. Decoding runs in parallel on the current rayon pool; the
-/// first failing image (in index order) is the error, naming the file.
 /// The data set of a data artifact decoded at `height` x `width`, shared by
 /// every node through the engine's `derived` folder: named by the artifact's
 /// digest and the size, decoded (to a temporary name, then renamed) only
-/// when absent or unusable. Concurrent runs may both decode; the files are
-/// identical and the last rename wins.
+/// when absent or unusable. Decoding is a progress stage of its own
+/// (`decoding`). Nodes that want the same set at once (folds training side
+/// by side) take turns on a lock file beside it, so one decodes and the
+/// others open its result; without the lock (a file system that has none)
+/// they may both decode: the files are identical and the last rename wins.
 pub fn shared_set(
     derived: &Path,
     data_dir: &Path,
@@ -71,6 +70,7 @@ pub fn shared_set(
     let path = derived.join(format!("{}.decset", name.to_hex()));
     let fits =
         |s: &DecodedSet| s.len() == index.items.len() && s.height() == height && s.width() == width;
+    let _turn = take_turn(&path.with_extension("decset.lock"), progress);
     if let Ok(set) = DecodedSet::open(&path) {
         if fits(&set) {
             return Ok(set);
@@ -98,6 +98,21 @@ pub fn shared_set(
     Ok(set)
 }
 
+/// The exclusive lock of `lock_path` (held until the file is dropped),
+/// waiting for whoever holds it; `None` when the file system offers none.
+fn take_turn(lock_path: &Path, progress: &dyn Progress) -> Option<std::fs::File> {
+    let file = std::fs::File::create(lock_path).ok()?;
+    if let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
+        progress.message("waiting for another node decoding the same images");
+        file.lock().ok()?;
+    }
+    Some(file)
+}
+
+/// Decodes every image of the data artifact at `artifact_dir` (listed by
+/// `index`), resizes it to `height` x `width` and writes the packed set to
+/// `out_file`. Decoding runs in parallel on the current rayon pool; the
+/// first failing image (in index order) is the error, naming the file.
 pub fn decode_set(
     artifact_dir: &Path,
     index: &DataIndex,
@@ -126,7 +141,7 @@ pub fn decode_set(
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         out.write_all(&header(n, height, width))
             .map_err(|e| NodeError::io(&tmp, e))?;
-        progress.set_total(n as u64);
+        progress.stage("decoding", n as u64);
         let mut buf = vec![0u8; BLOCK.min(index.items.len()) * per];
         for items in index.items.chunks(BLOCK) {
             let block = &mut buf[..items.len() * per];

@@ -80,6 +80,18 @@ pub trait Kind: Sync {
     fn resumable(&self) -> Option<&'static [&'static str]> {
         None
     }
+    /// How this node's running time responds to threads, given its
+    /// canonical parameters: the scheduler divides the run's thread budget
+    /// by it ([`Appetite`]). Small nodes keep the default, one thread.
+    fn appetite(&self, _params: &Value) -> Appetite {
+        Appetite::One
+    }
+    /// Parameter paths that steer how the node is run, never what it writes
+    /// (a `command`'s `threads`): left out of the key, so changing them
+    /// reruns nothing.
+    fn unkeyed(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Compute the artifact into `ctx.out`.
     fn run(&self, ctx: &RunCtx<'_>) -> Result<(), NodeError>;
     /// The scalar scores the artifact in `dir` offers to the run history,
@@ -111,6 +123,19 @@ impl std::fmt::Debug for dyn Kind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.name())
     }
+}
+
+/// How a node's running time responds to threads ([`Kind::appetite`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appetite {
+    /// One thread is all it uses (a split, an ensemble, a table).
+    One,
+    /// It asks for exactly this many (a `command`'s `threads`); more than
+    /// the budget is the whole budget.
+    Fixed(usize),
+    /// The more threads, the sooner done (training, prediction, decoding):
+    /// it takes the share of the budget the scheduler gives it.
+    Scales,
 }
 
 /// What the HTML report makes of a kind's artifacts ([`Kind::report_role`]).
@@ -193,7 +218,10 @@ pub struct RunCtx<'a> {
     pub out: &'a Path,
     /// Progress reporting.
     pub progress: &'a dyn Progress,
-    /// Worker threads this node may use.
+    /// Worker threads this node was given (its share of the run's thread
+    /// budget). The engine runs [`Kind::run`] inside a rayon pool of this
+    /// size, so rayon work is bounded by it; anything else (a child
+    /// process) should use no more.
     pub threads: usize,
     /// The working folder of a [`Kind::resumable`] kind: checkpoints
     /// written here (atomically: temporary name, then rename) survive a
@@ -234,16 +262,25 @@ impl RunCtx<'_> {
 }
 
 /// Progress reporting for long nodes; the executor draws a bar per node.
+///
+/// A node's work comes in stages (decoding images, training, predicting),
+/// each counted in images so that the rate is images per second and the
+/// estimate of the time left is that stage's own from its first image.
 pub trait Progress: Sync {
-    fn set_total(&self, total: u64);
+    /// Starts stage `name` (`decoding`, `training`, `predicting`): a fresh
+    /// count from zero to `total` images, with its own rate and time left;
+    /// the stage before it, if any, is over.
+    fn stage(&self, name: &str, total: u64);
+    /// `delta` more images of the current stage are done.
     fn inc(&self, delta: u64);
+    /// A line of detail beside the count (`epoch 4/15 loss 0.312`).
     fn message(&self, msg: &str);
 }
 
 /// A progress sink that ignores everything (tests, quiet mode).
 pub struct NoProgress;
 impl Progress for NoProgress {
-    fn set_total(&self, _total: u64) {}
+    fn stage(&self, _name: &str, _total: u64) {}
     fn inc(&self, _delta: u64) {}
     fn message(&self, _msg: &str) {}
 }

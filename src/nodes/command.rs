@@ -20,8 +20,10 @@
 //!   - `FOLDWISE_PARAMS`: the `params` table as JSON, and
 //!     `FOLDWISE_PARAM_<NAME>` for each scalar in it (strings as they are,
 //!     numbers and booleans as JSON text);
-//!   - `FOLDWISE_SEED`, `FOLDWISE_INSTANCE`, `FOLDWISE_THREADS`, and
-//!     `FOLDWISE_FOLD` when the instance follows a fan-out;
+//!   - `FOLDWISE_SEED`, `FOLDWISE_INSTANCE`, `FOLDWISE_THREADS` (the
+//!     threads the run gave it: what its `threads` declares, 1 when unset,
+//!     at most the budget), and `FOLDWISE_FOLD` when the instance follows
+//!     a fan-out;
 //!   - the `env` table (names starting with `FOLDWISE_` are refused by
 //!     `check`, so it cannot shadow the above).
 //!
@@ -48,7 +50,7 @@ use serde_json::Value;
 use crate::kind::resolve_path;
 #[allow(unused_imports)]
 use crate::kind::schema::{float_range, int_min, int_range, Dflt, Param, Ty, RATIO};
-use crate::kind::{codes, Kind, NodeError, ParamIssue, Progress, RequiredPath, RunCtx};
+use crate::kind::{codes, Appetite, Kind, NodeError, ParamIssue, Progress, RequiredPath, RunCtx};
 
 /// How many of the last stderr lines a failure message shows.
 pub const STDERR_TAIL: usize = 20;
@@ -109,6 +111,13 @@ impl Kind for Command {
         }
         paths
     }
+    fn appetite(&self, params: &Value) -> Appetite {
+        let n = params.get("threads").and_then(Value::as_u64).unwrap_or(1);
+        Appetite::Fixed(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+    fn unkeyed(&self) -> &'static [&'static str] {
+        &["threads"]
+    }
     fn run(&self, ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         let p: CommandParams = ctx.typed()?;
         run(ctx, &p)
@@ -122,6 +131,7 @@ static PARAMS: &[Param] = &[
     Param { name: "params", ty: Ty::Map(&Ty::Any), default: Dflt::Value("{}"), doc: "Declared parameters: hashed, and passed as `FOLDWISE_PARAMS` (JSON) and `FOLDWISE_PARAM_<NAME>`." },
     Param { name: "deps", ty: Ty::List(&Ty::Path), default: Dflt::Value("[]"), doc: "Files or folders the program reads (its script, say): hashed by content." },
     Param { name: "env", ty: Ty::Map(&Ty::Str), default: Dflt::Value("{}"), doc: "Extra environment variables (hashed)." },
+    Param { name: "threads", ty: int_min(1), default: Dflt::Optional, doc: "Threads the program uses: the run reserves this many of its thread budget (at most all of it) and passes the number it gave as `FOLDWISE_THREADS`. Unset means 1. Not hashed: it may change what the program takes, never what it writes." },
 ];
 
 #[derive(Debug, Deserialize)]

@@ -43,7 +43,7 @@ use serde_json::Value;
 use crate::artifact::dataset::{DataIndex, DataItem, IMAGES_DIR};
 #[allow(unused_imports)]
 use crate::kind::schema::{float_range, int_min, int_range, Dflt, Param, Ty, RATIO};
-use crate::kind::{resolve_path, Kind, NodeError, Progress, RunCtx};
+use crate::kind::{resolve_path, Appetite, Kind, NodeError, Progress, RunCtx};
 
 /// How many problems an error lists in full before it only counts the rest.
 pub const MAX_REPORTED: usize = 10;
@@ -59,6 +59,9 @@ impl Kind for Dataset {
     }
     fn doc(&self) -> &'static str {
         "A folder of images with optional labels (an mchar JSON or a `file_name,file_code` CSV). Images of any size and colour mode (PNG, JPEG). The artifact holds the images (hard-linked or copied), `index.json` and the labels in mchar format."
+    }
+    fn appetite(&self, _params: &Value) -> Appetite {
+        Appetite::Scales
     }
     fn params(&self) -> &'static [Param] {
         PARAMS
@@ -267,7 +270,7 @@ fn decode_sizes(
     items: &[Entry],
     progress: &dyn Progress,
 ) -> Vec<Result<(u32, u32), String>> {
-    progress.set_total(items.len() as u64);
+    progress.stage("decoding", items.len() as u64);
     pool.install(|| {
         items
             .par_iter()

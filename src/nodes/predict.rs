@@ -68,7 +68,9 @@ use crate::artifact::split::load_fold;
 use crate::artifact::{probs, write_json};
 use crate::imaging::{self, Augment, DecodedSet, Norm};
 use crate::kind::schema::{float_range, int_min, Dflt, Param, Ty};
-use crate::kind::{codes, InputArtifact, Kind, NodeError, ParamIssue, ReportRole, RunCtx};
+use crate::kind::{
+    codes, Appetite, InputArtifact, Kind, NodeError, ParamIssue, ReportRole, RunCtx,
+};
 use crate::model::Model;
 use crate::predictions::{ensemble, Probs};
 
@@ -86,6 +88,9 @@ impl Kind for Predict {
     }
     fn doc(&self) -> &'static str {
         "Class probabilities of trained models over a data set: snapshot selection, test-time augmentation (round 0 is the clean image), out-of-fold prediction with `oof`. Writes `probs.fwprobs` (mean over models × rounds), `items.json`, `codes.json`, `members/` and `members.json`. Each member is cached in the shared derived folder, so more TTA rounds compute only the new ones."
+    }
+    fn appetite(&self, _params: &Value) -> Appetite {
+        Appetite::Scales
     }
     fn params(&self) -> &'static [Param] {
         PARAMS
@@ -335,6 +340,12 @@ struct ModelFile {
     valid_seq_acc: Option<f64>,
 }
 
+/// The BLAKE3 digest (hex) of model file `f`'s bytes.
+fn model_digest(f: &ModelFile) -> Result<String, NodeError> {
+    let bytes = fs::read(&f.path).map_err(|e| NodeError::io(&f.path, e))?;
+    Ok(blake3::hash(&bytes).to_hex().to_string())
+}
+
 impl ModelFile {
     /// The final model of the train artifact `input`; its validation
     /// accuracy is the last epoch's (unknown when the metrics are unreadable).
@@ -460,14 +471,22 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
     let (model_inputs, indices) = models_and_items(ctx, data, &index)?;
     let files = model_files(&model_inputs, &sel)?;
     let mut job = Job::new(ctx, data, &index, indices, &p, &files[0].1);
+    let digests = files
+        .iter()
+        .map(|(f, _)| model_digest(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let todo = job.uncached(&files, &digests);
+    if todo > 0 {
+        job.decode()?;
+    }
     ctx.progress
-        .set_total(files.len() as u64 * job.rounds * job.batches);
+        .stage("predicting", todo * job.indices.len() as u64);
     let members_dir = ctx.out.join(MEMBERS_DIR);
     fs::create_dir_all(&members_dir).map_err(|e| NodeError::io(&members_dir, e))?;
     let all_length = files.iter().all(|(_, s)| s.length_head);
     let mut members = Members::default();
-    for (f, summary) in &files {
-        job.predict_model(f, summary, all_length, &mut members)?;
+    for ((f, summary), digest) in files.iter().zip(&digests) {
+        job.predict_model(f, digest, summary, all_length, &mut members)?;
     }
     members.write(ctx.out, &index, &job.indices, all_length)
 }
@@ -596,7 +615,6 @@ struct Job<'a> {
     tta: &'a TtaParams,
     batch: usize,
     rounds: u64,
-    batches: u64,
     /// Model input size.
     h: u32,
     w: u32,
@@ -625,7 +643,6 @@ impl<'a> Job<'a> {
             ctx,
             data,
             index,
-            batches: indices.len().div_ceil(batch) as u64,
             indices,
             tta: &p.tta,
             batch,
@@ -644,24 +661,17 @@ impl<'a> Job<'a> {
     fn predict_model(
         &mut self,
         f: &ModelFile,
+        model_digest: &str,
         summary: &TrainSummary,
         all_length: bool,
         members: &mut Members,
     ) -> Result<(), NodeError> {
-        let bytes = fs::read(&f.path).map_err(|e| NodeError::io(&f.path, e))?;
-        let model_digest = blake3::hash(&bytes).to_hex().to_string();
-        drop(bytes);
-        let seed = self.seed(&model_digest);
+        let seed = self.seed(model_digest);
         let mut model: Option<Model> = None;
         for r in 0..self.rounds {
-            let name = self.member_name(&model_digest, r);
-            let path = self.ctx.derived.join(format!("pr-{name}.fwprobs"));
-            let lpath = self.ctx.derived.join(format!("pl-{name}.fwprobs"));
+            let (path, lpath) = self.member_paths(model_digest, r);
             let (probs, length) = match self.cached(&path, &lpath, summary) {
-                Some(q) => {
-                    self.ctx.progress.inc(self.batches);
-                    q
-                }
+                Some(q) => q,
                 None => {
                     if model.is_none() {
                         model = Some(load_model(f, summary)?);
@@ -682,6 +692,49 @@ impl<'a> Job<'a> {
             members.push(member, probs, length.filter(|_| all_length));
         }
         Ok(())
+    }
+
+    /// The derived-folder files of round `r` of a model: its probabilities
+    /// and its length probabilities.
+    fn member_paths(&self, model_digest: &str, r: u64) -> (PathBuf, PathBuf) {
+        let name = self.member_name(model_digest, r);
+        let derived = self.ctx.derived;
+        (
+            derived.join(format!("pr-{name}.fwprobs")),
+            derived.join(format!("pl-{name}.fwprobs")),
+        )
+    }
+
+    /// How many members (model file x round) are not in the derived folder
+    /// yet, by the presence of their files: the work of the `predicting`
+    /// stage.
+    fn uncached(&self, files: &[(ModelFile, TrainSummary)], digests: &[String]) -> u64 {
+        let mut todo = 0;
+        for ((_, summary), digest) in files.iter().zip(digests) {
+            for r in 0..self.rounds {
+                let (path, lpath) = self.member_paths(digest, r);
+                let present = path.is_file() && (!summary.length_head || lpath.is_file());
+                todo += u64::from(!present);
+            }
+        }
+        todo
+    }
+
+    /// Opens the data set decoded at the models' size, decoding it (a
+    /// progress stage of its own) when no node has yet.
+    fn decode(&mut self) -> Result<&DecodedSet, NodeError> {
+        if self.set.is_none() {
+            self.set = Some(imaging::shared_set(
+                self.ctx.derived,
+                &self.data.dir,
+                &self.data.digest,
+                self.index,
+                self.dh,
+                self.dw,
+                self.ctx.progress,
+            )?);
+        }
+        Ok(self.set.as_ref().expect("decoded"))
     }
 
     /// The seed of a model's augmentation draws: from the model and data
@@ -741,18 +794,15 @@ impl<'a> Job<'a> {
         seed: u64,
         r: u64,
     ) -> Result<MemberProbs, NodeError> {
-        if self.set.is_none() {
-            self.set = Some(imaging::shared_set(
-                self.ctx.derived,
-                &self.data.dir,
-                &self.data.digest,
-                self.index,
-                self.dh,
-                self.dw,
-                &crate::kind::NoProgress,
-            )?);
-        }
+        self.decode()?;
         let s = self.set.as_ref().expect("decoded");
+        self.ctx.progress.message(&format!(
+            "{} {} round {}/{}",
+            f.node,
+            f.snapshot,
+            r + 1,
+            self.rounds
+        ));
         let aug = if r == 0 {
             Augment::none()
         } else {
@@ -770,7 +820,7 @@ impl<'a> Job<'a> {
             if let Some(l) = l {
                 lout.extend_from_slice(&l);
             }
-            self.ctx.progress.inc(1);
+            self.ctx.progress.inc(chunk.len() as u64);
         }
         let q = Probs::new(n, summary.heads, out)?;
         let l = if summary.length_head {

@@ -46,7 +46,7 @@ use serde_json::Value;
 use crate::artifact::dataset::{DataIndex, DataItem, IMAGES_DIR};
 #[allow(unused_imports)]
 use crate::kind::schema::{float_range, int_min, int_range, Dflt, Param, Ty, RATIO};
-use crate::kind::{Kind, NodeError, ParamIssue, Progress, RunCtx};
+use crate::kind::{Appetite, Kind, NodeError, ParamIssue, Progress, RunCtx};
 use crate::rng::Rng;
 
 pub use glyphs::Style;
@@ -69,6 +69,9 @@ impl Kind for Synthetic {
     }
     fn doc(&self) -> &'static str {
         "The embedded data set: generated street-number plates with 1-6 digits in several glyph styles, colours, sizes, spacing, rotation, shear, blur, noise and clutter, written in the mchar format (boxes included). Deterministic for a seed, whatever the thread count."
+    }
+    fn appetite(&self, _params: &Value) -> Appetite {
+        Appetite::Scales
     }
     fn params(&self) -> &'static [Param] {
         PARAMS
@@ -606,7 +609,7 @@ pub fn write_dataset(
 ) -> Result<DataIndex, NodeError> {
     let dir = out.join(IMAGES_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| NodeError::io(&dir, e))?;
-    progress.set_total(p.count);
+    progress.stage("rendering", p.count);
     let pad = p.count.saturating_sub(1).to_string().len().max(6);
     let items = (0..p.count)
         .into_par_iter()

@@ -45,7 +45,9 @@ use crate::artifact::model::{
 use crate::artifact::split::{self as split_artifact, load_fold, Fold};
 use crate::imaging::{self, Augment, DecodedSet, Norm};
 use crate::kind::schema::{float_range, int_min, int_range, Dflt, Param, Ty};
-use crate::kind::{codes, InputArtifact, Kind, NodeError, ParamIssue, ReportRole, RunCtx};
+use crate::kind::{
+    codes, Appetite, InputArtifact, Kind, NodeError, ParamIssue, ReportRole, RunCtx,
+};
 use crate::model::{Arch, Model, ModelConfig, ModelError, Optimizer, StepStats, BLANK};
 use crate::predictions::{decode, metrics, Probs, CLASSES};
 use crate::rng::Rng;
@@ -96,6 +98,9 @@ impl Kind for Train {
     }
     fn doc(&self) -> &'static str {
         "Trains a CNN (`svhn-small` or `resnet-mini`, one 11-way head per digit position) on a fold of a labelled data set, validating after every epoch. A k-fold `split` makes one instance per fold. Checkpoints every epoch in a working folder, so a killed run resumes and raising `schedule.cycles` continues the earlier cycles; under `cosine-restarts` each cycle's end is kept as a snapshot. Writes `model.safetensors`, `metrics.json`, `train.json` (and `snapshots/`)."
+    }
+    fn appetite(&self, _params: &Value) -> Appetite {
+        Appetite::Scales
     }
     fn params(&self) -> &'static [Param] {
         PARAMS
@@ -730,7 +735,7 @@ impl<'a> Setup<'a> {
     /// metrics and timing; saves the snapshot when the epoch ends a cycle.
     fn run_epoch(&self, state: &mut State, e0: usize) -> Result<(), NodeError> {
         let t0 = Instant::now();
-        let pass = self.train_pass(&mut state.model, e0, t0)?;
+        let pass = self.train_pass(&mut state.model, e0)?;
         let (valid_loss, vm, valid_length_acc) = self.validate(&state.model)?;
         let seconds = t0.elapsed().as_secs_f64();
         let epoch = e0 + 1;
@@ -757,9 +762,9 @@ impl<'a> Setup<'a> {
         Ok(())
     }
 
-    /// The training steps of 0-based epoch `e0` (started at `t0`): the
-    /// fold's training items in a seeded shuffle, a rate per batch.
-    fn train_pass(&self, model: &mut Model, e0: usize, t0: Instant) -> Result<Pass, NodeError> {
+    /// The training steps of 0-based epoch `e0`: the fold's training items
+    /// in a seeded shuffle, a rate per batch.
+    fn train_pass(&self, model: &mut Model, e0: usize) -> Result<Pass, NodeError> {
         let ctx = self.ctx;
         let heads = self.p.model.heads as f64;
         let mut order = self.fold.train.clone();
@@ -772,14 +777,13 @@ impl<'a> Setup<'a> {
             pass.seq_correct += stats.seq_correct;
             pass.seen += idx.len();
             let seen = pass.seen as f64;
-            ctx.progress.inc(1);
+            ctx.progress.inc(idx.len() as u64);
             ctx.progress.message(&format!(
-                "epoch {}/{} loss {:.3} acc {:.1}% img/s {:.0}",
+                "epoch {}/{} loss {:.3} acc {:.1}%",
                 e0 + 1,
                 self.total,
                 pass.loss_sum / seen / heads,
                 100.0 * pass.seq_correct as f64 / seen,
-                seen / t0.elapsed().as_secs_f64().max(1e-9)
             ));
         }
         Ok(pass)
@@ -932,8 +936,8 @@ fn train(
     let (mut state, resumed_from) = setup.start()?;
     let start = resumed_from.unwrap_or(0);
     setup.restore_snapshots(start)?;
-    ctx.progress
-        .set_total(((setup.total - start) * setup.per_epoch) as u64);
+    let images = (setup.total - start) * setup.fold.train.len();
+    ctx.progress.stage("training", images as u64);
     for e0 in start..setup.total {
         let epoch = e0 + 1;
         setup.run_epoch(&mut state, e0)?;
@@ -1166,8 +1170,14 @@ mod tests {
         // Only the latest non-snapshot checkpoint is kept.
         assert!(ckpt_info(w1.path(), 2).is_file());
         assert!(!ckpt_info(w1.path(), 1).exists());
-        // The decoded set was made once, in the derived folder.
-        assert_eq!(fs::read_dir(f.derived.path()).unwrap().count(), 1);
+        // The decoded set was made once, in the derived folder (beside
+        // the lock file decoders take turns on).
+        let names: Vec<String> = fs::read_dir(f.derived.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert_eq!(names.iter().filter(|n| n.ends_with(".decset")).count(), 1);
 
         let (b, r) = run_in(&f, &p, w2.path(), None);
         r.unwrap();

@@ -161,7 +161,7 @@ impl Manifest {
         let mut line = String::with_capacity(256);
         for f in &self.files {
             line.clear();
-            let _ = write!(line, "{}\0{}\0{}\n", f.path, f.size, f.digest.0.to_hex());
+            let _ = writeln!(line, "{}\0{}\0{}", f.path, f.size, f.digest.0.to_hex());
             h.update(line.as_bytes());
         }
         h.finalize().to_hex().to_string()

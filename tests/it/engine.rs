@@ -163,7 +163,7 @@ fn a_failure_skips_dependents_and_independent_branches_finish() {
         "shell = \"echo broken >&2; exit 3;",
     );
     let r = p.run_with(RunOptions {
-        jobs: 2,
+        threads: 2,
         ..RunOptions::default()
     });
     assert_eq!(r.failed(), names(&["b"]));

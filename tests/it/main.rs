@@ -20,5 +20,6 @@ mod schema;
 #[allow(dead_code)]
 #[path = "../../src/testutil.rs"]
 mod testutil;
+mod threads;
 mod train;
 mod watch;
