@@ -198,8 +198,17 @@ impl Collection<'_> {
             return;
         };
         for e in rd.filter_map(Result::ok) {
+            // A derived file's lock (`<name>.lock`, empty) goes with it and
+            // is not counted apart.
+            let lock = e.path().extension().is_some_and(|x| x == "lock");
             if !self.leases.is_empty() {
-                r.held.derived += 1;
+                r.held.derived += usize::from(!lock);
+                continue;
+            }
+            if lock {
+                if !dry_run {
+                    let _ = fs::remove_file(e.path());
+                }
                 continue;
             }
             r.derived += 1;
