@@ -208,8 +208,10 @@ impl FileMemo {
     }
 
     /// The digests of `files` (found below `dir`), in order: the folder is
-    /// looked up once, the names under one read lock, on both cores; then
-    /// the files whose stamp changed are read.
+    /// looked up once and the names under one read lock, on this thread
+    /// (a lock held across a parallel section deadlocks when the pool's
+    /// workers wait for the write lock of another caller); then the files
+    /// whose stamp changed are read in parallel.
     pub fn digest_all(&self, dir: &Path, files: &[ScannedFile]) -> io::Result<Vec<blake3::Hash>> {
         use rayon::prelude::*;
         let d = dir.as_os_str().as_bytes();
@@ -218,7 +220,7 @@ impl FileMemo {
             let map = self.map.read().unwrap();
             let names = map.get(d);
             files
-                .par_iter()
+                .iter()
                 .map(|f| {
                     let e = names?.get(f.rel.as_bytes())?;
                     let st = &f.meta;
@@ -484,6 +486,46 @@ mod tests {
         let (_, d2) = m2.digest(&f).unwrap();
         assert_ne!(d1, d2);
         assert_eq!(m2.files_hashed(), 1);
+    }
+
+    /// Callers on several threads hash folders at once, some finding
+    /// their names remembered while others write new digests: none waits
+    /// on another forever (a read lock held across a parallel section did).
+    #[test]
+    fn concurrent_folder_digests_never_deadlock() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = std::sync::Arc::new(FileMemo::load(dir.path().join("memo")));
+        let folders: Vec<PathBuf> = (0..6)
+            .map(|k| {
+                let f = dir.path().join(format!("d{k}"));
+                fs::create_dir(&f).unwrap();
+                for i in 0..300 {
+                    fs::write(f.join(format!("{i}.txt")), format!("{k} {i}")).unwrap();
+                }
+                f
+            })
+            .collect();
+        let (tx, rx) = std::sync::mpsc::channel();
+        for round in 0..4 {
+            for f in &folders {
+                let (m, f, tx) = (m.clone(), f.clone(), tx.clone());
+                std::thread::spawn(move || {
+                    // New files each round: some callers write while others read.
+                    fs::write(f.join(format!("new{round}.txt")), "x").unwrap();
+                    let files = crate::store::scan_files(&f, true, &m).unwrap();
+                    let got = m.digest_all(&f, &files).unwrap();
+                    let _ = tx.send(got.len() == files.len());
+                });
+            }
+            for _ in &folders {
+                let ok = rx.recv_timeout(std::time::Duration::from_secs(60));
+                assert_eq!(
+                    ok,
+                    Ok(true),
+                    "round {round}: a folder digest hung or was short"
+                );
+            }
+        }
     }
 
     #[test]
