@@ -7,9 +7,9 @@
 //! Uses ../shared/data/mnist-seq/train when present, else 5,000 generated
 //! images. Targets (issue 2): ≤ 30 ms and ≤ 300 ms, ≤ 50 MB peak.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
 
 const RUNS: usize = 15;
 
@@ -27,60 +27,16 @@ fn main() {
     let p13 = work.path().join("p13.toml");
     std::fs::write(&p13, pipeline_13(&images, &labels)).unwrap();
     let p1000 = work.path().join("p1000.toml");
-    std::fs::write(&p1000, pipeline_1000()).unwrap();
+    std::fs::write(&p1000, common::tree_pipeline("bench1000", 1000)).unwrap();
     let cache = work.path().join("cache");
 
-    println!("| pipeline | command | median | min | max | peak RSS |");
-    println!("|---|---|---|---|---|---|");
+    common::header();
     for (name, p) in [("13 nodes, 5,000 images", &p13), ("1,000 nodes", &p1000)] {
-        let first = invoke(&bin, &cache, &["run", "-q", "-j", "2"], p);
-        assert!(first.0, "the first run of {name} failed");
+        common::first(&bin, &cache, name, &["run", "-q", "-j", "2"], p);
         for cmd in [&["run", "-q"][..], &["status"][..]] {
-            let mut times = Vec::new();
-            let mut peak = 0;
-            for _ in 0..RUNS {
-                let (ok, secs, rss) = invoke(&bin, &cache, cmd, p);
-                assert!(ok);
-                times.push(secs);
-                peak = peak.max(rss);
-            }
-            times.sort_by(f64::total_cmp);
-            println!(
-                "| {name} | `{}` | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} MB |",
-                cmd.join(" "),
-                times[RUNS / 2] * 1e3,
-                times[0] * 1e3,
-                times[RUNS - 1] * 1e3,
-                peak as f64 / 1024.0
-            );
+            common::repeat(&bin, &cache, name, cmd, p, RUNS);
         }
     }
-}
-
-/// Runs the binary; returns (success, wall seconds, peak RSS in KiB).
-fn invoke(bin: &Path, cache: &Path, args: &[&str], pipeline: &Path) -> (bool, f64, i64) {
-    let t = Instant::now();
-    #[allow(clippy::zombie_processes)] // reaped by wait4 below
-    let child = Command::new(bin)
-        .args(args)
-        .arg(pipeline)
-        .env("FOLDWISE_CACHE", cache)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn foldwise");
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child and fills a zeroed rusage.
-    let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    let secs = t.elapsed().as_secs_f64();
-    assert!(r > 0, "wait4 failed");
-    drop(child); // already reaped by wait4
-    (
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        secs,
-        usage.ru_maxrss,
-    )
 }
 
 fn pipeline_13(images: &Path, labels: &Path) -> String {
@@ -100,21 +56,6 @@ fn pipeline_13(images: &Path, labels: &Path) -> String {
         s.push_str(&format!(
             "[nodes.s{i}]\nkind = \"command\"\ninputs = {{ up = \"{input}\" }}\n\
              argv = [\"sh\", \"-c\", \"ls $FOLDWISE_INPUT_UP > $FOLDWISE_OUT/list.txt\"]\n\n"
-        ));
-    }
-    s
-}
-
-fn pipeline_1000() -> String {
-    let mut s = String::from("[pipeline]\nname = \"bench1000\"\n\n");
-    s.push_str(
-        "[nodes.n0]\nkind = \"command\"\nargv = [\"sh\", \"-c\", \"echo 0 > $FOLDWISE_OUT/x\"]\n\n",
-    );
-    for i in 1..1000 {
-        s.push_str(&format!(
-            "[nodes.n{i}]\nkind = \"command\"\ninputs = {{ up = \"n{}\" }}\nparams = {{ i = {i} }}\n\
-             argv = [\"sh\", \"-c\", \"echo $FOLDWISE_PARAM_I > $FOLDWISE_OUT/x\"]\n\n",
-            (i - 1) / 2
         ));
     }
     s

@@ -13,9 +13,9 @@
 //! for the next time), else into a temporary folder. Results go to
 //! docs/benchmarks.md by hand.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use rayon::prelude::*;
 
@@ -35,11 +35,10 @@ fn main() {
     let big = work.join("contest.toml");
     std::fs::write(&big, contest_pipeline(&images, &labels)).unwrap();
     let wide = work.join("wide.toml");
-    std::fs::write(&wide, wide_pipeline(NODES)).unwrap();
+    std::fs::write(&wide, common::tree_pipeline("wide", NODES)).unwrap();
     let cache = work.join("cache");
 
-    println!("| pipeline | command | median | min | max | peak RSS |");
-    println!("|---|---|---|---|---|---|");
+    common::header();
     let cases: [(&str, &Path, &[&[&str]]); 2] = [
         (
             "80,000 images, 10 folds",
@@ -53,59 +52,11 @@ fn main() {
         ),
     ];
     for (name, p, cmds) in cases {
-        let (ok, secs, rss) = invoke(&bin, &cache, &["run", "-q", "-j", "2"], p);
-        assert!(ok, "the first run of {name} failed");
-        row(name, "first `run -q -j 2`", &[secs], rss);
+        common::first(&bin, &cache, name, &["run", "-q", "-j", "2"], p);
         for cmd in cmds {
-            let mut times = Vec::new();
-            let mut peak = 0;
-            for _ in 0..RUNS {
-                let (ok, secs, rss) = invoke(&bin, &cache, cmd, p);
-                assert!(ok, "`{}` of {name} failed", cmd.join(" "));
-                times.push(secs);
-                peak = peak.max(rss);
-            }
-            row(name, &format!("`{}`", cmd.join(" ")), &times, peak);
+            common::repeat(&bin, &cache, name, cmd, p, RUNS);
         }
     }
-}
-
-fn row(name: &str, cmd: &str, times: &[f64], peak_kib: i64) {
-    let mut t = times.to_vec();
-    t.sort_by(f64::total_cmp);
-    println!(
-        "| {name} | {cmd} | {:.0} ms | {:.0} ms | {:.0} ms | {:.1} MB |",
-        t[t.len() / 2] * 1e3,
-        t[0] * 1e3,
-        t[t.len() - 1] * 1e3,
-        peak_kib as f64 / 1024.0
-    );
-}
-
-/// Runs the binary; returns (success, wall seconds, peak RSS in KiB).
-fn invoke(bin: &Path, cache: &Path, args: &[&str], pipeline: &Path) -> (bool, f64, i64) {
-    let t = Instant::now();
-    #[allow(clippy::zombie_processes)] // reaped by wait4 below
-    let child = Command::new(bin)
-        .args(args)
-        .arg(pipeline)
-        .env("FOLDWISE_CACHE", cache)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn foldwise");
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child and fills a zeroed rusage.
-    let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    let secs = t.elapsed().as_secs_f64();
-    assert!(r > 0, "wait4 failed");
-    drop(child); // already reaped by wait4
-    (
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        secs,
-        usage.ru_maxrss,
-    )
 }
 
 fn contest_pipeline(images: &Path, labels: &Path) -> String {
@@ -115,22 +66,6 @@ fn contest_pipeline(images: &Path, labels: &Path) -> String {
         images.display().to_string(),
         labels.display().to_string()
     )
-}
-
-/// A binary tree of `n` command nodes, each with its own parameter.
-fn wide_pipeline(n: usize) -> String {
-    let mut s = String::from("[pipeline]\nname = \"wide\"\n\n");
-    s.push_str(
-        "[nodes.n0]\nkind = \"command\"\nargv = [\"sh\", \"-c\", \"echo 0 > $FOLDWISE_OUT/x\"]\n\n",
-    );
-    for i in 1..n {
-        s.push_str(&format!(
-            "[nodes.n{i}]\nkind = \"command\"\ninputs = {{ up = \"n{}\" }}\nparams = {{ i = {i} }}\n\
-             argv = [\"sh\", \"-c\", \"echo $FOLDWISE_PARAM_I > $FOLDWISE_OUT/x\"]\n\n",
-            (i - 1) / 2
-        ));
-    }
-    s
 }
 
 /// 80,000 noisy 40x100 PNGs (about 12 KB each, like the contest's) and a
