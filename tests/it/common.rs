@@ -180,3 +180,34 @@ pub fn list<'a>(v: &'a Value, path: &str) -> &'a [Value] {
     x.as_array()
         .unwrap_or_else(|| panic!("`{path}` is {x}, not an array"))
 }
+
+/// A tiny training of `epochs` epochs named `name`: 40 generated plates,
+/// one instance (a hold-out split), `svhn-small` at 32x64.
+pub fn tiny_training(name: &str, epochs: u32) -> String {
+    format!(
+        r#"
+[pipeline]
+name = "{name}"
+seed = 7
+
+[nodes.plates]
+kind = "synthetic"
+count = 40
+max_digits = 5
+
+[nodes.folds]
+kind = "split"
+data = "plates"
+method = "holdout"
+ratio = 0.5
+
+[nodes.cnn]
+kind = "train"
+data = "plates"
+split = "folds"
+model = {{ arch = "svhn-small", height = 32, width = 64 }}
+epochs = {epochs}
+batch = 8
+"#
+    )
+}

@@ -8,32 +8,6 @@ use std::process::Command;
 use crate::common::*;
 use foldwise::store;
 
-/// A tiny training of a few epochs (one instance: a hold-out split).
-const TRAIN: &str = r#"
-[pipeline]
-name = "held"
-seed = 7
-
-[nodes.plates]
-kind = "synthetic"
-count = 40
-max_digits = 5
-
-[nodes.folds]
-kind = "split"
-data = "plates"
-method = "holdout"
-ratio = 0.5
-
-[nodes.cnn]
-kind = "train"
-data = "plates"
-split = "folds"
-model = { arch = "svhn-small", height = 32, width = 64 }
-epochs = 3
-batch = 8
-"#;
-
 const OTHER: &str = r#"
 [pipeline]
 name = "other"
@@ -54,7 +28,7 @@ shell = "echo old > $FOLDWISE_OUT/note.txt"
 
 #[test]
 fn gc_of_another_pipeline_while_a_run_trains_keeps_what_the_run_holds() {
-    let p = Project::new(TRAIN);
+    let p = Project::new(&tiny_training("held", 3));
     for (file, text) in [("other.toml", OTHER), ("old.toml", OLD)] {
         std::fs::write(p.path().join(file), text).unwrap();
         assert_eq!(p.cli(&["run", file, "-q"]).status.code(), Some(0));
@@ -85,7 +59,7 @@ fn gc_of_another_pipeline_while_a_run_trains_keeps_what_the_run_holds() {
 
     std::fs::remove_file(&hold).unwrap();
     assert!(child.wait().unwrap().success());
-    let undisturbed = Project::new(TRAIN);
+    let undisturbed = Project::new(&tiny_training("held", 3));
     assert_eq!(
         undisturbed.run().executed(),
         names(&["plates", "folds", "cnn"])

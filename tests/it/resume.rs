@@ -9,7 +9,7 @@ use foldwise::kind::schema::{int_min, Dflt, Param, Ty};
 use foldwise::kind::{Kind, NodeError, RunCtx};
 use foldwise::store::Store;
 
-use crate::common::{names, spawn_run, Project};
+use crate::common::{names, spawn_run, tiny_training, Project};
 
 /// Computes steps 0..upto, one file each, keeping every finished step in
 /// its working folder; records how many it computed this time.
@@ -125,32 +125,6 @@ fn more_steps_continue_from_the_working_folder() {
     assert_eq!(computed(&store, &salted), "3");
 }
 
-/// A tiny training of several epochs, one instance (a hold-out split).
-const TRAIN: &str = r#"
-[pipeline]
-name = "kill-train"
-seed = 7
-
-[nodes.plates]
-kind = "synthetic"
-count = 40
-max_digits = 5
-
-[nodes.folds]
-kind = "split"
-data = "plates"
-method = "holdout"
-ratio = 0.5
-
-[nodes.cnn]
-kind = "train"
-data = "plates"
-split = "folds"
-model = { arch = "svhn-small", height = 32, width = 64 }
-epochs = 8
-batch = 8
-"#;
-
 /// The model bytes and artifact digest of the trained instance.
 fn trained(p: &Project) -> (Vec<u8>, String, Option<String>) {
     let s = p.status().pop().unwrap();
@@ -179,7 +153,7 @@ fn checkpoint_epoch(cache: &Path) -> Option<usize> {
 /// uninterrupted run's.
 #[test]
 fn a_training_killed_after_a_checkpoint_resumes_to_the_same_model() {
-    let p = Project::new(TRAIN);
+    let p = Project::new(&tiny_training("kill-train", 8));
     let mut child = spawn_run(&p, &[]);
     let t = std::time::Instant::now();
     while checkpoint_epoch(&p.cache()).is_none() {
@@ -201,7 +175,7 @@ fn a_training_killed_after_a_checkpoint_resumes_to_the_same_model() {
     assert_eq!(timings["resumed_from_epoch"], at_kill, "{timings}");
     assert_eq!(timings["trained_epochs"], 8 - at_kill, "{timings}");
 
-    let q = Project::new(TRAIN);
+    let q = Project::new(&tiny_training("kill-train", 8));
     q.run();
     let (model_q, digest_q, _) = trained(&q);
     assert!(
