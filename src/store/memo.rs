@@ -559,4 +559,42 @@ mod tests {
         let map = decode("garbage\nnot\ta\tnumber\tx\ty\n".as_bytes());
         assert!(map.is_empty());
     }
+
+    /// A binary memo cut short (a full disk, a killed save) loses only the
+    /// folder it ends in: the folders before it are read, nothing panics,
+    /// and a file the memo forgot is hashed again, to the same digest.
+    #[test]
+    fn a_truncated_binary_memo_keeps_its_whole_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        for (d, text) in [(&a, "one"), (&b, "two")] {
+            fs::create_dir(d).unwrap();
+            fs::write(d.join("f.txt"), text).unwrap();
+        }
+        let memo_file = dir.path().join("memo");
+        let m = FileMemo::load(memo_file.clone());
+        let da = m.digest(&a.join("f.txt")).unwrap().1;
+        let db = m.digest(&b.join("f.txt")).unwrap().1;
+        m.save().unwrap();
+        let bytes = fs::read(&memo_file).unwrap();
+        assert!(bytes.starts_with(MAGIC));
+        assert_eq!(decode(&bytes).len(), 2);
+        for cut in MAGIC.len()..bytes.len() {
+            let folders = decode(&bytes[..cut]);
+            assert!(
+                folders.len() <= 1,
+                "cut at {cut}: {} folders",
+                folders.len()
+            );
+        }
+        fs::write(&memo_file, &bytes[..bytes.len() - 5]).unwrap();
+        let m2 = FileMemo::load(memo_file);
+        assert_eq!(m2.digest(&a.join("f.txt")).unwrap().1, da);
+        assert_eq!(m2.digest(&b.join("f.txt")).unwrap().1, db);
+        assert_eq!(
+            m2.files_hashed(),
+            1,
+            "only the cut folder's file is read again"
+        );
+    }
 }
