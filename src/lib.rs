@@ -7,6 +7,8 @@
 //! - [`graph`]: renderings of the instance graph (text, DOT, Mermaid).
 //! - [`fingerprint`]: key pre-images, keys and stale reasons.
 //! - [`store`]: the content-addressed cache.
+//! - [`remote`]: a remote cache a team shares (S3-compatible or a shared
+//!   folder): push, pull, verified downloads.
 //! - [`exec`]: plans and runs instances, in parallel, with progress.
 //! - [`nodes`]: the node kinds, one per file, and their registry
 //!   [`nodes::KINDS`].
@@ -34,6 +36,7 @@ pub mod kind;
 pub mod model;
 pub mod nodes;
 pub mod predictions;
+pub mod remote;
 pub mod report;
 pub mod rng;
 pub mod store;
