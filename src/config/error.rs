@@ -101,6 +101,8 @@ pub enum Code {
     Empty,
     /// A path a node needs is missing or unreadable (`foldwise check`).
     Path,
+    /// `[cache] remote` is not a URL foldwise can open.
+    Remote,
 }
 
 impl Code {
@@ -126,6 +128,7 @@ impl Code {
         Code::Check,
         Code::Empty,
         Code::Path,
+        Code::Remote,
     ];
 
     /// The rendered code, e.g. `pipeline::unknown_kind`.
@@ -151,6 +154,7 @@ impl Code {
             Code::Check => "pipeline::check",
             Code::Empty => "pipeline::empty",
             Code::Path => "pipeline::path",
+            Code::Remote => "pipeline::remote",
         }
     }
 }

@@ -21,7 +21,7 @@
 use serde_json::{json, Map, Value as J};
 
 use super::params::default_value;
-use super::parse::{NODE_KEYS, PIPELINE_KEYS};
+use super::parse::{CACHE_KEYS, NODE_KEYS, PIPELINE_KEYS};
 use crate::kind::schema::{Dflt, Param, Ty};
 use crate::kind::Kind;
 
@@ -47,6 +47,7 @@ pub fn json_schema(kinds: &[&'static dyn Kind]) -> J {
         "required": ["nodes"],
         "properties": {
             "pipeline": pipeline_schema(),
+            "cache": cache_schema(),
             "nodes": {
                 "description": "The nodes, one `[nodes.NAME]` table each: at least one.",
                 "type": "object",
@@ -80,6 +81,33 @@ fn pipeline_schema() -> J {
     }
     json!({
         "description": "The pipeline's name and seed.",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": props,
+    })
+}
+
+/// The `[cache]` table.
+fn cache_schema() -> J {
+    let mut props = Map::new();
+    for key in CACHE_KEYS {
+        let schema = match *key {
+            "remote" => json!({
+                "type": "string",
+                "pattern": "^(s3://[^/]+|file:///)",
+                "description": "The remote cache a team shares: `s3://BUCKET[/PREFIX]` (any S3-compatible service, configured by AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION) or `file:///PATH` (a shared folder). `run` and `status` consult it on a local miss; `--remote` overrides it, `--no-remote` ignores it.",
+            }),
+            "push" => json!({
+                "type": "boolean",
+                "default": false,
+                "description": "Push every artifact a run computes to the remote.",
+            }),
+            other => unreachable!("`[cache]` key `{other}` has no schema"),
+        };
+        props.insert(key.to_string(), schema);
+    }
+    json!({
+        "description": "Where the remote cache is, and whether runs push to it. Never part of a key.",
         "type": "object",
         "additionalProperties": false,
         "properties": props,

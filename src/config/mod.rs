@@ -38,6 +38,7 @@ use crate::kind::Kind;
 
 pub use error::{render_diagnostic, Code, ConfigError, Problem};
 pub use json_schema::json_schema;
+pub use parse::remote_url_problem;
 
 /// A validated pipeline.
 pub struct Pipeline {
@@ -51,6 +52,18 @@ pub struct Pipeline {
     pub nodes: Vec<NodeDecl>,
     /// Expanded node instances in a topological order (inputs first).
     pub instances: Vec<Instance>,
+    /// The `[cache]` table: where the remote cache is, and whether a run
+    /// pushes what it computes. Never part of a key.
+    pub cache: CacheSettings,
+}
+
+/// The `[cache]` table of a pipeline file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// `s3://bucket/prefix` or `file:///path`, checked for its form.
+    pub remote: Option<String>,
+    /// Push every artifact a run computes to the remote.
+    pub push: bool,
 }
 
 /// A declared node.
@@ -227,6 +240,7 @@ fn load_text(
             base_dir: base_dir.to_path_buf(),
             nodes,
             instances,
+            cache: raw.cache.clone(),
         }),
         _ => {
             // File order reads best; the sort is stable for equal starts.

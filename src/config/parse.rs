@@ -18,6 +18,8 @@ use std::path::Path;
 
 use crate::kind::{Kind, RequiredPath};
 
+use super::CacheSettings;
+
 /// A declared node, before references are resolved.
 pub(crate) struct RawNode {
     pub name: String,
@@ -35,11 +37,13 @@ pub(crate) struct RawNode {
 pub(crate) struct RawPipeline {
     pub name: Option<String>,
     pub seed: u64,
+    pub cache: CacheSettings,
     pub nodes: Vec<RawNode>,
 }
 
-const TOP: &[&str] = &["pipeline", "nodes"];
+const TOP: &[&str] = &["pipeline", "cache", "nodes"];
 pub(crate) const PIPELINE_KEYS: &[&str] = &["name", "seed"];
+pub(crate) const CACHE_KEYS: &[&str] = &["remote", "push"];
 pub(crate) const NODE_KEYS: &[&str] = &["kind", "seed"];
 
 /// Parses and checks the file; problems are appended to `problems`.
@@ -55,6 +59,7 @@ pub(crate) fn parse(
     let mut raw = RawPipeline {
         name: None,
         seed: 0,
+        cache: CacheSettings::default(),
         nodes: Vec::new(),
     };
     let doc = match Document::parse(text) {
@@ -75,6 +80,7 @@ pub(crate) fn parse(
     for e in root.entries().unwrap_or_default() {
         match e.key {
             "pipeline" => pipeline_table(&mut ck, &e.value, &mut raw),
+            "cache" => cache_table(&mut ck, &e.value, &mut raw.cache),
             "nodes" => match e.value.entries() {
                 Some(nodes) => {
                     for n in nodes {
@@ -101,7 +107,7 @@ pub(crate) fn parse(
                 };
                 let help = match did_you_mean(other, TOP.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => "a pipeline file has a `[pipeline]` table and `[nodes.<name>]` tables"
+                    None => "a pipeline file has a `[pipeline]` table, a `[cache]` table and `[nodes.<name>]` tables"
                         .to_string(),
                 };
                 ck.report(
@@ -161,6 +167,73 @@ fn pipeline_table(ck: &mut Checker<'_>, view: &View<'_>, raw: &mut RawPipeline) 
             }
         }
     }
+}
+
+/// The `[cache]` table: `remote` (a URL foldwise knows) and `push`.
+fn cache_table(ck: &mut Checker<'_>, view: &View<'_>, cache: &mut CacheSettings) {
+    let Some(entries) = view.entries() else {
+        ck.report(
+            Problem::new(
+                ck.src,
+                Code::Type,
+                format!("`cache` must be a table, found {}", view.found()),
+            )
+            .label(view.span.clone(), view.found())
+            .help(
+                "write `[cache]` followed by `remote = \"s3://BUCKET/PREFIX\"` and `push = true`",
+            ),
+        );
+        return;
+    };
+    for e in entries {
+        match e.key {
+            "remote" => match e.value.as_str() {
+                Some(url) => match remote_url_problem(url) {
+                    None => cache.remote = Some(url.to_string()),
+                    Some(why) => ck.report(
+                        Problem::new(ck.src, Code::Remote, format!("`remote` is not a remote foldwise knows: {why}"))
+                            .label(e.value.span.clone(), "this remote")
+                            .help("write `s3://BUCKET[/PREFIX]` (any S3-compatible service, configured by AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION) or `file:///PATH` (a shared folder)"),
+                    ),
+                },
+                None => type_problem(ck, "remote", "a string", &e.value),
+            },
+            "push" => match e.value.as_bool() {
+                Some(b) => cache.push = b,
+                None => type_problem(ck, "push", "a boolean", &e.value),
+            },
+            other => {
+                let help = match did_you_mean(other, CACHE_KEYS.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("`[cache]` takes {}", list(CACHE_KEYS)),
+                };
+                ck.report(
+                    Problem::new(
+                        ck.src,
+                        Code::UnknownKey,
+                        format!("unknown key `{other}` in `[cache]`"),
+                    )
+                    .label(e.key_span.clone(), "unknown key")
+                    .help(help),
+                );
+            }
+        }
+    }
+}
+
+/// Why `url` is not a remote foldwise can open, if it is not.
+pub fn remote_url_problem(url: &str) -> Option<String> {
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let bucket = rest.split('/').next().unwrap_or("");
+        return bucket
+            .is_empty()
+            .then(|| "`s3://` needs a bucket: `s3://BUCKET[/PREFIX]`".to_string());
+    }
+    if let Some(path) = url.strip_prefix("file://") {
+        return (!path.starts_with('/'))
+            .then(|| "a folder remote needs an absolute path: `file:///PATH`".to_string());
+    }
+    Some("it must start with `s3://` or `file://`".to_string())
 }
 
 fn type_problem(ck: &mut Checker<'_>, key: &str, expected: &str, view: &View<'_>) {

@@ -31,6 +31,7 @@ fn foldwise(args: &[&str]) -> String {
 /// Bad fixtures whose problem the schema states, with a piece of Taplo's
 /// complaint.
 const EXPRESSIBLE: &[(&str, &str)] = &[
+    ("cache_remote", "does not match"),
     ("choice", r#""kfolds" is not one of"#),
     ("count_zero", "less than the minimum of 1"),
     ("empty", r#""nodes" is a required property"#),
