@@ -178,6 +178,14 @@ pub(super) fn render(d: &Diff, color: bool) -> String {
     } else {
         out.push_str("no shared node has run yet\n");
     }
+    if d.remote_instances > 0 {
+        out.push_str(&format!(
+            "B pulls {} instance{} from the remote instead of computing them ({} of recorded compute)\n",
+            d.remote_instances,
+            if d.remote_instances == 1 { "" } else { "s" },
+            secs(d.remote_seconds)
+        ));
+    }
     if !d.metrics.is_empty() {
         let names: Vec<String> = d
             .metrics

@@ -1,6 +1,7 @@
 //! What `foldwise gc` prints: what it removed, what it kept because a given
 //! pipeline reaches it, and what it kept because a running `run` holds it.
 
+use crate::remote::RemoteGc;
 use crate::store::GcReport;
 
 use super::printer::bytes;
@@ -60,6 +61,26 @@ pub(super) fn summary(r: &GcReport, dry_run: bool) -> String {
             h.work,
             h.temporaries,
             h.derived
+        );
+    }
+    out
+}
+
+/// The summary line of a collection on a remote.
+pub(super) fn remote_summary(url: &str, r: &RemoteGc, dry_run: bool) -> String {
+    let mut out = format!(
+        "remote {url}: {} {} artifact(s) and {} file(s), {} ({} artifact(s) and {} file(s) kept)\n",
+        if dry_run { "would remove" } else { "removed" },
+        r.manifests_removed,
+        r.blobs_removed,
+        bytes(r.bytes_removed),
+        r.manifests_kept,
+        r.blobs_kept
+    );
+    if r.blobs_young > 0 {
+        out += &format!(
+            "remote {url}: kept {} unreferenced file(s) younger than an hour (a push may be writing them)\n",
+            r.blobs_young
         );
     }
     out

@@ -31,10 +31,11 @@ pub fn record(store: &Store, path: &Path, p: &Pipeline, r: &RunReport) -> std::i
             let outcome = match n.outcome {
                 Outcome::Executed { .. } => "executed",
                 Outcome::Reused => "reused",
+                Outcome::Pulled { .. } => "pulled",
                 Outcome::Failed { .. } => "failed",
                 Outcome::Skipped { .. } => "skipped",
             };
-            if let (Some(key), "executed" | "reused") = (&n.key, outcome) {
+            if let (Some(key), "executed" | "reused" | "pulled") = (&n.key, outcome) {
                 if let Some(s) = metrics::recorded(&n.kind, &store.artifact_dir(key)) {
                     scores.push(Scores {
                         instance: n.instance.clone(),

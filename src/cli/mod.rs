@@ -13,6 +13,7 @@ mod gc;
 mod log;
 mod printer;
 pub mod reference;
+mod remote;
 mod verify;
 mod watch;
 
@@ -46,6 +47,13 @@ struct Cli {
     /// Never use colour.
     #[arg(long, global = true)]
     no_color: bool,
+    /// The remote cache (`s3://BUCKET[/PREFIX]` or `file:///PATH`), instead
+    /// of the pipeline's `[cache] remote`.
+    #[arg(long, global = true, value_name = "URL")]
+    remote: Option<String>,
+    /// Do not consult the remote cache (compute what is missing here).
+    #[arg(long, global = true, conflicts_with = "remote")]
+    no_remote: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -134,6 +142,34 @@ enum Cmd {
         pipelines: Vec<PathBuf>,
         #[arg(long)]
         dry_run: bool,
+        /// Also remove from the remote cache every artifact that no given
+        /// pipeline's current keys reach (at least one pipeline is needed),
+        /// then the files no remaining artifact names.
+        #[arg(long)]
+        remote_too: bool,
+    },
+    /// Upload the artifacts of the named nodes (default: every node) that
+    /// are fresh here and missing on the remote cache.
+    Push {
+        /// The pipeline file (TOML).
+        #[arg(value_name = "PIPELINE")]
+        pipeline: PathBuf,
+        /// Nodes (`cnn`) or instances (`cnn[0]`) to push.
+        nodes: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download the artifacts of the named nodes (default: every node)
+    /// that the remote cache has and this one lacks.
+    Pull {
+        /// The pipeline file (TOML).
+        #[arg(value_name = "PIPELINE")]
+        pipeline: PathBuf,
+        /// Nodes (`cnn`) or instances (`cnn[0]`) to pull (not their
+        /// ancestors).
+        nodes: Vec<String>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -334,7 +370,21 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32, Failure> {
             Ok(0)
         }
         Cmd::Verify { fix, json } => verify::verify(cli, *fix, *json),
-        Cmd::Gc { pipelines, dry_run } => gc(cli, pipelines, *dry_run, color),
+        Cmd::Gc {
+            pipelines,
+            dry_run,
+            remote_too,
+        } => gc(cli, pipelines, *dry_run, *remote_too, color),
+        Cmd::Push {
+            pipeline,
+            nodes,
+            json,
+        } => remote::push(cli, pipeline, nodes, *json, color),
+        Cmd::Pull {
+            pipeline,
+            nodes,
+            json,
+        } => remote::pull(cli, pipeline, nodes, *json, color),
     }
 }
 
@@ -377,9 +427,11 @@ fn status(
 ) -> Result<i32, Failure> {
     let p = load(pipeline, color)?;
     let store = open_store(cli)?;
-    let engine = Engine::new(&p, &store);
+    let remote = remote::remote_for(cli, &p)?;
+    let engine = Engine::with_remote(&p, &store, remote.as_ref());
     let needed = engine.needed(targets)?;
     let st = status_of(&engine, &store, &needed)?;
+    remote::warn_remote(&engine);
     if json {
         print_json(&st)?;
     } else {
@@ -403,7 +455,8 @@ fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32, Failure> {
     }
     let p = load(&args.pipeline, color)?;
     let store = open_store(cli)?;
-    let engine = Engine::new(&p, &store);
+    let remote = remote::remote_for(cli, &p)?;
+    let engine = Engine::with_remote(&p, &store, remote.as_ref());
     if args.dry_run {
         return dry_run(&p, &engine, &store, args, color);
     }
@@ -415,6 +468,13 @@ fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32, Failure> {
     let printer = Printer::new(color, args.quiet || args.json);
     let report = engine.run(&opts, &printer)?;
     printer.finish();
+    remote::warn_remote(&engine);
+    let pushed = match &remote {
+        Some(r) if p.cache.push => {
+            remote::push_after_run(r, &store, &report, args.quiet || args.json, color)
+        }
+        _ => true,
+    };
     if let Err(e) = log::record(&store, &args.pipeline, &p, &report) {
         eprintln!("warning: the run was not recorded in the history: {e}");
     }
@@ -428,7 +488,7 @@ fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32, Failure> {
             print!("{}", printer::closing_tables(&report, &store));
         }
     }
-    Ok(if report.ok() { 0 } else { 1 })
+    Ok(if report.ok() && pushed { 0 } else { 1 })
 }
 
 /// The run's thread budget: `--threads`, else `FOLDWISE_THREADS`, else the
@@ -467,6 +527,7 @@ fn dry_run(
         forced.extend(engine.resolve(f)?);
     }
     let st = status_of(engine, store, &needed)?;
+    remote::warn_remote(engine);
     if args.json {
         print_json(&st)?;
     } else {
@@ -505,7 +566,23 @@ fn diff(cli: &Cli, a: &str, b: &str, json: bool, color: bool) -> Result<i32, Fai
     let pa = diff::load_side(a, color)?;
     let pb = diff::load_side(b, color)?;
     let store = open_store(cli)?;
-    let d = crate::report::diff::diff(&pa, a, &pb, b, &store);
+    let remote = remote::remote_for(cli, &pb)?;
+    let lookup = |key: &str| -> Option<(crate::store::Artifact, Option<f64>)> {
+        let r = remote.as_ref()?;
+        if !r.has(key).ok()? {
+            return None;
+        }
+        let m = r.manifest(key, store.root()).ok()?;
+        let seconds = m.meta.get("seconds").and_then(|s| s.as_f64());
+        let a = crate::store::Artifact {
+            key: key.to_string(),
+            dir: store.artifact_dir(key),
+            manifest: m.manifest,
+            digest: m.digest,
+        };
+        Some((a, seconds))
+    };
+    let d = crate::report::diff::diff_with(&pa, a, &pb, b, &store, Some(&lookup));
     store.save_memo().map_err(cache_io)?;
     if json {
         print_json(&d)?;
@@ -560,13 +637,47 @@ fn report(cli: &Cli, pipeline: &Path, output: &Path, color: bool) -> Result<i32,
 
 /// `foldwise gc`: removes what no given pipeline's current keys reach,
 /// keeping what running runs hold.
-fn gc(cli: &Cli, pipelines: &[PathBuf], dry_run: bool, color: bool) -> Result<i32, Failure> {
+fn gc(
+    cli: &Cli,
+    pipelines: &[PathBuf],
+    dry_run: bool,
+    remote_too: bool,
+    color: bool,
+) -> Result<i32, Failure> {
     let store = open_store(cli)?;
     let mut live = BTreeSet::new();
     let mut live_work = BTreeSet::new();
+    let mut remotes: Vec<(crate::remote::Remote, std::collections::HashSet<String>)> = Vec::new();
+    if remote_too && pipelines.is_empty() {
+        return Err(Failure::with_help(
+            "foldwise::usage::gc_remote",
+            "`gc --remote-too` needs the pipelines whose artifacts the remote keeps",
+            "name every pipeline whose current artifacts the team still needs, e.g. `foldwise gc --remote-too pipelines/*.toml`",
+        ));
+    }
     for path in pipelines {
         let p = load(path, color)?;
-        let (keys, work) = current_keys(&p, &store);
+        let remote = if remote_too {
+            Some(remote::remote_for(cli, &p)?.ok_or_else(|| {
+                Failure::with_help(
+                    "foldwise::remote::none",
+                    format!(
+                        "`gc --remote-too`: {} names no remote cache",
+                        path.display()
+                    ),
+                    "set `remote` in its `[cache]` table, or pass `--remote URL`",
+                )
+            })?)
+        } else {
+            None
+        };
+        let (keys, work) = current_keys(&p, &store, remote.as_ref());
+        if let Some(r) = remote {
+            match remotes.iter_mut().find(|(x, _)| x.url() == r.url()) {
+                Some((_, keep)) => keep.extend(keys.iter().cloned()),
+                None => remotes.push((r, keys.iter().cloned().collect())),
+            }
+        }
         live.extend(keys);
         live_work.extend(work);
     }
@@ -579,7 +690,7 @@ fn gc(cli: &Cli, pipelines: &[PathBuf], dry_run: bool, color: bool) -> Result<i3
             continue;
         };
         if let Ok(p) = config::load(file, KINDS) {
-            will_read.extend(current_keys(&p, &store).0);
+            will_read.extend(current_keys(&p, &store, None).0);
         }
     }
     let r = collection
@@ -587,13 +698,23 @@ fn gc(cli: &Cli, pipelines: &[PathBuf], dry_run: bool, color: bool) -> Result<i3
         .map_err(cache_io)?;
     store.save_memo().map_err(cache_io)?;
     print!("{}", gc::summary(&r, dry_run));
+    for (remote, keep) in &remotes {
+        let g = remote
+            .gc(keep, store.root(), dry_run)
+            .map_err(remote::remote_failure)?;
+        print!("{}", gc::remote_summary(remote.url(), &g, dry_run));
+    }
     Ok(0)
 }
 
 /// The keys and work keys of every instance of `p` whose key can be
-/// computed now.
-fn current_keys(p: &Pipeline, store: &Store) -> (Vec<String>, Vec<String>) {
-    let engine = Engine::new(p, store);
+/// computed now (with the remote's manifests, when one is given).
+fn current_keys(
+    p: &Pipeline,
+    store: &Store,
+    remote: Option<&crate::remote::Remote>,
+) -> (Vec<String>, Vec<String>) {
+    let engine = Engine::with_remote(p, store, remote);
     let st = engine.status(&vec![true; p.instances.len()]);
     let keys = st.iter().filter_map(|s| s.key.clone()).collect();
     let work = st.into_iter().filter_map(|s| s.work_key).collect();

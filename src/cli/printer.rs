@@ -175,6 +175,16 @@ impl Observer for Printer {
             ),
             Outcome::Reused if self.quiet => return,
             Outcome::Reused => format!("{} {}", paint(self.color, "2", "     reused"), o.instance),
+            Outcome::Pulled { .. } if self.quiet => return,
+            Outcome::Pulled { files, bytes: b } => format!(
+                "{} {} from the remote ({} file{}, {}) in {}",
+                paint(self.color, "1;36", "     pulled"),
+                o.instance,
+                files,
+                if *files == 1 { "" } else { "s" },
+                bytes(*b),
+                secs(o.seconds)
+            ),
             Outcome::Failed { error, .. } => format!(
                 "{} {}: {error}",
                 paint(self.color, "1;31", "     FAILED"),
@@ -223,8 +233,12 @@ pub fn summary(r: &RunReport, quiet: bool, color: bool) -> String {
     if quiet && failed.is_empty() {
         return s;
     }
+    let pulled = match r.pulled().len() {
+        0 => String::new(),
+        n => format!("{n} pulled, "),
+    };
     s.push_str(&format!(
-        "{} executed, {} reused, {} failed, {} skipped in {} on {}\n",
+        "{} executed, {pulled}{} reused, {} failed, {} skipped in {} on {}\n",
         r.executed().len(),
         r.reused().len(),
         failed.len(),
@@ -257,7 +271,8 @@ pub fn summary(r: &RunReport, quiet: bool, color: bool) -> String {
 pub fn closing_tables(r: &RunReport, store: &Store) -> String {
     let mut s = String::new();
     for n in &r.nodes {
-        let (Outcome::Executed { .. } | Outcome::Reused) = n.outcome else {
+        let (Outcome::Executed { .. } | Outcome::Reused | Outcome::Pulled { .. }) = n.outcome
+        else {
             continue;
         };
         let table = crate::nodes::kind(&n.kind).and_then(|k| k.closing_table());
@@ -298,6 +313,12 @@ pub fn status_table(st: &[NodeStatus], color: bool) -> String {
                 s.instance,
                 s.kind
             )),
+            Some(r) if s.remote => out.push_str(&format!(
+                "{} {:w$}  {}: {r}; on the remote, a run pulls it\n",
+                paint(color, "36", "remote"),
+                s.instance,
+                s.kind
+            )),
             Some(r) => out.push_str(&format!(
                 "{}  {:w$}  {}: {r}\n",
                 paint(color, "33", "stale"),
@@ -306,8 +327,17 @@ pub fn status_table(st: &[NodeStatus], color: bool) -> String {
             )),
         }
     }
-    let stale = st.iter().filter(|s| !s.is_fresh()).count();
-    out.push_str(&format!("{} fresh, {stale} stale\n", st.len() - stale));
+    let remote = st.iter().filter(|s| s.remote).count();
+    let stale = st.iter().filter(|s| !s.is_fresh()).count() - remote;
+    let on_remote = if remote > 0 {
+        format!(", {remote} on the remote")
+    } else {
+        String::new()
+    };
+    out.push_str(&format!(
+        "{} fresh{on_remote}, {stale} stale\n",
+        st.len() - stale - remote
+    ));
     out
 }
 
@@ -315,7 +345,7 @@ pub fn status_table(st: &[NodeStatus], color: bool) -> String {
 pub fn plan(p: &Pipeline, st: &[NodeStatus], forced: &BTreeSet<usize>, color: bool) -> String {
     let w = width(st);
     let mut out = String::new();
-    let mut would = 0;
+    let (mut would, mut pulls) = (0, 0);
     for s in st {
         let i = p.instance(&s.instance).expect("status names instances");
         let reason = if forced.contains(&i) {
@@ -324,6 +354,14 @@ pub fn plan(p: &Pipeline, st: &[NodeStatus], forced: &BTreeSet<usize>, color: bo
             s.stale.clone()
         };
         match reason {
+            Some(r) if s.remote && !forced.contains(&i) => {
+                pulls += 1;
+                out.push_str(&format!(
+                    "{} {:w$}  {r}; on the remote\n",
+                    paint(color, "1;36", "would pull"),
+                    s.instance
+                ))
+            }
             Some(r) => {
                 would += 1;
                 out.push_str(&format!(
@@ -339,9 +377,14 @@ pub fn plan(p: &Pipeline, st: &[NodeStatus], forced: &BTreeSet<usize>, color: bo
             )),
         }
     }
+    let pulled = if pulls > 0 {
+        format!("{pulls} to pull, ")
+    } else {
+        String::new()
+    };
     out.push_str(&format!(
-        "{would} to run, {} to reuse (a node behind a stale upstream runs only if that upstream's output changes)\n",
-        st.len() - would
+        "{would} to run, {pulled}{} to reuse (a node behind a stale upstream runs only if that upstream's output changes)\n",
+        st.len() - would - pulls
     ));
     out
 }

@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::config::{Edge, Pipeline};
 use crate::fingerprint::{instance_preimage, PreImage, Reason};
 use crate::kind::InputArtifact;
+use crate::remote::{Remote, RemoteError};
 use crate::store::{Artifact, Check, Store};
 
 pub use budget::allocate;
@@ -31,10 +32,15 @@ pub use run::{machine_threads, NodeOutcome, Outcome, RunOptions, RunReport};
 /// Input artifacts by parameter path, in edge order.
 pub type NamedInputs = Vec<(String, InputArtifact)>;
 
-/// A pipeline bound to a store, under the pipeline's name.
+/// A pipeline bound to a store (and maybe a remote cache), under the
+/// pipeline's name.
 pub struct Engine<'a> {
     pub pipeline: &'a Pipeline,
     pub store: &'a Store,
+    /// Consulted on a local miss: `status` says `remote`, `run` pulls.
+    pub remote: Option<&'a Remote>,
+    /// The first error the remote gave (it is then consulted no more).
+    remote_error: OnceLock<RemoteError>,
 }
 
 /// Fresh or stale, for one instance.
@@ -49,6 +55,10 @@ pub struct NodeStatus {
     pub work_key: Option<String>,
     /// `None` when fresh.
     pub stale: Option<Reason>,
+    /// Stale here, but the remote cache has its artifact: `run` pulls it
+    /// instead of computing it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub remote: bool,
     #[serde(skip)]
     pub artifact: Option<Artifact>,
 }
@@ -84,6 +94,9 @@ pub enum EngineError {
     #[error("cache: {0}")]
     #[diagnostic(code(foldwise::engine::cache))]
     Store(#[from] std::io::Error),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Remote(#[from] RemoteError),
 }
 
 fn hint(s: &Option<String>) -> String {
@@ -94,7 +107,63 @@ fn hint(s: &Option<String>) -> String {
 
 impl<'a> Engine<'a> {
     pub fn new(pipeline: &'a Pipeline, store: &'a Store) -> Self {
-        Engine { pipeline, store }
+        Self::with_remote(pipeline, store, None)
+    }
+
+    /// An engine that consults `remote` on a local miss.
+    pub fn with_remote(
+        pipeline: &'a Pipeline,
+        store: &'a Store,
+        remote: Option<&'a Remote>,
+    ) -> Self {
+        Engine {
+            pipeline,
+            store,
+            remote,
+            remote_error: OnceLock::new(),
+        }
+    }
+
+    /// The error that made the remote be ignored, if one did.
+    pub fn remote_error(&self) -> Option<&RemoteError> {
+        self.remote_error.get()
+    }
+
+    /// Whether the remote holds `key`: `false` without a remote, or once
+    /// it has failed (its error is kept for [`Engine::remote_error`]).
+    pub fn on_remote(&self, key: &str) -> bool {
+        let Some(remote) = self.remote else {
+            return false;
+        };
+        if self.remote_error.get().is_some() {
+            return false;
+        }
+        match remote.has(key) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = self.remote_error.set(e);
+                false
+            }
+        }
+    }
+
+    /// The artifact the remote holds for `key`, as its manifest describes
+    /// it (its folder is where a pull would put it): enough to work out
+    /// the keys below it.
+    fn remote_artifact(&self, key: &str) -> Option<Artifact> {
+        let remote = self.remote?;
+        match remote.manifest(key, self.store.root()) {
+            Ok(m) => Some(Artifact {
+                key: key.to_string(),
+                dir: self.store.artifact_dir(key),
+                manifest: m.manifest,
+                digest: m.digest,
+            }),
+            Err(e) => {
+                let _ = self.remote_error.set(e);
+                None
+            }
+        }
     }
 
     /// Instances named by `targets` (declared node names give all their
@@ -241,6 +310,7 @@ impl<'a> Engine<'a> {
                 key: None,
                 work_key: None,
                 stale: None,
+                remote: false,
                 artifact: None,
             };
             if let Some(e) = inst.inputs.iter().find(|e| stale[e.from]) {
@@ -262,12 +332,22 @@ impl<'a> Engine<'a> {
                                 let _ = arts[i].set(a.clone());
                                 st.artifact = Some(a);
                             }
-                            Err(r) => st.stale = Some(r),
+                            Err(r) => {
+                                let key = st.key.as_deref().expect("set above");
+                                if self.on_remote(key) {
+                                    if let Some(a) = self.remote_artifact(key) {
+                                        let _ = arts[i].set(a);
+                                        st.remote = true;
+                                    }
+                                }
+                                st.stale = Some(r);
+                            }
                         }
                     }
                 }
             }
-            stale[i] = st.stale.is_some();
+            // A node the remote has is no obstacle to the keys below it.
+            stale[i] = st.stale.is_some() && !st.remote;
             out.push(st);
         }
         out

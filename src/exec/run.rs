@@ -61,6 +61,9 @@ pub enum Outcome {
     Executed { reason: Reason },
     /// Its artifact was already in the cache.
     Reused,
+    /// Its artifact was brought from the remote cache instead of computed:
+    /// the files and bytes downloaded.
+    Pulled { files: usize, bytes: u64 },
     /// Its run (or the engine's work around it) failed: the message, the
     /// diagnostic code and, where there is some, help.
     Failed {
@@ -125,6 +128,10 @@ impl RunReport {
     }
     pub fn reused(&self) -> Vec<String> {
         self.names(|o| matches!(o, Outcome::Reused))
+    }
+    /// Instances brought from the remote cache.
+    pub fn pulled(&self) -> Vec<String> {
+        self.names(|o| matches!(o, Outcome::Pulled { .. }))
     }
     pub fn failed(&self) -> Vec<String> {
         self.names(|o| matches!(o, Outcome::Failed { .. }))
@@ -354,6 +361,20 @@ impl Engine<'_> {
                 Err(r) => r,
             }
         };
+        if !force && self.on_remote(&key) {
+            let remote = self.remote.expect("on_remote needs a remote");
+            return match remote.pull(self.store, &key, &crate::remote::Silent) {
+                Ok(pulled) => {
+                    let (files, bytes) = (pulled.files, pulled.bytes);
+                    let (mut out, art) = self.reused(out, &pre, pulled.artifact);
+                    if art.is_some() && bytes + files as u64 > 0 {
+                        out.outcome = Outcome::Pulled { files, bytes };
+                    }
+                    (out, art)
+                }
+                Err(e) => fail(out, &EngineError::Remote(e)),
+            };
+        }
         let writer = match self.store.begin(&key, force) {
             Ok(Begin::Hit(a)) => return self.reused(out, &pre, a),
             Ok(Begin::Miss(w)) => w,

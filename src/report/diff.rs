@@ -12,7 +12,7 @@ use crate::config::Pipeline;
 use crate::fingerprint::{changes, Reason};
 use crate::store::Store;
 
-use super::project::{project, Projected};
+use super::project::{project_with, Projected, RemoteLookup};
 
 /// The comparison of pipeline `a` with pipeline `b`.
 #[derive(Debug, Clone, Serialize)]
@@ -23,6 +23,11 @@ pub struct Diff {
     pub nodes: Vec<NodeDiff>,
     /// Recorded compute time of the shared instances that have run.
     pub saved_seconds: f64,
+    /// Recorded compute time of B's instances that the remote cache holds
+    /// and this one does not (a run of B pulls them).
+    pub remote_seconds: f64,
+    /// How many of B's instances that is.
+    pub remote_instances: usize,
     pub metrics: Vec<MetricDiff>,
 }
 
@@ -38,6 +43,9 @@ pub struct NodeDiff {
     pub key: String,
     /// The recorded run time of the artifact, when it has run.
     pub seconds: Option<f64>,
+    /// Its artifact is on the remote cache, not here.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub remote: bool,
 }
 
 /// How an instance compares.
@@ -75,11 +83,26 @@ impl Diff {
 
 /// Compares `a` with `b` over one cache.
 pub fn diff(a: &Pipeline, a_label: &str, b: &Pipeline, b_label: &str, store: &Store) -> Diff {
-    let pa = project(a, store);
-    let pb = project(b, store);
+    diff_with(a, a_label, b, b_label, store, None)
+}
+
+/// [`diff`], consulting `remote` for keys this cache lacks.
+pub fn diff_with(
+    a: &Pipeline,
+    a_label: &str,
+    b: &Pipeline,
+    b_label: &str,
+    store: &Store,
+    remote: Option<RemoteLookup>,
+) -> Diff {
+    let pa = project_with(a, store, remote);
+    let pb = project_with(b, store, remote);
     let seconds = |x: &Projected| {
         x.artifact.as_ref()?;
-        store.meta(&x.key)?.get("seconds")?.as_f64()
+        match x.remote {
+            Some(s) => s,
+            None => store.meta(&x.key)?.get("seconds")?.as_f64(),
+        }
     };
     let mut matched = vec![false; pa.len()];
     let mut nodes = Vec::new();
@@ -112,6 +135,7 @@ pub fn diff(a: &Pipeline, a_label: &str, b: &Pipeline, b_label: &str, store: &St
             state,
             key: y.key.clone(),
             seconds: seconds(y),
+            remote: y.remote.is_some(),
         });
     }
     for (i, x) in pa.iter().enumerate() {
@@ -122,6 +146,7 @@ pub fn diff(a: &Pipeline, a_label: &str, b: &Pipeline, b_label: &str, store: &St
                 state: State::OnlyA,
                 key: x.key.clone(),
                 seconds: seconds(x),
+                remote: x.remote.is_some(),
             });
         }
     }
@@ -130,6 +155,9 @@ pub fn diff(a: &Pipeline, a_label: &str, b: &Pipeline, b_label: &str, store: &St
         .filter(|n| matches!(n.state, State::Shared { .. }))
         .filter_map(|n| n.seconds)
         .sum();
+    let from_remote: Vec<&Projected> = pb.iter().filter(|y| y.remote.is_some()).collect();
+    let remote_seconds = from_remote.iter().filter_map(|y| seconds(y)).sum();
+    let remote_instances = from_remote.len();
 
     let scores = |x: &Projected| -> Vec<(String, f64)> {
         x.artifact
@@ -180,6 +208,8 @@ pub fn diff(a: &Pipeline, a_label: &str, b: &Pipeline, b_label: &str, store: &St
         b: b_label.to_string(),
         nodes,
         saved_seconds,
+        remote_seconds,
+        remote_instances,
         metrics: rows,
     }
 }

@@ -25,13 +25,26 @@ pub struct Projected {
     pub kind_ref: &'static dyn Kind,
     pub pre: PreImage,
     pub key: String,
-    /// The complete, intact artifact of `key`, when there is one.
+    /// The complete, intact artifact of `key`, when there is one (here,
+    /// or as the remote cache describes it).
     pub artifact: Option<Artifact>,
+    /// `Some(recorded seconds, when known)` when the artifact is on the
+    /// remote cache and not here.
+    pub remote: Option<Option<f64>>,
 }
+
+/// What the remote cache holds for a key: the artifact as its manifest
+/// describes it, and its recorded compute seconds.
+pub type RemoteLookup<'a> = &'a dyn Fn(&str) -> Option<(Artifact, Option<f64>)>;
 
 /// Projects every instance of `p`, in topological order. Reads no file
 /// whose (size, mtime, inode) the store's memo knows.
 pub fn project(p: &Pipeline, store: &Store) -> Vec<Projected> {
+    project_with(p, store, None)
+}
+
+/// [`project`], consulting `remote` for a key that has no artifact here.
+pub fn project_with(p: &Pipeline, store: &Store, remote: Option<RemoteLookup>) -> Vec<Projected> {
     let mut out: Vec<Projected> = Vec::with_capacity(p.instances.len());
     for (i, inst) in p.instances.iter().enumerate() {
         let upstream = |e: &Edge, part_file: Option<&str>| {
@@ -40,9 +53,12 @@ pub fn project(p: &Pipeline, store: &Store) -> Vec<Projected> {
         let unreadable = |_: &str, _: &Path, e: std::io::Error| Ok(format!("unreadable:{e}"));
         let Ok(pre) = instance_preimage(p, i, store.memo(), upstream, unreadable);
         let key = pre.key();
-        let artifact = match store.check(&key) {
-            Check::Ok(a) => Some(a),
-            _ => None,
+        let (artifact, remote) = match store.check(&key) {
+            Check::Ok(a) => (Some(a), None),
+            _ => match remote.and_then(|r| r(&key)) {
+                Some((a, seconds)) => (Some(a), Some(seconds)),
+                None => (None, None),
+            },
         };
         out.push(Projected {
             instance: inst.name.clone(),
@@ -51,6 +67,7 @@ pub fn project(p: &Pipeline, store: &Store) -> Vec<Projected> {
             pre,
             key,
             artifact,
+            remote,
         });
     }
     out
