@@ -104,6 +104,7 @@ fn the_lowest_layers_import_nothing_above_them() {
         ("kind", &[]),
         ("rng", &[]),
         ("store", &[]),
+        ("remote", &["store"]),
         ("predictions", &["kind"]),
         ("artifact", &["kind", "predictions", "store"]),
         ("config", &["kind"]),

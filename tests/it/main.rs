@@ -13,6 +13,7 @@ mod layers;
 mod mchar;
 mod real_data;
 mod reliability;
+mod remote;
 mod report;
 mod resume;
 mod robustness;
