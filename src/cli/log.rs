@@ -119,7 +119,13 @@ pub fn list(runs: &[RunRecord]) -> String {
             r.pipeline.clone(),
             format!("{} ({})", r.path, short(&r.digest)),
             r.with_outcome("executed").count().to_string(),
-            r.with_outcome("reused").count().to_string(),
+            match r.with_outcome("pulled").count() {
+                0 => r.with_outcome("reused").count().to_string(),
+                pulled => format!(
+                    "{} ({pulled} pulled)",
+                    r.with_outcome("reused").count() + pulled
+                ),
+            },
             secs(r.seconds),
             if failed > 0 {
                 format!("{failed} failed")

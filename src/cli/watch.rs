@@ -202,6 +202,12 @@ fn spawn_run(cli: &Cli, args: &WatchArgs<'_>, n: u64, tx: Sender<Event>) -> Resu
     if cli.no_color {
         cmd.arg("--no-color");
     }
+    if let Some(url) = &cli.remote {
+        cmd.arg("--remote").arg(url);
+    }
+    if cli.no_remote {
+        cmd.arg("--no-remote");
+    }
     cmd.arg("run").arg(args.pipeline).args(args.targets);
     if let Some(n) = args.threads {
         cmd.arg("--threads").arg(n.to_string());

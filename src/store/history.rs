@@ -55,7 +55,8 @@ pub struct Score {
 pub struct NodeRecord {
     pub instance: String,
     pub kind: String,
-    /// `executed`, `reused`, `failed` or `skipped`.
+    /// `executed`, `reused`, `pulled` (from the remote cache), `failed` or
+    /// `skipped`.
     pub outcome: String,
     pub seconds: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -658,3 +658,46 @@ fn sigkill_during_push_or_pull_loses_nothing() {
     let out = p.cli(&["verify"]);
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// Two pushes of the same artifacts at once: both succeed, each manifest
+/// is created by exactly one of them, and the remote pulls whole.
+#[test]
+fn concurrent_pushes_of_the_same_keys_are_harmless() {
+    let p = Project::new(PIPELINE);
+    let b = Backend::folder(&p);
+    p.run();
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_foldwise"))
+            .args(["push", "p.toml", "--json", "--remote", &b.url])
+            .current_dir(p.path())
+            .env("FOLDWISE_CACHE", p.cache())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (x, y) = (spawn(), spawn());
+    let reports: Vec<Value> = [x, y]
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+            serde_json::from_slice(&out.stdout).unwrap()
+        })
+        .collect();
+    let mut created: Vec<String> = reports.iter().flat_map(|r| strings(r, "moved")).collect();
+    created.sort();
+    let mut all = names(ALL);
+    all.sort();
+    assert_eq!(created, all, "each manifest created exactly once");
+    for r in &reports {
+        let mut seen = strings(r, "moved");
+        seen.extend(strings(r, "skipped"));
+        seen.sort();
+        assert_eq!(seen, all);
+    }
+    let q = teammate(PIPELINE);
+    let pulled = b.json(&q, &["pull", "p.toml"], 0);
+    assert_eq!(strings(&pulled, "moved"), names(ALL));
+    assert_eq!(common::digests(&q), common::digests(&p));
+}
