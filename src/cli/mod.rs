@@ -574,13 +574,7 @@ fn diff(cli: &Cli, a: &str, b: &str, json: bool, color: bool) -> Result<i32, Fai
         }
         let m = r.manifest(key, store.root()).ok()?;
         let seconds = m.meta.get("seconds").and_then(|s| s.as_f64());
-        let a = crate::store::Artifact {
-            key: key.to_string(),
-            dir: store.artifact_dir(key),
-            manifest: m.manifest,
-            digest: m.digest,
-        };
-        Some((a, seconds))
+        Some((m.artifact(&store), seconds))
     };
     let d = crate::report::diff::diff_with(&pa, a, &pb, b, &store, Some(&lookup));
     store.save_memo().map_err(cache_io)?;

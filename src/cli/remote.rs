@@ -9,9 +9,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::config::{self, Pipeline};
-use crate::exec::{Engine, NodeStatus, Outcome, RunReport};
-use crate::remote::{PushItem, Remote, RemoteError, Transfer};
-use crate::store::Store;
+use crate::exec::{Engine, Outcome, RunReport};
+use crate::remote::{PushItem, PushReport, Remote, RemoteError, Transfer};
+use crate::store::{Artifact, Store};
 
 use super::printer::bytes;
 use super::{cache_io, load, open_store, print_json, render_failure, Cli, Failure};
@@ -141,6 +141,23 @@ impl Failed {
 }
 
 impl Summary {
+    /// The summary of a push to the remote at `url`.
+    fn pushed(url: &str, r: PushReport) -> Summary {
+        Summary {
+            remote: url.to_string(),
+            failed: r
+                .failed
+                .iter()
+                .map(|(i, e)| Failed::new(i.clone(), e))
+                .collect(),
+            moved: r.pushed,
+            skipped: r.present,
+            unavailable: Vec::new(),
+            files: r.files,
+            bytes: r.bytes,
+        }
+    }
+
     /// The summary lines: what moved, what was skipped, what failed (each
     /// failure with its code and help).
     fn render(&self, verb: &str, here: &str, color: bool) -> String {
@@ -193,11 +210,11 @@ fn named(engine: &Engine<'_>, targets: &[String]) -> Result<Vec<bool>, Failure> 
     Ok(chosen)
 }
 
-/// The push item of a fresh instance's artifact.
-fn push_item(store: &Store, s: &NodeStatus) -> Option<PushItem> {
-    let a = s.artifact.clone()?;
+/// The push item of an instance's artifact (`None` when its pre-image is
+/// missing from the cache).
+fn push_item(store: &Store, instance: &str, a: Artifact) -> Option<PushItem> {
     Some(PushItem {
-        instance: s.instance.clone(),
+        instance: instance.to_string(),
         preimage: store.preimage(&a.key)?,
         meta: store.meta(&a.key).unwrap_or(serde_json::Value::Null),
         artifact: a,
@@ -231,7 +248,11 @@ pub(super) fn push(
         if !chosen[i] {
             continue;
         }
-        match (&s.stale, push_item(&store, s)) {
+        let item = s
+            .artifact
+            .clone()
+            .and_then(|a| push_item(&store, &s.instance, a));
+        match (&s.stale, item) {
             (None, Some(item)) => items.push(item),
             (Some(r), _) => summary
                 .unavailable
@@ -246,15 +267,10 @@ pub(super) fn push(
     let r = remote.push(&items, &bar);
     drop(bar);
     let r = r.map_err(remote_failure)?;
-    summary.moved = r.pushed;
-    summary.skipped = r.present;
-    summary.failed = r
-        .failed
-        .iter()
-        .map(|(i, e)| Failed::new(i.clone(), e))
-        .collect();
-    summary.files = r.files;
-    summary.bytes = r.bytes;
+    let summary = Summary {
+        unavailable: summary.unavailable,
+        ..Summary::pushed(remote.url(), r)
+    };
     if json {
         print_json(&summary)?;
     } else {
@@ -341,12 +357,7 @@ pub(super) fn push_after_run(
             let crate::store::Check::Ok(a) = store.check(key) else {
                 return None;
             };
-            Some(PushItem {
-                instance: n.instance.clone(),
-                preimage: store.preimage(key)?,
-                meta: store.meta(key).unwrap_or(serde_json::Value::Null),
-                artifact: a,
-            })
+            push_item(store, &n.instance, a)
         })
         .collect();
     if items.is_empty() {
@@ -362,19 +373,7 @@ pub(super) fn push_after_run(
             return false;
         }
     };
-    let summary = Summary {
-        remote: remote.url().to_string(),
-        moved: r.pushed,
-        skipped: r.present,
-        unavailable: Vec::new(),
-        failed: r
-            .failed
-            .iter()
-            .map(|(i, e)| Failed::new(i.clone(), e))
-            .collect(),
-        files: r.files,
-        bytes: r.bytes,
-    };
+    let summary = Summary::pushed(remote.url(), r);
     if !quiet || !summary.failed.is_empty() {
         eprint!("{}", summary.render("pushed", "there", color));
     }

@@ -153,12 +153,7 @@ impl<'a> Engine<'a> {
     fn remote_artifact(&self, key: &str) -> Option<Artifact> {
         let remote = self.remote?;
         match remote.manifest(key, self.store.root()) {
-            Ok(m) => Some(Artifact {
-                key: key.to_string(),
-                dir: self.store.artifact_dir(key),
-                manifest: m.manifest,
-                digest: m.digest,
-            }),
+            Ok(m) => Some(m.artifact(self.store)),
             Err(e) => {
                 let _ = self.remote_error.set(e);
                 None

@@ -42,7 +42,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::store::{write_atomic, Manifest};
+use crate::store::{write_atomic, Artifact, Manifest, Store};
 
 pub use gc::RemoteGc;
 pub use transfer::{Pulled, PushItem, PushReport, Silent, Transfer, PAUSE_BEFORE_MANIFESTS};
@@ -109,6 +109,20 @@ pub enum RemoteError {
     #[error("cache: {0}")]
     #[diagnostic(code(foldwise::remote::cache))]
     Local(String),
+}
+
+impl RemoteManifest {
+    /// The artifact as this manifest describes it, at the folder a pull
+    /// into `store` would put it (which may not exist): enough to work out
+    /// the keys below it.
+    pub fn artifact(self, store: &Store) -> Artifact {
+        Artifact {
+            dir: store.artifact_dir(&self.key),
+            key: self.key,
+            manifest: self.manifest,
+            digest: self.digest,
+        }
+    }
 }
 
 impl Remote {
