@@ -701,3 +701,50 @@ fn concurrent_pushes_of_the_same_keys_are_harmless() {
     assert_eq!(strings(&pulled, "moved"), names(ALL));
     assert_eq!(common::digests(&q), common::digests(&p));
 }
+
+/// A remote manifest that is not a manifest (cut short, or another key's)
+/// is refused on pull with the key named, and nothing lands locally.
+#[test]
+fn a_damaged_remote_manifest_is_refused() {
+    let p = Project::new(PIPELINE);
+    let b = Backend::folder(&p);
+    p.run();
+    b.json(&p, &["push", "p.toml"], 0);
+    let (table, folds) = (key_of(&p, "table"), key_of(&p, "folds"));
+    let manifests = p.path().join("remote/manifests");
+    let cut = std::fs::read(manifests.join(format!("{table}.json"))).unwrap();
+    std::fs::write(
+        manifests.join(format!("{table}.json")),
+        &cut[..cut.len() / 2],
+    )
+    .unwrap();
+    let q = teammate(PIPELINE);
+    let out = b.cli(&q, &["pull", "p.toml", "table"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!(
+            "error: remote {}: the artifact `{table}` is damaged there: its manifest is not readable: ",
+            b.url
+        )),
+        "{err}"
+    );
+    assert!(err.contains("[foldwise::remote::corrupt]"), "{err}");
+    // Another key's manifest under this key's name.
+    let other = std::fs::read(manifests.join(format!("{folds}.json"))).unwrap();
+    std::fs::write(manifests.join(format!("{table}.json")), other).unwrap();
+    let out = b.cli(&q, &["pull", "p.toml", "table"], &[]);
+    assert!(
+        stderr(&out).contains(&format!(
+            "the artifact `{table}` is damaged there: its manifest is that of `{folds}`"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!q
+        .cache()
+        .join("objects")
+        .join(&table[..2])
+        .join(&table)
+        .exists());
+}
