@@ -13,6 +13,7 @@
 mod budget;
 mod observer;
 mod run;
+pub mod slurm;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
