@@ -203,6 +203,23 @@ struct RunArgs {
     /// input it names changes, until Ctrl-C.
     #[arg(long, conflicts_with_all = ["dry_run", "json"])]
     watch: bool,
+    /// Where stale nodes execute: here, or each as a Slurm job (on a cache
+    /// every node of the cluster shares).
+    #[arg(long, default_value = "local", value_parser = ["local", "slurm"])]
+    executor: String,
+    /// Seconds between two `squeue` calls (one for all of the run's jobs).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    slurm_poll: f64,
+    /// CPUs each Slurm job asks for (and the threads it runs on).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    slurm_cpus: u32,
+    /// Further `sbatch` arguments for every job (repeatable).
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    sbatch: Vec<String>,
+    /// Execute only the targets; any other stale instance fails (what a
+    /// Slurm job runs).
+    #[arg(long, hide = true)]
+    only: bool,
 }
 
 /// Runs the command line; returns the process exit code.
@@ -464,9 +481,17 @@ fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32, Failure> {
         targets: args.targets.clone(),
         force: args.force.clone(),
         threads: thread_budget(args.threads)?,
+        only: args.only,
     };
+    let slurm = match args.executor.as_str() {
+        "slurm" => Some(slurm_executor(cli, args, &p)?),
+        _ => None,
+    };
+    if slurm.is_some() {
+        crate::exec::stop_on_signals();
+    }
     let printer = Printer::new(color, args.quiet || args.json);
-    let report = engine.run(&opts, &printer)?;
+    let report = engine.run_on(&opts, &printer, slurm.as_ref())?;
     printer.finish();
     remote::warn_remote(&engine);
     let pushed = match &remote {
@@ -488,7 +513,70 @@ fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32, Failure> {
             print!("{}", printer::closing_tables(&report, &store));
         }
     }
+    if slurm.is_some() && crate::exec::interrupted() {
+        eprintln!("interrupted: the run's Slurm jobs were cancelled; a rerun reuses what finished");
+        return Ok(130);
+    }
     Ok(if report.ok() && pushed { 0 } else { 1 })
+}
+
+/// The Slurm executor of a run: jobs named after the run, their scripts
+/// and logs in the cache's `slurm/<run id>/`, each running this binary on
+/// one instance of the pipeline against the same cache.
+fn slurm_executor(
+    cli: &Cli,
+    args: &RunArgs,
+    p: &Pipeline,
+) -> Result<crate::exec::SlurmExecutor, Failure> {
+    use crate::exec::slurm::{sh_quote, Queue, Resources};
+    let cache = std::path::absolute(cache_dir(cli)).map_err(cache_io)?;
+    let pipeline = std::path::absolute(&args.pipeline).map_err(cache_io)?;
+    let bin = std::env::current_exe().map_err(cache_io)?;
+    let run_id = format!(
+        "{}-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        std::process::id()
+    );
+    let dir = cache.join("slurm").join(&run_id);
+    if !(args.slurm_poll > 0.0 && args.slurm_poll.is_finite()) {
+        return Err(Failure::new(
+            "foldwise::usage::slurm_poll",
+            format!(
+                "--slurm-poll is {}, not a positive number of seconds",
+                args.slurm_poll
+            ),
+        ));
+    }
+    let poll = std::time::Duration::from_secs_f64(args.slurm_poll);
+    let patience = std::time::Duration::from_secs(120);
+    let queue = Queue::new(&run_id, &dir, poll, patience)
+        .map_err(|e| Failure::new("foldwise::slurm::command", e.to_string()))?;
+    let _ = p;
+    let cpus = args.slurm_cpus.max(1);
+    let resources = Resources {
+        cpus: Some(cpus),
+        sbatch: args.sbatch.clone(),
+        ..Resources::default()
+    };
+    let command = move |instance: &str, threads: usize| {
+        format!(
+            "exec {} --cache-dir {} --no-remote --no-color run {} {} --only --quiet --threads {threads}",
+            sh_quote(&bin.display().to_string()),
+            sh_quote(&cache.display().to_string()),
+            sh_quote(&pipeline.display().to_string()),
+            sh_quote(instance),
+        )
+    };
+    Ok(crate::exec::SlurmExecutor {
+        queue,
+        job_command: Box::new(command),
+        resources: Box::new(move |_| resources.clone()),
+        threads: Box::new(move |_| cpus as usize),
+        patience,
+    })
 }
 
 /// The run's thread budget: `--threads`, else `FOLDWISE_THREADS`, else the

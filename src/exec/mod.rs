@@ -28,7 +28,10 @@ use crate::store::{Artifact, Check, Store};
 
 pub use budget::allocate;
 pub use observer::{NullObserver, Observer};
-pub use run::{machine_threads, NodeOutcome, Outcome, RunOptions, RunReport};
+pub use run::{
+    interrupted, machine_threads, stop_on_signals, NodeOutcome, Outcome, RunOptions, RunReport,
+    SlurmExecutor,
+};
 
 /// Input artifacts by parameter path, in edge order.
 pub type NamedInputs = Vec<(String, InputArtifact)>;
@@ -98,6 +101,30 @@ pub enum EngineError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Remote(#[from] RemoteError),
+    #[error(
+        "`{node}` is not in the shared cache ({reason}), and this run executes only its targets"
+    )]
+    #[diagnostic(
+        code(foldwise::engine::not_a_target),
+        help("a Slurm job runs one instance whose upstreams are done; run the pipeline again from the orchestrator")
+    )]
+    NotATarget { node: String, reason: String },
+    #[error("slurm: {0}")]
+    #[diagnostic(
+        code(foldwise::slurm::command),
+        help(
+            "`sbatch`, `squeue` and `scancel` must be on PATH and reach the cluster's controller"
+        )
+    )]
+    Slurm(String),
+    #[error("Slurm job {id} {what}; its log ({}) ends:\n{tail}", log.display())]
+    #[diagnostic(code(foldwise::slurm::job_failed))]
+    SlurmJob {
+        id: String,
+        what: String,
+        log: PathBuf,
+        tail: String,
+    },
 }
 
 fn hint(s: &Option<String>) -> String {

@@ -33,6 +33,23 @@ pub struct RunOptions {
     /// The thread budget: threads the run's nodes share (see
     /// [`budget::allocate`]); the machine's cores by default.
     pub threads: usize,
+    /// Execute only the target instances: an instance that is not a target
+    /// and would execute fails instead (what a Slurm job runs: its
+    /// upstreams must already be in the shared cache).
+    pub only: bool,
+}
+
+/// Where stale instances execute when not here: as Slurm jobs.
+pub struct SlurmExecutor {
+    pub queue: super::slurm::Queue,
+    /// The shell command a job runs for an instance, on `threads` threads.
+    pub job_command: Box<dyn Fn(&str, usize) -> String + Sync>,
+    /// What the job of instance `i` asks of the cluster.
+    pub resources: Box<dyn Fn(usize) -> super::slurm::Resources + Sync>,
+    /// Threads a job runs on (its CPUs).
+    pub threads: Box<dyn Fn(usize) -> usize + Sync>,
+    /// How long to wait for a finished job's artifact to become visible.
+    pub patience: std::time::Duration,
 }
 
 impl Default for RunOptions {
@@ -41,6 +58,7 @@ impl Default for RunOptions {
             targets: Vec::new(),
             force: Vec::new(),
             threads: machine_threads(),
+            only: false,
         }
     }
 }
@@ -259,9 +277,29 @@ impl Engine<'_> {
     /// Ready instances start as the thread budget allows
     /// ([`budget::allocate`]), each on a thread of its own.
     pub fn run(&self, opts: &RunOptions, obs: &dyn Observer) -> Result<RunReport, EngineError> {
+        self.run_on(opts, obs, None)
+    }
+
+    /// [`Engine::run`], executing stale instances as Slurm jobs when
+    /// `slurm` is given: every ready instance is submitted at once (the
+    /// cluster schedules them), each waited for by a thread of its own.
+    /// When [`interrupted`] turns true, the run's jobs are cancelled and
+    /// the run ends with what finished.
+    pub fn run_on(
+        &self,
+        opts: &RunOptions,
+        obs: &dyn Observer,
+        slurm: Option<&SlurmExecutor>,
+    ) -> Result<RunReport, EngineError> {
         let start = Instant::now();
         let p = self.pipeline;
         let needed = self.needed(&opts.targets)?;
+        let mut targets = vec![opts.targets.is_empty(); p.instances.len()];
+        for t in &opts.targets {
+            for i in self.resolve(t)? {
+                targets[i] = true;
+            }
+        }
         let mut forced = vec![false; p.instances.len()];
         for f in &opts.force {
             for i in self.resolve(f)? {
@@ -282,14 +320,30 @@ impl Engine<'_> {
         std::thread::scope(|scope| {
             let (tx, rx) = mpsc::channel::<Done>();
             let (mut free, mut running) = (budget, 0usize);
+            let mut cancelled = false;
             loop {
-                for (i, threads) in prog.start(p, free, budget) {
-                    free -= threads;
+                let starts = match slurm {
+                    // The cluster schedules: every ready instance goes now.
+                    Some(sx) => std::mem::take(&mut prog.ready)
+                        .into_iter()
+                        .map(|i| (i, (sx.threads)(i)))
+                        .collect(),
+                    None => prog.start(p, free, budget),
+                };
+                for (i, threads) in starts {
+                    if slurm.is_none() {
+                        free -= threads;
+                    }
                     running += 1;
                     let (tx, arts, force) = (tx.clone(), &arts, forced[i]);
+                    let how = How {
+                        force,
+                        only: opts.only && !targets[i],
+                        slurm,
+                    };
                     scope.spawn(move || {
                         let t = Instant::now();
-                        let (mut outcome, art) = self.process(i, arts, force, threads, lease, obs);
+                        let (mut outcome, art) = self.process(i, arts, how, threads, lease, obs);
                         outcome.seconds = t.elapsed().as_secs_f64();
                         let _ = tx.send((i, threads, outcome, art));
                     });
@@ -298,15 +352,34 @@ impl Engine<'_> {
                     debug_assert!(prog.ready.is_empty(), "a ready instance always fits");
                     break;
                 }
-                let (i, threads, outcome, art) = rx.recv().expect("a worker always reports");
+                let (i, threads, outcome, art) = loop {
+                    match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                        Ok(done) => break done,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            if let (Some(sx), true, false) = (slurm, interrupted(), cancelled) {
+                                cancelled = true;
+                                let _ = sx.queue.cancel_all();
+                            }
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => {
+                            unreachable!("the scheduler holds a sender")
+                        }
+                    }
+                };
                 running -= 1;
-                free += threads;
+                if slurm.is_none() {
+                    free += threads;
+                }
                 obs.finished(&outcome);
                 let ok = art.is_some();
                 if let Some(a) = art {
                     let _ = arts[i].set(a);
                 }
                 prog.finish(p, i, outcome, ok, obs);
+                if cancelled || (slurm.is_some() && interrupted()) {
+                    // Interrupted: start nothing more.
+                    prog.ready.clear();
+                }
             }
         });
         self.store.save_memo()?;
@@ -323,7 +396,7 @@ impl Engine<'_> {
         &self,
         i: usize,
         arts: &[OnceLock<Artifact>],
-        force: bool,
+        how: How<'_>,
         threads: usize,
         lease: &Lease,
         obs: &dyn Observer,
@@ -353,6 +426,7 @@ impl Engine<'_> {
         if let Err(e) = lease.hold(&key, work_key.as_deref()) {
             return fail(out, &EngineError::Store(e));
         }
+        let force = how.force;
         let reason = if force {
             Reason::Forced
         } else {
@@ -373,6 +447,29 @@ impl Engine<'_> {
                     (out, art)
                 }
                 Err(e) => fail(out, &EngineError::Remote(e)),
+            };
+        }
+        if how.only {
+            return fail(
+                out,
+                &EngineError::NotATarget {
+                    node: inst.name.clone(),
+                    reason: reason.to_string(),
+                },
+            );
+        }
+        if let Some(sx) = how.slurm {
+            obs.started(&inst.name, &reason, threads);
+            out.threads = Some(threads);
+            return match self.on_slurm(sx, i, &key, threads) {
+                Ok(art) => match self.record(&inst.name, &pre) {
+                    Ok(()) => {
+                        out.outcome = Outcome::Executed { reason };
+                        (out, Some(art))
+                    }
+                    Err(e) => fail(out, &EngineError::Store(e)),
+                },
+                Err(e) => fail(out, &e),
             };
         }
         let writer = match self.store.begin(&key, force) {
@@ -438,6 +535,66 @@ impl Engine<'_> {
         (out, Some(art))
     }
 
+    /// Runs instance `i` as a Slurm job and waits for it; its artifact
+    /// (`key`) once the job has put it into the shared cache.
+    fn on_slurm(
+        &self,
+        sx: &SlurmExecutor,
+        i: usize,
+        key: &str,
+        threads: usize,
+    ) -> Result<Artifact, EngineError> {
+        let name = &self.pipeline.instances[i].name;
+        let tag: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let cmd = (sx.job_command)(name, threads);
+        let id = sx
+            .queue
+            .submit(&tag, &cmd, &(sx.resources)(i))
+            .map_err(|e| EngineError::Slurm(e.to_string()))?;
+        let end = sx.queue.wait(&id, &tag);
+        let deadline = Instant::now() + sx.patience;
+        loop {
+            if let crate::store::Check::Ok(a) = self.store.check(key) {
+                if end.succeeded() {
+                    return Ok(a);
+                }
+            }
+            if !end.succeeded() || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let state = end
+            .state
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "ended".into());
+        let exit = match end.exit {
+            Some(c) => format!("exit status {c}"),
+            None => "no exit status".into(),
+        };
+        let what = if end.succeeded() {
+            "succeeded but its artifact is not in the cache".to_string()
+        } else {
+            format!("{state} ({exit})")
+        };
+        Err(EngineError::SlurmJob {
+            id,
+            what,
+            log: end.log.clone(),
+            tail: end.log_tail(10),
+        })
+    }
+
     fn reused(
         &self,
         mut out: NodeOutcome,
@@ -488,4 +645,36 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
         .or_else(|| p.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into());
     format!("the node panicked: {s}")
+}
+
+/// How one instance is brought up to date.
+#[derive(Clone, Copy)]
+struct How<'a> {
+    force: bool,
+    /// Fail rather than execute (it is not a target of an `--only` run).
+    only: bool,
+    slurm: Option<&'a SlurmExecutor>,
+}
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the run was asked to stop (SIGINT or SIGTERM, once
+/// [`stop_on_signals`] is installed).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// From now on SIGINT and SIGTERM only set [`interrupted`]: a Slurm run
+/// then cancels its jobs and ends with what finished.
+pub fn stop_on_signals() {
+    // SAFETY: the handler only stores to an atomic, which is
+    // async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
 }
