@@ -39,11 +39,15 @@ pub struct RunOptions {
     pub only: bool,
 }
 
+/// The shell command a Slurm job runs for an instance, on a number of
+/// threads.
+pub type JobCommand = Box<dyn Fn(&str, usize) -> String + Sync>;
+
 /// Where stale instances execute when not here: as Slurm jobs.
 pub struct SlurmExecutor {
     pub queue: super::slurm::Queue,
     /// The shell command a job runs for an instance, on `threads` threads.
-    pub job_command: Box<dyn Fn(&str, usize) -> String + Sync>,
+    pub job_command: JobCommand,
     /// What the job of instance `i` asks of the cluster.
     pub resources: Box<dyn Fn(usize) -> super::slurm::Resources + Sync>,
     /// Threads a job runs on (its CPUs).
