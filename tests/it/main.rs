@@ -18,6 +18,7 @@ mod report;
 mod resume;
 mod robustness;
 mod schema;
+mod slurm;
 #[allow(dead_code)]
 #[path = "../../src/testutil.rs"]
 mod testutil;

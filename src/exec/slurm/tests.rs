@@ -27,7 +27,9 @@ impl Fake {
             "sbatch",
             r#"
 echo "$*" >> $S/sbatch.calls
+exec 9>$S/count.lock; flock 9
 n=$(( $(cat $S/count 2>/dev/null || echo 100) + 1 )); echo $n > $S/count
+flock -u 9; exec 9>&-
 for a in "$@"; do case $a in --output=*) log=${a#--output=};; esac; script=$a; done
 if [ -f $S/next ]; then mv $S/next $S/jobs/$n; echo $n; exit 0; fi
 echo RUNNING > $S/jobs/$n

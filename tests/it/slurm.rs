@@ -1,0 +1,220 @@
+//! `run --executor slurm` end to end against fake `sbatch`, `squeue` and
+//! `scancel` on `PATH` (each job runs at once, in the background, on this
+//! machine): the same keys and artifacts as a local run, a failed job
+//! reported with its log, SIGINT cancelling the jobs, and a rerun that
+//! reuses what finished.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use crate::common::{self, stderr, Project};
+
+/// Plates, a split and a command per fold; `slow` sleeps while the file
+/// `slow` exists beside the pipeline (not an input: its key stays).
+const PIPELINE: &str = r#"
+[pipeline]
+name = "cluster"
+seed = 5
+
+[nodes.plates]
+kind = "synthetic"
+count = 16
+
+[nodes.folds]
+kind = "split"
+data = "plates"
+k = 3
+
+[nodes.sizes]
+kind = "command"
+inputs = { fold = "folds" }
+shell = "wc -c < \"$FOLDWISE_INPUT_FOLD_PART\" > \"$FOLDWISE_OUT/size.txt\""
+
+[nodes.slow]
+kind = "command"
+inputs = { sizes = "sizes[*]" }
+shell = "while [ -f slow ]; do sleep 0.1; done; echo done > \"$FOLDWISE_OUT/done.txt\""
+"#;
+
+/// A folder with fake `sbatch`, `squeue` and `scancel`, logging their
+/// calls into `<name>.calls`.
+struct FakeSlurm {
+    dir: tempfile::TempDir,
+}
+
+impl FakeSlurm {
+    fn new() -> FakeSlurm {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("jobs")).unwrap();
+        let write = |name: &str, body: &str| {
+            let p = d.join(name);
+            std::fs::write(&p, format!("#!/bin/sh\nS={}\n{body}", d.display())).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        write(
+            "sbatch",
+            r#"
+echo "$*" >> $S/sbatch.calls
+exec 9>$S/count.lock; flock 9
+n=$(( $(cat $S/count 2>/dev/null || echo 100) + 1 )); echo $n > $S/count
+flock -u 9; exec 9>&-
+for a in "$@"; do case $a in --output=*) log=${a#--output=};; esac; script=$a; done
+echo RUNNING > $S/jobs/$n
+( sh "$script" > "$log" 2>&1 & echo $! > $S/jobs/$n.pid.tmp; mv $S/jobs/$n.pid.tmp $S/jobs/$n.pid
+  wait $!; c=$?
+  [ "$(cat $S/jobs/$n)" = CANCELLED ] && exit 0
+  if [ $c -eq 0 ]; then echo COMPLETED; else echo FAILED; fi > $S/jobs/$n.tmp && mv $S/jobs/$n.tmp $S/jobs/$n ) > /dev/null 2>&1 &
+while [ ! -f $S/jobs/$n.pid ]; do sleep 0.01; done
+echo "$n"
+"#,
+        );
+        write(
+            "squeue",
+            r#"
+echo "$*" >> $S/squeue.calls
+for f in $S/jobs/*; do case $f in *.pid|*.tmp) continue;; esac; [ -f "$f" ] && echo "$(basename $f) $(cat $f)"; done
+exit 0
+"#,
+        );
+        write(
+            "scancel",
+            r#"
+echo "$*" >> $S/scancel.calls
+for id in "$@"; do echo CANCELLED > $S/jobs/$id; p=$(cat $S/jobs/$id.pid); pkill -P $p; kill $p; done
+"#,
+        );
+        FakeSlurm { dir }
+    }
+
+    fn path_env(&self) -> String {
+        format!(
+            "{}:{}",
+            self.dir.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    }
+
+    fn calls(&self, cmd: &str) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join(format!("{cmd}.calls")))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn command(&self, p: &Project, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_foldwise"));
+        c.args(args)
+            .args(["--executor", "slurm", "--slurm-poll", "0.1"])
+            .current_dir(p.path())
+            .env("FOLDWISE_CACHE", p.cache())
+            .env("NO_COLOR", "1")
+            .env("PATH", self.path_env());
+        c
+    }
+
+    fn run(&self, p: &Project, args: &[&str]) -> Output {
+        self.command(p, args).output().unwrap()
+    }
+}
+
+#[test]
+fn a_slurm_run_gives_the_keys_and_artifacts_of_a_local_run() {
+    let slurm = FakeSlurm::new();
+    let p = Project::new(PIPELINE);
+    let out = slurm.run(&p, &["run", "p.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let local = Project::new(PIPELINE);
+    local.run();
+    assert_eq!(common::digests(&p), common::digests(&local));
+    // One job per instance, each the run's job name and its own log.
+    let submitted = slurm.calls("sbatch");
+    assert_eq!(submitted.len(), 6, "{submitted:?}");
+    assert!(submitted
+        .iter()
+        .all(|c| c.starts_with("--parsable --job-name=foldwise-")
+            && c.contains(" --cpus-per-task=2 ")));
+    // One squeue call per poll, each for the whole run.
+    let polls = slurm.calls("squeue");
+    assert!(!polls.is_empty());
+    assert!(polls
+        .iter()
+        .all(|c| c.starts_with("--noheader --states=all --name=foldwise-")));
+    // A second run submits nothing.
+    let out = slurm.run(&p, &["run", "p.toml", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(common::list(&report, "nodes")
+        .iter()
+        .all(|n| common::text(n, "outcome") == "reused"));
+    assert_eq!(slurm.calls("sbatch").len(), 6);
+}
+
+#[test]
+fn a_failed_job_is_reported_with_its_state_and_log() {
+    let slurm = FakeSlurm::new();
+    let p = Project::new(&PIPELINE.replace("wc -c <", "echo 'no space left' >&2; exit 3; wc -c <"));
+    let out = slurm.run(&p, &["run", "p.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("error: `sizes[0]` failed: Slurm job "),
+        "{err}"
+    );
+    assert!(err.contains(" FAILED (exit status 1); its log ("), "{err}");
+    assert!(err.contains("no space left"), "{err}");
+    assert!(err.contains("[foldwise::slurm::job_failed]"), "{err}");
+    assert!(err.contains("skipped slow (upstream"), "{err}");
+    let logs: Vec<PathBuf> = walk(&p.cache().join("slurm"))
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "log"))
+        .collect();
+    assert_eq!(logs.len(), 5, "{logs:?}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap().path().to_path_buf())
+        .collect()
+}
+
+#[test]
+fn sigint_cancels_the_jobs_and_a_rerun_reuses_what_finished() {
+    let slurm = FakeSlurm::new();
+    let p = Project::new(PIPELINE);
+    std::fs::write(p.path().join("slow"), "").unwrap();
+    let mut child = slurm
+        .command(&p, &["run", "p.toml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for `slow`'s job: the sixth submission.
+    let t = std::time::Instant::now();
+    while slurm.calls("sbatch").len() < 6 {
+        assert!(t.elapsed().as_secs() < 60, "slow was never submitted");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stderr(&out).contains("interrupted: the run's Slurm jobs were cancelled"));
+    assert_eq!(slurm.calls("scancel"), ["106"]);
+    // The rerun submits only `slow`.
+    std::fs::remove_file(p.path().join("slow")).unwrap();
+    let out = slurm.run(&p, &["run", "p.toml", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let executed: Vec<&str> = common::list(&report, "nodes")
+        .iter()
+        .filter(|n| common::text(n, "outcome") == "executed")
+        .map(|n| common::text(n, "instance"))
+        .collect();
+    assert_eq!(executed, ["slow"]);
+    assert_eq!(slurm.calls("sbatch").len(), 7);
+}
