@@ -204,15 +204,19 @@ struct RunArgs {
     #[arg(long, conflicts_with_all = ["dry_run", "json"])]
     watch: bool,
     /// Where stale nodes execute: here, or each as a Slurm job (on a cache
-    /// every node of the cluster shares).
-    #[arg(long, default_value = "local", value_parser = ["local", "slurm"])]
-    executor: String,
-    /// Seconds between two `squeue` calls (one for all of the run's jobs).
-    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
-    slurm_poll: f64,
-    /// CPUs each Slurm job asks for (and the threads it runs on).
-    #[arg(long, value_name = "N", default_value_t = 2)]
-    slurm_cpus: u32,
+    /// every node of the cluster shares) [default: the pipeline's
+    /// `[executor] kind`, else local].
+    #[arg(long, value_parser = ["local", "slurm"])]
+    executor: Option<String>,
+    /// Seconds between two `squeue` calls, one for all of the run's jobs
+    /// [default: `[executor] poll`, else 5].
+    #[arg(long, value_name = "SECONDS")]
+    slurm_poll: Option<f64>,
+    /// CPUs of every Slurm job (and the threads it runs on), over the
+    /// pipeline's `resources` [default: `resources.cpus`, else 1 for
+    /// single-threaded kinds and 2 for the others].
+    #[arg(long, value_name = "N")]
+    slurm_cpus: Option<u32>,
     /// Further `sbatch` arguments for every job (repeatable).
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
     sbatch: Vec<String>,
@@ -483,9 +487,17 @@ fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32, Failure> {
         threads: thread_budget(args.threads)?,
         only: args.only,
     };
-    let slurm = match args.executor.as_str() {
-        "slurm" => Some(slurm_executor(cli, args, &p)?),
-        _ => None,
+    // A job (`--only`) executes here, whatever the pipeline says: it must
+    // never submit jobs itself.
+    let on_slurm = !args.only
+        && match args.executor.as_deref() {
+            Some(e) => e == "slurm",
+            None => p.executor.kind == config::ExecutorKind::Slurm,
+        };
+    let slurm = if on_slurm {
+        Some(slurm_executor(cli, args, &p)?)
+    } else {
+        None
     };
     if slurm.is_some() {
         crate::exec::stop_on_signals();
@@ -541,29 +553,51 @@ fn slurm_executor(
         std::process::id()
     );
     let dir = cache.join("slurm").join(&run_id);
-    if !(args.slurm_poll > 0.0 && args.slurm_poll.is_finite()) {
+    let poll = args.slurm_poll.unwrap_or(p.executor.poll);
+    if !(poll > 0.0 && poll.is_finite()) {
         return Err(Failure::new(
             "foldwise::usage::slurm_poll",
-            format!(
-                "--slurm-poll is {}, not a positive number of seconds",
-                args.slurm_poll
-            ),
+            format!("--slurm-poll is {poll}, not a positive number of seconds"),
         ));
     }
-    let poll = std::time::Duration::from_secs_f64(args.slurm_poll);
-    let patience = std::time::Duration::from_secs(120);
+    let poll = std::time::Duration::from_secs_f64(poll);
+    let patience = std::time::Duration::from_secs_f64(p.executor.patience);
     let queue = Queue::new(&run_id, &dir, poll, patience)
         .map_err(|e| Failure::new("foldwise::slurm::command", e.to_string()))?;
-    let _ = p;
-    let cpus = args.slurm_cpus.max(1);
-    let resources = Resources {
-        cpus: Some(cpus),
-        sbatch: args.sbatch.clone(),
-        ..Resources::default()
-    };
+    // Each instance's resources: the command line over the node's own over
+    // `[executor] resources` over the kind's default (1 CPU for a kind
+    // that runs on one thread, a command's `threads`, 2 for a kind that
+    // scales).
+    let per_instance: Vec<Resources> = p
+        .instances
+        .iter()
+        .map(|inst| {
+            let decl = p.decl(inst);
+            let default_cpus = match decl.kind.appetite(&decl.params) {
+                crate::kind::Appetite::One => 1,
+                crate::kind::Appetite::Fixed(n) => n.max(1) as u32,
+                crate::kind::Appetite::Scales => 2,
+            };
+            let cli_side = Resources {
+                cpus: args.slurm_cpus.map(|c| c.max(1)),
+                sbatch: args.sbatch.clone(),
+                ..Resources::default()
+            };
+            let base = Resources {
+                cpus: Some(default_cpus),
+                ..Resources::default()
+            };
+            let node = decl.resources.clone().unwrap_or_default();
+            cli_side.over(&node.over(&p.executor.resources.over(&base)))
+        })
+        .collect();
+    let cpus: Vec<usize> = per_instance
+        .iter()
+        .map(|r| r.cpus.unwrap_or(1) as usize)
+        .collect();
     let command = move |instance: &str, threads: usize| {
         format!(
-            "exec {} --cache-dir {} --no-remote --no-color run {} {} --only --quiet --threads {threads}",
+            "exec {} --cache-dir {} --no-remote --no-color run {} {} --only --executor local --quiet --threads {threads}",
             sh_quote(&bin.display().to_string()),
             sh_quote(&cache.display().to_string()),
             sh_quote(&pipeline.display().to_string()),
@@ -573,8 +607,8 @@ fn slurm_executor(
     Ok(crate::exec::SlurmExecutor {
         queue,
         job_command: Box::new(command),
-        resources: Box::new(move |_| resources.clone()),
-        threads: Box::new(move |_| cpus as usize),
+        resources: Box::new(move |i| per_instance[i].clone()),
+        threads: Box::new(move |i| cpus[i]),
         patience,
     })
 }

@@ -48,6 +48,7 @@ pub fn json_schema(kinds: &[&'static dyn Kind]) -> J {
         "properties": {
             "pipeline": pipeline_schema(),
             "cache": cache_schema(),
+            "executor": executor_schema(),
             "nodes": {
                 "description": "The nodes, one `[nodes.NAME]` table each: at least one.",
                 "type": "object",
@@ -84,6 +85,39 @@ fn pipeline_schema() -> J {
         "type": "object",
         "additionalProperties": false,
         "properties": props,
+    })
+}
+
+/// A `resources` table.
+fn resources_schema(description: &str) -> J {
+    json!({
+        "description": description,
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "cpus": { "type": "integer", "minimum": 1, "description": "CPUs of the job (`--cpus-per-task`), and the threads the node runs on." },
+            "mem": { "type": "string", "description": "Memory of the job, as Slurm writes it (`--mem`: `8G`, `500M`)." },
+            "gpus": { "type": "integer", "minimum": 0, "description": "GPUs of the job (`--gpus`)." },
+            "time": { "type": "string", "description": "Time limit, as Slurm writes it (`--time`: `2:00:00`)." },
+            "partition": { "type": "string", "description": "Slurm partition (`--partition`)." },
+            "account": { "type": "string", "description": "Slurm account (`--account`)." },
+            "sbatch": { "type": "array", "items": { "type": "string" }, "description": "Further `sbatch` arguments, as given." },
+        },
+    })
+}
+
+/// The `[executor]` table.
+fn executor_schema() -> J {
+    json!({
+        "description": "Where stale nodes execute: here (`local`) or each as a Slurm job on a cache the cluster shares (`slurm`); `run --executor` overrides it. Never part of a key.",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "kind": { "type": "string", "enum": ["local", "slurm"], "default": "local", "description": "Where stale nodes execute." },
+            "poll": { "type": "number", "exclusiveMinimum": 0, "default": 5.0, "description": "Seconds between two `squeue` calls (one for all of a run's jobs)." },
+            "patience": { "type": "number", "exclusiveMinimum": 0, "default": 120.0, "description": "Seconds to wait for a finished job's exit file and artifact to be visible (a network filesystem's delay)." },
+            "resources": resources_schema("Every Slurm job's resources, unless its node says otherwise."),
+        },
     })
 }
 
@@ -128,6 +162,9 @@ fn node_key(key: &str, kinds: &[&'static dyn Kind]) -> J {
             "type": "integer",
             "minimum": 0,
         }),
+        "resources" => resources_schema(
+            "What this node's Slurm job asks for, over `[executor] resources`. Never part of the key.",
+        ),
         other => unreachable!("node key `{other}` has no schema"),
     }
 }

@@ -16,6 +16,7 @@
 //! editors.
 
 mod error;
+mod executor;
 mod json_schema;
 mod params;
 mod parse;
@@ -37,6 +38,7 @@ use serde_json::Value;
 use crate::kind::Kind;
 
 pub use error::{render_diagnostic, Code, ConfigError, Problem};
+pub use executor::{ExecutorKind, ExecutorSettings, Resources};
 pub use json_schema::json_schema;
 pub use parse::remote_url_problem;
 
@@ -55,6 +57,8 @@ pub struct Pipeline {
     /// The `[cache]` table: where the remote cache is, and whether a run
     /// pushes what it computes. Never part of a key.
     pub cache: CacheSettings,
+    /// The `[executor]` table. Never part of a key.
+    pub executor: ExecutorSettings,
 }
 
 /// The `[cache]` table of a pipeline file.
@@ -80,6 +84,8 @@ pub struct NodeDecl {
     pub fan: Option<usize>,
     /// Number of parts its artifact offers (`Kind::parts`).
     pub parts: Option<usize>,
+    /// Its own `resources` for Slurm jobs (over `[executor] resources`).
+    pub resources: Option<Resources>,
 }
 
 /// One instance of a node: the node itself, or one fold of an expanded node.
@@ -241,6 +247,7 @@ fn load_text(
             nodes,
             instances,
             cache: raw.cache.clone(),
+            executor: raw.executor.clone(),
         }),
         _ => {
             // File order reads best; the sort is stable for equal starts.

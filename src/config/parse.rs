@@ -30,6 +30,8 @@ pub(crate) struct RawNode {
     /// Canonical parameters; `None` when the table has problems.
     pub params: Option<J>,
     pub seed: Option<u64>,
+    /// The node's own `resources` (for Slurm jobs).
+    pub resources: Option<super::Resources>,
     pub refs: Vec<RefSite>,
 }
 
@@ -38,13 +40,14 @@ pub(crate) struct RawPipeline {
     pub name: Option<String>,
     pub seed: u64,
     pub cache: CacheSettings,
+    pub executor: super::ExecutorSettings,
     pub nodes: Vec<RawNode>,
 }
 
-const TOP: &[&str] = &["pipeline", "cache", "nodes"];
+const TOP: &[&str] = &["pipeline", "cache", "executor", "nodes"];
 pub(crate) const PIPELINE_KEYS: &[&str] = &["name", "seed"];
 pub(crate) const CACHE_KEYS: &[&str] = &["remote", "push"];
-pub(crate) const NODE_KEYS: &[&str] = &["kind", "seed"];
+pub(crate) const NODE_KEYS: &[&str] = &["kind", "seed", "resources"];
 
 /// Parses and checks the file; problems are appended to `problems`.
 /// With `paths` (the pipeline file's folder), the paths each node needs
@@ -60,6 +63,7 @@ pub(crate) fn parse(
         name: None,
         seed: 0,
         cache: CacheSettings::default(),
+        executor: super::ExecutorSettings::default(),
         nodes: Vec::new(),
     };
     let doc = match Document::parse(text) {
@@ -81,6 +85,7 @@ pub(crate) fn parse(
         match e.key {
             "pipeline" => pipeline_table(&mut ck, &e.value, &mut raw),
             "cache" => cache_table(&mut ck, &e.value, &mut raw.cache),
+            "executor" => super::executor::executor_table(&mut ck, &e.value, &mut raw.executor),
             "nodes" => match e.value.entries() {
                 Some(nodes) => {
                     for n in nodes {
@@ -107,7 +112,7 @@ pub(crate) fn parse(
                 };
                 let help = match did_you_mean(other, TOP.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => "a pipeline file has a `[pipeline]` table, a `[cache]` table and `[nodes.<name>]` tables"
+                    None => "a pipeline file has a `[pipeline]` table, `[cache]` and `[executor]` tables and `[nodes.<name>]` tables"
                         .to_string(),
                 };
                 ck.report(
@@ -303,6 +308,7 @@ fn node(
         kind_span: None,
         params: None,
         seed: None,
+        resources: None,
         refs: Vec::new(),
     };
     match entries.iter().find(|x| x.key == "kind") {
@@ -317,6 +323,13 @@ fn node(
     }
     if let Some(s) = entries.iter().find(|x| x.key == "seed") {
         raw.seed = seed(ck, &s.value);
+    }
+    if let Some(r) = entries.iter().find(|x| x.key == "resources") {
+        raw.resources = Some(super::executor::resources(
+            ck,
+            &format!("[nodes.{name}] resources"),
+            &r.value,
+        ));
     }
     if let Some(kind) = raw.kind {
         (raw.params, raw.refs) = node_params(ck, &name, &e.value, kind);

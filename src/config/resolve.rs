@@ -83,6 +83,7 @@ pub(crate) fn resolve(
             seed: n.seed.unwrap_or(raw.seed),
             fan: fanout.fan[i],
             parts: fanout.parts[i],
+            resources: n.resources.clone(),
         })
         .collect();
     Some((decls, instances))

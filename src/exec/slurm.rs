@@ -128,46 +128,31 @@ pub enum SlurmError {
     Io { path: PathBuf, message: String },
 }
 
-/// What a job asks of the cluster.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Resources {
-    pub cpus: Option<u32>,
-    /// Memory, as Slurm writes it (`4G`, `500M`).
-    pub mem: Option<String>,
-    pub gpus: Option<u32>,
-    /// Time limit, as Slurm writes it (`1:00:00`, `30`).
-    pub time: Option<String>,
-    pub partition: Option<String>,
-    pub account: Option<String>,
-    /// Further `sbatch` arguments, as given.
-    pub sbatch: Vec<String>,
-}
+pub use crate::config::Resources;
 
-impl Resources {
-    /// The `sbatch` arguments for these resources.
-    pub fn args(&self) -> Vec<String> {
-        let mut a = Vec::new();
-        if let Some(c) = self.cpus {
-            a.push(format!("--cpus-per-task={c}"));
-        }
-        if let Some(m) = &self.mem {
-            a.push(format!("--mem={m}"));
-        }
-        if let Some(g) = self.gpus {
-            a.push(format!("--gpus={g}"));
-        }
-        if let Some(t) = &self.time {
-            a.push(format!("--time={t}"));
-        }
-        if let Some(p) = &self.partition {
-            a.push(format!("--partition={p}"));
-        }
-        if let Some(acc) = &self.account {
-            a.push(format!("--account={acc}"));
-        }
-        a.extend(self.sbatch.iter().cloned());
-        a
+/// The `sbatch` arguments for `r`.
+pub fn sbatch_args(r: &Resources) -> Vec<String> {
+    let mut a = Vec::new();
+    if let Some(c) = r.cpus {
+        a.push(format!("--cpus-per-task={c}"));
     }
+    if let Some(m) = &r.mem {
+        a.push(format!("--mem={m}"));
+    }
+    if let Some(g) = r.gpus {
+        a.push(format!("--gpus={g}"));
+    }
+    if let Some(t) = &r.time {
+        a.push(format!("--time={t}"));
+    }
+    if let Some(p) = &r.partition {
+        a.push(format!("--partition={p}"));
+    }
+    if let Some(acc) = &r.account {
+        a.push(format!("--account={acc}"));
+    }
+    a.extend(r.sbatch.iter().cloned());
+    a
 }
 
 /// The jobs of one run.
@@ -282,7 +267,7 @@ impl Queue {
             format!("--output={}", self.log_file(tag).display()),
             "--no-requeue".to_string(),
         ];
-        args.extend(resources.args());
+        args.extend(sbatch_args(resources));
         args.push(script.display().to_string());
         let out = self.run("sbatch", &args)?;
         // `--parsable` prints `id` or `id;cluster`.

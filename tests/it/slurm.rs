@@ -134,8 +134,27 @@ fn a_slurm_run_gives_the_keys_and_artifacts_of_a_local_run() {
     assert_eq!(submitted.len(), 6, "{submitted:?}");
     assert!(submitted
         .iter()
-        .all(|c| c.starts_with("--parsable --job-name=foldwise-")
-            && c.contains(" --cpus-per-task=2 ")));
+        .all(|c| c.starts_with("--parsable --job-name=foldwise-")));
+    // CPUs by kind: generating scales (2), a split and a command run on one.
+    let cpus: Vec<&str> = submitted
+        .iter()
+        .map(|c| {
+            c.split(' ')
+                .find(|a| a.starts_with("--cpus-per-task="))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        cpus,
+        [
+            "--cpus-per-task=2",
+            "--cpus-per-task=1",
+            "--cpus-per-task=1",
+            "--cpus-per-task=1",
+            "--cpus-per-task=1",
+            "--cpus-per-task=1"
+        ]
+    );
     // One squeue call per poll, each for the whole run.
     let polls = slurm.calls("squeue");
     assert!(!polls.is_empty());
@@ -217,4 +236,45 @@ fn sigint_cancels_the_jobs_and_a_rerun_reuses_what_finished() {
         .collect();
     assert_eq!(executed, ["slow"]);
     assert_eq!(slurm.calls("sbatch").len(), 7);
+}
+
+/// Resources: `[executor] resources` for every job, a node's own over them,
+/// `--slurm-cpus` and `--sbatch` over both; the `[executor]` table alone
+/// makes a run use Slurm.
+#[test]
+fn resources_come_from_the_executor_table_the_node_and_the_command_line() {
+    let slurm = FakeSlurm::new();
+    let text = format!(
+        "{PIPELINE}\n[executor]\nkind = \"slurm\"\npoll = 0.1\nresources = {{ mem = \"2G\", partition = \"cpu\", sbatch = [\"--qos=low\"] }}\n"
+    )
+    .replace(
+        "[nodes.slow]\nkind = \"command\"",
+        "[nodes.slow]\nkind = \"command\"\nresources = { cpus = 4, time = \"0:10:00\", partition = \"gpu\", gpus = 1 }",
+    );
+    let p = Project::new(&text);
+    let out = Command::new(env!("CARGO_BIN_EXE_foldwise"))
+        .args(["run", "p.toml", "slow", "--sbatch=--nice=5"])
+        .current_dir(p.path())
+        .env("FOLDWISE_CACHE", p.cache())
+        .env("PATH", slurm.path_env())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let calls = slurm.calls("sbatch");
+    let args = |c: &str| -> String {
+        c.split(' ')
+            .filter(|a| {
+                !a.starts_with("--job-name") && !a.starts_with("--output") && !a.ends_with(".sh")
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(
+        args(&calls[0]),
+        "--parsable --no-requeue --cpus-per-task=2 --mem=2G --partition=cpu --qos=low --nice=5"
+    );
+    assert_eq!(
+        args(calls.last().unwrap()),
+        "--parsable --no-requeue --cpus-per-task=4 --mem=2G --gpus=1 --time=0:10:00 --partition=gpu --qos=low --nice=5"
+    );
 }

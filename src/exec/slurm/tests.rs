@@ -232,7 +232,7 @@ fn resources_become_sbatch_arguments() {
         sbatch: vec!["--qos=high".into()],
     };
     assert_eq!(
-        r.args(),
+        sbatch_args(&r),
         [
             "--cpus-per-task=4",
             "--mem=8G",
