@@ -278,3 +278,117 @@ fn resources_come_from_the_executor_table_the_node_and_the_command_line() {
         "--parsable --no-requeue --cpus-per-task=4 --mem=2G --gpus=1 --time=0:10:00 --partition=gpu --qos=low --nice=5"
     );
 }
+
+/// Whether `.ci/run` started a real single-host cluster (`.ci/slurm.sh`);
+/// prints that `test` was skipped when not.
+fn real_cluster(test: &str) -> bool {
+    let up = std::env::var_os("FOLDWISE_TEST_SLURM").is_some();
+    if !up {
+        println!(
+            "skipped {test}: no Slurm cluster (FOLDWISE_TEST_SLURM is unset; .ci/run starts one)"
+        );
+    }
+    up
+}
+
+fn real_run(p: &Project, pipeline: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_foldwise"));
+    c.arg("run")
+        .arg(pipeline)
+        .args(["--executor", "slurm", "--slurm-poll", "0.5"])
+        .args(extra)
+        .current_dir(p.path())
+        .env("FOLDWISE_CACHE", p.cache())
+        .env("NO_COLOR", "1");
+    c
+}
+
+/// The quickstart through a real cluster: every node's key and artifact
+/// digest equal a local run's, bit for bit.
+#[test]
+fn real_cluster_quickstart_equals_a_local_run() {
+    if !real_cluster("real_cluster_quickstart_equals_a_local_run") {
+        return;
+    }
+    let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/quickstart.toml");
+    let text = std::fs::read_to_string(&quickstart).unwrap();
+    let on_slurm = Project::new(&text);
+    let out = real_run(&on_slurm, &on_slurm.pipeline(), &[])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let local = Project::new(&text);
+    let out = local.cli(&["run", "p.toml", "--quiet"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let keys = |p: &Project| -> Vec<(String, Option<String>)> {
+        p.status()
+            .into_iter()
+            .map(|s| (s.instance, s.key))
+            .collect()
+    };
+    assert_eq!(keys(&on_slurm), keys(&local));
+    assert_eq!(common::digests(&on_slurm), common::digests(&local));
+    assert_eq!(common::digests(&local).len(), 14);
+}
+
+/// A failing command node's error shows its Slurm log; SIGINT cancels the
+/// queued and running jobs.
+#[test]
+fn real_cluster_failure_log_and_cancellation() {
+    if !real_cluster("real_cluster_failure_log_and_cancellation") {
+        return;
+    }
+    let p = Project::new(
+        &PIPELINE.replace("wc -c <", "echo 'disk quota exceeded' >&2; exit 3; wc -c <"),
+    );
+    let out = real_run(&p, &p.pipeline(), &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains(" FAILED (exit status 1); its log ("), "{err}");
+    assert!(err.contains("disk quota exceeded"), "{err}");
+
+    let q = Project::new(&PIPELINE.replace("k = 3", "k = 6"));
+    std::fs::write(q.path().join("slow"), "").unwrap();
+    let mut child = real_run(&q, &q.pipeline(), &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the six `sizes` jobs are submitted: two CPUs run two at a
+    // time, the others wait in the queue.
+    let name_of_run = || -> Option<String> {
+        let dir = q.cache().join("slurm");
+        let run = std::fs::read_dir(&dir).ok()?.next()?.ok()?;
+        Some(format!("foldwise-{}", run.file_name().to_string_lossy()))
+    };
+    let t = std::time::Instant::now();
+    let name = loop {
+        if let Some(n) = name_of_run() {
+            let out = Command::new("squeue")
+                .args(["-h", "-t", "all", "-n", &n, "-o", "%T"])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&out.stdout).lines().count() >= 8 {
+                break n;
+            }
+        }
+        assert!(t.elapsed().as_secs() < 120, "the jobs were never submitted");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let out = Command::new("squeue")
+        .args(["-h", "-t", "all", "-n", &name, "-o", "%T"])
+        .output()
+        .unwrap();
+    let states = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        states.lines().all(|s| s == "COMPLETED" || s == "CANCELLED"),
+        "{states}"
+    );
+    assert!(states.lines().any(|s| s == "CANCELLED"), "{states}");
+}
