@@ -13,7 +13,7 @@
 //!   `trash/` the next `gc` removes).
 
 use std::collections::BTreeSet;
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -175,12 +175,9 @@ impl Collection<'_> {
         for tmp in read_dir_sorted(&store.root.join("tmp"))? {
             let name = file_name(&tmp);
             let key = name.split('-').next().unwrap_or("");
-            let lock = store.root.join("locks").join(format!("{key}.lock"));
-            if let Ok(f) = File::open(&lock) {
-                if f.try_lock().is_err() {
-                    r.held.temporaries += 1;
-                    continue;
-                }
+            if store.key_locked(key) {
+                r.held.temporaries += 1;
+                continue;
             }
             r.temporaries += 1;
             r.bytes += dir_size(&tmp);

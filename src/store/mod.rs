@@ -37,6 +37,7 @@
 mod gc;
 mod history;
 mod lease;
+mod lockfile;
 mod manifest;
 mod memo;
 mod stamps;
@@ -54,6 +55,7 @@ use serde_json::Value;
 pub use gc::{GcReport, Held};
 pub use history::{NodeRecord, RunRecord, Score, Scores};
 pub use lease::{hostname, Collection, Lease, LeaseHeader, LeaseInfo};
+pub use lockfile::{Broken, Holder, LockFile};
 pub use manifest::{Digest, FileEntry, Manifest};
 pub use memo::{hash_file, FileMemo, Stamp};
 pub use verify::{Damaged, VerifyReport};
@@ -250,9 +252,7 @@ impl Store {
     /// With `force`, the existing artifact (if any) is recomputed and
     /// replaced on commit.
     pub fn begin(&self, key: &str, force: bool) -> io::Result<Begin<'_>> {
-        let lock_path = self.root.join("locks").join(format!("{key}.lock"));
-        let lock = File::create(&lock_path).map_err(|e| annotate(e, &lock_path))?;
-        lock.lock().map_err(|e| annotate(e, &lock_path))?;
+        let lock = self.lock_key(key)?;
         match self.check(key) {
             Check::Ok(_) if force => {}
             Check::Ok(a) => return Ok(Begin::Hit(a)),
@@ -275,6 +275,36 @@ impl Store {
             _lock: lock,
             committed: false,
         }))
+    }
+
+    /// Takes the lock of `key`, waiting for its holder: an OS lock
+    /// (`locks/<key>.lock`, `flock`: fast among the processes of one host)
+    /// and then a lock file (`locks/<key>.held`, [`LockFile`]: holds
+    /// between hosts sharing the cache over NFS, where `flock` may not).
+    pub fn lock_key(&self, key: &str) -> io::Result<KeyLock> {
+        let lock_path = self.root.join("locks").join(format!("{key}.lock"));
+        let os = File::create(&lock_path).map_err(|e| annotate(e, &lock_path))?;
+        os.lock().map_err(|e| annotate(e, &lock_path))?;
+        let held = self.root.join("locks").join(format!("{key}.held"));
+        let file = LockFile::acquire(&held, lock_stale_after(), &|b| {
+            eprintln!("note: broke the lock of {key}: {b}");
+        })?;
+        Ok(KeyLock {
+            _os: os,
+            _file: file,
+        })
+    }
+
+    /// Whether someone holds `key`'s lock now (on this host or another).
+    pub fn key_locked(&self, key: &str) -> bool {
+        let lock_path = self.root.join("locks").join(format!("{key}.lock"));
+        if let Ok(f) = File::open(&lock_path) {
+            if f.try_lock().is_err() {
+                return true;
+            }
+        }
+        let held = self.root.join("locks").join(format!("{key}.held"));
+        lockfile::held_elsewhere(&held, lock_stale_after())
     }
 
     /// Moves an object out of the way (into `trash/`) and deletes it.
@@ -346,7 +376,7 @@ pub struct Writer<'s> {
     store: &'s Store,
     key: String,
     tmp: PathBuf,
-    _lock: File,
+    _lock: KeyLock,
     committed: bool,
 }
 
@@ -436,6 +466,23 @@ impl Drop for Writer<'_> {
             let _ = fs::remove_dir_all(&self.tmp);
         }
     }
+}
+
+/// A key's lock, held until dropped (see [`Store::lock_key`]).
+pub struct KeyLock {
+    _os: File,
+    _file: LockFile,
+}
+
+/// How long a lock file may go without its holder's heartbeat before
+/// another host breaks it: `FOLDWISE_LOCK_STALE` seconds, else 120.
+pub fn lock_stale_after() -> std::time::Duration {
+    std::env::var("FOLDWISE_LOCK_STALE")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| *s > 0.0 && s.is_finite())
+        .map(std::time::Duration::from_secs_f64)
+        .unwrap_or(std::time::Duration::from_secs(120))
 }
 
 /// A temporary name beside `path`, unique to this process, thread and

@@ -8,7 +8,7 @@
 //! by one rename, re-checking it first.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -154,9 +154,7 @@ impl Store {
     /// Moves a damaged object into `damaged/` under its lock, unless it
     /// checks out by then (a run rebuilt it meanwhile).
     fn move_aside(&self, key: &str) -> io::Result<Option<PathBuf>> {
-        let lock_path = self.root.join("locks").join(format!("{key}.lock"));
-        let lock = File::create(&lock_path).map_err(|e| annotate(e, &lock_path))?;
-        lock.lock().map_err(|e| annotate(e, &lock_path))?;
+        let _lock = self.lock_key(key)?;
         if let Check::Ok(_) | Check::Missing = self.check_with(key, &FileMemo::in_memory(), false) {
             return Ok(None);
         }
