@@ -204,7 +204,7 @@ fn sigint_cancels_the_jobs_and_a_rerun_reuses_what_finished() {
     let slurm = FakeSlurm::new();
     let p = Project::new(PIPELINE);
     std::fs::write(p.path().join("slow"), "").unwrap();
-    let mut child = slurm
+    let child = slurm
         .command(&p, &["run", "p.toml"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -349,7 +349,7 @@ fn real_cluster_failure_log_and_cancellation() {
 
     let q = Project::new(&PIPELINE.replace("k = 3", "k = 6"));
     std::fs::write(q.path().join("slow"), "").unwrap();
-    let mut child = real_run(&q, &q.pipeline(), &[])
+    let child = real_run(&q, &q.pipeline(), &[])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
