@@ -56,6 +56,10 @@ impl LeaseHeader {
 
 /// The machine's name (`/proc/sys/kernel/hostname`, else `HOSTNAME`).
 pub fn hostname() -> String {
+    // Test-only: stand for another host (two "hosts" on one machine).
+    if let Some(h) = std::env::var_os("FOLDWISE_TEST_HOST") {
+        return h.to_string_lossy().into_owned();
+    }
     fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())

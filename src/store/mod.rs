@@ -27,7 +27,10 @@
 //!   runs sharing a cache never compute the same key at the same time;
 //! - [`Store::check`] detects a changed, missing or extra file.
 //!
-//! Test-only hooks: the environment variables `FOLDWISE_TEST_PAUSE_COMMIT`
+//! Test-only hooks: `FOLDWISE_TEST_HOST` (this process stands for another
+//! host) and `FOLDWISE_TEST_NO_FLOCK` (key locks without `flock`, as on a
+//! filesystem where it does not hold between hosts); the environment
+//! variables `FOLDWISE_TEST_PAUSE_COMMIT`
 //! and `FOLDWISE_TEST_PAUSE_COMMITTED` hold a commit just before or just
 //! after its rename (see [`PAUSE_BEFORE_RENAME`]), so that a test can kill
 //! a run exactly there; `FOLDWISE_TEST_PAUSE_EPOCH` holds a training after
@@ -284,7 +287,11 @@ impl Store {
     pub fn lock_key(&self, key: &str) -> io::Result<KeyLock> {
         let lock_path = self.root.join("locks").join(format!("{key}.lock"));
         let os = File::create(&lock_path).map_err(|e| annotate(e, &lock_path))?;
-        os.lock().map_err(|e| annotate(e, &lock_path))?;
+        // Test-only: behave as on a filesystem whose `flock` does not hold
+        // between hosts, so that the lock file alone must.
+        if std::env::var_os("FOLDWISE_TEST_NO_FLOCK").is_none() {
+            os.lock().map_err(|e| annotate(e, &lock_path))?;
+        }
         let held = self.root.join("locks").join(format!("{key}.held"));
         let file = LockFile::acquire(&held, lock_stale_after(), &|b| {
             eprintln!("note: broke the lock of {key}: {b}");

@@ -392,3 +392,50 @@ fn real_cluster_failure_log_and_cancellation() {
     );
     assert!(states.lines().any(|s| s == "CANCELLED"), "{states}");
 }
+
+/// Two orchestrators on two "hosts" sharing one cache, with key locks as
+/// on a filesystem where `flock` does not hold between hosts: each node is
+/// computed once (the lock files alone keep them apart).
+#[test]
+fn two_hosts_on_one_cache_compute_each_node_once() {
+    let log = tempfile::tempdir().unwrap();
+    let runs = log.path().join("executions");
+    let p = Project::new(
+        &PIPELINE
+            .replace(
+                "wc -c <",
+                &format!(
+                    "echo \\\"$FOLDWISE_INSTANCE\\\" >> {}; sleep 0.3; wc -c <",
+                    runs.display()
+                ),
+            )
+            .replace(
+                "while [ -f slow ]; do sleep 0.1; done; ",
+                &format!("echo slow >> {}; ", runs.display()),
+            ),
+    );
+    let start = |host: &str| {
+        Command::new(env!("CARGO_BIN_EXE_foldwise"))
+            .args(["run", "p.toml", "--quiet"])
+            .current_dir(p.path())
+            .env("FOLDWISE_CACHE", p.cache())
+            .env("FOLDWISE_TEST_HOST", host)
+            .env("FOLDWISE_TEST_NO_FLOCK", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start("host-a"), start("host-b"));
+    for c in [a, b] {
+        let out = c.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let mut ran: Vec<String> = std::fs::read_to_string(&runs)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    ran.sort();
+    assert_eq!(ran, ["sizes[0]", "sizes[1]", "sizes[2]", "slow"]);
+}
