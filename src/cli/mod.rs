@@ -471,6 +471,7 @@ fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32, Failure> {
             force: &args.force,
             threads: args.threads,
             quiet: args.quiet,
+            executor: args.executor.as_deref(),
         };
         return watch::watch(cli, &watch_args, color);
     }

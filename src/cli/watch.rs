@@ -47,6 +47,8 @@ pub struct WatchArgs<'a> {
     /// takes every core, as a run does).
     pub threads: Option<std::num::NonZeroUsize>,
     pub quiet: bool,
+    /// `--executor`, when given.
+    pub executor: Option<&'a str>,
 }
 
 /// What the watch loop hears about.
@@ -207,6 +209,9 @@ fn spawn_run(cli: &Cli, args: &WatchArgs<'_>, n: u64, tx: Sender<Event>) -> Resu
     }
     if cli.no_remote {
         cmd.arg("--no-remote");
+    }
+    if let Some(e) = args.executor {
+        cmd.arg("--executor").arg(e);
     }
     cmd.arg("run").arg(args.pipeline).args(args.targets);
     if let Some(n) = args.threads {
