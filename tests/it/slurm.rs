@@ -439,3 +439,58 @@ fn two_hosts_on_one_cache_compute_each_node_once() {
     ran.sort();
     assert_eq!(ran, ["sizes[0]", "sizes[1]", "sizes[2]", "slow"]);
 }
+
+/// The first `epoch-<e>.json` checkpoint under the cache's `work/`.
+fn checkpoint_epoch(cache: &Path) -> Option<usize> {
+    let dirs = std::fs::read_dir(cache.join("work")).ok()?;
+    dirs.flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .filter_map(|f| {
+            let name = f.file_name().into_string().ok()?;
+            name.strip_prefix("epoch-")?
+                .strip_suffix(".json")?
+                .parse()
+                .ok()
+        })
+        .max()
+}
+
+/// A training job cancelled by Ctrl-C after a checkpoint: the rerun's job
+/// resumes from it, and the model equals an uninterrupted local run's.
+#[test]
+fn a_cancelled_training_job_resumes_from_its_last_epoch() {
+    let slurm = FakeSlurm::new();
+    let text = common::tiny_training("slurm-resume", 6);
+    let p = Project::new(&text);
+    // Hold the job after its first checkpoint, so that it is cancelled
+    // mid-training.
+    let pause = p.path().join("pause");
+    std::fs::write(&pause, "").unwrap();
+    let child = slurm
+        .command(&p, &["run", "p.toml"])
+        .env("FOLDWISE_TEST_PAUSE_EPOCH", &pause)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_for(&p.path().join("pause.reached"));
+    let at_cancel = checkpoint_epoch(&p.cache()).unwrap();
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    std::fs::remove_file(&pause).unwrap();
+    assert!(p.status().pop().unwrap().artifact.is_none());
+
+    let out = slurm.run(&p, &["run", "p.toml", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = p.status().pop().unwrap();
+    let work = p.cache().join("work").join(s.work_key.unwrap());
+    let timings: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.join("timings.json")).unwrap()).unwrap();
+    assert_eq!(timings["resumed_from_epoch"], at_cancel, "{timings}");
+    let local = Project::new(&text);
+    local.run();
+    assert_eq!(common::digests(&p), common::digests(&local));
+}
