@@ -1,17 +1,27 @@
 //! Leases: how a running `run` tells `gc` what it uses.
 //!
-//! A run holds a lease for its lifetime: `leases/<pid>-<nanos>.lease`, a
-//! file it keeps locked (an exclusive `flock`) and to which it appends every
-//! key and work key it computes, *before* it looks that key up. `gc` holds
-//! `leases/gate` exclusively for the whole of a collection; a run creates
-//! its lease and appends to it under a shared lock of the same gate. So a
+//! A run holds a lease for its lifetime: `leases/<pid>-<nanos>.lease`, to
+//! which it appends every key and work key it computes, *before* it looks
+//! that key up. `gc` announces a collection before it reads the leases and
+//! keeps the announcement until it has finished; a run that appended a key
+//! waits while a collection is announced before looking the key up. So a
 //! key is either in a lease when `gc` reads the leases, or the run's lookup
 //! of it comes after the collection has finished: `gc` never removes an
 //! object a run has found or is about to find, nor a working folder it
 //! trains in.
 //!
-//! A lock dies with its process, SIGKILL included: a lease whose lock can
-//! be taken belongs to a dead run, and `gc` removes it.
+//! Both steps hold on a filesystem shared between hosts, where `flock` may
+//! not (NFS): the announcement is a lock file (`leases/collecting`, see
+//! [`super::lockfile`]), an append is synced before the run looks for the
+//! announcement, and a lease is kept fresh by a heartbeat (its mtime).
+//! Among the processes of one host, `flock` adds a fast path: a run's lease
+//! is locked for its lifetime, and `leases/gate` is shared by appends and
+//! held exclusively by a collection.
+//!
+//! A lease is live while its run is: on this host, while its lock is taken
+//! (or, without `flock`, while its pid lives); from another host, while its
+//! heartbeat is younger than the stale timeout (`FOLDWISE_LOCK_STALE`).
+//! `gc` removes the leases of dead runs.
 //!
 //! File format: a JSON header line ([`LeaseHeader`]), then one line per
 //! entry, `object <key>` or `work <key>`, each appended in one write.
@@ -20,11 +30,14 @@ use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::{annotate, Store};
+use super::lockfile::{self, heartbeat, pid_alive, LockFile};
+use super::{annotate, lock_stale_after, Store};
 
 /// Who holds a lease.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -76,11 +89,14 @@ pub struct LeaseInfo {
     pub work: BTreeSet<String>,
 }
 
-/// A run's lease: held (locked) until dropped, then removed.
+/// A run's lease: held until dropped, then removed.
 pub struct Lease {
     file: File,
     path: PathBuf,
     gate: PathBuf,
+    collecting: PathBuf,
+    flock: bool,
+    beating: Arc<AtomicBool>,
 }
 
 impl Store {
@@ -88,12 +104,16 @@ impl Store {
         self.root.join("leases").join("gate")
     }
 
-    /// Takes a lease for a run (waiting while a `gc` collects).
+    fn collecting_path(&self) -> PathBuf {
+        self.root.join("leases").join("collecting")
+    }
+
+    /// Takes a lease for a run.
     pub fn lease(&self, header: &LeaseHeader) -> io::Result<Lease> {
         let dir = self.root.join("leases");
         fs::create_dir_all(&dir).map_err(|e| annotate(e, &dir))?;
         let gate = self.gate_path();
-        let _shared = lock_gate(&gate, false)?;
+        let _shared = self.flock.then(|| lock_gate(&gate, false)).transpose()?;
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -104,19 +124,41 @@ impl Store {
             .append(true)
             .open(&path)
             .map_err(|e| annotate(e, &path))?;
-        file.lock().map_err(|e| annotate(e, &path))?;
+        if self.flock {
+            file.lock().map_err(|e| annotate(e, &path))?;
+        }
         let mut line = serde_json::to_vec(header).expect("header serialises");
         line.push(b'\n');
         (&file).write_all(&line).map_err(|e| annotate(e, &path))?;
-        Ok(Lease { file, path, gate })
+        file.sync_data().map_err(|e| annotate(e, &path))?;
+        let beating = Arc::new(AtomicBool::new(true));
+        heartbeat(path.clone(), lock_stale_after() / 3, beating.clone());
+        Ok(Lease {
+            file,
+            path,
+            gate,
+            collecting: self.collecting_path(),
+            flock: self.flock,
+            beating,
+        })
     }
 
-    /// Waits until no run is adding to its lease, then holds every run off
-    /// until the returned [`Collection`] is dropped. Reads the live leases.
+    /// Announces a collection (waiting for another one to finish), waits
+    /// until no run on this host is adding to its lease, and holds every
+    /// run's lookups off until the returned [`Collection`] is dropped.
+    /// Reads the live leases.
     pub fn collection(&self) -> io::Result<Collection<'_>> {
         let dir = self.root.join("leases");
         fs::create_dir_all(&dir).map_err(|e| annotate(e, &dir))?;
-        let gate = lock_gate(&self.gate_path(), true)?;
+        let stale = lock_stale_after();
+        let announced = LockFile::acquire(&self.collecting_path(), stale, &|b| {
+            eprintln!("note: broke the lock of an earlier collection: {b}");
+        })?;
+        let gate = self
+            .flock
+            .then(|| lock_gate(&self.gate_path(), true))
+            .transpose()?;
+        let here = hostname();
         let mut leases = Vec::new();
         let mut dead = Vec::new();
         for entry in fs::read_dir(&dir).map_err(|e| annotate(e, &dir))? {
@@ -124,7 +166,7 @@ impl Store {
             if path.extension().is_none_or(|e| e != "lease") {
                 continue;
             }
-            match read_live(&path)? {
+            match read_live(&path, self.flock, stale, &here)? {
                 Some(info) => leases.push(info),
                 None => dead.push(path),
             }
@@ -133,31 +175,53 @@ impl Store {
         Ok(Collection {
             store: self,
             _gate: gate,
+            _announced: announced,
             leases,
             dead,
         })
     }
 }
 
-/// `Some` when a run holds the lease at `path` (its lock is taken).
-fn read_live(path: &Path) -> io::Result<Option<LeaseInfo>> {
+/// `Some` when a live run holds the lease at `path`: its `flock` is taken,
+/// or (without one) its pid lives on this host, or its heartbeat is fresh
+/// on another.
+fn read_live(
+    path: &Path,
+    flock: bool,
+    stale: Duration,
+    here: &str,
+) -> io::Result<Option<LeaseInfo>> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(annotate(e, path)),
     };
-    if file.try_lock_shared().is_ok() {
-        return Ok(None);
-    }
+    let locked = flock && file.try_lock_shared().is_err();
     let text = fs::read_to_string(path).map_err(|e| annotate(e, path))?;
     let mut lines = text.lines();
     let header = lines
         .next()
         .and_then(|l| serde_json::from_str::<LeaseHeader>(l).ok());
+    let live = locked
+        || match &header {
+            Some(h) if h.host == here => !flock && pid_alive(h.pid),
+            _ => {
+                let age = file
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|m| SystemTime::now().duration_since(m).ok())
+                    .unwrap_or_default();
+                age <= stale
+            }
+        };
+    if !live {
+        return Ok(None);
+    }
     let Some(header) = header else {
-        // Being created right now cannot happen (we hold the gate), so a
-        // live lease without a header is damaged: its holder is alive, so
-        // keep everything it could hold.
+        // A lease is created with its header before anything else, so a
+        // live lease without one is damaged: its holder is alive, so keep
+        // everything it could hold.
         return Ok(Some(LeaseInfo {
             header: LeaseHeader::here("?", None),
             objects: BTreeSet::new(),
@@ -203,10 +267,25 @@ impl Lease {
         if let Some(w) = work {
             lines.push_str(&format!("work {w}\n"));
         }
-        let _shared = lock_gate(&self.gate, false)?;
-        (&self.file)
-            .write_all(lines.as_bytes())
-            .map_err(|e| annotate(e, &self.path))
+        {
+            let _shared = self
+                .flock
+                .then(|| lock_gate(&self.gate, false))
+                .transpose()?;
+            (&self.file)
+                .write_all(lines.as_bytes())
+                .map_err(|e| annotate(e, &self.path))?;
+            self.file.sync_data().map_err(|e| annotate(e, &self.path))?;
+        }
+        // The key is in the lease for any collection announced from now on;
+        // one announced before must finish before the key is looked up.
+        let stale = lock_stale_after();
+        let mut wait = Duration::from_millis(5);
+        while lockfile::held_elsewhere(&self.collecting, stale) {
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(Duration::from_millis(250));
+        }
+        Ok(())
     }
 
     /// The lease file.
@@ -217,6 +296,7 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        self.beating.store(false, Ordering::SeqCst);
         let _ = fs::remove_file(&self.path);
     }
 }
@@ -224,7 +304,8 @@ impl Drop for Lease {
 /// A collection in progress: no run can add to its lease meanwhile.
 pub struct Collection<'s> {
     pub(super) store: &'s Store,
-    _gate: File,
+    _gate: Option<File>,
+    _announced: LockFile,
     /// The leases of the runs alive when the collection began.
     pub leases: Vec<LeaseInfo>,
     /// Lease files left by runs that died.
@@ -313,5 +394,70 @@ mod tests {
         });
         let c = store.collection().unwrap();
         assert!(c.held_objects().contains(&"c".repeat(64)));
+    }
+
+    fn header(host: &str, pid: u32) -> String {
+        let mut h = LeaseHeader::here("p", None);
+        h.host = host.into();
+        h.pid = pid;
+        format!(
+            "{}\nobject {}\n",
+            serde_json::to_string(&h).unwrap(),
+            "d".repeat(64)
+        )
+    }
+
+    #[test]
+    fn without_flock_a_lease_lives_by_its_pid_here_and_by_its_heartbeat_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap().without_flock();
+        let leases = dir.path().join("leases");
+        let mut exited = std::process::Command::new("true").spawn().unwrap();
+        let gone = exited.id();
+        exited.wait().unwrap();
+        let here = hostname();
+        fs::write(leases.join("1-1.lease"), header(&here, std::process::id())).unwrap();
+        fs::write(leases.join("2-2.lease"), header(&here, gone)).unwrap();
+        fs::write(leases.join("3-3.lease"), header("elsewhere.example", 7)).unwrap();
+        let silent = leases.join("4-4.lease");
+        fs::write(&silent, header("silent.example", 7)).unwrap();
+        let old = SystemTime::now() - lock_stale_after() - Duration::from_secs(5);
+        File::options()
+            .append(true)
+            .open(&silent)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+
+        let c = store.collection().unwrap();
+        let live: Vec<_> = c.leases.iter().map(|l| l.header.host.as_str()).collect();
+        assert_eq!(live.len(), 2, "{live:?}");
+        assert!(live.contains(&here.as_str()) && live.contains(&"elsewhere.example"));
+        let mut dead = c.dead.clone();
+        dead.sort();
+        assert_eq!(dead, vec![leases.join("2-2.lease"), silent]);
+    }
+
+    #[test]
+    fn without_flock_a_run_still_waits_while_gc_collects() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap().without_flock();
+        let lease = store.lease(&LeaseHeader::here("p", None)).unwrap();
+        let c = store.collection().unwrap();
+        assert!(dir.path().join("leases").join("collecting").exists());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                lease.hold(&"e".repeat(64), None).unwrap();
+                tx.send(()).unwrap();
+            });
+            assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+            drop(c);
+            rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        });
+        assert!(!dir.path().join("leases").join("collecting").exists());
+        // The key was appended before the wait: a collection sees it.
+        let c = store.collection().unwrap();
+        assert!(c.held_objects().contains(&"e".repeat(64)));
     }
 }

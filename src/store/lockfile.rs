@@ -210,14 +210,14 @@ fn breakable(path: &Path, stale_after: Duration, here: &str) -> Option<Broken> {
     (age > stale_after).then_some(Broken::Stale(holder))
 }
 
-fn pid_alive(pid: u32) -> bool {
+pub(super) fn pid_alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
     r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// Touches `path`'s mtime every `every` while `beating`.
-fn heartbeat(path: PathBuf, every: Duration, beating: Arc<AtomicBool>) {
+pub(super) fn heartbeat(path: PathBuf, every: Duration, beating: Arc<AtomicBool>) {
     let every = every.max(Duration::from_millis(10));
     std::thread::spawn(move || {
         let step = Duration::from_millis(100).min(every);

@@ -28,8 +28,8 @@
 //! - [`Store::check`] detects a changed, missing or extra file.
 //!
 //! Test-only hooks: `FOLDWISE_TEST_HOST` (this process stands for another
-//! host) and `FOLDWISE_TEST_NO_FLOCK` (key locks without `flock`, as on a
-//! filesystem where it does not hold between hosts); the environment
+//! host) and `FOLDWISE_TEST_NO_FLOCK` (key locks and leases without
+//! `flock`, as on a filesystem where it does not hold between hosts); the environment
 //! variables `FOLDWISE_TEST_PAUSE_COMMIT`
 //! and `FOLDWISE_TEST_PAUSE_COMMITTED` hold a commit just before or just
 //! after its rename (see [`PAUSE_BEFORE_RENAME`]), so that a test can kill
@@ -73,6 +73,9 @@ const STAMPS: &str = "stamps";
 pub struct Store {
     root: PathBuf,
     memo: FileMemo,
+    /// Whether to take `flock`s at all (besides the lock files that hold
+    /// between hosts); false only under `FOLDWISE_TEST_NO_FLOCK`.
+    flock: bool,
 }
 
 /// A complete, verified artifact.
@@ -124,11 +127,20 @@ impl Store {
         Ok(Store {
             root: root.to_path_buf(),
             memo,
+            flock: std::env::var_os("FOLDWISE_TEST_NO_FLOCK").is_none(),
         })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// This store without `flock`s: lock files and heartbeats alone, as
+    /// between hosts on a filesystem where `flock` does not hold.
+    #[cfg(test)]
+    pub(crate) fn without_flock(mut self) -> Store {
+        self.flock = false;
+        self
     }
 
     pub fn memo(&self) -> &FileMemo {
@@ -289,7 +301,7 @@ impl Store {
         let os = File::create(&lock_path).map_err(|e| annotate(e, &lock_path))?;
         // Test-only: behave as on a filesystem whose `flock` does not hold
         // between hosts, so that the lock file alone must.
-        if std::env::var_os("FOLDWISE_TEST_NO_FLOCK").is_none() {
+        if self.flock {
             os.lock().map_err(|e| annotate(e, &lock_path))?;
         }
         let held = self.root.join("locks").join(format!("{key}.held"));

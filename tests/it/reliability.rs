@@ -70,6 +70,67 @@ fn gc_of_another_pipeline_while_a_run_trains_keeps_what_the_run_holds() {
     assert!(!after.contains("running run"), "{after}");
 }
 
+/// The same across hosts, on a filesystem where `flock` does not hold
+/// between them: a `gc` on host `beta` keeps what a run on host `alpha`
+/// holds (its lease lives by its heartbeat), removes the lease of a run
+/// on a host gone silent, and the run finishes undisturbed.
+#[test]
+fn gc_on_another_host_keeps_what_a_run_holds_by_its_heartbeat_alone() {
+    let p = Project::new(&tiny_training("held", 3));
+    std::fs::write(p.path().join("other.toml"), OTHER).unwrap();
+    assert_eq!(p.cli(&["run", "other.toml", "-q"]).status.code(), Some(0));
+    let hold = p.path().join("hold");
+    std::fs::write(&hold, "").unwrap();
+    let no_flock = std::path::Path::new("1");
+    let mut child = spawn_run(
+        &p,
+        &[
+            (store::PAUSE_AFTER_EPOCH, &hold),
+            ("FOLDWISE_TEST_HOST", std::path::Path::new("alpha")),
+            ("FOLDWISE_TEST_NO_FLOCK", no_flock),
+        ],
+    );
+    wait_for(&p.path().join("hold.reached"));
+    // A run on a host that went silent long ago.
+    let silent = p.cache().join("leases").join("7-7.lease");
+    std::fs::write(
+        &silent,
+        "{\"pid\":7,\"host\":\"gamma\",\"started_unix\":1,\"pipeline\":\"lost\",\"file\":null}\nobject aaaa\n",
+    )
+    .unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+    std::fs::File::options()
+        .append(true)
+        .open(&silent)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+
+    let out = p.cli_env(
+        &["gc", "other.toml"],
+        &[
+            ("FOLDWISE_TEST_HOST", "beta"),
+            ("FOLDWISE_TEST_NO_FLOCK", "1"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let kept = format!(
+        "kept for 1 running run(s) (pid {} on alpha: `held`, {}): \
+         2 object(s), 1 working folder(s), 1 temporary folder(s), 1 derived file(s)",
+        child.id(),
+        p.pipeline().display()
+    );
+    assert!(text.lines().any(|l| l == kept), "{text}\nexpected: {kept}");
+    assert!(!silent.exists(), "the silent host's lease was removed");
+
+    std::fs::remove_file(&hold).unwrap();
+    assert!(child.wait().unwrap().success());
+    let undisturbed = Project::new(&tiny_training("held", 3));
+    undisturbed.run();
+    assert_eq!(digests(&p), digests(&undisturbed));
+}
+
 const FOUR: &str = r#"
 [pipeline]
 name = "four"
