@@ -472,6 +472,9 @@ fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32, Failure> {
             threads: args.threads,
             quiet: args.quiet,
             executor: args.executor.as_deref(),
+            slurm_poll: args.slurm_poll,
+            slurm_cpus: args.slurm_cpus,
+            sbatch: &args.sbatch,
         };
         return watch::watch(cli, &watch_args, color);
     }

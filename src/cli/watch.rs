@@ -2,8 +2,9 @@
 //! file or an input it names changes, until Ctrl-C.
 //!
 //! Each run is a child process — `foldwise run` of this executable — so
-//! that a change during a run cancels it by SIGKILL, with exactly the
-//! guarantees of a killed run: a node's output is accepted only by the
+//! that a change during a run cancels it by a signal (SIGTERM, on which a
+//! run through Slurm cancels its jobs; SIGKILL if it lingers), with exactly
+//! the guarantees of a killed run: a node's output is accepted only by the
 //! atomic rename of a complete folder under the key's lock, so a killed
 //! run leaves temporary folders (that `gc` removes) and no artifact, ref
 //! or history record; the key's lock is released with the process; and
@@ -49,6 +50,10 @@ pub struct WatchArgs<'a> {
     pub quiet: bool,
     /// `--executor`, when given.
     pub executor: Option<&'a str>,
+    /// `--slurm-poll`, `--slurm-cpus` and `--sbatch`, when given.
+    pub slurm_poll: Option<f64>,
+    pub slurm_cpus: Option<u32>,
+    pub sbatch: &'a [String],
 }
 
 /// What the watch loop hears about.
@@ -131,9 +136,7 @@ fn wait_for_change(
                     continue;
                 };
                 if let Some(mut c) = child.take() {
-                    // SIGKILL: what a killed run leaves is never accepted.
-                    let _ = c.kill();
-                    c.wait().map_err(child_error)?;
+                    stop(&mut c).map_err(child_error)?;
                     say(
                         args,
                         &format!("{} changed: run cancelled", changed.display()),
@@ -145,6 +148,30 @@ fn wait_for_change(
             }
         }
     }
+}
+
+/// How long a run asked to stop may take (a run through Slurm cancels its
+/// jobs) before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// Stops a run: SIGTERM, on which a run through Slurm cancels its jobs
+/// (a local run just ends), then SIGKILL after [`STOP_GRACE`]. Either way
+/// what the run leaves unfinished is never accepted: a node's output lands
+/// only by the rename of a complete folder.
+fn stop(c: &mut Child) -> std::io::Result<()> {
+    // SAFETY: kill only sends a signal to our own child, not yet reaped.
+    unsafe {
+        libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let until = std::time::Instant::now() + STOP_GRACE;
+    while std::time::Instant::now() < until {
+        if c.try_wait()?.is_some() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.kill();
+    c.wait().map(|_| ())
 }
 
 /// Drops the changes already queued: the next load sees them all.
@@ -210,10 +237,19 @@ fn spawn_run(cli: &Cli, args: &WatchArgs<'_>, n: u64, tx: Sender<Event>) -> Resu
     if cli.no_remote {
         cmd.arg("--no-remote");
     }
+    cmd.arg("run").arg(args.pipeline).args(args.targets);
     if let Some(e) = args.executor {
         cmd.arg("--executor").arg(e);
     }
-    cmd.arg("run").arg(args.pipeline).args(args.targets);
+    if let Some(s) = args.slurm_poll {
+        cmd.arg("--slurm-poll").arg(s.to_string());
+    }
+    if let Some(c) = args.slurm_cpus {
+        cmd.arg("--slurm-cpus").arg(c.to_string());
+    }
+    for a in args.sbatch {
+        cmd.arg(format!("--sbatch={a}"));
+    }
     if let Some(n) = args.threads {
         cmd.arg("--threads").arg(n.to_string());
     }
@@ -236,7 +272,8 @@ fn spawn_run(cli: &Cli, args: &WatchArgs<'_>, n: u64, tx: Sender<Event>) -> Resu
     Ok(child)
 }
 
-/// The child is killed when the watch ends, however it ends.
+/// The child is stopped (SIGTERM, so that a run through Slurm cancels its
+/// jobs) when the watch ends, however it ends.
 #[cfg(target_os = "linux")]
 fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt as _;
@@ -244,7 +281,7 @@ fn die_with_parent(cmd: &mut Command) {
     // and exec.
     unsafe {
         cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

@@ -238,6 +238,60 @@ fn sigint_cancels_the_jobs_and_a_rerun_reuses_what_finished() {
     assert_eq!(slurm.calls("sbatch").len(), 7);
 }
 
+/// `run --watch --executor slurm`: an edit during a run stops the run's
+/// process with SIGTERM, so its queued and running jobs are cancelled (not
+/// left running on the cluster), and the rerun submits the edited node.
+#[test]
+fn an_edit_during_a_watched_slurm_run_cancels_its_jobs() {
+    let slurm = FakeSlurm::new();
+    let p = Project::new(PIPELINE);
+    std::fs::write(p.path().join("slow"), "").unwrap();
+    /// Killed however the test ends.
+    struct Watcher(std::process::Child);
+    impl Drop for Watcher {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let watcher = Watcher(
+        slurm
+            .command(&p, &["run", "--watch", "p.toml"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let t = std::time::Instant::now();
+        while !done() {
+            assert!(t.elapsed().as_secs() < 60, "never: {what}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wait("slow submitted", &|| slurm.calls("sbatch").len() >= 6);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let edited = PIPELINE.replace("echo done >", "echo edited >");
+    std::fs::write(p.path().join("p.toml"), edited).unwrap();
+    wait("the job cancelled", &|| !slurm.calls("scancel").is_empty());
+    wait("the edited slow submitted", &|| {
+        slurm.calls("sbatch").len() >= 7
+    });
+    assert_eq!(slurm.calls("scancel"), ["106"]);
+    // Let the rerun finish before the fake cluster goes away.
+    std::fs::remove_file(p.path().join("slow")).unwrap();
+    let done = slurm.dir.path().join("jobs").join("107");
+    wait("the rerun's job done", &|| {
+        std::fs::read_to_string(&done).is_ok_and(|s| s.trim() == "COMPLETED")
+    });
+    wait("the rerun over", &|| {
+        p.status().iter().all(|s| s.is_fresh())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    drop(watcher);
+}
+
 /// Resources: `[executor] resources` for every job, a node's own over them,
 /// `--slurm-cpus` and `--sbatch` over both; the `[executor]` table alone
 /// makes a run use Slurm.
