@@ -12,8 +12,9 @@
 //!
 //! Both steps hold on a filesystem shared between hosts, where `flock` may
 //! not (NFS): the announcement is a lock file (`leases/collecting`, see
-//! [`super::lockfile`]), an append is synced before the run looks for the
-//! announcement, and a lease is kept fresh by a heartbeat (its mtime).
+//! [`super::lockfile`]), an append is synced (on a network filesystem,
+//! [`super::on_network_fs`]) before the run looks for the announcement,
+//! and a lease is kept fresh by a heartbeat (its mtime).
 //! Among the processes of one host, `flock` adds a fast path: a run's lease
 //! is locked for its lifetime, and `leases/gate` is shared by appends and
 //! held exclusively by a collection.
@@ -96,6 +97,7 @@ pub struct Lease {
     gate: PathBuf,
     collecting: PathBuf,
     flock: bool,
+    network: bool,
     beating: Arc<AtomicBool>,
 }
 
@@ -139,6 +141,7 @@ impl Store {
             gate,
             collecting: self.collecting_path(),
             flock: self.flock,
+            network: self.network,
             beating,
         })
     }
@@ -275,7 +278,10 @@ impl Lease {
             (&self.file)
                 .write_all(lines.as_bytes())
                 .map_err(|e| annotate(e, &self.path))?;
-            self.file.sync_data().map_err(|e| annotate(e, &self.path))?;
+            if self.network {
+                // Another host reads the lease only once it is on the server.
+                self.file.sync_data().map_err(|e| annotate(e, &self.path))?;
+            }
         }
         // The key is in the lease for any collection announced from now on;
         // one announced before must finish before the key is looked up.
@@ -436,6 +442,13 @@ mod tests {
         let mut dead = c.dead.clone();
         dead.sort();
         assert_eq!(dead, vec![leases.join("2-2.lease"), silent]);
+    }
+
+    #[test]
+    fn a_local_folder_is_not_a_network_filesystem() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!super::super::on_network_fs(dir.path()));
+        assert!(!super::super::on_network_fs(Path::new("/proc")));
     }
 
     #[test]

@@ -76,6 +76,10 @@ pub struct Store {
     /// Whether to take `flock`s at all (besides the lock files that hold
     /// between hosts); false only under `FOLDWISE_TEST_NO_FLOCK`.
     flock: bool,
+    /// Whether the cache lives on a network filesystem (see
+    /// [`on_network_fs`]): a lease's appends are then synced, so that a
+    /// `gc` on another host reads them.
+    network: bool,
 }
 
 /// A complete, verified artifact.
@@ -128,6 +132,7 @@ impl Store {
             root: root.to_path_buf(),
             memo,
             flock: std::env::var_os("FOLDWISE_TEST_NO_FLOCK").is_none(),
+            network: on_network_fs(root),
         })
     }
 
@@ -495,6 +500,49 @@ pub struct KeyLock {
 
 /// How long a lock file may go without its holder's heartbeat before
 /// another host breaks it: `FOLDWISE_LOCK_STALE` seconds, else 120.
+/// Whether `path` is on a filesystem that other hosts may share (NFS,
+/// SMB/CIFS, Lustre, GPFS, BeeGFS, CephFS, 9P, AFS, FUSE), by `statfs`'s
+/// type, or `FOLDWISE_NETWORK_CACHE=1` says so.
+pub fn on_network_fs(path: &Path) -> bool {
+    if std::env::var_os("FOLDWISE_NETWORK_CACHE").is_some_and(|v| v == "1") {
+        return true;
+    }
+    network_fs_type(path)
+}
+
+#[cfg(target_os = "linux")]
+fn network_fs_type(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    const NETWORK: [u64; 11] = [
+        0x6969,      // NFS
+        0x517b,      // SMB
+        0xff53_4d42, // CIFS
+        0xfe53_4d42, // SMB2
+        0x0bd0_0bd0, // Lustre
+        0x4750_4653, // GPFS
+        0x1983_0326, // BeeGFS
+        0x00c3_6400, // CephFS
+        0x0102_1997, // 9P
+        0x5346_414f, // AFS
+        0x6573_5546, // FUSE
+    ];
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs writes into a zeroed struct owned by this frame.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    let kind = (st.f_type as u64) & 0xffff_ffff;
+    NETWORK.contains(&kind)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn network_fs_type(_path: &Path) -> bool {
+    false
+}
+
 pub fn lock_stale_after() -> std::time::Duration {
     std::env::var("FOLDWISE_LOCK_STALE")
         .ok()
