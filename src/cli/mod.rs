@@ -220,10 +220,20 @@ struct RunArgs {
     /// Further `sbatch` arguments for every job (repeatable).
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
     sbatch: Vec<String>,
+    /// Where models train and predict: auto, cpu, cuda or cuda:N, over the
+    /// pipeline's `device` [default: `[pipeline] device`, else auto]. Not
+    /// part of any key.
+    #[arg(long, value_name = "DEVICE", value_parser = parse_device)]
+    device: Option<crate::kind::DeviceChoice>,
     /// Execute only the targets; any other stale instance fails (what a
     /// Slurm job runs).
     #[arg(long, hide = true)]
     only: bool,
+}
+
+fn parse_device(s: &str) -> Result<crate::kind::DeviceChoice, String> {
+    crate::kind::DeviceChoice::parse(s)
+        .ok_or_else(|| format!("expected {}", crate::kind::DEVICE_VALUES))
 }
 
 /// Runs the command line; returns the process exit code.
@@ -475,10 +485,14 @@ fn run(cli: &Cli, args: &RunArgs, color: bool) -> Result<i32, Failure> {
             slurm_poll: args.slurm_poll,
             slurm_cpus: args.slurm_cpus,
             sbatch: &args.sbatch,
+            device: args.device,
         };
         return watch::watch(cli, &watch_args, color);
     }
-    let p = load(&args.pipeline, color)?;
+    let mut p = load(&args.pipeline, color)?;
+    if let Some(d) = args.device {
+        p.device = d;
+    }
     let store = open_store(cli)?;
     let remote = remote::remote_for(cli, &p)?;
     let engine = Engine::with_remote(&p, &store, remote.as_ref());
@@ -587,8 +601,11 @@ fn slurm_executor(
                 sbatch: args.sbatch.clone(),
                 ..Resources::default()
             };
+            // A model node on a device named `cuda` asks for a GPU.
+            let model_node = ["train", "predict"].contains(&decl.kind.name());
             let base = Resources {
                 cpus: Some(default_cpus),
+                gpus: (model_node && p.device.wants_gpu()).then_some(1),
                 ..Resources::default()
             };
             let node = decl.resources.clone().unwrap_or_default();
@@ -599,9 +616,10 @@ fn slurm_executor(
         .iter()
         .map(|r| r.cpus.unwrap_or(1) as usize)
         .collect();
+    let device = p.device;
     let command = move |instance: &str, threads: usize| {
         format!(
-            "exec {} --cache-dir {} --no-remote --no-color run {} {} --only --executor local --quiet --threads {threads}",
+            "exec {} --cache-dir {} --no-remote --no-color run {} {} --only --executor local --quiet --threads {threads} --device {device}",
             sh_quote(&bin.display().to_string()),
             sh_quote(&cache.display().to_string()),
             sh_quote(&pipeline.display().to_string()),

@@ -54,6 +54,8 @@ pub struct WatchArgs<'a> {
     pub slurm_poll: Option<f64>,
     pub slurm_cpus: Option<u32>,
     pub sbatch: &'a [String],
+    /// `--device`, when given.
+    pub device: Option<crate::kind::DeviceChoice>,
 }
 
 /// What the watch loop hears about.
@@ -249,6 +251,9 @@ fn spawn_run(cli: &Cli, args: &WatchArgs<'_>, n: u64, tx: Sender<Event>) -> Resu
     }
     for a in args.sbatch {
         cmd.arg(format!("--sbatch={a}"));
+    }
+    if let Some(d) = args.device {
+        cmd.arg("--device").arg(d.to_string());
     }
     if let Some(n) = args.threads {
         cmd.arg("--threads").arg(n.to_string());

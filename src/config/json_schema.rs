@@ -76,12 +76,18 @@ fn pipeline_schema() -> J {
                 "default": 0,
                 "description": "Seed of every node that does not set its own.",
             }),
+            "device" => json!({
+                "type": "string",
+                "pattern": "^(auto|cpu|cuda|cuda:[0-9]+)$",
+                "default": "auto",
+                "description": "Where models train and predict: `auto` (the best device this foldwise can use), `cpu`, `cuda` or `cuda:N`. Not part of any key. Under Slurm, `cuda` makes `train` and `predict` jobs ask for a GPU.",
+            }),
             other => unreachable!("`[pipeline]` key `{other}` has no schema"),
         };
         props.insert(key.to_string(), schema);
     }
     json!({
-        "description": "The pipeline's name and seed.",
+        "description": "The pipeline's name, seed and device.",
         "type": "object",
         "additionalProperties": false,
         "properties": props,

@@ -59,6 +59,9 @@ pub struct Pipeline {
     pub cache: CacheSettings,
     /// The `[executor]` table. Never part of a key.
     pub executor: ExecutorSettings,
+    /// `[pipeline] device`: where models train and predict. Never part of
+    /// a key.
+    pub device: crate::kind::DeviceChoice,
 }
 
 /// The `[cache]` table of a pipeline file.
@@ -248,6 +251,7 @@ fn load_text(
             instances,
             cache: raw.cache.clone(),
             executor: raw.executor.clone(),
+            device: raw.device,
         }),
         _ => {
             // File order reads best; the sort is stable for equal starts.

@@ -41,11 +41,12 @@ pub(crate) struct RawPipeline {
     pub seed: u64,
     pub cache: CacheSettings,
     pub executor: super::ExecutorSettings,
+    pub device: crate::kind::DeviceChoice,
     pub nodes: Vec<RawNode>,
 }
 
 const TOP: &[&str] = &["pipeline", "cache", "executor", "nodes"];
-pub(crate) const PIPELINE_KEYS: &[&str] = &["name", "seed"];
+pub(crate) const PIPELINE_KEYS: &[&str] = &["name", "seed", "device"];
 pub(crate) const CACHE_KEYS: &[&str] = &["remote", "push"];
 pub(crate) const NODE_KEYS: &[&str] = &["kind", "seed", "resources"];
 
@@ -64,6 +65,7 @@ pub(crate) fn parse(
         seed: 0,
         cache: CacheSettings::default(),
         executor: super::ExecutorSettings::default(),
+        device: crate::kind::DeviceChoice::Auto,
         nodes: Vec::new(),
     };
     let doc = match Document::parse(text) {
@@ -155,6 +157,24 @@ fn pipeline_table(ck: &mut Checker<'_>, view: &View<'_>, raw: &mut RawPipeline) 
                     raw.seed = seed;
                 }
             }
+            "device" => match e.value.as_str() {
+                Some(s) => match crate::kind::DeviceChoice::parse(s) {
+                    Some(d) => raw.device = d,
+                    None => ck.report(
+                        Problem::new(
+                            ck.src,
+                            Code::Choice,
+                            format!(
+                                "`device` is \"{s}\", not one of {}",
+                                crate::kind::DEVICE_VALUES
+                            ),
+                        )
+                        .label(e.value.span.clone(), "not a device")
+                        .help("\"auto\" (the default) picks the best device this foldwise can use; \"cuda:N\" names the N-th GPU"),
+                    ),
+                },
+                None => type_problem(ck, "device", "a string", &e.value),
+            },
             other => {
                 let help = match did_you_mean(other, PIPELINE_KEYS.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`?"),

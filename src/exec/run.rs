@@ -509,6 +509,7 @@ impl Engine<'_> {
             threads,
             work: work.as_deref(),
             derived: &derived,
+            device: p.device,
         };
         let started = Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| {

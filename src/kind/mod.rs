@@ -16,9 +16,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+mod device;
 mod error;
 pub mod schema;
 
+pub use device::{DeviceChoice, DEVICE_VALUES};
 pub use error::{codes, NodeError};
 use schema::Param;
 
@@ -232,6 +234,8 @@ pub struct RunCtx<'a> {
     /// decoded at a size): name them by a digest of everything they depend
     /// on, write them atomically, and any node may reuse them. `gc` empties it.
     pub derived: &'a Path,
+    /// Where a model trains and predicts (never part of the key).
+    pub device: DeviceChoice,
 }
 
 impl RunCtx<'_> {

@@ -542,6 +542,7 @@ mod tests {
             threads: 3,
             work: None,
             derived: Path::new("/nonexistent/derived"),
+            device: crate::kind::DeviceChoice::Auto,
         };
         let r = Command.run(&ctx);
         (Run { base, out }, r)

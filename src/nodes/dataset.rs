@@ -692,6 +692,7 @@ mod tests {
             threads: 2,
             work: None,
             derived: Path::new("/nonexistent/derived"),
+            device: crate::kind::DeviceChoice::Auto,
         };
         let r = Dataset.run(&ctx);
         (out, r)

@@ -32,6 +32,28 @@ pub static KINDS: &[&dyn Kind] = &[
     &submit::Submit,
 ];
 
+/// The device a model node runs its tensors on. This build computes on
+/// the CPU alone: `auto` means the CPU, and a device named `cuda` is an
+/// error rather than a silent fallback.
+pub(crate) fn model_device(
+    ctx: &crate::kind::RunCtx<'_>,
+) -> Result<&'static str, crate::kind::NodeError> {
+    use crate::kind::DeviceChoice;
+    match ctx.device {
+        DeviceChoice::Auto | DeviceChoice::Cpu => Ok("cpu"),
+        DeviceChoice::Cuda(_) => Err(crate::kind::NodeError::new(
+            "foldwise::node::device",
+            format!(
+                "device `{}` asked for, but this foldwise computes on the CPU only",
+                ctx.device
+            ),
+        )
+        .with_help(
+            "set `device = \"auto\"` or `\"cpu\"` in `[pipeline]`, or run with `--device cpu`",
+        )),
+    }
+}
+
 /// Looks a kind up by name.
 pub fn kind(name: &str) -> Option<&'static dyn Kind> {
     KINDS.iter().copied().find(|k| k.name() == name)

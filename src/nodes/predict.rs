@@ -463,6 +463,7 @@ fn file_part(node: &str) -> String {
 }
 
 fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
+    super::model_device(ctx)?;
     let p: PredictParams = ctx.typed()?;
     let sel = Snapshots::parse(&p.snapshots)
         .map_err(|m| NodeError::new("foldwise::predict::snapshots", format!("snapshots: {m}")))?;

@@ -345,6 +345,7 @@ mod tests {
             threads: 1,
             work: None,
             derived: Path::new("/nonexistent/derived"),
+            device: crate::kind::DeviceChoice::Auto,
         };
         let r = Split.run(&ctx);
         (data, out, r)

@@ -761,6 +761,7 @@ mod tests {
             threads,
             work: None,
             derived: Path::new("/nonexistent/derived"),
+            device: crate::kind::DeviceChoice::Auto,
         };
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -966,6 +967,7 @@ mod tests {
             threads: 1,
             work: None,
             derived: Path::new("/nonexistent/derived"),
+            device: crate::kind::DeviceChoice::Auto,
         };
         assert!(Synthetic.run(&ctx).is_err());
     }

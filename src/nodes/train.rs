@@ -155,6 +155,7 @@ impl Kind for Train {
                 format!("parameter `{}`: {}", issue.path, issue.message),
             ));
         }
+        super::model_device(ctx)?;
         let p: TrainParams = ctx.typed()?;
         let job = || train(ctx, &p, None).map(|_| ());
         match rayon::ThreadPoolBuilder::new()
@@ -1058,6 +1059,7 @@ mod tests {
                 threads: 1,
                 work: None,
                 derived: derived.path(),
+                device: crate::kind::DeviceChoice::Auto,
             })
             .unwrap();
         Fixture {
@@ -1100,6 +1102,7 @@ mod tests {
             threads: 2,
             work: Some(work),
             derived: f.derived.path(),
+            device: crate::kind::DeviceChoice::Auto,
         };
         let r = match check_params(p).into_iter().next() {
             Some(i) => Err(NodeError::new("foldwise::train::params", i.message)),

@@ -333,6 +333,34 @@ fn resources_come_from_the_executor_table_the_node_and_the_command_line() {
     );
 }
 
+/// Under `--device cuda` a model node's job asks for a GPU (the others do
+/// not) and runs with the same device; on this CPU-only build that job
+/// fails, and its log says why.
+#[test]
+fn a_model_node_on_cuda_asks_for_a_gpu() {
+    let slurm = FakeSlurm::new();
+    let p = Project::new(&common::tiny_training("gpu", 1));
+    let out = slurm.run(&p, &["run", "p.toml", "--device", "cuda"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let calls = slurm.calls("sbatch");
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert!(
+        !calls[0].contains("--gpus") && !calls[1].contains("--gpus"),
+        "{calls:?}"
+    );
+    assert!(calls[2].contains(" --gpus=1 "), "{calls:?}");
+    let script = calls[2].rsplit(' ').next().unwrap();
+    assert!(std::fs::read_to_string(script)
+        .unwrap()
+        .contains(" --device cuda"));
+    let err = stderr(&out);
+    assert!(err.contains("error: `cnn` failed: Slurm job "), "{err}");
+    assert!(
+        err.contains("this foldwise computes on the CPU only"),
+        "{err}"
+    );
+}
+
 /// Whether `.ci/run` started a real single-host cluster (`.ci/slurm.sh`);
 /// prints that `test` was skipped when not.
 fn real_cluster(test: &str) -> bool {

@@ -110,6 +110,7 @@ pub fn run_kind(
         threads: 1,
         work: None,
         derived: &derived,
+        device: crate::kind::DeviceChoice::Auto,
     };
     kind.run(&ctx).map(|_| out)
 }
