@@ -34,6 +34,7 @@ const EXPRESSIBLE: &[(&str, &str)] = &[
     ("cache_remote", "does not match"),
     ("choice", r#""kfolds" is not one of"#),
     ("count_zero", "less than the minimum of 1"),
+    ("device", r#""gpu:0" does not match"#),
     ("empty", r#""nodes" is a required property"#),
     ("eof_syntax", "invalid TOML"),
     ("invalid_name", "does not match"),
