@@ -32,6 +32,7 @@
 
 pub mod decode;
 pub mod ensemble;
+pub mod fit;
 pub mod ladder;
 pub mod metrics;
 pub mod postprocess;
