@@ -8,10 +8,16 @@
 //!   ([`crate::predictions::ladder::report`]);
 //! - a post-processing report (`postprocess`, besides the prediction
 //!   layout): `postprocess.json` ([`POSTPROCESS_FILE`], a [`PostReport`])
-//!   and `report.txt` ([`postprocess_text`]).
+//!   and `report.txt` ([`postprocess_text`]);
+//! - a fitted ensemble (`ensemble` with `method = "select"` or `"stack"`,
+//!   besides the prediction layout): `fit.json` ([`FIT_FILE`], a
+//!   [`FitReport`]) and `report.txt` ([`fit_text`]). Members are named by
+//!   the position of their reference in `inputs` as written (`inputs[1]`),
+//!   never by node name, so the artifact depends on its key alone.
 //!
 //! `report.txt` is always the table for people; `foldwise run` prints a
-//! ladder's and a post-processing's at the end of a run.
+//! ladder's, a post-processing's and a fitted ensemble's at the end of a
+//! run.
 //!
 //! Guarantees: files are written atomically, JSON pretty with a final
 //! newline ([`crate::artifact::write_json`]); read errors name the file.
@@ -34,6 +40,8 @@ pub const EVALUATION_FILE: &str = "metrics.json";
 pub const LADDER_FILE: &str = "metrics.json";
 /// The step report of a post-processing (`postprocess`).
 pub const POSTPROCESS_FILE: &str = "postprocess.json";
+/// What a fitted ensemble chose (`ensemble`, `select` or `stack`).
+pub const FIT_FILE: &str = "fit.json";
 /// The human-readable table of every score artifact.
 pub const REPORT_FILE: &str = "report.txt";
 
@@ -150,6 +158,115 @@ pub struct PostReport {
 pub fn write_postprocess(out: &Path, r: &PostReport) -> Result<(), NodeError> {
     write_json(&out.join(POSTPROCESS_FILE), r)?;
     write_atomic(&out.join(REPORT_FILE), postprocess_text(r).as_bytes())
+}
+
+/// One member of a fitted ensemble.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitMember {
+    /// Its reference's position in `inputs` (and in `oof`) as written.
+    pub position: usize,
+    /// The digests of its `inputs` artifacts and of its `oof` artifacts.
+    pub inputs: Vec<String>,
+    pub oof: Vec<String>,
+    /// Its own out-of-fold scores.
+    pub oof_seq_acc: f64,
+    pub oof_log_loss: f64,
+    /// Its weight in the ensemble (0 when not chosen).
+    pub weight: f64,
+    /// How many times selection chose it (`select` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen: Option<usize>,
+}
+
+/// `fit.json` of a fitted ensemble.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitReport {
+    /// `select` or `stack`.
+    pub method: String,
+    /// What was optimised: `seq_acc` or `log_loss` (`stack`: `log_loss`).
+    pub metric: String,
+    /// Out-of-fold images fitted on.
+    pub oof_items: usize,
+    pub members: Vec<FitMember>,
+    /// The ensemble's out-of-fold scores with the fitted weights.
+    pub oof_seq_acc: f64,
+    pub oof_log_loss: f64,
+    /// `select`: the member positions in the order they were added (the
+    /// sorted start first) with the score after each, the rounds beyond
+    /// the best prefix included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub path: Vec<(usize, f64)>,
+    /// `select`: how many additions the chosen ensemble has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<usize>,
+    /// `stack`: iterations to convergence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iterations: Option<usize>,
+}
+
+/// Writes a fitted ensemble's report: [`FIT_FILE`] and its [`REPORT_FILE`].
+pub fn write_fit(out: &Path, r: &FitReport) -> Result<(), NodeError> {
+    write_json(&out.join(FIT_FILE), r)?;
+    write_atomic(&out.join(REPORT_FILE), fit_text(r).as_bytes())
+}
+
+/// Reads a fitted ensemble's report in `dir`.
+pub fn read_fit(dir: &Path) -> Result<FitReport, NodeError> {
+    read_json(&dir.join(FIT_FILE), "a fitted ensemble's report")
+}
+
+/// The table of a fitted ensemble: what was fitted on what, then one row
+/// per member (its out-of-fold scores and its weight).
+pub fn fit_text(r: &FitReport) -> String {
+    let mut s = String::new();
+    let best = r
+        .members
+        .iter()
+        .map(|m| m.oof_seq_acc)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let how = match (r.method.as_str(), r.size) {
+        ("select", Some(n)) => format!(
+            "greedy selection with replacement by {}, {n} addition(s)",
+            r.metric
+        ),
+        _ => format!(
+            "stacking: weights minimising log loss ({} iterations)",
+            r.iterations.unwrap_or(0)
+        ),
+    };
+    let _ = writeln!(
+        s,
+        "{how}, fitted on {} out-of-fold images: seq_acc {} (best member {}), log loss {:.4}",
+        r.oof_items,
+        pct(Some(r.oof_seq_acc)),
+        pct(Some(best)),
+        r.oof_log_loss
+    );
+    let chosen = r.method == "select";
+    let _ = writeln!(
+        s,
+        "  {:<12} {:>12} {:>12} {:>8}{}",
+        "member",
+        "oof seq_acc",
+        "oof log loss",
+        "weight",
+        if chosen { "  chosen" } else { "" }
+    );
+    for m in &r.members {
+        let _ = write!(
+            s,
+            "  {:<12} {:>12} {:>12.4} {:>8.4}",
+            format!("inputs[{}]", m.position),
+            pct(Some(m.oof_seq_acc)),
+            m.oof_log_loss,
+            m.weight
+        );
+        if let Some(c) = m.chosen {
+            let _ = write!(s, "  {c:>6}");
+        }
+        s.push('\n');
+    }
+    s
 }
 
 /// Reads the post-processing report in `dir`.

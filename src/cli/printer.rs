@@ -263,8 +263,9 @@ pub fn summary(r: &RunReport, quiet: bool, color: bool) -> String {
 }
 
 /// The tables a run ends with (on standard output): the closing table
-/// ([`crate::kind::Kind::closing_table`], a `ladder`'s or a `postprocess`'s
-/// `report.txt`) of every instance the run reached, executed or reused, in run
+/// ([`crate::kind::Kind::closing_table`], a `ladder`'s, a `postprocess`'s
+/// or a fitted `ensemble`'s `report.txt`; none when the artifact has no
+/// such file) of every instance the run reached, executed or reused, in run
 /// order, each after an empty line, its first line prefixed with the
 /// instance name. A no-op run prints them again: they are the pipeline's
 /// result, read from the cache.
@@ -287,6 +288,9 @@ pub fn closing_tables(r: &RunReport, store: &Store) -> String {
                     s.push('\n');
                 }
             }
+            // An optional table (an ensemble writes one only when fitted):
+            // the artifact was verified, so a file it lacks is not damage.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => s.push_str(&format!(
                 "\n{}: cannot read {}: {e}\n",
                 n.instance,

@@ -110,8 +110,8 @@ pub trait Kind: Sync {
         None
     }
     /// The artifact-relative file holding the table a run ends with (`foldwise
-    /// run` prints it for every instance of this kind it reached), or
-    /// `None`.
+    /// run` prints it for every instance of this kind it reached, when the
+    /// artifact has it), or `None`.
     fn closing_table(&self) -> Option<&'static str> {
         None
     }

@@ -15,6 +15,27 @@
 //!   later use), while `codes.json` and `classes.json` hold the vote, which
 //!   `evaluate` and `submit` prefer.
 //!
+//! - `select`: greedy forward selection with replacement (Caruana et al.,
+//!   2004) over a library of members, by `metric` (`seq_acc` or
+//!   `log_loss`), from a sorted start of the best `start` members, for
+//!   `rounds` additions, keeping the best prefix; the weights are the
+//!   counts ([`crate::predictions::fit::select`]);
+//! - `stack`: non-negative weights summing to one that minimise the
+//!   out-of-fold log loss ([`crate::predictions::fit::stack`]).
+//!
+//! `select` and `stack` are fitted on out-of-fold predictions, never on the
+//! items they combine: `oof` names one reference per `inputs` reference, in
+//! the same order (the `i`-th `oof` node's instances, concatenated, are the
+//! out-of-fold predictions of the `i`-th `inputs` node's model), and
+//! `labels` the labelled training data they predict. A member is one
+//! `inputs` reference: its prediction is the mean of its instances. Every
+//! member's out-of-fold predictions must cover the same items, none of them
+//! twice. The fitted weights then combine the members' predictions as
+//! `weighted` does; `fit.json` and `report.txt` say which members were
+//! chosen, their weights and their out-of-fold scores, and the ensemble's.
+//! The fit does not depend on the order the members are written in: they
+//! are fitted in the order of their input digests.
+//!
 //! Length probabilities: when every input has `length.fwprobs`, the
 //! artifact has their combination too — the weighted mean under
 //! `weighted`, else the plain mean (a vote averages them).
@@ -31,16 +52,20 @@
 //! (carrying explicit weights along), and the combination itself is
 //! order-independent ([`crate::predictions::ensemble`]).
 
+use std::collections::BTreeSet;
+
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::artifact::prediction::{
-    read_member_probs, read_members, read_output, write_length, write_output, EnsembleInput,
-    Output, ITEMS_FILE, MEMBERS_FILE,
+    labelled_items, read_member_probs, read_members, read_output, write_length, write_output,
+    EnsembleInput, Output, ITEMS_FILE, MEMBERS_FILE,
 };
+use crate::artifact::scores::{write_fit, FitMember, FitReport, REPORT_FILE};
 use crate::artifact::write_json;
 use crate::kind::schema::{Dflt, Param, Ty};
-use crate::kind::{codes, InputArtifact, Kind, NodeError, RunCtx};
+use crate::kind::{codes, InputArtifact, Kind, NodeError, ParamIssue, RunCtx};
+use crate::predictions::fit::{self, Metric, Truth};
 use crate::predictions::{ensemble, Probs};
 
 pub struct Ensemble;
@@ -53,22 +78,115 @@ impl Kind for Ensemble {
         1
     }
     fn doc(&self) -> &'static str {
-        "Combines predictions over the same items: `mean` of probabilities, `weighted` mean (explicit `weights`, else each input's validation accuracy), or per-character `vote` over the inputs' members. Independent of input order. Writes the same files as `predict` (`classes.json` too for a vote)."
+        "Combines predictions over the same items: `mean` of probabilities, `weighted` mean (explicit `weights`, else each input's validation accuracy), per-character `vote` over the inputs' members, or weights fitted on out-of-fold predictions (`oof`, one per input, scored against `labels`): `select` (greedy forward selection with replacement, by `metric`) or `stack` (non-negative weights minimising log loss). Writes the same files as `predict` (`classes.json` too for a vote; `fit.json` and `report.txt` for a fitted ensemble)."
     }
     fn params(&self) -> &'static [Param] {
         PARAMS
     }
     fn canonical(&self, mut params: Value) -> Value {
         if let Some(obj) = params.as_object_mut() {
-            if obj.get("method").and_then(Value::as_str) != Some("weighted") {
+            let method = obj
+                .get("method")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if method.as_deref() != Some("weighted") {
                 obj.remove("weights");
+            }
+            if method.as_deref() != Some("select") {
+                for k in ["metric", "start", "rounds"] {
+                    obj.remove(k);
+                }
             }
         }
         params
     }
+    fn check(&self, params: &Value) -> Vec<ParamIssue> {
+        check(params)
+    }
     fn run(&self, ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         run(ctx)
     }
+    fn closing_table(&self) -> Option<&'static str> {
+        // Only a fitted ensemble writes one.
+        Some(REPORT_FILE)
+    }
+}
+
+/// `select` and `stack` need `oof` (one reference per input) and
+/// `labels`; the other methods take neither.
+fn check(params: &Value) -> Vec<ParamIssue> {
+    let mut out = Vec::new();
+    let method = params["method"].as_str().unwrap_or("mean");
+    let refs = |k: &str| -> Option<Vec<&str>> {
+        params
+            .get(k)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+    };
+    let inputs = refs("inputs").unwrap_or_default();
+    let fitted = matches!(method, "select" | "stack");
+    if !fitted {
+        for k in ["oof", "labels"] {
+            if params.get(k).is_some() {
+                out.push(ParamIssue {
+                    path: k.into(),
+                    message: format!(
+                        "`{k}` is for `method = \"select\"` or `\"stack\"`, not `{method}`"
+                    ),
+                    help: Some(
+                        "remove it, or choose a method fitted on out-of-fold predictions".into(),
+                    ),
+                });
+            }
+        }
+        return out;
+    }
+    let twice = |list: &[&str], k: &str, out: &mut Vec<ParamIssue>| {
+        let mut seen = BTreeSet::new();
+        for (i, r) in list.iter().enumerate() {
+            let node = r.split('[').next().unwrap_or(r);
+            if !seen.insert(node) {
+                out.push(ParamIssue {
+                    path: format!("{k}[{i}]"),
+                    message: format!("node `{node}` is named twice in `{k}`"),
+                    help: Some(
+                        "each member is one node: name it once (`\"x[*]\"` gathers its instances)"
+                            .into(),
+                    ),
+                });
+            }
+        }
+    };
+    twice(&inputs, "inputs", &mut out);
+    match refs("oof") {
+        None => out.push(ParamIssue {
+            path: "method".into(),
+            message: format!("`{method}` is fitted on out-of-fold predictions, and there is no `oof`"),
+            help: Some("give `oof`: one reference per input, in the same order, e.g. `oof = [\"oof_a[*]\", \"oof_b[*]\"]`, and `labels`, the training data they predict".into()),
+        }),
+        Some(oof) => {
+            if oof.len() != inputs.len() {
+                out.push(ParamIssue {
+                    path: "oof".into(),
+                    message: format!(
+                        "{} out-of-fold reference(s) for {} input(s): `{method}` needs one per input, in the same order",
+                        oof.len(),
+                        inputs.len()
+                    ),
+                    help: Some("the i-th `oof` node holds the out-of-fold predictions of the i-th input's model".into()),
+                });
+            }
+            twice(&oof, "oof", &mut out);
+            if params.get("labels").is_none() {
+                out.push(ParamIssue {
+                    path: "oof".into(),
+                    message: "`oof` needs `labels`: the labelled data the out-of-fold predictions were made on".into(),
+                    help: Some("add `labels = \"<the training data node>\"`".into()),
+                });
+            }
+        }
+    }
+    out
 }
 
 static PARAMS: &[Param] = &[
@@ -80,9 +198,9 @@ static PARAMS: &[Param] = &[
     },
     Param {
         name: "method",
-        ty: Ty::Choice(&["mean", "vote", "weighted"]),
+        ty: Ty::Choice(&["mean", "vote", "weighted", "select", "stack"]),
         default: Dflt::Value("\"mean\""),
-        doc: "`mean` of probabilities, `weighted` mean, or per-character `vote`.",
+        doc: "`mean` of probabilities, `weighted` mean, per-character `vote`, or weights fitted on `oof`: `select` (greedy forward selection with replacement) or `stack` (minimum log loss).",
     },
     Param {
         name: "weights",
@@ -95,6 +213,42 @@ static PARAMS: &[Param] = &[
         default: Dflt::Optional,
         doc: "For `weighted`: one weight per input instance, in written order (default: each input's validation accuracy).",
     },
+    Param {
+        name: "oof",
+        ty: Ty::List(&Ty::Ref(&["predict", "ensemble"])),
+        default: Dflt::Optional,
+        doc: "For `select` and `stack`: one reference per `inputs` reference, in the same order: the out-of-fold predictions of that input's model over `labels`' items (`\"oof_a[*]\"` gathers every fold's).",
+    },
+    Param {
+        name: "labels",
+        ty: Ty::Ref(&["dataset", "synthetic"]),
+        default: Dflt::Optional,
+        doc: "For `select` and `stack`: the labelled training data the `oof` predictions predict.",
+    },
+    Param {
+        name: "metric",
+        ty: Ty::Choice(&["seq_acc", "log_loss"]),
+        default: Dflt::Value("\"seq_acc\""),
+        doc: "For `select`: what each addition maximises, out of fold: sequence accuracy or (minus) log loss.",
+    },
+    Param {
+        name: "start",
+        ty: Ty::Int {
+            min: 1,
+            max: i64::MAX,
+        },
+        default: Dflt::Value("1"),
+        doc: "For `select`: start from the best `start` members, each once (a sorted start).",
+    },
+    Param {
+        name: "rounds",
+        ty: Ty::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        default: Dflt::Value("30"),
+        doc: "For `select`: additions after the start; the best prefix is kept.",
+    },
 ];
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +256,12 @@ struct EnsembleParams {
     method: String,
     #[serde(default)]
     weights: Option<Vec<f64>>,
+    #[serde(default)]
+    metric: Option<String>,
+    #[serde(default)]
+    start: Option<usize>,
+    #[serde(default)]
+    rounds: Option<usize>,
 }
 
 /// One input, read.
@@ -119,6 +279,9 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         Some(v) if !v.is_empty() => v,
         _ => return Err(NodeError::new(codes::INPUT, "missing input `inputs`")),
     };
+    if matches!(p.method.as_str(), "select" | "stack") {
+        return run_fitted(ctx, &p, arts);
+    }
     if let Some(w) = &p.weights {
         check_weight_count(w, arts)?;
     }
@@ -140,6 +303,304 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         })
         .collect();
     write_json(&ctx.out.join(MEMBERS_FILE), &infos)
+}
+
+/// One member of a fitted ensemble: its reference's position in `inputs`
+/// (and `oof`), its input instances and its out-of-fold instances.
+struct Member<'a> {
+    position: usize,
+    inputs: Vec<&'a InputArtifact>,
+    oof: Vec<&'a InputArtifact>,
+}
+
+/// Artifacts grouped by node (an instance `x[1]` belongs to node `x`), in
+/// the order the nodes first appear (the order their references are
+/// written in).
+fn by_node(arts: &[InputArtifact]) -> Vec<Vec<&InputArtifact>> {
+    let node = |a: &InputArtifact| a.node.split('[').next().unwrap_or_default().to_string();
+    let mut groups: Vec<Vec<&InputArtifact>> = Vec::new();
+    for a in arts {
+        match groups.iter_mut().find(|g| node(g[0]) == node(a)) {
+            Some(g) => g.push(a),
+            None => groups.push(vec![a]),
+        }
+    }
+    groups
+}
+
+/// A member's prediction: the mean of its instances (which must predict
+/// the same items), with their mean length probabilities when all have
+/// them.
+fn member_prediction(m: &Member<'_>) -> Result<Output, NodeError> {
+    let outs: Vec<(&InputArtifact, Output)> = m
+        .inputs
+        .iter()
+        .map(|a| Ok((*a, read_output(&a.dir)?)))
+        .collect::<Result<_, NodeError>>()?;
+    let (first_art, first) = &outs[0];
+    for (a, o) in &outs[1..] {
+        if o.items != first.items {
+            return Err(NodeError::file(
+                a.dir.join(ITEMS_FILE),
+                format!(
+                    "`{}` predicts other items than `{}`; the instances of one member must predict the same items",
+                    a.node, first_art.node
+                ),
+            ));
+        }
+    }
+    let probs: Vec<&Probs> = outs.iter().map(|(_, o)| &o.probs).collect();
+    let lengths: Option<Vec<&Probs>> = outs.iter().map(|(_, o)| o.length.as_ref()).collect();
+    Ok(Output {
+        items: first.items.clone(),
+        probs: ensemble::mean(&probs)?,
+        classes: None,
+        length: match lengths {
+            Some(l) => Some(ensemble::mean(&l)?),
+            None => None,
+        },
+    })
+}
+
+/// A member's out-of-fold predictions: its `oof` instances concatenated,
+/// rows in item order; an item predicted twice is an error.
+fn member_oof(
+    m: &Member<'_>,
+) -> Result<(Vec<crate::artifact::prediction::Item>, Probs), NodeError> {
+    let mut rows: Vec<(crate::artifact::prediction::Item, Vec<f32>)> = Vec::new();
+    let mut heads = None;
+    let mut seen = BTreeSet::new();
+    for a in &m.oof {
+        let o = read_output(&a.dir)?;
+        if *heads.get_or_insert(o.probs.heads) != o.probs.heads {
+            return Err(NodeError::new(
+                "foldwise::ensemble::oof",
+                format!(
+                    "oof: `{}` has {} heads, the other out-of-fold predictions of inputs[{}] {}",
+                    a.node,
+                    o.probs.heads,
+                    m.position,
+                    heads.unwrap_or(0)
+                ),
+            ));
+        }
+        let width = o.probs.heads * crate::predictions::CLASSES;
+        for (k, it) in o.items.iter().enumerate() {
+            if !seen.insert(it.index) {
+                return Err(NodeError::file(
+                    a.dir.join(ITEMS_FILE),
+                    format!(
+                        "oof: item {} (`{}`) is predicted twice by the out-of-fold predictions of inputs[{}]; give one prediction per fold (`[\"oof[*]\"]`)",
+                        it.index, it.file, m.position
+                    ),
+                ));
+            }
+            rows.push((
+                it.clone(),
+                o.probs.data[k * width..(k + 1) * width].to_vec(),
+            ));
+        }
+    }
+    rows.sort_by_key(|(it, _)| it.index);
+    let heads = heads.unwrap_or(1);
+    let items: Vec<_> = rows.iter().map(|(it, _)| it.clone()).collect();
+    let data: Vec<f32> = rows.into_iter().flat_map(|(_, r)| r).collect();
+    let probs = Probs::new(items.len(), heads, data)?;
+    Ok((items, probs))
+}
+
+/// `select` and `stack`: fit weights on the members' out-of-fold
+/// predictions, then combine their predictions with them.
+fn run_fitted(
+    ctx: &RunCtx<'_>,
+    p: &EnsembleParams,
+    arts: &[InputArtifact],
+) -> Result<(), NodeError> {
+    let oof_arts = match ctx.inputs.get("oof") {
+        Some(v) if !v.is_empty() => v,
+        _ => {
+            return Err(NodeError::new(
+                codes::INPUT,
+                format!("`{}` needs `oof`", p.method),
+            ))
+        }
+    };
+    let labels = ctx.input("labels")?;
+    let (ins, oofs) = (by_node(arts), by_node(oof_arts));
+    if ins.len() != oofs.len() {
+        return Err(NodeError::new(
+            "foldwise::ensemble::oof",
+            format!(
+                "{} input node(s) but {} out-of-fold node(s): `{}` needs one `oof` reference per input",
+                ins.len(),
+                oofs.len(),
+                p.method
+            ),
+        ));
+    }
+    let mut members: Vec<Member<'_>> = ins
+        .into_iter()
+        .zip(oofs)
+        .enumerate()
+        .map(|(position, (inputs, oof))| Member {
+            position,
+            inputs,
+            oof,
+        })
+        .collect();
+    // A canonical order: the fit does not depend on the written order.
+    let digests =
+        |m: &Member<'_>| -> Vec<String> { m.inputs.iter().map(|a| a.digest.clone()).collect() };
+    members.sort_by_key(|m| digests(m));
+
+    let preds: Vec<Output> = members
+        .iter()
+        .map(member_prediction)
+        .collect::<Result<_, _>>()?;
+    for (m, o) in members.iter().zip(&preds).skip(1) {
+        if o.items != preds[0].items {
+            return Err(NodeError::file(
+                m.inputs[0].dir.join(ITEMS_FILE),
+                format!(
+                    "inputs[{}] (`{}`) predicts other items than inputs[{}] (`{}`); an ensemble needs the same items in the same order",
+                    m.position, m.inputs[0].node, members[0].position, members[0].inputs[0].node
+                ),
+            ));
+        }
+    }
+    let oof: Vec<(Vec<crate::artifact::prediction::Item>, Probs)> =
+        members.iter().map(member_oof).collect::<Result<_, _>>()?;
+    for (m, (items, _)) in members.iter().zip(&oof).skip(1) {
+        if *items != oof[0].0 {
+            let other: BTreeSet<usize> = oof[0].0.iter().map(|i| i.index).collect();
+            let mine: BTreeSet<usize> = items.iter().map(|i| i.index).collect();
+            let differ = mine
+                .symmetric_difference(&other)
+                .next()
+                .copied()
+                .unwrap_or(0);
+            return Err(NodeError::new(
+                "foldwise::ensemble::oof",
+                format!(
+                    "oof: the out-of-fold predictions of inputs[{}] (`{}`) cover other items than those of inputs[{}] (`{}`): {} against {} items, e.g. item {differ} is in one only",
+                    m.position, m.oof[0].node, members[0].position, members[0].oof[0].node,
+                    items.len(), oof[0].0.len()
+                ),
+            ).with_help("every member's out-of-fold predictions must cover the same training items (the same split)"));
+        }
+    }
+    let items = &oof[0].0;
+    let heads = oof[0].1.heads;
+    let labelled = labelled_items(&members[0].oof[0].dir, items, &labels.dir, &labels.node)?;
+    let mut codes = Vec::with_capacity(labelled.len());
+    for d in labelled {
+        match d.label {
+            Some(l) => codes.push(l),
+            None => {
+                return Err(NodeError::new(
+                    "foldwise::ensemble::labels",
+                    format!(
+                        "labels: `{}` in data `{}` has no label",
+                        d.file, labels.node
+                    ),
+                ))
+            }
+        }
+    }
+    let truth = Truth::new(&codes, heads).map_err(|e| {
+        NodeError::new(
+            "foldwise::ensemble::labels",
+            format!("labels `{}`: {e}", labels.node),
+        )
+    })?;
+    let oof_probs: Vec<&Probs> = oof.iter().map(|(_, p)| p).collect();
+    let metric =
+        Metric::parse(p.metric.as_deref().unwrap_or("log_loss")).unwrap_or(Metric::LogLoss);
+    let (weights, chosen, path, size, iterations) = match p.method.as_str() {
+        "select" => {
+            let s = fit::select(
+                &oof_probs,
+                &truth,
+                metric,
+                p.start.unwrap_or(1),
+                p.rounds.unwrap_or(30),
+            )?;
+            let size = s.counts.iter().sum::<usize>();
+            let path = s
+                .path
+                .iter()
+                .map(|&(j, sc)| (members[j].position, metric.shown(sc)))
+                .collect();
+            (s.weights, Some(s.counts), path, Some(size), None)
+        }
+        _ => {
+            let k = fit::stack(&oof_probs, &truth)?;
+            (k.weights, None, Vec::new(), None, Some(k.iterations))
+        }
+    };
+    let mixed = ensemble::weighted(&oof_probs, &weights)?;
+    let scores = |p: &Probs| -> Result<(f64, f64), NodeError> {
+        Ok((
+            fit::score(p, &truth, Metric::SeqAcc)?,
+            Metric::LogLoss.shown(fit::score(p, &truth, Metric::LogLoss)?),
+        ))
+    };
+    let (oof_seq_acc, oof_log_loss) = scores(&mixed)?;
+    let mut fitted = Vec::with_capacity(members.len());
+    for (j, m) in members.iter().enumerate() {
+        let (acc, loss) = scores(oof_probs[j])?;
+        fitted.push(FitMember {
+            position: m.position,
+            inputs: m.inputs.iter().map(|a| a.digest.clone()).collect(),
+            oof: m.oof.iter().map(|a| a.digest.clone()).collect(),
+            oof_seq_acc: acc,
+            oof_log_loss: loss,
+            weight: weights[j],
+            chosen: chosen.as_ref().map(|c| c[j]),
+        });
+    }
+    fitted.sort_by_key(|f| f.position);
+
+    let test: Vec<&Probs> = preds.iter().map(|o| &o.probs).collect();
+    let combined = ensemble::weighted(&test, &weights)?;
+    write_output(ctx.out, &preds[0].items, &combined, None)?;
+    let lengths: Option<Vec<&Probs>> = preds.iter().map(|o| o.length.as_ref()).collect();
+    if let Some(l) = lengths {
+        write_length(ctx.out, &ensemble::weighted(&l, &weights)?)?;
+    }
+    let mut infos: Vec<EnsembleInput> = Vec::new();
+    for a in arts {
+        let acc = read_members(&a.dir)?.and_then(|m| {
+            let accs: Option<Vec<f64>> = m.iter().map(|e| e.valid_seq_acc).collect();
+            accs.filter(|a| !a.is_empty())
+                .map(|a| a.iter().sum::<f64>() / a.len() as f64)
+        });
+        infos.push(EnsembleInput {
+            input: a.digest.clone(),
+            valid_seq_acc: acc,
+        });
+    }
+    infos.sort_by(|a, b| a.input.cmp(&b.input));
+    write_json(&ctx.out.join(MEMBERS_FILE), &infos)?;
+    write_fit(
+        ctx.out,
+        &FitReport {
+            method: p.method.clone(),
+            metric: if p.method == "select" {
+                metric.name()
+            } else {
+                "log_loss"
+            }
+            .to_string(),
+            oof_items: items.len(),
+            members: fitted,
+            oof_seq_acc,
+            oof_log_loss,
+            path,
+            size,
+            iterations,
+        },
+    )
 }
 
 /// Errors unless there is one weight per input.

@@ -6,6 +6,7 @@ mod diagnostics;
 mod diff;
 mod docs;
 mod engine;
+mod fitted;
 mod folds;
 mod history;
 mod keys;

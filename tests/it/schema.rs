@@ -64,6 +64,10 @@ const EXPRESSIBLE: &[(&str, &str)] = &[
 /// nodes of the file (references, the graph), or on a kind's own `check`.
 const NOT_EXPRESSIBLE: &[(&str, &str)] = &[
     (
+        "ensemble_fit",
+        "an ensemble's own check (`select`/`stack` need one `oof` per input and `labels`)",
+    ),
+    (
         "bad_ref",
         "`x[a]` could be an exact node name: only the file's node names tell",
     ),

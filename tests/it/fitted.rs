@@ -1,0 +1,224 @@
+//! Ensembles fitted on out-of-fold predictions (`ensemble` with `method =
+//! "select"` or `"stack"`) in a pipeline: what they chose, where it is
+//! said, that the written order of the members does not change the fit,
+//! that a changed fitting parameter reruns only the ensemble, and the
+//! errors of members whose out-of-fold predictions do not line up.
+
+use crate::common::{names, stderr, stdout, Project};
+use foldwise::artifact::prediction::read_output;
+use foldwise::artifact::scores::read_fit;
+use foldwise::exec::RunOptions;
+use foldwise::predictions::ensemble;
+
+/// Two models (`a`, `b`) trained per fold, each with its predictions of the
+/// test plates and its out-of-fold predictions of the training plates;
+/// `sel` and `stk` fit on those.
+pub const LIBRARY: &str = r#"
+[pipeline]
+name = "fitted"
+seed = 3
+
+[nodes.plates]
+kind = "synthetic"
+count = 40
+max_digits = 3
+
+[nodes.test]
+kind = "synthetic"
+count = 16
+seed = 99
+max_digits = 3
+
+[nodes.folds]
+kind = "split"
+data = "plates"
+method = "kfold"
+k = 2
+
+[nodes.a]
+kind = "train"
+data = "plates"
+split = "folds"
+model = { arch = "svhn-small", height = 32, width = 64 }
+epochs = 1
+batch = 8
+
+[nodes.b]
+kind = "train"
+data = "plates"
+split = "folds"
+seed = 11
+model = { arch = "svhn-small", height = 32, width = 64 }
+epochs = 2
+batch = 8
+
+[nodes.pred_a]
+kind = "predict"
+models = "a[*]"
+data = "test"
+
+[nodes.pred_b]
+kind = "predict"
+models = "b[*]"
+data = "test"
+
+[nodes.oof_a]
+kind = "predict"
+models = "a"
+data = "plates"
+oof = "folds"
+
+[nodes.oof_b]
+kind = "predict"
+models = "b"
+data = "plates"
+oof = "folds"
+
+[nodes.sel]
+kind = "ensemble"
+inputs = ["pred_a", "pred_b"]
+method = "select"
+metric = "log_loss"
+oof = ["oof_a[*]", "oof_b[*]"]
+labels = "plates"
+rounds = 4
+
+[nodes.stk]
+kind = "ensemble"
+inputs = ["pred_a", "pred_b"]
+method = "stack"
+oof = ["oof_a[*]", "oof_b[*]"]
+labels = "plates"
+"#;
+
+fn dir_of(p: &Project, instance: &str) -> std::path::PathBuf {
+    p.status()
+        .into_iter()
+        .find(|s| s.instance == instance)
+        .and_then(|s| s.artifact)
+        .unwrap_or_else(|| panic!("no artifact for {instance}"))
+        .dir
+}
+
+#[test]
+fn select_and_stack_say_what_they_chose_and_combine_with_it() {
+    let p = Project::new(LIBRARY);
+    let out = p.cli(&["run", "p.toml", "--no-color"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("\nsel: greedy selection with replacement by log_loss, "),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nstk: stacking: weights minimising log loss ("),
+        "{text}"
+    );
+    assert!(text.contains("fitted on 40 out-of-fold images"), "{text}");
+
+    let (pa, pb) = (
+        read_output(&dir_of(&p, "pred_a")).unwrap(),
+        read_output(&dir_of(&p, "pred_b")).unwrap(),
+    );
+    for node in ["sel", "stk"] {
+        let dir = dir_of(&p, node);
+        let fit = read_fit(&dir).unwrap();
+        assert_eq!(fit.oof_items, 40);
+        let positions: Vec<usize> = fit.members.iter().map(|m| m.position).collect();
+        assert_eq!(positions, [0, 1]);
+        let w: Vec<f64> = fit.members.iter().map(|m| m.weight).collect();
+        assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{w:?}");
+        assert!(w.iter().all(|x| *x >= 0.0));
+        // The ensemble is no worse out of fold than its best member, by
+        // the fitted metric (log loss for both here).
+        let best = fit
+            .members
+            .iter()
+            .map(|m| m.oof_log_loss)
+            .fold(f64::INFINITY, f64::min);
+        assert!(fit.oof_log_loss <= best + 1e-9, "{node}: {fit:?}");
+        // Its predictions are the members' combined with those weights.
+        let got = read_output(&dir).unwrap();
+        let want = ensemble::weighted(&[&pa.probs, &pb.probs], &w).unwrap();
+        assert_eq!(got.probs, want, "{node}");
+        assert_eq!(got.items, pa.items);
+        assert_eq!(
+            fit.method,
+            node.replace("sel", "select").replace("stk", "stack")
+        );
+    }
+    let sel = read_fit(&dir_of(&p, "sel")).unwrap();
+    assert_eq!(sel.path.len(), 1 + 4);
+    let chosen: usize = sel.members.iter().map(|m| m.chosen.unwrap()).sum();
+    assert_eq!(Some(chosen), sel.size);
+
+    // The report names the members by node, with their weights.
+    let out = p.cli(&["report", "p.toml", "-o", "report.html"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let html = std::fs::read_to_string(p.path().join("report.html")).unwrap();
+    assert!(
+        html.contains("<h2 id=\"fitted\">Fitted ensembles</h2><h3>sel</h3>"),
+        "{html}"
+    );
+    let row = format!(
+        "<tr><td>pred_b</td><td>{:.2}%</td><td>{:.4}</td><td>{:.4}</td><td>{}</td></tr>",
+        100.0 * sel.members[1].oof_seq_acc,
+        sel.members[1].oof_log_loss,
+        sel.members[1].weight,
+        sel.members[1].chosen.unwrap()
+    );
+    assert!(html.contains(&row), "no {row} in the report");
+
+    // Nothing to do the second time; a fitting parameter reruns only its
+    // ensemble.
+    assert!(p.run().executed().is_empty());
+    p.edit("rounds = 4", "rounds = 6");
+    assert_eq!(p.run().executed(), names(&["sel"]));
+}
+
+#[test]
+fn the_written_order_of_the_members_does_not_change_the_fit() {
+    let p = Project::new(LIBRARY);
+    p.run();
+    let before = read_fit(&dir_of(&p, "stk")).unwrap();
+    let probs = std::fs::read(dir_of(&p, "stk").join("probs.fwprobs")).unwrap();
+    p.edit(
+        "inputs = [\"pred_a\", \"pred_b\"]\nmethod = \"stack\"\noof = [\"oof_a[*]\", \"oof_b[*]\"]",
+        "inputs = [\"pred_b\", \"pred_a\"]\nmethod = \"stack\"\noof = [\"oof_b[*]\", \"oof_a[*]\"]",
+    );
+    assert_eq!(p.run().executed(), names(&["stk"]));
+    let after = read_fit(&dir_of(&p, "stk")).unwrap();
+    assert_eq!(after.members[0].inputs, before.members[1].inputs);
+    assert_eq!(after.members[0].weight, before.members[1].weight);
+    assert_eq!(after.members[1].weight, before.members[0].weight);
+    assert_eq!(after.oof_log_loss, before.oof_log_loss);
+    assert_eq!(
+        std::fs::read(dir_of(&p, "stk").join("probs.fwprobs")).unwrap(),
+        probs
+    );
+}
+
+#[test]
+fn members_whose_out_of_fold_predictions_differ_are_refused() {
+    // `b`'s out-of-fold predictions from a hold-out split cover a quarter
+    // of the plates, `a`'s all of them.
+    let text = LIBRARY
+        .replace(
+            "[nodes.b]\nkind = \"train\"\ndata = \"plates\"\nsplit = \"folds\"",
+            "[nodes.half]\nkind = \"split\"\ndata = \"plates\"\nmethod = \"holdout\"\nratio = 0.25\n\n[nodes.b]\nkind = \"train\"\ndata = \"plates\"\nsplit = \"half\"",
+        )
+        .replace("models = \"b\"\ndata = \"plates\"\noof = \"folds\"", "models = \"b\"\ndata = \"plates\"\noof = \"half\"")
+        .replace("models = \"b[*]\"", "models = \"b\"")
+        .replace("\"oof_b[*]\"", "\"oof_b\"");
+    let p = Project::new(&text);
+    let r = p.run_with(RunOptions::default());
+    assert_eq!(r.failed(), names(&["sel", "stk"]));
+    let out = p.cli(&["run", "p.toml", "sel"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("oof: the out-of-fold predictions of inputs[1] (`oof_b`) cover other items than those of inputs[0] (`oof_a[0]`): 10 against 40 items, e.g. item"),
+        "{err}"
+    );
+    assert!(err.contains("[foldwise::ensemble::oof]"), "{err}");
+}
