@@ -66,6 +66,7 @@ pub fn render(p: &Pipeline, store: &Store) -> String {
     curves(&mut body, &proj);
     ladders(&mut body, &proj);
     postprocessing(&mut body, &proj);
+    fitted(&mut body, p, &proj);
     evaluations(&mut body, p, &proj);
     timing(&mut body, &proj, &seconds);
     page(&format!("foldwise report: {}", p.name), &body)
@@ -347,6 +348,77 @@ fn postprocessing(s: &mut String, proj: &[Projected]) {
                 opt_pct(st.seq_acc_before),
                 opt_pct(st.seq_acc_after),
             );
+        }
+        s.push_str("</table>");
+    }
+}
+
+/// One table per fitted ensemble (`select`, `stack`): what it was fitted
+/// on, its out-of-fold scores, and per member (named by its `inputs` node)
+/// the member's own scores, its weight and, for `select`, how often it
+/// was chosen; from the artifact's `fit.json`.
+fn fitted(s: &mut String, p: &Pipeline, proj: &[Projected]) {
+    let nodes: Vec<(usize, crate::artifact::scores::FitReport)> = (0..proj.len())
+        .filter(|&i| proj[i].kind == "ensemble")
+        .filter_map(|i| Some((i, typed(&proj[i], crate::artifact::scores::read_fit)?)))
+        .collect();
+    if nodes.is_empty() {
+        return;
+    }
+    section(s, "fitted", "Fitted ensembles");
+    for (i, r) in nodes {
+        heading(s, &proj[i]);
+        // Member positions are the `inputs` nodes in written order.
+        let mut members: Vec<String> = Vec::new();
+        for e in p.instances[i].inputs.iter().filter(|e| e.param == "inputs") {
+            let name = &p.instances[e.from].name;
+            let node = name.split('[').next().unwrap_or(name).to_string();
+            if !members.contains(&node) {
+                members.push(node);
+            }
+        }
+        let how = if r.method == "select" {
+            format!(
+                "greedy selection with replacement by {}, {} addition(s)",
+                r.metric,
+                r.size.unwrap_or(0)
+            )
+        } else {
+            format!(
+                "stacking: weights minimising log loss ({} iterations)",
+                r.iterations.unwrap_or(0)
+            )
+        };
+        let _ = write!(
+            s,
+            "<p>{}, fitted on {} out-of-fold images: sequence accuracy {}, log loss {:.4}</p>",
+            esc(&how),
+            r.oof_items,
+            pct(r.oof_seq_acc),
+            r.oof_log_loss
+        );
+        s.push_str("<table><tr><th>member</th><th>out-of-fold accuracy</th><th>out-of-fold log loss</th><th>weight</th>");
+        if r.method == "select" {
+            s.push_str("<th>chosen</th>");
+        }
+        s.push_str("</tr>");
+        for m in &r.members {
+            let name = members
+                .get(m.position)
+                .cloned()
+                .unwrap_or_else(|| format!("inputs[{}]", m.position));
+            let _ = write!(
+                s,
+                "<tr><td>{}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td>",
+                esc(&name),
+                pct(m.oof_seq_acc),
+                m.oof_log_loss,
+                m.weight
+            );
+            if let Some(c) = m.chosen {
+                let _ = write!(s, "<td>{c}</td>");
+            }
+            s.push_str("</tr>");
         }
         s.push_str("</table>");
     }
