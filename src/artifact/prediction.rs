@@ -58,6 +58,129 @@ pub struct Item {
     pub file: String,
 }
 
+/// Out-of-fold predictions gathered from several prediction artifacts.
+#[derive(Debug)]
+pub struct Gathered {
+    /// In the order of the artifacts, then of their items; an item
+    /// predicted by several artifacts appears once, where it first did.
+    pub items: Vec<Item>,
+    pub probs: Probs,
+    /// Length probabilities, when every artifact has them.
+    pub length: Option<Probs>,
+    /// Each item's class vector: the artifact's (`classes.json` or the
+    /// argmax), or the argmax of the mean for an item predicted several
+    /// times.
+    pub classes: Vec<Vec<u8>>,
+    /// For each item, the artifact (index into the given list) that
+    /// first predicted it.
+    pub source: Vec<usize>,
+}
+
+/// Gathers out-of-fold predictions: one artifact per fold, or per bag of a
+/// bootstrap split, where an item left out of several bags is predicted by
+/// each of them. Those predictions of one node's instances are averaged
+/// (probabilities and length probabilities alike); an item predicted by
+/// two different nodes is an error naming the second (`what` names the
+/// parameter in it), as is a mismatch in heads.
+pub fn gather_oof(arts: &[&crate::kind::InputArtifact], what: &str) -> Result<Gathered, NodeError> {
+    let node =
+        |a: &crate::kind::InputArtifact| a.node.split('[').next().unwrap_or_default().to_string();
+    let mut items: Vec<Item> = Vec::new();
+    let mut rows: Vec<Vec<f64>> = Vec::new();
+    let mut lengths: Option<Vec<Vec<f64>>> = Some(Vec::new());
+    let mut classes: Vec<Vec<u8>> = Vec::new();
+    let mut count: Vec<usize> = Vec::new();
+    let mut source: Vec<usize> = Vec::new();
+    let mut at: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    let mut heads = None;
+    for (k, a) in arts.iter().enumerate() {
+        let o = read_output(&a.dir)?;
+        if *heads.get_or_insert(o.probs.heads) != o.probs.heads {
+            return Err(NodeError::new(
+                "foldwise::predict::oof",
+                format!(
+                    "{what}: `{}` has {} heads, the other out-of-fold predictions {}",
+                    a.node,
+                    o.probs.heads,
+                    heads.unwrap_or(0)
+                ),
+            ));
+        }
+        let width = o.probs.heads * crate::predictions::CLASSES;
+        let own = o.final_classes();
+        for (r, it) in o.items.iter().enumerate() {
+            let row = &o.probs.data[r * width..(r + 1) * width];
+            let len_row = o.length.as_ref().map(|l| l.get(r, 0).to_vec());
+            match at.get(&it.index) {
+                Some(&j) if node(arts[source[j]]) != node(a) => {
+                    return Err(NodeError::file(
+                        a.dir.join(ITEMS_FILE),
+                        format!(
+                            "{what}: item {} (`{}`) is predicted by `{}` and by `{}`; give one node's out-of-fold predictions (`[\"oof[*]\"]`)",
+                            it.index, it.file, arts[source[j]].node, a.node
+                        ),
+                    ));
+                }
+                Some(&j) => {
+                    for (s, x) in rows[j].iter_mut().zip(row) {
+                        *s += *x as f64;
+                    }
+                    match (&mut lengths, len_row) {
+                        (Some(l), Some(lr)) => {
+                            for (s, x) in l[j].iter_mut().zip(lr) {
+                                *s += x as f64;
+                            }
+                        }
+                        _ => lengths = None,
+                    }
+                    count[j] += 1;
+                }
+                None => {
+                    at.insert(it.index, items.len());
+                    items.push(it.clone());
+                    rows.push(row.iter().map(|&x| x as f64).collect());
+                    match (&mut lengths, len_row) {
+                        (Some(l), Some(lr)) => l.push(lr.iter().map(|&x| x as f64).collect()),
+                        _ => lengths = None,
+                    }
+                    classes.push(own[r].clone());
+                    count.push(1);
+                    source.push(k);
+                }
+            }
+        }
+    }
+    let heads = heads.unwrap_or(1);
+    let mut data = Vec::with_capacity(rows.len() * heads * crate::predictions::CLASSES);
+    for (row, &c) in rows.iter().zip(&count) {
+        data.extend(row.iter().map(|&x| (x / c as f64) as f32));
+    }
+    let probs = Probs::new(items.len(), heads, data)?;
+    for (i, &c) in count.iter().enumerate() {
+        if c > 1 {
+            classes[i] = decode::image_classes(&probs, i);
+        }
+    }
+    let length = match lengths {
+        Some(l) => {
+            let data: Vec<f32> = l
+                .iter()
+                .zip(&count)
+                .flat_map(|(r, &c)| r.iter().map(move |&x| (x / c as f64) as f32))
+                .collect();
+            Some(Probs::new(items.len(), 1, data)?)
+        }
+        None => None,
+    };
+    Ok(Gathered {
+        items,
+        probs,
+        length,
+        classes,
+        source,
+    })
+}
+
 /// The items of `index` at `indices`, in that order.
 pub fn items_of(index: &DataIndex, indices: &[usize]) -> Vec<Item> {
     indices
@@ -321,4 +444,79 @@ pub fn labelled_items(
         out.push(d.clone());
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kind::InputArtifact;
+    use crate::predictions::CLASSES;
+
+    /// A prediction of `items` (index, class with probability 0.6 at
+    /// head 0) with two heads, written in `dir`.
+    fn art(root: &Path, name: &str, rows: &[(usize, u8)]) -> InputArtifact {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut data = Vec::new();
+        for &(_, c) in rows {
+            for h in 0..2 {
+                for k in 0..CLASSES {
+                    let hit = if h == 0 { c } else { 10 };
+                    data.push(if k == hit as usize { 0.6 } else { 0.04 });
+                }
+            }
+        }
+        let items: Vec<Item> = rows
+            .iter()
+            .map(|&(i, _)| Item {
+                index: i,
+                file: format!("{i}.png"),
+            })
+            .collect();
+        write_output(
+            &dir,
+            &items,
+            &Probs::new(rows.len(), 2, data).unwrap(),
+            None,
+        )
+        .unwrap();
+        InputArtifact {
+            digest: name.into(),
+            node: name.into(),
+            dir,
+            part: None,
+        }
+    }
+
+    #[test]
+    fn an_item_out_of_several_bags_gets_their_mean_and_one_in_two_nodes_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let b0 = art(d.path(), "oof[0]", &[(0, 1), (2, 3)]);
+        let b1 = art(d.path(), "oof[1]", &[(2, 5), (4, 7)]);
+        let g = gather_oof(&[&b0, &b1], "oof").unwrap();
+        assert_eq!(
+            g.items.iter().map(|i| i.index).collect::<Vec<_>>(),
+            [0, 2, 4]
+        );
+        assert_eq!(g.source, [0, 0, 1]);
+        // Item 2: the mean of class 3 at 0.6 and class 5 at 0.6.
+        let row = g.probs.get(1, 0);
+        assert!(
+            (row[3] - 0.32).abs() < 1e-6 && (row[5] - 0.32).abs() < 1e-6,
+            "{row:?}"
+        );
+        // Its classes follow the mean (a tie: the lower class), the others
+        // their artifact's.
+        assert_eq!(g.classes, [vec![1, 10], vec![3, 10], vec![7, 10]]);
+        assert!(g.length.is_none());
+
+        let other = art(d.path(), "other", &[(4, 1)]);
+        let e = gather_oof(&[&b0, &b1, &other], "oof")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with("other/items.json: oof: item 4 (`4.png`) is predicted by `oof[1]` and by `other`; give one node's out-of-fold predictions (`[\"oof[*]\"]`)"),
+            "{e}"
+        );
+    }
 }

@@ -58,8 +58,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::artifact::prediction::{
-    labelled_items, read_member_probs, read_members, read_output, write_length, write_output,
-    EnsembleInput, Output, ITEMS_FILE, MEMBERS_FILE,
+    gather_oof, labelled_items, read_member_probs, read_members, read_output, write_length,
+    write_output, EnsembleInput, Item, Output, ITEMS_FILE, MEMBERS_FILE,
 };
 use crate::artifact::scores::{write_fit, FitMember, FitReport, REPORT_FILE};
 use crate::artifact::write_json;
@@ -362,50 +362,20 @@ fn member_prediction(m: &Member<'_>) -> Result<Output, NodeError> {
     })
 }
 
-/// A member's out-of-fold predictions: its `oof` instances concatenated,
-/// rows in item order; an item predicted twice is an error.
-fn member_oof(
-    m: &Member<'_>,
-) -> Result<(Vec<crate::artifact::prediction::Item>, Probs), NodeError> {
-    let mut rows: Vec<(crate::artifact::prediction::Item, Vec<f32>)> = Vec::new();
-    let mut heads = None;
-    let mut seen = BTreeSet::new();
-    for a in &m.oof {
-        let o = read_output(&a.dir)?;
-        if *heads.get_or_insert(o.probs.heads) != o.probs.heads {
-            return Err(NodeError::new(
-                "foldwise::ensemble::oof",
-                format!(
-                    "oof: `{}` has {} heads, the other out-of-fold predictions of inputs[{}] {}",
-                    a.node,
-                    o.probs.heads,
-                    m.position,
-                    heads.unwrap_or(0)
-                ),
-            ));
-        }
-        let width = o.probs.heads * crate::predictions::CLASSES;
-        for (k, it) in o.items.iter().enumerate() {
-            if !seen.insert(it.index) {
-                return Err(NodeError::file(
-                    a.dir.join(ITEMS_FILE),
-                    format!(
-                        "oof: item {} (`{}`) is predicted twice by the out-of-fold predictions of inputs[{}]; give one prediction per fold (`[\"oof[*]\"]`)",
-                        it.index, it.file, m.position
-                    ),
-                ));
-            }
-            rows.push((
-                it.clone(),
-                o.probs.data[k * width..(k + 1) * width].to_vec(),
-            ));
-        }
-    }
-    rows.sort_by_key(|(it, _)| it.index);
-    let heads = heads.unwrap_or(1);
-    let items: Vec<_> = rows.iter().map(|(it, _)| it.clone()).collect();
-    let data: Vec<f32> = rows.into_iter().flat_map(|(_, r)| r).collect();
-    let probs = Probs::new(items.len(), heads, data)?;
+/// A member's out-of-fold predictions: its `oof` instances gathered (an
+/// item left out of several bootstrap bags gets their mean), rows in item
+/// order.
+fn member_oof(m: &Member<'_>) -> Result<(Vec<Item>, Probs), NodeError> {
+    let g = gather_oof(&m.oof, &format!("oof of inputs[{}]", m.position))?;
+    let mut order: Vec<usize> = (0..g.items.len()).collect();
+    order.sort_by_key(|&r| g.items[r].index);
+    let width = g.probs.heads * crate::predictions::CLASSES;
+    let items: Vec<Item> = order.iter().map(|&r| g.items[r].clone()).collect();
+    let data: Vec<f32> = order
+        .iter()
+        .flat_map(|&r| g.probs.data[r * width..(r + 1) * width].iter().copied())
+        .collect();
+    let probs = Probs::new(items.len(), g.probs.heads, data)?;
     Ok((items, probs))
 }
 
@@ -468,8 +438,7 @@ fn run_fitted(
             ));
         }
     }
-    let oof: Vec<(Vec<crate::artifact::prediction::Item>, Probs)> =
-        members.iter().map(member_oof).collect::<Result<_, _>>()?;
+    let oof: Vec<(Vec<Item>, Probs)> = members.iter().map(member_oof).collect::<Result<_, _>>()?;
     for (m, (items, _)) in members.iter().zip(&oof).skip(1) {
         if *items != oof[0].0 {
             let other: BTreeSet<usize> = oof[0].0.iter().map(|i| i.index).collect();

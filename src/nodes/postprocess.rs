@@ -34,8 +34,10 @@
 //!
 //! Errors name the input: a prediction without length probabilities for a
 //! `length` step, `length_from` or `oof` predictions of other items,
-//! unlabelled `labels` or `truth`, labels longer than the heads, `oof`
-//! predictions with the same item twice.
+//! unlabelled `labels` or `truth`, labels longer than the heads, an item
+//! out of fold in two `oof` nodes (within one node's instances, the
+//! out-of-bag predictions of bootstrap bags, an item's predictions are
+//! averaged).
 
 use std::collections::BTreeSet;
 
@@ -44,7 +46,8 @@ use serde_json::Value;
 
 use crate::artifact::dataset::DataIndex;
 use crate::artifact::prediction::{
-    labelled_items, read_output, write_length, write_output, Item, ITEMS_FILE, LENGTH_FILE,
+    gather_oof, labelled_items, read_output, write_length, write_output, Item, ITEMS_FILE,
+    LENGTH_FILE,
 };
 use crate::artifact::scores::{write_postprocess, PostReport, StepReport, REPORT_FILE};
 use crate::kind::schema::{Dflt, Param, Ty};
@@ -328,61 +331,24 @@ fn truth_codes(
         .collect())
 }
 
-/// Concatenates the out-of-fold predictions; an item predicted twice is an
-/// error naming the second artifact.
+/// Gathers the out-of-fold predictions ([`gather_oof`]: an item left out
+/// of several bootstrap bags gets their mean; one predicted by two nodes is
+/// an error) with the true codes of their items.
 fn read_oof(
     arts: &[InputArtifact],
     labels: &InputArtifact,
 ) -> Result<(Pred, Vec<Vec<u8>>), NodeError> {
-    let mut items = Vec::new();
-    let mut data = Vec::new();
-    let mut classes = Vec::new();
-    let mut length: Option<Vec<f32>> = Some(Vec::new());
-    let mut truth = Vec::new();
-    let mut heads = None;
-    let mut seen = BTreeSet::new();
-    for a in arts {
-        let p = read_pred(a)?;
-        if *heads.get_or_insert(p.state.probs.heads) != p.state.probs.heads {
-            return Err(NodeError::new(
-                "foldwise::postprocess::oof",
-                format!(
-                    "oof: `{}` has {} heads, the other out-of-fold predictions {}",
-                    a.node,
-                    p.state.probs.heads,
-                    heads.unwrap_or(0)
-                ),
-            ));
-        }
-        if let Some(dup) = p.items.iter().find(|it| !seen.insert(it.index)) {
-            return Err(NodeError::file(
-                a.dir.join(ITEMS_FILE),
-                format!(
-                    "oof: item {} (`{}`) is predicted by another of the `oof` predictions too; give one prediction per fold (`[\"oof[*]\"]`)",
-                    dup.index, dup.file
-                ),
-            ));
-        }
-        truth.extend(truth_codes(a, &p.items, labels)?);
-        match (&mut length, &p.length) {
-            (Some(l), Some(pl)) => l.extend_from_slice(&pl.data),
-            _ => length = None,
-        }
-        data.extend_from_slice(&p.state.probs.data);
-        classes.extend(p.state.classes);
-        items.extend(p.items);
-    }
-    let heads = heads.unwrap_or(1);
-    let probs = Probs::new(items.len(), heads, data)?;
-    let length = match length {
-        Some(l) => Some(Probs::new(items.len(), 1, l)?),
-        None => None,
-    };
+    let refs: Vec<&InputArtifact> = arts.iter().collect();
+    let g = gather_oof(&refs, "oof")?;
+    let first = refs
+        .first()
+        .ok_or_else(|| NodeError::new("foldwise::postprocess::oof", "oof: no predictions"))?;
+    let truth = truth_codes(first, &g.items, labels)?;
     Ok((
         Pred {
-            items,
-            state: State::new(probs, classes),
-            length,
+            items: g.items,
+            state: State::new(g.probs, g.classes),
+            length: g.length,
         },
         truth,
     ))
@@ -1101,7 +1067,9 @@ mod tests {
         let m = err(json!({"predictions": "pred", "steps": ["rules"]}), &dup);
         assert!(m.contains("pred/items.json: oof: item 0 ("), "{m}");
         assert!(
-            m.contains("is predicted by another of the `oof` predictions too"),
+            m.contains(
+                "is predicted by `oof[0]` and by `pred`; give one node's out-of-fold predictions"
+            ),
             "{m}"
         );
         // Without oof, rules apply as given.
