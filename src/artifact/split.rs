@@ -32,7 +32,8 @@ pub fn fold_file(i: usize) -> String {
     format!("{FOLDS_DIR}/fold-{i}.json")
 }
 
-/// One fold: indices into the data index's `items`, each list sorted.
+/// One fold: indices into the data index's `items`, each list sorted. A
+/// bootstrap bag's `train` holds an item as often as it was drawn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fold {
     pub train: Vec<usize>,
@@ -42,7 +43,7 @@ pub struct Fold {
 /// `split.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
-    /// `holdout` or `kfold`.
+    /// `holdout`, `kfold` or `bootstrap`.
     pub method: String,
     /// The number of folds (k-fold only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,6 +51,9 @@ pub struct Summary {
     /// The share held out (hold-out only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ratio: Option<f64>,
+    /// The number of bags (bootstrap only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bags: Option<usize>,
     pub stratify: bool,
     /// Items in the data set the split was made from.
     pub items: usize,
@@ -125,6 +129,7 @@ mod tests {
             method: "kfold".into(),
             k: Some(2),
             ratio: None,
+            bags: None,
             stratify: false,
             items: 3,
             by_length: None,

@@ -24,16 +24,8 @@ impl Kind for Split {
         crate::nodes::split::Split.params()
     }
     /// Drops what the method does not use.
-    fn canonical(&self, mut params: Value) -> Value {
-        if let Some(map) = params.as_object_mut() {
-            let drop = if map["method"] == "kfold" {
-                "ratio"
-            } else {
-                "k"
-            };
-            map.remove(drop);
-        }
-        params
+    fn canonical(&self, params: Value) -> Value {
+        crate::nodes::split::Split.canonical(params)
     }
     fn parts(&self, params: &Value) -> Option<usize> {
         (params["method"] == "kfold").then(|| params["k"].as_u64().unwrap_or(0) as usize)

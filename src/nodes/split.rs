@@ -1,5 +1,5 @@
-//! The `split` node kind: a hold-out or k-fold split of a data artifact,
-//! stratified by code length, seeded. The artifact's layout, reading and
+//! The `split` node kind: a hold-out, k-fold or bootstrap split of a data
+//! artifact, stratified by code length, seeded. The artifact's layout, reading and
 //! writing are [`crate::artifact::split`]'s.
 //!
 //! Guarantees:
@@ -15,8 +15,17 @@
 //!   fold sizes differ by at most one between folds) or cut by `ratio`
 //!   (hold-out; the number held out is `round(ratio * n)`, shared between
 //!   buckets by largest remainder);
-//! - `k` does not enter a hold-out's key and `ratio` does not enter a
-//!   k-fold's key ([`Kind::canonical`] drops them).
+//! - bootstrap (bagging): `bags` parts; bag `b` trains on a sample of the
+//!   data's size drawn with replacement (within each code-length bucket
+//!   when stratified, so each bag keeps the length mix exactly; a drawn
+//!   item appears in `train` as often as it was drawn) and validates on its
+//!   out-of-bag items, those never drawn — which are its out-of-fold
+//!   items: a prediction with `oof` over the bags gives each item the mean
+//!   of the bags that left it out. Each bag has its own random stream, so
+//!   adding bags leaves the earlier ones unchanged;
+//! - only the parameters of the method enter the key ([`Kind::canonical`]
+//!   drops `k` and `bags` from a hold-out, `ratio` and `bags` from a
+//!   k-fold, `k` and `ratio` from a bootstrap).
 
 use std::collections::BTreeMap;
 
@@ -35,6 +44,8 @@ type Buckets = BTreeMap<usize, Vec<usize>>;
 
 /// Stream id for [`Rng::derive`]: the split's shuffles (one per bucket).
 const RNG_STREAM: u64 = 0x5b11_7000;
+/// Stream id for [`Rng::derive`]: a bootstrap's draws (one per bag).
+const BAG_STREAM: u64 = 0xba99_0000;
 
 pub struct Split;
 
@@ -46,21 +57,21 @@ impl Kind for Split {
         1
     }
     fn doc(&self) -> &'static str {
-        "Hold-out or k-fold split of a labelled data set, stratified by code length, seeded. A k-fold split offers k parts: a node that refers to it as `\"folds\"` runs once per fold."
+        "Hold-out, k-fold or bootstrap split of a labelled data set, stratified by code length, seeded. A k-fold split offers k parts and a bootstrap `bags` parts: a node that refers to it as `\"folds\"` runs once per part. A bag trains on a sample drawn with replacement and validates on its out-of-bag items, its out-of-fold predictions."
     }
     fn params(&self) -> &'static [Param] {
         PARAMS
     }
     fn canonical(&self, mut params: Value) -> Value {
         if let Some(obj) = params.as_object_mut() {
-            match obj.get("method").and_then(Value::as_str) {
-                Some("holdout") => {
-                    obj.remove("k");
-                }
-                Some("kfold") => {
-                    obj.remove("ratio");
-                }
-                _ => {}
+            let drop: &[&str] = match obj.get("method").and_then(Value::as_str) {
+                Some("holdout") => &["k", "bags"],
+                Some("kfold") => &["ratio", "bags"],
+                Some("bootstrap") => &["k", "ratio"],
+                _ => &[],
+            };
+            for k in drop {
+                obj.remove(*k);
             }
         }
         params
@@ -68,6 +79,10 @@ impl Kind for Split {
     fn parts(&self, params: &Value) -> Option<usize> {
         match params.get("method").and_then(Value::as_str) {
             Some("kfold") => params.get("k").and_then(Value::as_u64).map(|k| k as usize),
+            Some("bootstrap") => params
+                .get("bags")
+                .and_then(Value::as_u64)
+                .map(|b| b as usize),
             _ => None,
         }
     }
@@ -92,9 +107,9 @@ static PARAMS: &[Param] = &[
     },
     Param {
         name: "method",
-        ty: Ty::Choice(&["holdout", "kfold"]),
+        ty: Ty::Choice(&["holdout", "kfold", "bootstrap"]),
         default: Dflt::Value("\"kfold\""),
-        doc: "`holdout`: one train/valid split; `kfold`: k folds.",
+        doc: "`holdout`: one train/valid split; `kfold`: k folds; `bootstrap`: `bags` bootstrap samples, each validated on its out-of-bag items.",
     },
     Param {
         name: "k",
@@ -109,6 +124,12 @@ static PARAMS: &[Param] = &[
         doc: "Share of the data held out for validation (holdout only).",
     },
     Param {
+        name: "bags",
+        ty: int_min(1),
+        default: Dflt::Value("5"),
+        doc: "Number of bootstrap samples (bootstrap only).",
+    },
+    Param {
         name: "stratify",
         ty: Ty::Bool,
         default: Dflt::Value("true"),
@@ -121,6 +142,8 @@ struct SplitParams {
     method: String,
     k: Option<usize>,
     ratio: Option<f64>,
+    #[serde(default)]
+    bags: Option<usize>,
     stratify: bool,
 }
 
@@ -147,6 +170,7 @@ fn compute(
     let buckets = shuffled_buckets(lengths.as_deref().filter(|_| p.stratify), n, seed);
     let folds = match p.method.as_str() {
         "kfold" => kfold(&buckets, n, p.k.unwrap_or(5), node)?,
+        "bootstrap" => bootstrap(&buckets, n, p.bags.unwrap_or(5), seed, node)?,
         _ => holdout(&buckets, n, p.ratio.unwrap_or(0.2), node)?,
     };
     let summary = summarise(p, n, lengths.as_deref(), &folds);
@@ -184,6 +208,47 @@ fn kfold(buckets: &Buckets, n: usize, k: usize, node: &str) -> Result<Vec<Fold>,
         valid_of[i] = next % k;
     }
     Ok((0..k).map(|f| fold_of(&valid_of, f)).collect())
+}
+
+/// `bags` bootstrap samples: bag `b` draws, from each bucket (in its
+/// shuffled order, so the draw does not depend on item numbering alone),
+/// as many items as the bucket holds, with replacement, from its own
+/// stream; its valid part is every item never drawn.
+fn bootstrap(
+    buckets: &Buckets,
+    n: usize,
+    bags: usize,
+    seed: u64,
+    node: &str,
+) -> Result<Vec<Fold>, NodeError> {
+    let mut folds = Vec::with_capacity(bags);
+    for b in 0..bags {
+        let mut rng = Rng::derive(seed, BAG_STREAM, b as u64);
+        let mut drawn = vec![0usize; n];
+        for bucket in buckets.values() {
+            for _ in 0..bucket.len() {
+                drawn[bucket[rng.below(bucket.len() as u64) as usize]] += 1;
+            }
+        }
+        let mut train = Vec::with_capacity(n);
+        let mut valid = Vec::new();
+        for (i, &c) in drawn.iter().enumerate() {
+            if c == 0 {
+                valid.push(i);
+            }
+            train.extend(std::iter::repeat_n(i, c));
+        }
+        if valid.is_empty() {
+            return Err(NodeError::new(
+                "foldwise::split::empty_part",
+                format!(
+                    "bootstrap bag {b} of data `{node}` drew every one of its {n} items, so it has no out-of-bag items to validate on; use more data or a different seed"
+                ),
+            ));
+        }
+        folds.push(Fold { train, valid });
+    }
+    Ok(folds)
 }
 
 /// One fold holding out `round(ratio * n)` items, shared between the
@@ -224,6 +289,7 @@ fn summarise(p: &SplitParams, n: usize, lengths: Option<&[usize]>, folds: &[Fold
         method: p.method.clone(),
         k: (p.method == "kfold").then_some(folds.len()),
         ratio: (p.method == "holdout").then(|| p.ratio.unwrap_or(0.2)),
+        bags: (p.method == "bootstrap").then_some(folds.len()),
         stratify: p.stratify,
         items: n,
         by_length: count_lengths(&all),
@@ -316,8 +382,7 @@ mod tests {
     ) -> (tempfile::TempDir, tempfile::TempDir, Result<(), NodeError>) {
         let data = tempfile::tempdir().unwrap();
         index.save(data.path()).unwrap();
-        let mut p =
-            json!({"data": "plates", "method": "kfold", "k": 5, "ratio": 0.2, "stratify": true});
+        let mut p = json!({"data": "plates", "method": "kfold", "k": 5, "ratio": 0.2, "bags": 5, "stratify": true});
         for (k, v) in params.as_object().unwrap() {
             p[k] = v.clone();
         }
@@ -526,12 +591,12 @@ mod tests {
 
     #[test]
     fn canonical_drops_what_cannot_matter() {
-        let p = json!({"data": "d", "method": "holdout", "k": 5, "ratio": 0.2, "stratify": true});
+        let p = json!({"data": "d", "method": "holdout", "k": 5, "ratio": 0.2, "bags": 5, "stratify": true});
         assert_eq!(
             Split.canonical(p),
             json!({"data": "d", "method": "holdout", "ratio": 0.2, "stratify": true})
         );
-        let p = json!({"data": "d", "method": "kfold", "k": 5, "ratio": 0.2, "stratify": true});
+        let p = json!({"data": "d", "method": "kfold", "k": 5, "ratio": 0.2, "bags": 5, "stratify": true});
         let c = Split.canonical(p);
         assert_eq!(
             c,
@@ -543,5 +608,64 @@ mod tests {
             None
         );
         assert_eq!(Split.part_file(3), "folds/fold-3.json");
+    }
+
+    #[test]
+    fn a_bag_draws_with_replacement_per_length_and_validates_out_of_bag() {
+        let lens = mixed(200);
+        let idx = index_with_lengths(&lens);
+        let (_d, out, r) = run_split(&idx, json!({"method": "bootstrap", "bags": 4}), 5);
+        r.unwrap();
+        assert!(!out.path().join(fold_file(4)).exists());
+        let bags = read_folds(out.path(), 4);
+        for f in &bags {
+            // A sample of the data's size, sorted, repeats allowed.
+            assert_eq!(f.train.len(), 200);
+            assert!(f.train.windows(2).all(|w| w[0] <= w[1]));
+            assert!(f.train.windows(2).any(|w| w[0] == w[1]));
+            // Each length drawn exactly as often as the data has it.
+            for len in 1..=5 {
+                let want = lens.iter().filter(|&&l| l == len).count();
+                let got = f.train.iter().filter(|&&i| lens[i] == len).count();
+                assert_eq!(got, want, "length {len}");
+            }
+            // Out of bag: exactly the items never drawn.
+            let drawn: std::collections::BTreeSet<usize> = f.train.iter().copied().collect();
+            let oob: Vec<usize> = (0..200).filter(|i| !drawn.contains(i)).collect();
+            assert_eq!(f.valid, oob);
+            // About e^-1 of the items.
+            assert!((50..=95).contains(&f.valid.len()), "{}", f.valid.len());
+        }
+        assert_ne!(bags[0], bags[1]);
+        let summary: Value =
+            serde_json::from_slice(&fs::read(out.path().join(SUMMARY_FILE)).unwrap()).unwrap();
+        assert_eq!(summary["method"], "bootstrap");
+        assert_eq!(summary["bags"], 4);
+        assert!(summary.get("k").is_none() && summary.get("ratio").is_none());
+        // More bags leave the first ones as they were; the seed changes them.
+        let (_d2, out6, r) = run_split(&idx, json!({"method": "bootstrap", "bags": 6}), 5);
+        r.unwrap();
+        assert_eq!(read_folds(out6.path(), 6)[..4], bags[..]);
+        let (_d3, other, r) = run_split(&idx, json!({"method": "bootstrap", "bags": 4}), 6);
+        r.unwrap();
+        assert_ne!(read_folds(other.path(), 4)[0], bags[0]);
+        // Keys: a bootstrap keeps `bags` only; the others drop it.
+        let c = Split.canonical(json!({"data": "d", "method": "bootstrap", "k": 5, "ratio": 0.2, "bags": 3, "stratify": true}));
+        assert_eq!(
+            c,
+            json!({"data": "d", "method": "bootstrap", "bags": 3, "stratify": true})
+        );
+        assert_eq!(Split.parts(&c), Some(3));
+        // A bag that drew every item has nothing to validate on.
+        let (_d4, _o, r) = run_split(
+            &index_with_lengths(&[1]),
+            json!({"method": "bootstrap", "bags": 1}),
+            1,
+        );
+        let e = r.unwrap_err().to_string();
+        assert!(
+            e.starts_with("bootstrap bag 0 of data `plates` drew every one of its 1 items, so it has no out-of-bag items"),
+            "{e}"
+        );
     }
 }

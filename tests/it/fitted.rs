@@ -222,3 +222,65 @@ fn members_whose_out_of_fold_predictions_differ_are_refused() {
     );
     assert!(err.contains("[foldwise::ensemble::oof]"), "{err}");
 }
+
+/// Bagging: a bootstrap split of 3 bags; each model trains once per bag,
+/// its out-of-fold predictions are its bags' out-of-bag ones, an item left
+/// out of several bags getting their mean; selection and post-processing
+/// fit on them.
+#[test]
+fn bagged_models_fit_on_their_out_of_bag_predictions() {
+    let text = LIBRARY
+        .replace(
+            "method = \"kfold\"\nk = 2",
+            "method = \"bootstrap\"\nbags = 3",
+        )
+        .replace("[nodes.folds]", "[nodes.bags]")
+        .replace("split = \"folds\"", "split = \"bags\"")
+        .replace("oof = \"folds\"", "oof = \"bags\"")
+        + r#"
+[nodes.post]
+kind = "postprocess"
+predictions = "sel"
+steps = ["rules"]
+labels = "plates"
+oof = ["oof_a[*]"]
+"#;
+    let p = Project::new(&text);
+    let r = p.run();
+    assert!(r.failed().is_empty(), "{:?}", r.failed());
+    let trained: Vec<String> = r
+        .executed()
+        .into_iter()
+        .filter(|i| i.starts_with("a[") || i.starts_with("b["))
+        .collect();
+    assert_eq!(
+        trained,
+        names(&["a[0]", "a[1]", "a[2]", "b[0]", "b[1]", "b[2]"])
+    );
+    // The items out of at least one bag.
+    let bags = dir_of(&p, "bags");
+    let mut oob = std::collections::BTreeSet::new();
+    let mut seen = std::collections::BTreeMap::<u64, usize>::new();
+    for b in 0..3 {
+        let fold: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(bags.join(format!("folds/fold-{b}.json"))).unwrap(),
+        )
+        .unwrap();
+        for i in fold["valid"].as_array().unwrap() {
+            oob.insert(i.as_u64().unwrap());
+            *seen.entry(i.as_u64().unwrap()).or_default() += 1;
+        }
+    }
+    let twice = seen.values().filter(|&&c| c > 1).count();
+    assert!(
+        twice > 0,
+        "no item out of two bags: the mean is not exercised"
+    );
+    let fit = read_fit(&dir_of(&p, "sel")).unwrap();
+    assert_eq!(fit.oof_items, oob.len());
+    let post: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir_of(&p, "post").join("postprocess.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(post["oof_items"], oob.len());
+}
