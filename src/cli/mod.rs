@@ -116,6 +116,27 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// One row per trained model, prediction and ensemble of a pipeline,
+    /// from the cache: its time and scores (nothing runs).
+    Table {
+        /// The pipeline file (TOML).
+        #[arg(value_name = "PIPELINE")]
+        pipeline: PathBuf,
+        /// Sort by this column (instance, kind, state, seconds,
+        /// valid_seq_acc, oof_seq_acc, seq_acc, char_acc); unknown values
+        /// last [default: pipeline order].
+        #[arg(long, value_name = "COLUMN")]
+        sort: Option<String>,
+        /// Sort descending (best scores first).
+        #[arg(long, requires = "sort")]
+        desc: bool,
+        /// Print the rows as JSON.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// Print the rows as CSV (fractions, not percentages).
+        #[arg(long)]
+        csv: bool,
+    },
     /// Write a self-contained HTML report of a pipeline from the cache.
     Report {
         /// The pipeline file (TOML).
@@ -392,6 +413,13 @@ fn dispatch(cli: &Cli, color: bool) -> Result<i32, Failure> {
             json,
         } => log(cli, pipeline.as_deref(), metric.as_deref(), *json),
         Cmd::Report { pipeline, output } => report(cli, pipeline, output, color),
+        Cmd::Table {
+            pipeline,
+            sort,
+            desc,
+            json,
+            csv,
+        } => table(cli, pipeline, sort.as_deref(), *desc, *json, *csv, color),
         Cmd::Kinds => {
             print!("{}", reference::kinds_markdown());
             Ok(0)
@@ -770,6 +798,45 @@ fn report(cli: &Cli, pipeline: &Path, output: &Path, color: bool) -> Result<i32,
         output.display(),
         printer::bytes(html.len() as u64)
     );
+    Ok(0)
+}
+
+/// `foldwise table`: the experiment table ([`crate::report::table`]).
+fn table(
+    cli: &Cli,
+    pipeline: &Path,
+    sort: Option<&str>,
+    desc: bool,
+    json: bool,
+    csv: bool,
+    color: bool,
+) -> Result<i32, Failure> {
+    use crate::report::table;
+    let p = load(pipeline, color)?;
+    let store = open_store(cli)?;
+    let mut rows = table::rows(&p, &store);
+    store.save_memo().map_err(cache_io)?;
+    if let Some(column) = sort {
+        table::sort(&mut rows, column, desc).map_err(|m| {
+            Failure::with_help(
+                "foldwise::usage::column",
+                m,
+                "sort by one of the table's columns, e.g. `--sort seq_acc --desc`",
+            )
+        })?;
+    }
+    if json {
+        print_json(&rows)?;
+    } else if csv {
+        print!("{}", table::csv(&rows));
+    } else if rows.is_empty() {
+        println!(
+            "no trained model, prediction or ensemble in {}",
+            pipeline.display()
+        );
+    } else {
+        print!("{}", table::text(&rows));
+    }
     Ok(0)
 }
 

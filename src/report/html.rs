@@ -67,6 +67,7 @@ pub fn render(p: &Pipeline, store: &Store) -> String {
     ladders(&mut body, &proj);
     postprocessing(&mut body, &proj);
     fitted(&mut body, p, &proj);
+    experiments(&mut body, p, store, &proj);
     evaluations(&mut body, p, &proj);
     timing(&mut body, &proj, &seconds);
     page(&format!("foldwise report: {}", p.name), &body)
@@ -422,6 +423,29 @@ fn fitted(s: &mut String, p: &Pipeline, proj: &[Projected]) {
         }
         s.push_str("</table>");
     }
+}
+
+/// The experiment table (`foldwise table`): every trained model,
+/// prediction and ensemble with its time and scores, in pipeline order.
+fn experiments(s: &mut String, p: &Pipeline, store: &Store, proj: &[Projected]) {
+    let rows = crate::report::table::rows_of(p, store, proj);
+    if rows.is_empty() {
+        return;
+    }
+    section(s, "experiments", "Experiments");
+    s.push_str("<table><tr>");
+    for c in crate::report::table::COLUMNS {
+        let _ = write!(s, "<th>{}</th>", esc(c));
+    }
+    s.push_str("</tr>");
+    for r in &rows {
+        s.push_str("<tr>");
+        for cell in r.cells() {
+            let _ = write!(s, "<td>{}</td>", esc(&cell));
+        }
+        s.push_str("</tr>");
+    }
+    s.push_str("</table>");
 }
 
 /// The artifact directory of the upstream of instance `i` at `param`.

@@ -284,3 +284,89 @@ oof = ["oof_a[*]"]
     .unwrap();
     assert_eq!(post["oof_items"], oob.len());
 }
+
+/// `foldwise table`: one row per model, prediction and ensemble, with the
+/// scores their artifacts and their evaluations give, sortable, as text,
+/// JSON and CSV, and the same rows in the HTML report.
+#[test]
+fn the_experiment_table_lists_every_model_prediction_and_ensemble() {
+    let text = LIBRARY.to_string()
+        + r#"
+[nodes.eval_sel]
+kind = "evaluate"
+predictions = "sel"
+data = "test"
+"#;
+    let p = Project::new(&text);
+    // Before any run: every row, not run.
+    let out = p.cli(&["table", "p.toml", "--csv"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let csv = stdout(&out);
+    assert!(csv.starts_with(
+        "instance,kind,state,seconds,valid_seq_acc,oof_seq_acc,seq_acc,char_acc\na[0],train,not run,,,,,\n"
+    ), "{csv}");
+    assert_eq!(csv.lines().count(), 1 + 12);
+
+    p.run();
+    let out = p.cli(&[
+        "table",
+        "p.toml",
+        "--json",
+        "--sort",
+        "oof_seq_acc",
+        "--desc",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let instances: Vec<&str> = rows
+        .iter()
+        .map(|r| r["instance"].as_str().unwrap())
+        .collect();
+    // The two fitted ensembles first (they alone have out-of-fold scores;
+    // equal scores keep pipeline order), then the rest in pipeline order.
+    let (s, k) = (
+        read_fit(&dir_of(&p, "sel")).unwrap().oof_seq_acc,
+        read_fit(&dir_of(&p, "stk")).unwrap().oof_seq_acc,
+    );
+    let mut want = if k > s {
+        vec!["stk", "sel"]
+    } else {
+        vec!["sel", "stk"]
+    };
+    want.extend([
+        "a[0]", "a[1]", "b[0]", "b[1]", "pred_a", "pred_b", "oof_a[0]", "oof_a[1]", "oof_b[0]",
+        "oof_b[1]",
+    ]);
+    assert_eq!(instances, want);
+    let sel = rows.iter().find(|r| r["instance"] == "sel").unwrap();
+    assert_eq!(sel["state"], "computed");
+    assert_eq!(
+        sel["oof_seq_acc"].as_f64().unwrap(),
+        read_fit(&dir_of(&p, "sel")).unwrap().oof_seq_acc
+    );
+    // From `eval_sel`.
+    let eval: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir_of(&p, "eval_sel").join("metrics.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sel["seq_acc"], eval["seq_acc"]);
+    assert_eq!(sel["char_acc"], eval["char_acc"]);
+    let a0 = rows.iter().find(|r| r["instance"] == "a[0]").unwrap();
+    assert!(a0["seconds"].as_f64().unwrap() > 0.0);
+    assert!(a0["valid_seq_acc"].is_number());
+
+    let out = p.cli(&["table", "p.toml"]);
+    let text = stdout(&out);
+    assert!(text.starts_with("instance  kind      state     seconds  valid_seq_acc  oof_seq_acc  seq_acc  char_acc\na[0]      train     computed"), "{text}");
+    let out = p.cli(&["table", "p.toml", "--sort", "speed"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no column `speed`: the columns are instance, kind, state, seconds,")
+    );
+
+    let out = p.cli(&["report", "p.toml", "-o", "r.html"]);
+    assert_eq!(out.status.code(), Some(0));
+    let html = std::fs::read_to_string(p.path().join("r.html")).unwrap();
+    assert!(html.contains("<h2 id=\"experiments\">Experiments</h2><table><tr><th>instance</th>"));
+    assert!(html.contains("<tr><td>stk</td><td>ensemble</td><td>computed</td>"));
+}
