@@ -110,6 +110,16 @@ impl Kind for Ensemble {
         // Only a fitted ensemble writes one.
         Some(REPORT_FILE)
     }
+    /// A fitted ensemble's out-of-fold scores (for the history, `log` and
+    /// `diff`); the other methods score nothing.
+    fn scores(&self, dir: &std::path::Path) -> Option<Vec<(String, f64)>> {
+        crate::artifact::scores::read_fit(dir).ok().map(|f| {
+            vec![
+                ("oof_seq_acc".to_string(), f.oof_seq_acc),
+                ("oof_log_loss".to_string(), f.oof_log_loss),
+            ]
+        })
+    }
 }
 
 /// `select` and `stack` need `oof` (one reference per input) and

@@ -149,6 +149,15 @@ fn select_and_stack_say_what_they_chose_and_combine_with_it() {
     }
     let sel = read_fit(&dir_of(&p, "sel")).unwrap();
     assert_eq!(sel.path.len(), 1 + 4);
+    // The history keeps their out-of-fold scores: `log --metric`.
+    let out = p.cli(&["log", "--metric", "oof_seq_acc", "--json"]);
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(log["columns"], serde_json::json!(["sel", "stk"]));
+    let stk = read_fit(&dir_of(&p, "stk")).unwrap();
+    assert_eq!(
+        log["runs"][0]["values"],
+        serde_json::json!([sel.oof_seq_acc, stk.oof_seq_acc])
+    );
     let chosen: usize = sel.members.iter().map(|m| m.chosen.unwrap()).sum();
     assert_eq!(Some(chosen), sel.size);
 
