@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use crate::common::{self, stderr, Project};
+use crate::testutil::FakeSlurm;
 
 /// Plates, a split and a command per fold; `slow` sleeps while the file
 /// `slow` exists beside the pipeline (not an input: its key stays).
@@ -36,74 +37,13 @@ inputs = { sizes = "sizes[*]" }
 shell = "while [ -f slow ]; do sleep 0.1; done; echo done > \"$FOLDWISE_OUT/done.txt\""
 "#;
 
-/// A folder with fake `sbatch`, `squeue` and `scancel`, logging their
-/// calls into `<name>.calls`.
-struct FakeSlurm {
-    dir: tempfile::TempDir,
+/// The shared fake Slurm ([`FakeSlurm`]), running this binary.
+trait Runs {
+    fn command(&self, p: &Project, args: &[&str]) -> Command;
+    fn run(&self, p: &Project, args: &[&str]) -> Output;
 }
 
-impl FakeSlurm {
-    fn new() -> FakeSlurm {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        std::fs::create_dir(d.join("jobs")).unwrap();
-        let write = |name: &str, body: &str| {
-            let p = d.join(name);
-            std::fs::write(&p, format!("#!/bin/sh\nS={}\n{body}", d.display())).unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        };
-        write(
-            "sbatch",
-            r#"
-echo "$*" >> $S/sbatch.calls
-exec 9>$S/count.lock; flock 9
-n=$(( $(cat $S/count 2>/dev/null || echo 100) + 1 )); echo $n > $S/count
-flock -u 9; exec 9>&-
-for a in "$@"; do case $a in --output=*) log=${a#--output=};; esac; script=$a; done
-echo RUNNING > $S/jobs/$n
-( sh "$script" > "$log" 2>&1 & echo $! > $S/jobs/$n.pid.tmp; mv $S/jobs/$n.pid.tmp $S/jobs/$n.pid
-  wait $!; c=$?
-  [ "$(cat $S/jobs/$n)" = CANCELLED ] && exit 0
-  if [ $c -eq 0 ]; then echo COMPLETED; else echo FAILED; fi > $S/jobs/$n.tmp && mv $S/jobs/$n.tmp $S/jobs/$n ) > /dev/null 2>&1 &
-while [ ! -f $S/jobs/$n.pid ]; do sleep 0.01; done
-echo "$n"
-"#,
-        );
-        write(
-            "squeue",
-            r#"
-echo "$*" >> $S/squeue.calls
-for f in $S/jobs/*; do case $f in *.pid|*.tmp) continue;; esac; [ -f "$f" ] && echo "$(basename $f) $(cat $f)"; done
-exit 0
-"#,
-        );
-        write(
-            "scancel",
-            r#"
-echo "$*" >> $S/scancel.calls
-for id in "$@"; do echo CANCELLED > $S/jobs/$id; p=$(cat $S/jobs/$id.pid); pkill -P $p; kill $p; done
-"#,
-        );
-        FakeSlurm { dir }
-    }
-
-    fn path_env(&self) -> String {
-        format!(
-            "{}:{}",
-            self.dir.path().display(),
-            std::env::var("PATH").unwrap_or_default()
-        )
-    }
-
-    fn calls(&self, cmd: &str) -> Vec<String> {
-        std::fs::read_to_string(self.dir.path().join(format!("{cmd}.calls")))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
+impl Runs for FakeSlurm {
     fn command(&self, p: &Project, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_foldwise"));
         c.args(args)
@@ -281,7 +221,7 @@ fn an_edit_during_a_watched_slurm_run_cancels_its_jobs() {
     assert_eq!(slurm.calls("scancel"), ["106"]);
     // Let the rerun finish before the fake cluster goes away.
     std::fs::remove_file(p.path().join("slow")).unwrap();
-    let done = slurm.dir.path().join("jobs").join("107");
+    let done = slurm.path().join("jobs").join("107");
     wait("the rerun's job done", &|| {
         std::fs::read_to_string(&done).is_ok_and(|s| s.trim() == "COMPLETED")
     });

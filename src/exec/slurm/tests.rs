@@ -3,84 +3,32 @@
 //! per poll whatever the number of jobs.
 
 use super::*;
+use crate::testutil::FakeSlurm;
 
-/// A fake Slurm in a folder: `sbatch` starts the script in the background
-/// (or, when the file `next` names a final state, ends the job in that
-/// state without running it); `squeue` prints every job's state and
-/// counts its calls; `scancel` cancels.
-struct Fake {
-    dir: tempfile::TempDir,
+/// The shared fake Slurm, with a queue on it.
+struct Fake(FakeSlurm);
+
+impl std::ops::Deref for Fake {
+    type Target = FakeSlurm;
+    fn deref(&self) -> &FakeSlurm {
+        &self.0
+    }
 }
 
 impl Fake {
     fn new() -> Fake {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        std::fs::create_dir(d.join("jobs")).unwrap();
-        let write = |name: &str, body: &str| {
-            let p = d.join(name);
-            std::fs::write(&p, format!("#!/bin/sh\nS={}\n{body}", d.display())).unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        };
-        write(
-            "sbatch",
-            r#"
-echo "$*" >> $S/sbatch.calls
-exec 9>$S/count.lock; flock 9
-n=$(( $(cat $S/count 2>/dev/null || echo 100) + 1 )); echo $n > $S/count
-flock -u 9; exec 9>&-
-for a in "$@"; do case $a in --output=*) log=${a#--output=};; esac; script=$a; done
-if [ -f $S/next ]; then mv $S/next $S/jobs/$n; echo $n; exit 0; fi
-echo RUNNING > $S/jobs/$n
-( sh "$script" > "$log" 2>&1 & echo $! > $S/jobs/$n.pid.tmp; mv $S/jobs/$n.pid.tmp $S/jobs/$n.pid
-  wait $!; c=$?
-  [ "$(cat $S/jobs/$n)" = CANCELLED ] && exit 0
-  if [ $c -eq 0 ]; then echo COMPLETED; else echo FAILED; fi > $S/jobs/$n.tmp && mv $S/jobs/$n.tmp $S/jobs/$n ) > /dev/null 2>&1 &
-while [ ! -f $S/jobs/$n.pid ]; do sleep 0.01; done
-echo "$n;cluster"
-"#,
-        );
-        write(
-            "squeue",
-            r#"
-echo "$*" >> $S/squeue.calls
-for f in $S/jobs/*; do case $f in *.pid|*.tmp) continue;; esac; [ -f "$f" ] && echo "$(basename $f) $(cat $f)"; done
-exit 0
-"#,
-        );
-        write(
-            "scancel",
-            r#"
-echo "$*" >> $S/scancel.calls
-for id in "$@"; do echo CANCELLED > $S/jobs/$id; p=$(cat $S/jobs/$id.pid); pkill -P $p 2>/dev/null; kill $p 2>/dev/null; done
-"#,
-        );
-        Fake { dir }
+        Fake(FakeSlurm::new())
     }
 
     fn queue(&self, poll_ms: u64, patience_ms: u64) -> Queue {
         Queue::new(
             "r1",
-            &self.dir.path().join("run"),
+            &self.path().join("run"),
             Duration::from_millis(poll_ms),
             Duration::from_millis(patience_ms),
         )
         .unwrap()
-        .with_commands(self.dir.path())
-    }
-
-    fn calls(&self, cmd: &str) -> Vec<String> {
-        std::fs::read_to_string(self.dir.path().join(format!("{cmd}.calls")))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// The next job ends in `state` without running.
-    fn next_ends(&self, state: &str) {
-        std::fs::write(self.dir.path().join("next"), format!("{state}\n")).unwrap();
+        .with_commands(self.path())
     }
 }
 
@@ -142,7 +90,7 @@ fn a_late_exit_file_is_waited_for_within_the_patience() {
     // writes the file, but the queue must not conclude from the state
     // alone. Here the exit file is removed and restored a little later.
     let q = f.queue(10, 3000);
-    let dir = f.dir.path().join("run");
+    let dir = f.path().join("run");
     let id = q
         .submit("late", "sleep 0.2", &Resources::default())
         .unwrap();
@@ -250,7 +198,7 @@ fn a_bad_job_id_and_a_failing_sbatch_are_errors() {
     let f = Fake::new();
     let q = f.queue(10, 10);
     std::fs::write(
-        f.dir.path().join("sbatch"),
+        f.path().join("sbatch"),
         "#!/bin/sh\necho 'Submitted batch job'\n",
     )
     .unwrap();
@@ -261,7 +209,7 @@ fn a_bad_job_id_and_a_failing_sbatch_are_errors() {
         "`sbatch --parsable` printed `Submitted batch job`, not a job id"
     );
     std::fs::write(
-        f.dir.path().join("sbatch"),
+        f.path().join("sbatch"),
         "#!/bin/sh\necho 'sbatch: error: invalid partition' >&2\nexit 1\n",
     )
     .unwrap();
