@@ -5,7 +5,7 @@
 
 use super::error::{Code, Problem};
 use super::params::Checker;
-use super::suggest::{did_you_mean, list};
+use super::parse::{type_problem, unknown_key};
 use super::view::View;
 
 /// What a Slurm job asks of the cluster.
@@ -81,36 +81,6 @@ pub(crate) const RESOURCE_KEYS: &[&str] = &[
     "sbatch",
 ];
 
-fn type_problem(ck: &mut Checker<'_>, key: &str, expected: &str, view: &View<'_>) {
-    ck.report(
-        Problem::new(
-            ck.src,
-            Code::Type,
-            format!(
-                "wrong type for `{key}`: expected {expected}, found {}",
-                view.found()
-            ),
-        )
-        .label(view.span.clone(), view.found()),
-    );
-}
-
-fn unknown(ck: &mut Checker<'_>, table: &str, keys: &[&str], e: &super::view::Entry<'_>) {
-    let help = match did_you_mean(e.key, keys.iter().copied()) {
-        Some(s) => format!("did you mean `{s}`?"),
-        None => format!("`{table}` takes {}", list(keys)),
-    };
-    ck.report(
-        Problem::new(
-            ck.src,
-            Code::UnknownKey,
-            format!("unknown key `{}` in `{table}`", e.key),
-        )
-        .label(e.key_span.clone(), "unknown key")
-        .help(help),
-    );
-}
-
 /// A positive number of seconds, or a problem.
 fn seconds(ck: &mut Checker<'_>, key: &str, view: &View<'_>) -> Option<f64> {
     let x = view.as_float().or_else(|| view.as_int().map(|i| i as f64));
@@ -166,7 +136,7 @@ pub(crate) fn executor_table(ck: &mut Checker<'_>, view: &View<'_>, out: &mut Ex
                 }
             }
             "resources" => out.resources = resources(ck, "[executor] resources", &e.value),
-            _ => unknown(ck, "[executor]", EXECUTOR_KEYS, &e),
+            _ => unknown_key(ck, "[executor]", EXECUTOR_KEYS, &e),
         }
     }
 }
@@ -225,7 +195,7 @@ pub(crate) fn resources(ck: &mut Checker<'_>, table: &str, view: &View<'_>) -> R
                 }
                 None => type_problem(ck, "sbatch", "a list of strings", &e.value),
             },
-            _ => unknown(ck, table, RESOURCE_KEYS, &e),
+            _ => unknown_key(ck, table, RESOURCE_KEYS, &e),
         }
     }
     r

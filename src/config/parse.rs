@@ -175,21 +175,7 @@ fn pipeline_table(ck: &mut Checker<'_>, view: &View<'_>, raw: &mut RawPipeline) 
                 },
                 None => type_problem(ck, "device", "a string", &e.value),
             },
-            other => {
-                let help = match did_you_mean(other, PIPELINE_KEYS.iter().copied()) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("`[pipeline]` takes {}", list(PIPELINE_KEYS)),
-                };
-                ck.report(
-                    Problem::new(
-                        ck.src,
-                        Code::UnknownKey,
-                        format!("unknown key `{other}` in `[pipeline]`"),
-                    )
-                    .label(e.key_span.clone(), "unknown key")
-                    .help(help),
-                );
-            }
+            _ => unknown_key(ck, "[pipeline]", PIPELINE_KEYS, &e),
         }
     }
 }
@@ -227,21 +213,7 @@ fn cache_table(ck: &mut Checker<'_>, view: &View<'_>, cache: &mut CacheSettings)
                 Some(b) => cache.push = b,
                 None => type_problem(ck, "push", "a boolean", &e.value),
             },
-            other => {
-                let help = match did_you_mean(other, CACHE_KEYS.iter().copied()) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("`[cache]` takes {}", list(CACHE_KEYS)),
-                };
-                ck.report(
-                    Problem::new(
-                        ck.src,
-                        Code::UnknownKey,
-                        format!("unknown key `{other}` in `[cache]`"),
-                    )
-                    .label(e.key_span.clone(), "unknown key")
-                    .help(help),
-                );
-            }
+            _ => unknown_key(ck, "[cache]", CACHE_KEYS, &e),
         }
     }
 }
@@ -261,7 +233,31 @@ pub fn remote_url_problem(url: &str) -> Option<String> {
     Some("it must start with `s3://` or `file://`".to_string())
 }
 
-fn type_problem(ck: &mut Checker<'_>, key: &str, expected: &str, view: &View<'_>) {
+/// An unknown key in a fixed table (`[pipeline]`, `[cache]`,
+/// `[executor]`, a `resources` table), with the nearest known one or the
+/// list of them.
+pub(super) fn unknown_key(
+    ck: &mut Checker<'_>,
+    table: &str,
+    keys: &[&str],
+    e: &super::view::Entry<'_>,
+) {
+    let help = match did_you_mean(e.key, keys.iter().copied()) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => format!("`{table}` takes {}", list(keys)),
+    };
+    ck.report(
+        Problem::new(
+            ck.src,
+            Code::UnknownKey,
+            format!("unknown key `{}` in `{table}`", e.key),
+        )
+        .label(e.key_span.clone(), "unknown key")
+        .help(help),
+    );
+}
+
+pub(super) fn type_problem(ck: &mut Checker<'_>, key: &str, expected: &str, view: &View<'_>) {
     ck.report(
         Problem::new(
             ck.src,
