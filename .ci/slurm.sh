@@ -173,12 +173,8 @@ trap _sl_on_exit EXIT
 trap '_sl_on_signal INT' INT
 trap '_sl_on_signal TERM' TERM
 
-# Last line of the file $1, for a one-line reason.
-_sl_last() {
-    local l
-    l=$(grep -v '^[[:space:]]*$' "$1" 2>/dev/null | tail -n 1) || true
-    echo "${l:-no output}" | tr -s '[:space:]' ' ' | sed 's/ *$//'
-}
+# shellcheck source=.ci/lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
 # Whether something accepts TCP connections on 127.0.0.1:$1.
 _sl_port_used() {
@@ -219,7 +215,7 @@ _sl_start() {
         if ! { $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq &&
             DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
                 slurmctld slurmd slurm-client munge; } >"$p" 2>&1; then
-            _sl_why="apt-get install slurmctld slurmd slurm-client munge failed: $(_sl_last "$p")"
+            _sl_why="apt-get install slurmctld slurmd slurm-client munge failed: $(ci_last_line "$p")"
             return 1
         fi
         installed=" (installed in $((SECONDS - started)) s)"
@@ -267,7 +263,7 @@ _sl_start() {
     deadline=$((SECONDS + 10))
     until [ -S "$_sl_dir/munge/munge.socket" ]; do
         _sl_alive "$_sl_munged" ||
-            { _sl_why="munged exited while starting: $(_sl_last "$_sl_dir/munged.out")"; return 1; }
+            { _sl_why="munged exited while starting: $(ci_last_line "$_sl_dir/munged.out")"; return 1; }
         [ $SECONDS -lt $deadline ] || { _sl_why="munged made no socket within 10 s"; return 1; }
         sleep 0.1
     done
@@ -281,21 +277,21 @@ _sl_start() {
     state=""
     while :; do
         _sl_alive "$_sl_ctld" ||
-            { _sl_why="slurmctld exited while starting: $(_sl_last "$_sl_dir/slurmctld.log")"; return 1; }
+            { _sl_why="slurmctld exited while starting: $(ci_last_line "$_sl_dir/slurmctld.log")"; return 1; }
         _sl_alive "$_sl_slurmd" ||
-            { _sl_why="slurmd exited while starting: $(_sl_last "$_sl_dir/slurmd.log")"; return 1; }
+            { _sl_why="slurmd exited while starting: $(ci_last_line "$_sl_dir/slurmd.log")"; return 1; }
         state=$(SLURM_CONF=$_sl_conf timeout 5 sinfo -h -n localhost -o %T 2>/dev/null) || state=""
         [ "$state" = idle ] && break
         # slurmd registered but the node is unusable (inval: this machine has
         # less than the configuration says).
         case $state in inval* | drain* | drng* | fail*)
             out=$(SLURM_CONF=$_sl_conf timeout 5 sinfo -h -n localhost -o %E 2>/dev/null) || out=""
-            _sl_why="node localhost is $state (${out:-no reason}; slurmctld.log: $(_sl_last "$_sl_dir/slurmctld.log"))"
+            _sl_why="node localhost is $state (${out:-no reason}; slurmctld.log: $(ci_last_line "$_sl_dir/slurmctld.log"))"
             return 1
             ;;
         esac
         [ $SECONDS -lt $deadline ] ||
-            { _sl_why="node localhost is not idle within 60 s (sinfo: ${state:-no answer}; slurmd.log: $(_sl_last "$_sl_dir/slurmd.log"))"; return 1; }
+            { _sl_why="node localhost is not idle within 60 s (sinfo: ${state:-no answer}; slurmd.log: $(ci_last_line "$_sl_dir/slurmd.log"))"; return 1; }
         sleep 0.2
     done
     # A job must run to the end: srun returns as soon as it has.
