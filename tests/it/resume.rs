@@ -134,7 +134,7 @@ fn trained(p: &Project) -> (Vec<u8>, String, Option<String>) {
 }
 
 /// The first `epoch-<e>.json` checkpoint found under the cache's `work/`.
-fn checkpoint_epoch(cache: &Path) -> Option<usize> {
+pub(crate) fn checkpoint_epoch(cache: &Path) -> Option<usize> {
     let dirs = std::fs::read_dir(cache.join("work")).ok()?;
     dirs.flatten()
         .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())

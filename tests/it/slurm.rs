@@ -462,21 +462,6 @@ fn two_hosts_on_one_cache_compute_each_node_once() {
     assert_eq!(ran, ["sizes[0]", "sizes[1]", "sizes[2]", "slow"]);
 }
 
-/// The first `epoch-<e>.json` checkpoint under the cache's `work/`.
-fn checkpoint_epoch(cache: &Path) -> Option<usize> {
-    let dirs = std::fs::read_dir(cache.join("work")).ok()?;
-    dirs.flatten()
-        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
-        .filter_map(|f| {
-            let name = f.file_name().into_string().ok()?;
-            name.strip_prefix("epoch-")?
-                .strip_suffix(".json")?
-                .parse()
-                .ok()
-        })
-        .max()
-}
-
 /// A training job cancelled by Ctrl-C after a checkpoint: the rerun's job
 /// resumes from it, and the model equals an uninterrupted local run's.
 #[test]
@@ -496,7 +481,7 @@ fn a_cancelled_training_job_resumes_from_its_last_epoch() {
         .spawn()
         .unwrap();
     common::wait_for(&p.path().join("pause.reached"));
-    let at_cancel = checkpoint_epoch(&p.cache()).unwrap();
+    let at_cancel = crate::resume::checkpoint_epoch(&p.cache()).unwrap();
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
