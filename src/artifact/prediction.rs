@@ -83,8 +83,7 @@ pub struct Gathered {
 /// two different nodes is an error naming the second (`what` names the
 /// parameter in it), as is a mismatch in heads.
 pub fn gather_oof(arts: &[&crate::kind::InputArtifact], what: &str) -> Result<Gathered, NodeError> {
-    let node =
-        |a: &crate::kind::InputArtifact| a.node.split('[').next().unwrap_or_default().to_string();
+    let node = |a: &crate::kind::InputArtifact| crate::kind::node_of(&a.node).to_string();
     let mut items: Vec<Item> = Vec::new();
     let mut rows: Vec<Vec<f64>> = Vec::new();
     let mut lengths: Option<Vec<Vec<f64>>> = Some(Vec::new());
@@ -367,6 +366,16 @@ pub fn read_members(dir: &Path) -> Result<Option<Vec<MemberEntry>>, NodeError> {
         return Ok(None);
     }
     read_json(&path, "a member list").map(Some)
+}
+
+/// The mean `valid_seq_acc` of a prediction artifact's members, when
+/// `members.json` lists some and knows it for every one.
+pub fn mean_valid_acc(dir: &Path) -> Result<Option<f64>, NodeError> {
+    Ok(read_members(dir)?.and_then(|m| {
+        let accs: Option<Vec<f64>> = m.iter().map(|e| e.valid_seq_acc).collect();
+        accs.filter(|a| !a.is_empty())
+            .map(|a| a.iter().sum::<f64>() / a.len() as f64)
+    }))
 }
 
 /// Reads the [`Member`]s of the `predict` artifact `dir` (`node` names it

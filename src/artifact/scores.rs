@@ -204,6 +204,22 @@ pub struct FitReport {
     pub iterations: Option<usize>,
 }
 
+impl FitReport {
+    /// How it was fitted, for people.
+    pub fn how(&self) -> String {
+        match (self.method.as_str(), self.size) {
+            ("select", Some(n)) => format!(
+                "greedy selection with replacement by {}, {n} addition(s)",
+                self.metric
+            ),
+            _ => format!(
+                "stacking: weights minimising log loss ({} iterations)",
+                self.iterations.unwrap_or(0)
+            ),
+        }
+    }
+}
+
 /// Writes a fitted ensemble's report: [`FIT_FILE`] and its [`REPORT_FILE`].
 pub fn write_fit(out: &Path, r: &FitReport) -> Result<(), NodeError> {
     write_json(&out.join(FIT_FILE), r)?;
@@ -224,16 +240,7 @@ pub fn fit_text(r: &FitReport) -> String {
         .iter()
         .map(|m| m.oof_seq_acc)
         .fold(f64::NEG_INFINITY, f64::max);
-    let how = match (r.method.as_str(), r.size) {
-        ("select", Some(n)) => format!(
-            "greedy selection with replacement by {}, {n} addition(s)",
-            r.metric
-        ),
-        _ => format!(
-            "stacking: weights minimising log loss ({} iterations)",
-            r.iterations.unwrap_or(0)
-        ),
-    };
+    let how = r.how();
     let _ = writeln!(
         s,
         "{how}, fitted on {} out-of-fold images: seq_acc {} (best member {}), log loss {:.4}",

@@ -200,6 +200,12 @@ pub struct InputArtifact {
     pub digest: String,
 }
 
+/// The node an instance belongs to: `cnn` for `cnn[2]`, `folds` for
+/// `folds`.
+pub fn node_of(instance: &str) -> &str {
+    instance.split('[').next().unwrap_or(instance)
+}
+
 /// Everything a node's `run` may use.
 pub struct RunCtx<'a> {
     /// Instance name (`cnn[0]`).

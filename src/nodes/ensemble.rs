@@ -58,8 +58,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::artifact::prediction::{
-    gather_oof, labelled_items, read_member_probs, read_members, read_output, write_length,
-    write_output, EnsembleInput, Item, Output, ITEMS_FILE, MEMBERS_FILE,
+    gather_oof, labelled_items, mean_valid_acc, read_member_probs, read_members, read_output,
+    write_length, write_output, EnsembleInput, Item, Output, ITEMS_FILE, MEMBERS_FILE,
 };
 use crate::artifact::scores::{write_fit, FitMember, FitReport, REPORT_FILE};
 use crate::artifact::write_json;
@@ -154,7 +154,7 @@ fn check(params: &Value) -> Vec<ParamIssue> {
     let twice = |list: &[&str], k: &str, out: &mut Vec<ParamIssue>| {
         let mut seen = BTreeSet::new();
         for (i, r) in list.iter().enumerate() {
-            let node = r.split('[').next().unwrap_or(r);
+            let node = crate::kind::node_of(r);
             if !seen.insert(node) {
                 out.push(ParamIssue {
                     path: format!("{k}[{i}]"),
@@ -327,7 +327,7 @@ struct Member<'a> {
 /// the order the nodes first appear (the order their references are
 /// written in).
 fn by_node(arts: &[InputArtifact]) -> Vec<Vec<&InputArtifact>> {
-    let node = |a: &InputArtifact| a.node.split('[').next().unwrap_or_default().to_string();
+    let node = |a: &InputArtifact| crate::kind::node_of(&a.node).to_string();
     let mut groups: Vec<Vec<&InputArtifact>> = Vec::new();
     for a in arts {
         match groups.iter_mut().find(|g| node(g[0]) == node(a)) {
@@ -549,14 +549,9 @@ fn run_fitted(
     }
     let mut infos: Vec<EnsembleInput> = Vec::new();
     for a in arts {
-        let acc = read_members(&a.dir)?.and_then(|m| {
-            let accs: Option<Vec<f64>> = m.iter().map(|e| e.valid_seq_acc).collect();
-            accs.filter(|a| !a.is_empty())
-                .map(|a| a.iter().sum::<f64>() / a.len() as f64)
-        });
         infos.push(EnsembleInput {
             input: a.digest.clone(),
-            valid_seq_acc: acc,
+            valid_seq_acc: mean_valid_acc(&a.dir)?,
         });
     }
     infos.sort_by(|a, b| a.input.cmp(&b.input));
@@ -611,15 +606,10 @@ fn read_inputs<'a>(
     let mut ins = Vec::with_capacity(arts.len());
     for (k, art) in arts.iter().enumerate() {
         let out = read_output(&art.dir)?;
-        let acc = read_members(&art.dir)?.and_then(|m| {
-            let accs: Option<Vec<f64>> = m.iter().map(|e| e.valid_seq_acc).collect();
-            accs.filter(|a| !a.is_empty())
-                .map(|a| a.iter().sum::<f64>() / a.len() as f64)
-        });
         ins.push(In {
             art,
             out,
-            acc,
+            acc: mean_valid_acc(&art.dir)?,
             weight: weights.map(|w| w[k]),
         });
     }

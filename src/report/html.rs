@@ -373,23 +373,12 @@ fn fitted(s: &mut String, p: &Pipeline, proj: &[Projected]) {
         let mut members: Vec<String> = Vec::new();
         for e in p.instances[i].inputs.iter().filter(|e| e.param == "inputs") {
             let name = &p.instances[e.from].name;
-            let node = name.split('[').next().unwrap_or(name).to_string();
+            let node = crate::kind::node_of(name).to_string();
             if !members.contains(&node) {
                 members.push(node);
             }
         }
-        let how = if r.method == "select" {
-            format!(
-                "greedy selection with replacement by {}, {} addition(s)",
-                r.metric,
-                r.size.unwrap_or(0)
-            )
-        } else {
-            format!(
-                "stacking: weights minimising log loss ({} iterations)",
-                r.iterations.unwrap_or(0)
-            )
-        };
+        let how = r.how();
         let _ = write!(
             s,
             "<p>{}, fitted on {} out-of-fold images: sequence accuracy {}, log loss {:.4}</p>",

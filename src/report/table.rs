@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use super::project::{project, Projected};
 use crate::artifact::model::read_summary;
-use crate::artifact::prediction::read_members;
+use crate::artifact::prediction::mean_valid_acc;
 use crate::artifact::scores::{read_fit, read_postprocess};
 use crate::config::Pipeline;
 use crate::store::Store;
@@ -161,11 +161,7 @@ fn fill(row: &mut Row, dir: &Path) {
             row.valid_seq_acc = read_summary(dir).ok().map(|s| s.final_valid_seq_acc);
         }
         _ => {
-            row.valid_seq_acc = read_members(dir).ok().flatten().and_then(|m| {
-                let accs: Option<Vec<f64>> = m.iter().map(|e| e.valid_seq_acc).collect();
-                accs.filter(|a| !a.is_empty())
-                    .map(|a| a.iter().sum::<f64>() / a.len() as f64)
-            });
+            row.valid_seq_acc = mean_valid_acc(dir).ok().flatten();
             if row.kind == "ensemble" {
                 row.oof_seq_acc = read_fit(dir).ok().map(|f| f.oof_seq_acc);
             }
