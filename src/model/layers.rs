@@ -14,6 +14,7 @@ use super::fused::{
     batch_norm_eval, batch_norm_train, bias_relu_dropout, bn_add_relu, bn_eval_affine, ShortcutNorm,
 };
 use super::init::kaiming_uniform;
+use super::{fused, pool, portable};
 use crate::rng::Rng;
 
 /// Per-forward state: the mode, the dropout stream, and the batch statistics
@@ -32,6 +33,10 @@ pub(crate) struct Ctx {
     /// Off only to test that equality.
     pub stage: bool,
     pub rng: Rng,
+    /// Take the portable op path ([`super::portable`]) instead of the own
+    /// CPU kernels: on a GPU always (with `fuse` and `stage` off), on the
+    /// CPU only to test the two paths against each other.
+    pub portable: bool,
     /// (BatchNorm index, batch mean, unbiased batch variance).
     pub bn_stats: Vec<(usize, Vec<f32>, Vec<f32>)>,
 }
@@ -43,8 +48,20 @@ impl Ctx {
             fuse: true,
             stage: false,
             rng: Rng::new(0),
+            portable: false,
             bn_stats: Vec::new(),
         }
+    }
+
+    /// This context on the portable op path when `portable` (which turns
+    /// the fused and staged paths off: they exist only as own kernels).
+    pub fn portable(mut self, portable: bool) -> Ctx {
+        if portable {
+            self.portable = true;
+            self.fuse = false;
+            self.stage = false;
+        }
+        self
     }
 
     /// Evaluation through the separate layers (tests).
@@ -72,6 +89,7 @@ impl Ctx {
             fuse: true,
             stage: true,
             rng,
+            portable: false,
             bn_stats: Vec::new(),
         }
     }
@@ -129,8 +147,8 @@ pub(crate) trait Network: Send + Sync {
     fn bns(&self) -> Vec<&BatchNorm>;
 }
 
-fn var(v: Vec<f32>, shape: &[usize]) -> Result<Var> {
-    Var::from_vec(v, shape, &Device::Cpu)
+fn var(v: Vec<f32>, shape: &[usize], dev: &Device) -> Result<Var> {
+    Var::from_vec(v, shape, dev)
 }
 
 /// 2-D convolution, square kernel, optional bias.
@@ -151,23 +169,30 @@ impl Conv {
         stride: usize,
         pad: usize,
         bias: bool,
+        dev: &Device,
     ) -> Result<Conv> {
         let fan_in = cin * k * k;
         let w = var(
             kaiming_uniform(rng, cout * fan_in, fan_in),
             &[cout, cin, k, k],
+            dev,
         )?;
         let b = if bias {
-            Some(var(kaiming_uniform(rng, cout, fan_in), &[cout])?)
+            Some(var(kaiming_uniform(rng, cout, fan_in), &[cout], dev)?)
         } else {
             None
         };
         Ok(Conv { w, b, stride, pad })
     }
 
-    /// The convolution ([`super::conv`], the project's own kernel).
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = conv2d(x, self.w.as_tensor(), self.stride, self.pad)?;
+    /// The convolution ([`super::conv`], the project's own kernel, or the
+    /// portable one when `ctx` says so).
+    pub fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+        let y = if ctx.portable {
+            portable::conv2d(x, self.w.as_tensor(), self.stride, self.pad)?
+        } else {
+            conv2d(x, self.w.as_tensor(), self.stride, self.pad)?
+        };
         match &self.b {
             Some(b) => y.broadcast_add(&b.as_tensor().reshape((1, (), 1, 1))?),
             None => Ok(y),
@@ -234,9 +259,17 @@ impl Conv {
         let Some(b) = &self.b else {
             candle_core::bail!("conv: forward_relu_dropout needs a bias");
         };
-        let y = conv2d(x, self.w.as_tensor(), self.stride, self.pad)?;
+        let y = if ctx.portable {
+            portable::conv2d(x, self.w.as_tensor(), self.stride, self.pad)?
+        } else {
+            conv2d(x, self.w.as_tensor(), self.stride, self.pad)?
+        };
         let mask = (ctx.train && p > 0.0).then(|| dropout_mask(y.elem_count(), p, ctx));
-        bias_relu_dropout(&y, b.as_tensor(), mask)
+        if ctx.portable {
+            portable::bias_relu_dropout(&y, b.as_tensor(), mask)
+        } else {
+            bias_relu_dropout(&y, b.as_tensor(), mask)
+        }
     }
 
     pub fn params(&self, name: &str, out: &mut Vec<(String, Var)>) {
@@ -256,12 +289,12 @@ pub(crate) struct Linear {
 impl Linear {
     /// Linear(features, out), drawn as PyTorch's default (U(-b, b), b =
     /// 1/sqrt(features), weights then bias).
-    pub fn new(rng: &mut Rng, features: usize, out: usize) -> Result<Linear> {
+    pub fn new(rng: &mut Rng, features: usize, out: usize, dev: &Device) -> Result<Linear> {
         let w = kaiming_uniform(rng, out * features, features);
         let b = kaiming_uniform(rng, out, features);
         Ok(Linear {
-            w: var(w, &[out, features])?,
-            b: var(b, &[out])?,
+            w: var(w, &[out, features], dev)?,
+            b: var(b, &[out], dev)?,
         })
     }
 
@@ -286,7 +319,7 @@ pub(crate) struct Heads {
 }
 
 impl Heads {
-    pub fn new(rng: &mut Rng, features: usize, heads: usize) -> Result<Heads> {
+    pub fn new(rng: &mut Rng, features: usize, heads: usize, dev: &Device) -> Result<Heads> {
         let mut w = Vec::with_capacity(heads * 11 * features);
         let mut b = Vec::with_capacity(heads * 11);
         for _ in 0..heads {
@@ -294,8 +327,8 @@ impl Heads {
             b.extend(kaiming_uniform(rng, 11, features));
         }
         let lin = Linear {
-            w: var(w, &[heads * 11, features])?,
-            b: var(b, &[heads * 11])?,
+            w: var(w, &[heads * 11, features], dev)?,
+            b: var(b, &[heads * 11], dev)?,
         };
         Ok(Heads { lin, heads })
     }
@@ -329,11 +362,11 @@ pub(crate) const BN_EPS: f64 = 1e-5;
 pub(crate) const BN_MOMENTUM: f32 = 0.1;
 
 impl BatchNorm {
-    pub fn new(index: usize, c: usize) -> Result<BatchNorm> {
+    pub fn new(index: usize, c: usize, dev: &Device) -> Result<BatchNorm> {
         Ok(BatchNorm {
             index,
-            gamma: var(vec![1.0; c], &[c])?,
-            beta: var(vec![0.0; c], &[c])?,
+            gamma: var(vec![1.0; c], &[c], dev)?,
+            beta: var(vec![0.0; c], &[c], dev)?,
             running_mean: vec![0.0; c],
             running_var: vec![1.0; c],
         })
@@ -342,6 +375,9 @@ impl BatchNorm {
     /// The normalisation ([`super::fused`]), followed by a ReLU when
     /// `relu`. In training it records the batch statistics in `ctx`.
     pub fn forward(&self, x: &Tensor, ctx: &mut Ctx, relu: bool) -> Result<Tensor> {
+        if ctx.portable {
+            return self.forward_portable(x, ctx, relu);
+        }
         if ctx.train {
             let (y, m, v) = batch_norm_train(
                 x,
@@ -362,6 +398,30 @@ impl BatchNorm {
                 BN_EPS,
                 relu,
             )
+        }
+    }
+
+    /// [`BatchNorm::forward`] on the portable op path.
+    fn forward_portable(&self, x: &Tensor, ctx: &mut Ctx, relu: bool) -> Result<Tensor> {
+        if ctx.train {
+            let (y, m, v) = portable::batch_norm_train(
+                x,
+                self.gamma.as_tensor(),
+                self.beta.as_tensor(),
+                BN_EPS,
+                relu,
+            )?;
+            ctx.bn_stats.push((self.index, m, v));
+            Ok(y)
+        } else {
+            let (scale, shift) = bn_eval_affine(
+                &self.gamma.as_tensor().to_vec1::<f32>()?,
+                &self.beta.as_tensor().to_vec1::<f32>()?,
+                &self.running_mean,
+                &self.running_var,
+                BN_EPS,
+            );
+            portable::affine(x, &scale, &shift, relu)
         }
     }
 
@@ -450,6 +510,33 @@ pub(crate) enum Shortcut<'a> {
     BnRelu(&'a Tensor, &'a BatchNorm),
 }
 
+/// relu(a + b) for same-shaped tensors, on `ctx`'s op path.
+pub(crate) fn add_relu(a: &Tensor, b: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+    if ctx.portable {
+        portable::add_relu(a, b)
+    } else {
+        fused::add_relu(a, b)
+    }
+}
+
+/// Max pooling (`k`x`k` window, stride `s`, floor mode), on `ctx`'s op path.
+pub(crate) fn max_pool(x: &Tensor, k: usize, s: usize, ctx: &Ctx) -> Result<Tensor> {
+    if ctx.portable {
+        portable::max_pool(x, k, s)
+    } else {
+        pool::max_pool(x, k, s)
+    }
+}
+
+/// The mean over the height of NCHW `x` ([N, C, W]), on `ctx`'s op path.
+pub(crate) fn mean_height(x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+    if ctx.portable {
+        portable::mean_height(x)
+    } else {
+        pool::mean_height(x)
+    }
+}
+
 /// Inverted dropout with probability `p`: in training, each element is kept
 /// with probability 1 - p (mask drawn from `ctx.rng`) and scaled by 1/(1-p);
 /// the identity otherwise.
@@ -486,68 +573,84 @@ mod tests {
     use super::*;
     use crate::model::reference::{assert_close, f32s, reference, usizes};
 
+    /// Both op paths: the own kernels, then the portable one.
+    const PATHS: [bool; 2] = [false, true];
+
     #[test]
-    fn conv_matches_numpy_reference_forward_and_backward() {
+    fn conv_matches_numpy_reference_forward_and_backward_on_both_paths() {
         let r = reference();
-        for case in r["conv"].as_array().unwrap() {
-            let stride = case["stride"].as_u64().unwrap() as usize;
-            let pad = case["pad"].as_u64().unwrap() as usize;
-            let x = var(f32s(&case["x"]), &usizes(&case["x_shape"])).unwrap();
-            let conv = Conv {
-                w: var(f32s(&case["w"]), &usizes(&case["w_shape"])).unwrap(),
-                b: None,
-                stride,
-                pad,
-            };
-            let y = conv.forward(x.as_tensor()).unwrap();
-            assert_eq!(y.dims(), usizes(&case["y_shape"]).as_slice());
-            assert_close(&y, &case["y"], "conv y");
-            let dy = Tensor::from_vec(f32s(&case["dy"]), y.shape(), &Device::Cpu).unwrap();
-            let g = (y * dy).unwrap().sum_all().unwrap().backward().unwrap();
-            assert_close(g.get(&x).unwrap(), &case["dx"], "conv dx");
-            assert_close(g.get(&conv.w).unwrap(), &case["dw"], "conv dw");
+        let cpu = &Device::Cpu;
+        for portable in PATHS {
+            let ctx = Ctx::eval().portable(portable);
+            for case in r["conv"].as_array().unwrap() {
+                let what = |t: &str| format!("conv {t} (portable: {portable})");
+                let stride = case["stride"].as_u64().unwrap() as usize;
+                let pad = case["pad"].as_u64().unwrap() as usize;
+                let x = var(f32s(&case["x"]), &usizes(&case["x_shape"]), cpu).unwrap();
+                let conv = Conv {
+                    w: var(f32s(&case["w"]), &usizes(&case["w_shape"]), cpu).unwrap(),
+                    b: None,
+                    stride,
+                    pad,
+                };
+                let y = conv.forward(x.as_tensor(), &ctx).unwrap();
+                assert_eq!(y.dims(), usizes(&case["y_shape"]).as_slice());
+                assert_close(&y, &case["y"], &what("y"));
+                let dy = Tensor::from_vec(f32s(&case["dy"]), y.shape(), cpu).unwrap();
+                let g = (y * dy).unwrap().sum_all().unwrap().backward().unwrap();
+                assert_close(g.get(&x).unwrap(), &case["dx"], &what("dx"));
+                assert_close(g.get(&conv.w).unwrap(), &case["dw"], &what("dw"));
+            }
         }
     }
 
     #[test]
-    fn batchnorm_matches_numpy_reference_in_training() {
+    fn batchnorm_matches_numpy_reference_in_training_on_both_paths() {
         let r = reference();
-        for case in r["bn"].as_array().unwrap() {
-            let shape = usizes(&case["x_shape"]);
-            let x = var(f32s(&case["x"]), &shape).unwrap();
-            let mut bn = BatchNorm::new(0, shape[1]).unwrap();
-            bn.gamma = var(f32s(&case["gamma"]), &[shape[1]]).unwrap();
-            bn.beta = var(f32s(&case["beta"]), &[shape[1]]).unwrap();
-            let mut ctx = Ctx::train(Rng::new(0));
-            let y = bn.forward(x.as_tensor(), &mut ctx, false).unwrap();
-            assert_close(&y, &case["y"], "bn y");
-            let (_, m, v) = ctx.bn_stats.pop().unwrap();
-            bn.update(&m, &v);
-            let c = shape[1];
-            let rm = Tensor::from_slice(&bn.running_mean, c, &Device::Cpu).unwrap();
-            let rv = Tensor::from_slice(&bn.running_var, c, &Device::Cpu).unwrap();
-            assert_close(&rm, &case["running_mean"], "bn running mean");
-            assert_close(&rv, &case["running_var"], "bn running var");
-            let dy = Tensor::from_vec(f32s(&case["dy"]), y.shape(), &Device::Cpu).unwrap();
-            let g = (y * dy).unwrap().sum_all().unwrap().backward().unwrap();
-            assert_close(g.get(&x).unwrap(), &case["dx"], "bn dx");
-            assert_close(g.get(&bn.gamma).unwrap(), &case["dgamma"], "bn dgamma");
-            assert_close(g.get(&bn.beta).unwrap(), &case["dbeta"], "bn dbeta");
+        let cpu = &Device::Cpu;
+        for portable in PATHS {
+            for case in r["bn"].as_array().unwrap() {
+                let what = |t: &str| format!("bn {t} (portable: {portable})");
+                let shape = usizes(&case["x_shape"]);
+                let x = var(f32s(&case["x"]), &shape, cpu).unwrap();
+                let mut bn = BatchNorm::new(0, shape[1], cpu).unwrap();
+                bn.gamma = var(f32s(&case["gamma"]), &[shape[1]], cpu).unwrap();
+                bn.beta = var(f32s(&case["beta"]), &[shape[1]], cpu).unwrap();
+                let mut ctx = Ctx::train(Rng::new(0)).portable(portable);
+                let y = bn.forward(x.as_tensor(), &mut ctx, false).unwrap();
+                assert_close(&y, &case["y"], &what("y"));
+                let (_, m, v) = ctx.bn_stats.pop().unwrap();
+                bn.update(&m, &v);
+                let c = shape[1];
+                let rm = Tensor::from_slice(&bn.running_mean, c, cpu).unwrap();
+                let rv = Tensor::from_slice(&bn.running_var, c, cpu).unwrap();
+                assert_close(&rm, &case["running_mean"], &what("running mean"));
+                assert_close(&rv, &case["running_var"], &what("running var"));
+                let dy = Tensor::from_vec(f32s(&case["dy"]), y.shape(), cpu).unwrap();
+                let g = (y * dy).unwrap().sum_all().unwrap().backward().unwrap();
+                assert_close(g.get(&x).unwrap(), &case["dx"], &what("dx"));
+                assert_close(g.get(&bn.gamma).unwrap(), &case["dgamma"], &what("dgamma"));
+                assert_close(g.get(&bn.beta).unwrap(), &case["dbeta"], &what("dbeta"));
+            }
         }
     }
 
     #[test]
-    fn batchnorm_eval_uses_running_statistics() {
-        let mut bn = BatchNorm::new(0, 2).unwrap();
+    fn batchnorm_eval_uses_running_statistics_on_both_paths() {
+        let mut bn = BatchNorm::new(0, 2, &Device::Cpu).unwrap();
         bn.running_mean = vec![1.0, -2.0];
         bn.running_var = vec![4.0, 0.25];
         let x =
             Tensor::from_vec(vec![3.0f32, 5.0, -2.0, -1.5], (1, 2, 1, 2), &Device::Cpu).unwrap();
-        let y = bn.forward(&x, &mut Ctx::eval(), false).unwrap();
-        let y = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let want = [1.0, 2.0, 0.0, 1.0];
-        for (a, b) in y.iter().zip(want) {
-            assert!((a - b).abs() < 1e-4, "{y:?}");
+        for portable in PATHS {
+            let y = bn
+                .forward(&x, &mut Ctx::eval().portable(portable), false)
+                .unwrap();
+            let y = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let want = [1.0, 2.0, 0.0, 1.0];
+            for (a, b) in y.iter().zip(want) {
+                assert!((a - b).abs() < 1e-4, "{y:?} (portable: {portable})");
+            }
         }
     }
 

@@ -39,6 +39,7 @@ mod layers;
 mod op;
 mod optim;
 mod pool;
+mod portable;
 #[cfg(test)]
 mod reference;
 mod resnet_mini;
@@ -47,7 +48,7 @@ mod svhn_small;
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{CpuStorage, DType, Device, Shape, Tensor, Var, D};
+use candle_core::{CpuStorage, DType, Shape, Tensor, Var, D};
 use serde::{Deserialize, Serialize};
 
 use layers::{Ctx, Network};
@@ -132,6 +133,71 @@ pub struct StepStats {
     pub length_correct: Option<usize>,
 }
 
+/// Where a model computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Device {
+    /// The project's own CPU kernels.
+    Cpu,
+    /// The GPU of this ordinal, through candle's CUDA backend and the
+    /// portable op path.
+    Cuda(usize),
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl Device {
+    /// Whether this foldwise was built with the `cuda` feature.
+    pub fn cuda_built() -> bool {
+        candle_core::utils::cuda_is_available()
+    }
+
+    /// Opens the device (once per process and ordinal: tensors of one
+    /// model must share one CUDA context), or says why it cannot.
+    fn open(self) -> Result<candle_core::Device> {
+        let Device::Cuda(n) = self else {
+            return Ok(candle_core::Device::Cpu);
+        };
+        if !Device::cuda_built() {
+            return Err(ModelError::Device(format!(
+                "{self} asked for, but this foldwise was built without the `cuda` feature"
+            )));
+        }
+        static OPEN: std::sync::Mutex<Vec<(usize, candle_core::Device)>> =
+            std::sync::Mutex::new(Vec::new());
+        let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, d)) = open.iter().find(|(k, _)| *k == n) {
+            return Ok(d.clone());
+        }
+        let d = candle_core::Device::new_cuda(n)
+            .map_err(|e| ModelError::Device(format!("no CUDA GPU {n} is visible: {e}")))?;
+        open.push((n, d.clone()));
+        Ok(d)
+    }
+
+    /// The first GPU when this build has CUDA and one is visible, else the
+    /// CPU (`device = "auto"`).
+    pub fn auto() -> Device {
+        if Device::cuda_built() && Device::Cuda(0).open().is_ok() {
+            Device::Cuda(0)
+        } else {
+            Device::Cpu
+        }
+    }
+
+    /// Checks that the device can be used: a no-op for the CPU; for a GPU,
+    /// the build has CUDA and the GPU is visible.
+    pub fn check(self) -> Result<()> {
+        self.open().map(|_| ())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("invalid model configuration: {0}")]
@@ -142,13 +208,28 @@ pub enum ModelError {
     NonFiniteLoss { loss: f32 },
     #[error("tensor engine: {0}")]
     Engine(String),
+    #[error("device: {0}")]
+    Device(String),
+    /// The device ran out of memory (a CUDA allocation failed).
+    #[error("out of device memory: {0}")]
+    OutOfMemory(String),
     #[error("checkpoint {path}: {msg}")]
     Checkpoint { path: String, msg: String },
 }
 
 impl From<candle_core::Error> for ModelError {
     fn from(e: candle_core::Error) -> Self {
-        ModelError::Engine(e.to_string())
+        let msg = e.to_string();
+        // cudarc reports a failed allocation as a driver or cuBLAS error
+        // naming CUDA_ERROR_OUT_OF_MEMORY / CUBLAS_STATUS_ALLOC_FAILED.
+        if ["OUT_OF_MEMORY", "out of memory", "ALLOC_FAILED"]
+            .iter()
+            .any(|m| msg.contains(m))
+        {
+            ModelError::OutOfMemory(msg)
+        } else {
+            ModelError::Engine(msg)
+        }
     }
 }
 
@@ -157,6 +238,12 @@ pub type Result<T> = std::result::Result<T, ModelError>;
 /// A model with its optimizer state.
 pub struct Model {
     cfg: ModelConfig,
+    device: Device,
+    /// The opened [`Model::device`].
+    dev: candle_core::Device,
+    /// Forward passes take the portable op path (on a GPU; on the CPU in
+    /// tests only).
+    portable: bool,
     net: Box<dyn Network>,
     /// The length classifier when `cfg.length_head`.
     length: Option<layers::Linear>,
@@ -260,8 +347,32 @@ fn tune_allocator() {
 }
 
 impl Model {
-    /// A freshly initialised model; weights drawn from `seed`.
+    /// A freshly initialised model on the CPU; weights drawn from `seed`.
     pub fn new(cfg: ModelConfig, seed: u64) -> Result<Model> {
+        Model::new_on(cfg, seed, Device::Cpu)
+    }
+
+    /// A freshly initialised model on `device`; weights drawn from `seed`
+    /// on the host, so they are the same on every device.
+    pub fn new_on(cfg: ModelConfig, seed: u64, device: Device) -> Result<Model> {
+        let dev = device.open()?;
+        Model::build(cfg, seed, device, dev, device != Device::Cpu)
+    }
+
+    /// A model on the CPU that computes through the portable op path (the
+    /// one a GPU takes), to test that path against the own kernels.
+    #[cfg(test)]
+    fn new_portable_cpu(cfg: ModelConfig, seed: u64) -> Result<Model> {
+        Model::build(cfg, seed, Device::Cpu, candle_core::Device::Cpu, true)
+    }
+
+    fn build(
+        cfg: ModelConfig,
+        seed: u64,
+        device: Device,
+        dev: candle_core::Device,
+        portable: bool,
+    ) -> Result<Model> {
         tune_allocator();
         if !(4..=6).contains(&cfg.heads) {
             return Err(ModelError::Config(format!(
@@ -290,16 +401,16 @@ impl Model {
             Arch::SvhnSmall => Box::new(svhn_small::SvhnSmall::new(
                 seed,
                 cfg.heads,
-                h,
-                w,
+                (h, w),
                 cfg.dropout,
+                &dev,
             )?),
             Arch::ResnetMini => Box::new(resnet_mini::ResnetMini::new(
                 seed,
                 cfg.heads,
-                h,
-                w,
+                (h, w),
                 cfg.dropout,
+                &dev,
             )?),
         };
         let length = if cfg.length_head {
@@ -308,12 +419,16 @@ impl Model {
                 &mut rng,
                 net.heads().features(),
                 CLASSES,
+                &dev,
             )?)
         } else {
             None
         };
         let mut model = Model {
             cfg,
+            device,
+            dev,
+            portable,
             net,
             length,
             opt: OptState::new(Optimizer::Adam { weight_decay: 0.0 }, &[]),
@@ -336,6 +451,16 @@ impl Model {
         &self.cfg
     }
 
+    /// Where the model computes.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// A forward pass's context in evaluation, on this model's op path.
+    fn eval_ctx(&self) -> Ctx {
+        Ctx::eval().portable(self.portable)
+    }
+
     /// Number of trainable parameters (BatchNorm running statistics excluded).
     pub fn param_count(&self) -> usize {
         self.params().iter().map(|(_, v)| v.elem_count()).sum()
@@ -355,14 +480,14 @@ impl Model {
                 n * 3 * h * w
             )));
         }
-        Ok(Tensor::from_slice(images, (n, 3, h, w), &Device::Cpu)?)
+        Ok(Tensor::from_slice(images, (n, 3, h, w), &self.dev)?)
     }
 
     /// Softmax probabilities [n, heads, 11] in evaluation mode (no dropout,
     /// BatchNorm running statistics), row-major.
     pub fn forward_probs(&self, images: &[f32], n: usize) -> Result<Vec<f32>> {
         let x = self.images(images, n)?;
-        let logits = self.net.forward(&x, &mut Ctx::eval())?;
+        let logits = self.net.forward(&x, &mut self.eval_ctx())?;
         let probs = candle_nn::ops::softmax_last_dim(&logits)?;
         Ok(probs.flatten_all()?.to_vec1::<f32>()?)
     }
@@ -371,7 +496,7 @@ impl Model {
     /// [n, 11] (class k: the code has k digits), from one forward pass.
     pub fn forward_all(&self, images: &[f32], n: usize) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
         let x = self.images(images, n)?;
-        let feats = self.net.features(&x, &mut Ctx::eval())?;
+        let feats = self.net.features(&x, &mut self.eval_ctx())?;
         let logits = self.net.heads().forward(&feats)?;
         let probs = candle_nn::ops::softmax_last_dim(&logits)?;
         let length = match &self.length {
@@ -406,7 +531,8 @@ impl Model {
         lr: f64,
         label_smoothing: f32,
     ) -> Result<StepStats> {
-        let ctx = Ctx::train(crate::rng::Rng::derive(step_seed, TRAIN_STREAM, 0));
+        let ctx =
+            Ctx::train(crate::rng::Rng::derive(step_seed, TRAIN_STREAM, 0)).portable(self.portable);
         self.train_step_in(ctx, images, labels, lr, label_smoothing)
     }
 
@@ -515,10 +641,10 @@ impl Model {
             path: path.display().to_string(),
             msg: e.to_string(),
         };
-        let dev = Device::Cpu;
+        let dev = candle_core::Device::Cpu;
         let mut map: HashMap<String, Tensor> = HashMap::new();
         for (i, (name, v)) in self.params().into_iter().enumerate() {
-            map.insert(format!("param.{name}"), v.as_tensor().clone());
+            map.insert(format!("param.{name}"), v.as_tensor().to_device(&dev)?);
             let m = &self.opt.m[i];
             map.insert(
                 format!("opt.m.{name}"),
@@ -557,14 +683,20 @@ impl Model {
         candle_core::safetensors::save(&map, path).map_err(ck)
     }
 
-    /// Reads a file written by [`Model::save`].
+    /// Reads a file written by [`Model::save`], onto the CPU.
     pub fn load(path: &Path) -> Result<Model> {
+        Model::load_on(path, Device::Cpu)
+    }
+
+    /// Reads a file written by [`Model::save`] (on any device), onto
+    /// `device`.
+    pub fn load_on(path: &Path, device: Device) -> Result<Model> {
         let bad = |msg: String| ModelError::Checkpoint {
             path: path.display().to_string(),
             msg,
         };
-        let map =
-            candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| bad(e.to_string()))?;
+        let map = candle_core::safetensors::load(path, &candle_core::Device::Cpu)
+            .map_err(|e| bad(e.to_string()))?;
         let get = |k: &str| map.get(k).ok_or_else(|| bad(format!("missing tensor {k}")));
         let f32s = |k: &str, len: usize| -> Result<Vec<f32>> {
             let t = get(k)?;
@@ -580,10 +712,10 @@ impl Model {
         let cfg_bytes = get("config")?.to_dtype(DType::U8)?.to_vec1::<u8>()?;
         let cfg: ModelConfig =
             serde_json::from_slice(&cfg_bytes).map_err(|e| bad(format!("config: {e}")))?;
-        let mut model = Model::new(cfg, 0)?;
+        let mut model = Model::new_on(cfg, 0, device)?;
         for (i, (name, v)) in model.params().into_iter().enumerate() {
             let w = f32s(&format!("param.{name}"), v.elem_count())?;
-            v.set(&Tensor::from_vec(w, v.shape(), &Device::Cpu)?)?;
+            v.set(&Tensor::from_vec(w, v.shape(), v.device())?)?;
             let m_len = model.opt.m[i].len();
             model.opt.m[i] = f32s(&format!("opt.m.{name}"), m_len)?;
             let v_len = model.opt.v[i].len();
@@ -668,6 +800,7 @@ fn count_correct(logits: &[f32], labels: &[u8], heads: usize) -> (usize, usize) 
 mod tests {
     use super::*;
     use crate::rng::Rng;
+    use candle_core::Device;
 
     fn cfg(arch: Arch, heads: usize, h: usize, w: usize) -> ModelConfig {
         ModelConfig {
@@ -1189,5 +1322,193 @@ mod tests {
                 .unwrap_or_else(|| panic!("no digest in {text}"))
         };
         assert_eq!(digest("1"), digest("2"));
+    }
+
+    /// The largest |a - b| / max(|b|max, floor) over two value lists, where
+    /// |b|max is the largest magnitude in `b`: differences measured against
+    /// the tensor's own scale, so near-zero entries do not dominate.
+    fn scaled_diff(a: &[f32], b: &[f32], floor: f32) -> f32 {
+        assert_eq!(a.len(), b.len());
+        let scale = b.iter().fold(floor, |m, x| m.max(x.abs()));
+        a.iter()
+            .zip(b)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs() / scale))
+    }
+
+    /// Every parameter's gradient of the smoothed cross-entropy on one
+    /// batch, through `m`'s op path, with the dropout masks of `seed`.
+    fn gradients(m: &Model, x: &[f32], y: &[u8], seed: u64) -> Vec<(String, Vec<f32>)> {
+        let n = y.len() / m.cfg.heads;
+        let t = m.images(x, n).unwrap();
+        let mut ctx = Ctx::train(Rng::new(seed)).portable(m.portable);
+        let logits = m.net.forward(&t, &mut ctx).unwrap();
+        let loss = smoothed_cross_entropy(&logits, y, 0.1).unwrap();
+        let g = loss.backward().unwrap();
+        m.params()
+            .into_iter()
+            .map(|(name, v)| {
+                let d = g.get(v.as_tensor()).unwrap();
+                (name, d.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            })
+            .collect()
+    }
+
+    /// The portable op path (what a GPU runs) against the own kernels, on
+    /// the CPU, for both architectures on an even and an odd input size
+    /// (37x75 leaves different remainders under stride 2 in height and
+    /// width, which candle's own conv2d backward gets wrong): evaluation
+    /// probabilities agree to 1e-5 absolute; every parameter's gradient (from
+    /// the same weights) to 1e-5 of the largest magnitude in that gradient
+    /// (2.8e-6 at most when measured); the batch statistics to 1e-4
+    /// relative.
+    #[test]
+    fn portable_path_matches_the_own_kernels() {
+        for arch in [Arch::SvhnSmall, Arch::ResnetMini] {
+            for (h, w) in [(32, 64), (37, 75)] {
+                let what = format!("{arch:?} {h}x{w}");
+                let c = cfg(arch, 5, h, w);
+                let mut own = Model::new(c.clone(), 3).unwrap();
+                let mut port = Model::new_portable_cpu(c, 3).unwrap();
+                let (x, y) = batch(6, 5, h, w, 9);
+                // Gradients from the same (initial) weights: a training step
+                // makes the weights differ in the last bits, and Adam
+                // divides by each gradient's own scale.
+                let (ga, gb) = (gradients(&own, &x, &y, 8), gradients(&port, &x, &y, 8));
+                assert_eq!(ga.len(), gb.len());
+                for ((name, a), (_, b)) in ga.iter().zip(&gb) {
+                    let d = scaled_diff(b, a, 1e-12);
+                    assert!(d <= 1e-5, "{what}: gradient of {name} off by {d}");
+                }
+                // One step each, so BatchNorm's running statistics differ
+                // from their initial values before evaluation.
+                let a = own.train_step(&x, &y, 5, 1e-3, 0.1).unwrap();
+                let b = port.train_step(&x, &y, 5, 1e-3, 0.1).unwrap();
+                assert!(
+                    (a.loss - b.loss).abs() <= 1e-5 * a.loss.abs(),
+                    "{what}: loss {} vs {}",
+                    a.loss,
+                    b.loss
+                );
+                for (bo, bp) in own.net.bns().iter().zip(port.net.bns()) {
+                    let d = scaled_diff(&bp.running_var, &bo.running_var, 1e-6).max(scaled_diff(
+                        &bp.running_mean,
+                        &bo.running_mean,
+                        1e-6,
+                    ));
+                    assert!(
+                        d <= 1e-4,
+                        "{what}: BatchNorm {} statistics off by {d}",
+                        bo.index
+                    );
+                }
+                let (pa, pb) = (
+                    own.forward_probs(&x, 6).unwrap(),
+                    port.forward_probs(&x, 6).unwrap(),
+                );
+                let d = pa
+                    .iter()
+                    .zip(&pb)
+                    .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+                assert!(d <= 1e-5, "{what}: probabilities differ by {d}");
+            }
+        }
+    }
+
+    /// Ten training steps of both architectures on each path, from the same
+    /// weights: the losses stay within 1e-3 relative and the final
+    /// probabilities within 1e-3 absolute (Adam divides by the gradient's
+    /// own scale, so the paths' last-bit differences grow a little each
+    /// step, and no further).
+    #[test]
+    fn portable_training_follows_the_own_kernels() {
+        for arch in [Arch::SvhnSmall, Arch::ResnetMini] {
+            let c = cfg(arch, 4, 32, 64);
+            let mut own = Model::new(c.clone(), 21).unwrap();
+            let mut port = Model::new_portable_cpu(c, 21).unwrap();
+            let (x, y) = batch(8, 4, 32, 64, 22);
+            for step in 0..10 {
+                let a = own.train_step(&x, &y, step, 2e-3, 0.1).unwrap();
+                let b = port.train_step(&x, &y, step, 2e-3, 0.1).unwrap();
+                assert!(
+                    (a.loss - b.loss).abs() <= 1e-3 * a.loss.abs(),
+                    "{arch:?} step {step}: loss {} vs {}",
+                    a.loss,
+                    b.loss
+                );
+            }
+            let (pa, pb) = (
+                own.forward_probs(&x, 8).unwrap(),
+                port.forward_probs(&x, 8).unwrap(),
+            );
+            let d = pa
+                .iter()
+                .zip(&pb)
+                .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+            assert!(
+                d <= 1e-3,
+                "{arch:?}: probabilities differ by {d} after 10 steps"
+            );
+        }
+    }
+
+    /// Max pooling on the portable path sends a window's gradient to its
+    /// first maximum only, with ties (a ReLU's zeros) and odd sizes, as the
+    /// own kernel does; overlapping windows (kernel 3, stride 2) too.
+    #[test]
+    fn portable_max_pool_matches_the_own_kernel_with_ties() {
+        let mut r = Rng::new(4);
+        for (k, s, h, w) in [(2, 2, 7, 9), (3, 2, 8, 11), (2, 1, 5, 6)] {
+            // Values from a small set, so most windows hold ties.
+            let v: Vec<f32> = (0..2 * 3 * h * w)
+                .map(|_| r.below(3) as f32 - 1.0)
+                .collect();
+            let run = |portable: bool| {
+                let x = Var::from_vec(v.clone(), (2, 3, h, w), &Device::Cpu).unwrap();
+                let y = if portable {
+                    portable::max_pool(x.as_tensor(), k, s).unwrap()
+                } else {
+                    pool::max_pool(x.as_tensor(), k, s).unwrap()
+                };
+                let dy: Vec<f32> = (0..y.elem_count()).map(|i| 1.0 + i as f32).collect();
+                let dy = Tensor::from_vec(dy, y.shape(), &Device::Cpu).unwrap();
+                let g = (&y * dy).unwrap().sum_all().unwrap().backward().unwrap();
+                let vals = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                (vals(&y), vals(g.get(&x).unwrap()))
+            };
+            assert_eq!(run(true), run(false), "k {k} s {s} {h}x{w}");
+        }
+    }
+
+    #[test]
+    fn out_of_memory_is_told_apart_from_other_engine_errors() {
+        let oom = candle_core::Error::Msg(
+            "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")".into(),
+        );
+        assert!(matches!(ModelError::from(oom), ModelError::OutOfMemory(_)));
+        let cublas = candle_core::Error::Msg("CublasError(CUBLAS_STATUS_ALLOC_FAILED)".into());
+        assert!(matches!(
+            ModelError::from(cublas),
+            ModelError::OutOfMemory(_)
+        ));
+        let other = candle_core::Error::Msg("shape mismatch".into());
+        assert!(matches!(ModelError::from(other), ModelError::Engine(_)));
+    }
+
+    #[test]
+    fn a_cuda_device_on_a_cpu_build_names_the_feature() {
+        if crate::model::Device::cuda_built() {
+            return;
+        }
+        let err = Model::new_on(
+            cfg(Arch::SvhnSmall, 4, 32, 64),
+            0,
+            crate::model::Device::Cuda(0),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "device: cuda:0 asked for, but this foldwise was built without the `cuda` feature"
+        );
+        assert_eq!(crate::model::Device::auto(), crate::model::Device::Cpu);
     }
 }

@@ -23,11 +23,11 @@
 //! its BatchNorm's backward pass runs once per reader and the two are
 //! summed, in another order than the separate layers' single pass.
 
-use candle_core::{Result, Tensor, Var};
+use candle_core::{Device, Result, Tensor, Var};
 
-use super::fused::add_relu;
-use super::layers::{dropout, out_size, BatchNorm, Conv, Ctx, Heads, Network, Shortcut};
-use super::pool::mean_height;
+use super::layers::{
+    add_relu, dropout, mean_height, out_size, BatchNorm, Conv, Ctx, Heads, Network, Shortcut,
+};
 use crate::model::init::INIT_STREAM;
 use crate::rng::Rng;
 
@@ -48,18 +48,23 @@ struct Block {
 }
 
 impl Block {
-    fn new(rng: &mut Rng, bn: &mut usize, cin: usize, cout: usize, stride: usize) -> Result<Block> {
+    fn new(
+        rng: &mut Rng,
+        bn: &mut usize,
+        (cin, cout, stride): (usize, usize, usize),
+        dev: &Device,
+    ) -> Result<Block> {
         let mut next_bn = |c| {
             *bn += 1;
-            BatchNorm::new(*bn - 1, c)
+            BatchNorm::new(*bn - 1, c, dev)
         };
-        let conv1 = Conv::new(rng, cin, cout, 3, stride, 1, false)?;
+        let conv1 = Conv::new(rng, cin, cout, 3, stride, 1, false, dev)?;
         let bn1 = next_bn(cout)?;
-        let conv2 = Conv::new(rng, cout, cout, 3, 1, 1, false)?;
+        let conv2 = Conv::new(rng, cout, cout, 3, 1, 1, false, dev)?;
         let bn2 = next_bn(cout)?;
         let proj = if stride != 1 || cin != cout {
             Some((
-                Conv::new(rng, cin, cout, 1, stride, 0, false)?,
+                Conv::new(rng, cin, cout, 1, stride, 0, false, dev)?,
                 next_bn(cout)?,
             ))
         } else {
@@ -87,13 +92,15 @@ impl Block {
                 .conv2
                 .forward_eval(&y, self.bn2.epilogue(false)?, Some(&short), false);
         }
-        let y = self.bn1.forward(&self.conv1.forward(x)?, ctx, true)?;
-        let y = self.bn2.forward(&self.conv2.forward(&y)?, ctx, false)?;
+        let y = self.bn1.forward(&self.conv1.forward(x, ctx)?, ctx, true)?;
+        let y = self
+            .bn2
+            .forward(&self.conv2.forward(&y, ctx)?, ctx, false)?;
         let short = match &self.proj {
-            Some((conv, bn)) => bn.forward(&conv.forward(x)?, ctx, false)?,
+            Some((conv, bn)) => bn.forward(&conv.forward(x, ctx)?, ctx, false)?,
             None => x.clone(),
         };
-        add_relu(&y, &short)
+        add_relu(&y, &short, ctx)
     }
 
     /// The fused training forward pass: the same values as
@@ -101,7 +108,7 @@ impl Block {
     /// BatchNorm output nor (for [`Input::BnRelu`]) the normalised input.
     fn forward_train(&self, x: Input<'_>, ctx: &mut Ctx) -> Result<Tensor> {
         let y = match x {
-            Input::Stored(x) => self.conv1.forward(x)?,
+            Input::Stored(x) => self.conv1.forward(x, ctx)?,
             Input::BnRelu(t, bn) => self.conv1.forward_bn_relu(t, bn, ctx)?,
         };
         let y = self.conv2.forward_bn_relu(&y, &self.bn1, ctx)?;
@@ -110,7 +117,7 @@ impl Block {
             (None, Input::Stored(x)) => Shortcut::Identity(x),
             (None, Input::BnRelu(t, bn)) => Shortcut::BnRelu(t, bn),
             (Some((conv, bn)), Input::Stored(x)) => {
-                proj = conv.forward(x)?;
+                proj = conv.forward(x, ctx)?;
                 Shortcut::Bn(&proj, bn)
             }
             (Some(_), Input::BnRelu(..)) => {
@@ -164,25 +171,31 @@ pub(crate) fn feature_dims(h: usize, w: usize) -> Option<(usize, usize)> {
 }
 
 impl ResnetMini {
-    pub fn new(seed: u64, heads: usize, h: usize, w: usize, p: f32) -> Result<ResnetMini> {
+    pub fn new(
+        seed: u64,
+        heads: usize,
+        (h, w): (usize, usize),
+        p: f32,
+        dev: &Device,
+    ) -> Result<ResnetMini> {
         let Some((c, cols)) = feature_dims(h, w) else {
             candle_core::bail!("resnet-mini: input {h}x{w} is too small");
         };
         let mut rng = Rng::derive(seed, INIT_STREAM, 0);
         let mut bn = 0;
-        let stem = Conv::new(&mut rng, 3, 32, 3, 2, 1, false)?;
-        let stem_bn = BatchNorm::new(bn, 32)?;
+        let stem = Conv::new(&mut rng, 3, 32, 3, 2, 1, false, dev)?;
+        let stem_bn = BatchNorm::new(bn, 32, dev)?;
         bn += 1;
         let blocks = vec![
-            Block::new(&mut rng, &mut bn, 32, 32, 1)?,
-            Block::new(&mut rng, &mut bn, 32, 64, 2)?,
-            Block::new(&mut rng, &mut bn, 64, 128, 2)?,
+            Block::new(&mut rng, &mut bn, (32, 32, 1), dev)?,
+            Block::new(&mut rng, &mut bn, (32, 64, 2), dev)?,
+            Block::new(&mut rng, &mut bn, (64, 128, 2), dev)?,
         ];
         Ok(ResnetMini {
             stem,
             stem_bn,
             blocks,
-            heads: Heads::new(&mut rng, c * cols, heads)?,
+            heads: Heads::new(&mut rng, c * cols, heads, dev)?,
             dropout: p,
         })
     }
@@ -192,7 +205,7 @@ impl ResnetMini {
     /// Fused training, first stage: the stem and block 0 (which reads
     /// max(stem_bn(stem conv), 0) without it being stored).
     fn first_stage(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
-        let stem = self.stem.forward(x)?;
+        let stem = self.stem.forward(x, ctx)?;
         let first = self.blocks.first().expect("resnet-mini has blocks");
         first.forward_train(Input::BnRelu(&stem, &self.stem_bn), ctx)
     }
@@ -210,7 +223,7 @@ impl ResnetMini {
     /// The mean over the height only ([N, C, H, W] → [N, C, W] → [N,
     /// C*W]), then dropout.
     fn head_input(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
-        let x = mean_height(x)?.flatten_from(1)?;
+        let x = mean_height(x, ctx)?.flatten_from(1)?;
         dropout(&x, self.dropout, ctx)
     }
 }
@@ -225,7 +238,8 @@ impl Network for ResnetMini {
             self.stem
                 .forward_eval(x, self.stem_bn.epilogue(true)?, None, false)?
         } else {
-            self.stem_bn.forward(&self.stem.forward(x)?, ctx, true)?
+            self.stem_bn
+                .forward(&self.stem.forward(x, ctx)?, ctx, true)?
         };
         for b in &self.blocks {
             x = b.forward(&x, ctx)?;

@@ -7,10 +7,9 @@
 //! For a 64x128 input: 31x63 → 15x31 → 7x15 → 3x7, so 32*3*7 = 672 features
 //! and 49,506 parameters with 6 heads.
 
-use candle_core::{Result, Tensor, Var};
+use candle_core::{Device, Result, Tensor, Var};
 
-use super::layers::{out_size, Conv, Ctx, Heads, Network};
-use super::pool::max_pool;
+use super::layers::{max_pool, out_size, Conv, Ctx, Heads, Network};
 use crate::model::init::INIT_STREAM;
 use crate::rng::Rng;
 
@@ -30,15 +29,21 @@ pub(crate) fn feature_dims(h: usize, w: usize) -> Option<(usize, usize, usize)> 
 }
 
 impl SvhnSmall {
-    pub fn new(seed: u64, heads: usize, h: usize, w: usize, p: f32) -> Result<SvhnSmall> {
+    pub fn new(
+        seed: u64,
+        heads: usize,
+        (h, w): (usize, usize),
+        p: f32,
+        dev: &Device,
+    ) -> Result<SvhnSmall> {
         let Some((c, fh, fw)) = feature_dims(h, w) else {
             candle_core::bail!("svhn-small: input {h}x{w} is too small");
         };
         let mut rng = Rng::derive(seed, INIT_STREAM, 0);
         Ok(SvhnSmall {
-            conv1: Conv::new(&mut rng, 3, 16, 3, 2, 0, true)?,
-            conv2: Conv::new(&mut rng, 16, 32, 3, 2, 0, true)?,
-            heads: Heads::new(&mut rng, c * fh * fw, heads)?,
+            conv1: Conv::new(&mut rng, 3, 16, 3, 2, 0, true, dev)?,
+            conv2: Conv::new(&mut rng, 16, 32, 3, 2, 0, true, dev)?,
+            heads: Heads::new(&mut rng, c * fh * fw, heads, dev)?,
             dropout: p,
         })
     }
@@ -56,9 +61,9 @@ impl Network for SvhnSmall {
             return x.flatten_from(1);
         }
         let x = self.conv1.forward_relu_dropout(x, self.dropout, ctx)?;
-        let x = max_pool(&x, 2, 2)?;
+        let x = max_pool(&x, 2, 2, ctx)?;
         let x = self.conv2.forward_relu_dropout(&x, self.dropout, ctx)?;
-        let x = max_pool(&x, 2, 2)?;
+        let x = max_pool(&x, 2, 2, ctx)?;
         x.flatten_from(1)
     }
 
