@@ -152,6 +152,11 @@ pub struct Summary {
     pub final_valid_length_acc: Option<f64>,
     #[serde(default)]
     pub snapshots: usize,
+    /// Where the model was trained (`cpu`, `cuda:0`); `None` in artifacts
+    /// written before it was recorded (all on the CPU). Not part of the
+    /// key: a GPU run is the same experiment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// One entry of [`SNAPSHOTS_FILE`]: the model at the end of a cycle.
@@ -251,6 +256,7 @@ mod tests {
             length_head: false,
             final_valid_length_acc: None,
             snapshots: 0,
+            device: Some("cpu".into()),
         }
     }
 

@@ -46,12 +46,21 @@ pub fn record(store: &Store, path: &Path, p: &Pipeline, r: &RunReport) -> std::i
                     });
                 }
             }
+            let device = match (&n.key, outcome, n.kind.as_str()) {
+                (Some(key), "executed", "train") => {
+                    crate::artifact::model::read_summary(&store.artifact_dir(key))
+                        .ok()
+                        .and_then(|s| s.device)
+                }
+                _ => None,
+            };
             NodeRecord {
                 instance: n.instance.clone(),
                 kind: n.kind.clone(),
                 outcome: outcome.to_string(),
                 seconds: n.seconds,
                 key: n.key.clone(),
+                device,
             }
         })
         .collect();

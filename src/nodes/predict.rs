@@ -71,7 +71,7 @@ use crate::kind::schema::{float_range, int_min, Dflt, Param, Ty};
 use crate::kind::{
     codes, Appetite, InputArtifact, Kind, NodeError, ParamIssue, ReportRole, RunCtx,
 };
-use crate::model::Model;
+use crate::model::{Device, Model, ModelError};
 use crate::predictions::{ensemble, Probs};
 
 /// Stream id for the TTA augmentation draws.
@@ -463,7 +463,7 @@ fn file_part(node: &str) -> String {
 }
 
 fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
-    super::model_device(ctx)?;
+    let device = super::model_device(ctx)?;
     let p: PredictParams = ctx.typed()?;
     let sel = Snapshots::parse(&p.snapshots)
         .map_err(|m| NodeError::new("foldwise::predict::snapshots", format!("snapshots: {m}")))?;
@@ -472,6 +472,7 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
     let (model_inputs, indices) = models_and_items(ctx, data, &index)?;
     let files = model_files(&model_inputs, &sel)?;
     let mut job = Job::new(ctx, data, &index, indices, &p, &files[0].1);
+    job.device = device;
     let digests = files
         .iter()
         .map(|(f, _)| model_digest(f))
@@ -624,6 +625,8 @@ struct Job<'a> {
     dw: u32,
     norm: Norm,
     set: Option<DecodedSet>,
+    /// Where the models compute ([`super::model_device`]).
+    device: Device,
 }
 
 /// A member's probabilities and, with a length head, its length
@@ -654,6 +657,7 @@ impl<'a> Job<'a> {
             dw: shape.decoded_width,
             norm: shape.norm.unwrap_or_default(),
             set: None,
+            device: Device::Cpu,
         }
     }
 
@@ -675,7 +679,7 @@ impl<'a> Job<'a> {
                 Some(q) => q,
                 None => {
                     if model.is_none() {
-                        model = Some(load_model(f, summary)?);
+                        model = Some(load_model(f, summary, self.device)?);
                     }
                     let m = model.as_ref().expect("loaded");
                     let q = self.compute(f, m, summary, seed, r)?;
@@ -812,17 +816,25 @@ impl<'a> Job<'a> {
         let n = self.indices.len();
         let mut out = Vec::with_capacity(n * summary.heads * 11);
         let mut lout = Vec::new();
-        for chunk in self.indices.chunks(self.batch) {
-            let x = imaging::batch(s, chunk, &aug, seed, STREAM, r, self.h, self.w, &self.norm);
-            let (y, l) = m
-                .forward_all(&x, chunk.len())
-                .map_err(|e| NodeError::new(codes::MODEL, format!("model `{}`: {e}", f.node)))?;
+        let chunks: Vec<&[usize]> = self.indices.chunks(self.batch).collect();
+        let (h, w, norm) = (self.h, self.w, &self.norm);
+        let make = |b: usize| imaging::batch(s, chunks[b], &aug, seed, STREAM, r, h, w, norm);
+        let ahead = self.device != Device::Cpu;
+        super::pipelined(ahead, chunks.len(), make, |b, x| {
+            let chunk = chunks[b];
+            let (y, l) = m.forward_all(&x, chunk.len()).map_err(|e| match e {
+                e @ ModelError::OutOfMemory(_) => {
+                    super::model_error(e, self.ctx.instance, self.batch, self.device)
+                }
+                e => NodeError::new(codes::MODEL, format!("model `{}`: {e}", f.node)),
+            })?;
             out.extend_from_slice(&y);
             if let Some(l) = l {
                 lout.extend_from_slice(&l);
             }
             self.ctx.progress.inc(chunk.len() as u64);
-        }
+            Ok::<(), NodeError>(())
+        })?;
         let q = Probs::new(n, summary.heads, out)?;
         let l = if summary.length_head {
             Some(Probs::new(n, 1, lout)?)
@@ -834,8 +846,9 @@ impl<'a> Job<'a> {
 }
 
 /// Loads model file `f`, checking it is the model its `train.json` says.
-fn load_model(f: &ModelFile, summary: &TrainSummary) -> Result<Model, NodeError> {
-    let m = Model::load(&f.path).map_err(|e| NodeError::new(codes::MODEL, e.to_string()))?;
+fn load_model(f: &ModelFile, summary: &TrainSummary, device: Device) -> Result<Model, NodeError> {
+    let m =
+        Model::load_on(&f.path, device).map_err(|e| NodeError::new(codes::MODEL, e.to_string()))?;
     let c = m.config();
     if (c.heads, c.height, c.width, c.length_head)
         != (

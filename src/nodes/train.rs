@@ -48,7 +48,7 @@ use crate::kind::schema::{float_range, int_min, int_range, Dflt, Param, Ty};
 use crate::kind::{
     codes, Appetite, InputArtifact, Kind, NodeError, ParamIssue, ReportRole, RunCtx,
 };
-use crate::model::{Arch, Model, ModelConfig, ModelError, Optimizer, StepStats, BLANK};
+use crate::model::{Arch, Device, Model, ModelConfig, ModelError, Optimizer, StepStats, BLANK};
 use crate::predictions::{decode, metrics, Probs, CLASSES};
 use crate::rng::Rng;
 
@@ -155,7 +155,6 @@ impl Kind for Train {
                 format!("parameter `{}`: {}", issue.path, issue.message),
             ));
         }
-        super::model_device(ctx)?;
         let p: TrainParams = ctx.typed()?;
         let job = || train(ctx, &p, None).map(|_| ());
         match rayon::ThreadPoolBuilder::new()
@@ -490,6 +489,12 @@ fn model_err(e: ModelError) -> NodeError {
     NodeError::new(codes::MODEL, e.to_string())
 }
 
+/// One training batch: the images and their class vectors.
+struct Batch {
+    x: Vec<f32>,
+    y: Vec<u8>,
+}
+
 /// The class vector of every item: its digits padded with [`BLANK`] to
 /// `heads`. Unlabelled data and codes longer than `heads` are errors.
 fn class_vectors(index: &DataIndex, heads: usize, node: &str) -> Result<Vec<Vec<u8>>, NodeError> {
@@ -635,6 +640,8 @@ struct Setup<'a> {
     batch: usize,
     /// Batches per epoch.
     per_epoch: usize,
+    /// Where the model computes ([`super::model_device`]).
+    device: Device,
 }
 
 /// Sums over one epoch's training steps.
@@ -651,6 +658,7 @@ impl<'a> Setup<'a> {
     /// Reads and checks the inputs, decodes the data set (once, into the
     /// shared derived folder) and derives the settings.
     fn new(ctx: &'a RunCtx<'a>, p: &'a TrainParams) -> Result<Setup<'a>, NodeError> {
+        let device = super::model_device(ctx)?;
         let data = ctx.input("data")?;
         let split = ctx.input("split")?;
         let index = DataIndex::load(&data.dir)?;
@@ -676,6 +684,7 @@ impl<'a> Setup<'a> {
             norm: input_norm(p.normalise.as_deref()),
             per_epoch: fold.train.len().div_ceil(batch),
             batch,
+            device,
             ctx,
             p,
             index,
@@ -693,10 +702,11 @@ impl<'a> Setup<'a> {
         let ctx = self.ctx;
         let Some((e, state)) = ctx
             .work
-            .and_then(|w| checkpoint::latest(w, self.total, &self.sched))
+            .and_then(|w| checkpoint::latest(w, self.total, &self.sched, self.device))
         else {
             let seed = Rng::derive(ctx.seed, INIT_STREAM, 0).next_u64();
-            let model = Model::new(self.cfg.clone(), seed).map_err(model_err)?;
+            let model = Model::new_on(self.cfg.clone(), seed, self.device)
+                .map_err(|e| self.model_err(e))?;
             let state = State {
                 model,
                 records: Vec::new(),
@@ -758,22 +768,33 @@ impl<'a> Setup<'a> {
         });
         if let Some(c) = self.sched.snapshot_of(epoch) {
             let dst = self.ctx.out.join(snapshot_file(c));
-            state.model.save(&dst).map_err(model_err)?;
+            state.model.save(&dst).map_err(|e| self.model_err(e))?;
         }
         Ok(())
     }
 
+    /// A model error, naming this instance, the batch size and the device
+    /// when the device ran out of memory.
+    fn model_err(&self, e: ModelError) -> NodeError {
+        super::model_error(e, self.ctx.instance, self.batch, self.device)
+    }
+
     /// The training steps of 0-based epoch `e0`: the fold's training items
-    /// in a seeded shuffle, a rate per batch.
+    /// in a seeded shuffle, a rate per batch; on a GPU the next batches are
+    /// prepared while it computes ([`super::pipelined`]).
     fn train_pass(&self, model: &mut Model, e0: usize) -> Result<Pass, NodeError> {
         let ctx = self.ctx;
         let heads = self.p.model.heads as f64;
         let mut order = self.fold.train.clone();
         Rng::derive(ctx.seed, STREAM, e0 as u64).shuffle(&mut order);
+        let batches: Vec<&[usize]> = order.chunks(self.batch).collect();
         let mut pass = Pass::default();
-        for (b, idx) in order.chunks(self.batch).enumerate() {
+        let ahead = self.device != Device::Cpu;
+        let make = |b: usize| self.batch_of(batches[b], e0);
+        super::pipelined(ahead, batches.len(), make, |b, batch| {
+            let idx = batches[b];
             pass.lr = self.sched.lr(self.p.optimizer.lr, e0, b, self.per_epoch);
-            let stats = self.step(model, idx, e0, b, pass.lr)?;
+            let stats = self.step(model, &batch, e0, b, pass.lr)?;
             pass.loss_sum += stats.loss as f64 * idx.len() as f64;
             pass.seq_correct += stats.seq_correct;
             pass.seen += idx.len();
@@ -786,41 +807,49 @@ impl<'a> Setup<'a> {
                 pass.loss_sum / seen / heads,
                 100.0 * pass.seq_correct as f64 / seen,
             ));
-        }
+            Ok(())
+        })?;
         Ok(pass)
     }
 
-    /// One optimiser step on the items `idx`, batch `b` of 0-based epoch
-    /// `e0`, at rate `lr`; a non-finite loss names the epoch and batch.
-    fn step(
-        &self,
-        model: &mut Model,
-        idx: &[usize],
-        e0: usize,
-        b: usize,
-        lr: f64,
-    ) -> Result<StepStats, NodeError> {
+    /// The augmented images and class vectors of the items `idx` in
+    /// 0-based epoch `e0`.
+    fn batch_of(&self, idx: &[usize], e0: usize) -> Batch {
         let (ctx, m) = (self.ctx, &self.p.model);
         let x = imaging::batch(
             &self.set, idx, &self.aug, ctx.seed, AUG_STREAM, e0 as u64, m.height, m.width,
             &self.norm,
         );
-        let y: Vec<u8> = idx
+        let y = idx
             .iter()
             .flat_map(|&i| self.labels[i].iter().copied())
             .collect();
+        Batch { x, y }
+    }
+
+    /// One optimiser step on `batch`, batch `b` of 0-based epoch `e0`, at
+    /// rate `lr`; a non-finite loss names the epoch and batch.
+    fn step(
+        &self,
+        model: &mut Model,
+        batch: &Batch,
+        e0: usize,
+        b: usize,
+        lr: f64,
+    ) -> Result<StepStats, NodeError> {
+        let ctx = self.ctx;
         let step_seed =
             Rng::derive(ctx.seed, STEP_STREAM, ((e0 as u64) << 32) | b as u64).next_u64();
         let smoothing = self.p.label_smoothing as f32;
         model
-            .train_step(&x, &y, step_seed, lr, smoothing)
+            .train_step(&batch.x, &batch.y, step_seed, lr, smoothing)
             .map_err(|e| match e {
                 ModelError::NonFiniteLoss { loss } => NodeError::new("foldwise::train::diverged", format!(
                     "loss is not finite at epoch {}, batch {} (lr {lr:e}, loss {loss}); lower `optimizer.lr`",
                     e0 + 1,
                     b + 1
                 )),
-                e => model_err(e),
+                e => self.model_err(e),
             })
     }
 
@@ -843,7 +872,9 @@ impl<'a> Setup<'a> {
                 w,
                 &self.norm,
             );
-            let (probs, length) = model.forward_all(&x, chunk.len()).map_err(model_err)?;
+            let (probs, length) = model
+                .forward_all(&x, chunk.len())
+                .map_err(|e| self.model_err(e))?;
             data.extend(probs);
             if let (Some(hits), Some(length)) = (length_hits.as_mut(), length) {
                 for (row, &item) in length.chunks(CLASSES).zip(chunk) {
@@ -873,7 +904,10 @@ impl<'a> Setup<'a> {
     /// under `cosine-restarts`, the snapshot list.
     fn write_artifact(&self, state: &State) -> Result<(), NodeError> {
         let out = self.ctx.out;
-        state.model.save(&out.join(MODEL_FILE)).map_err(model_err)?;
+        state
+            .model
+            .save(&out.join(MODEL_FILE))
+            .map_err(|e| self.model_err(e))?;
         let snapshots: Vec<Snapshot> = state
             .records
             .iter()
@@ -922,6 +956,7 @@ impl<'a> Setup<'a> {
             length_head: m.length_head,
             final_valid_length_acc: last.valid_length_acc,
             snapshots,
+            device: Some(self.device.to_string()),
         }
     }
 }

@@ -186,6 +186,15 @@ fn curves(s: &mut String, proj: &[Projected]) {
             s.push_str("<p class=\"muted\">not run</p>");
             continue;
         };
+        if let Ok(summary) = model::read_summary(&a.dir) {
+            let _ = write!(
+                s,
+                "<p class=\"muted\">{} parameters, {} epochs, trained on {}</p>",
+                summary.parameters,
+                summary.epochs,
+                esc(summary.device.as_deref().unwrap_or("cpu"))
+            );
+        }
         // Unreadable files draw empty charts.
         let rows = model::read_metrics(&a.dir).unwrap_or_default();
         let col = |value: fn(&EpochMetrics) -> f64| -> Vec<(f64, f64)> {

@@ -61,6 +61,10 @@ pub struct NodeRecord {
     pub seconds: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// Where an executed `train` instance computed (`cpu`, `cuda:0`), as
+    /// its artifact records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 impl RunRecord {
@@ -147,6 +151,7 @@ mod tests {
             started_unix_ms: ms,
             seconds: 1.5,
             nodes: vec![NodeRecord {
+                device: None,
                 instance: "a".into(),
                 kind: "split".into(),
                 outcome: "executed".into(),

@@ -296,7 +296,7 @@ fn a_model_node_on_cuda_asks_for_a_gpu() {
     let err = stderr(&out);
     assert!(err.contains("error: `cnn` failed: Slurm job "), "{err}");
     assert!(
-        err.contains("this foldwise computes on the CPU only"),
+        err.contains("this foldwise was built without the `cuda` feature"),
         "{err}"
     );
 }

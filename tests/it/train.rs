@@ -55,9 +55,11 @@ fn trains_once_per_fold_and_reruns_only_the_training() {
 }
 
 /// `device` is where a model trains, never part of its key: a model
-/// trained with `--device cpu` is fresh under `device = "cuda"`. This build
-/// computes on the CPU only, so a device named `cuda` fails the model node
-/// with its code and help (the nodes before it are computed and kept).
+/// trained with `--device cpu` is fresh under `device = "cuda"`. The test
+/// binary is built without the `cuda` feature, so a device named `cuda`
+/// fails the model node with its code and help naming the build script
+/// (the nodes before it are computed and kept). The device a model trained
+/// on is in its artifact, the run history and the report.
 #[test]
 fn the_device_is_not_in_the_key_and_cuda_fails_on_a_cpu_only_build() {
     let p = Project::new(&crate::common::tiny_training("device", 1));
@@ -65,10 +67,13 @@ fn the_device_is_not_in_the_key_and_cuda_fails_on_a_cpu_only_build() {
     assert_eq!(out.status.code(), Some(1));
     let err = crate::common::stderr(&out);
     assert!(
-        err.contains("device `cuda:1` asked for, but this foldwise computes on the CPU only"),
+        err.contains(
+            "device `cuda:1` asked for, but this foldwise was built without the `cuda` feature"
+        ),
         "{err}"
     );
     assert!(err.contains("foldwise::node::device"), "{err}");
+    assert!(err.contains("`scripts/cuda-build.sh`"), "{err}");
     assert!(err.contains("`--device cpu`"), "{err}");
     let fresh: Vec<String> = p
         .status()
@@ -87,6 +92,37 @@ fn the_device_is_not_in_the_key_and_cuda_fails_on_a_cpu_only_build() {
         .map(|n| crate::common::text(n, "instance").to_string())
         .collect();
     assert_eq!(executed, names(&["cnn"]));
+    let cnn = p
+        .status()
+        .into_iter()
+        .find(|s| s.instance == "cnn")
+        .unwrap();
+    let dir = cnn.artifact.unwrap().dir;
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("train.json")).unwrap()).unwrap();
+    assert_eq!(summary["device"], "cpu");
+    // The run that executed `cnn` recorded where it trained.
+    let executed_cnn: Vec<serde_json::Value> = std::fs::read_dir(p.cache().join("history"))
+        .unwrap()
+        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .flat_map(|run: serde_json::Value| crate::common::list(&run, "nodes").to_vec())
+        .filter(|n| {
+            crate::common::text(n, "instance") == "cnn"
+                && crate::common::text(n, "outcome") == "executed"
+        })
+        .collect();
+    assert_eq!(executed_cnn.len(), 1);
+    let node = &executed_cnn[0];
+    assert_eq!(node["device"], "cpu");
+    let out = p.cli(&["report", "p.toml", "-o", "r.html"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        crate::common::stderr(&out)
+    );
+    let html = std::fs::read_to_string(p.path().join("r.html")).unwrap();
+    assert!(html.contains("epochs, trained on cpu</p>"), "{html}");
     p.edit("seed = 7\n", "seed = 7\ndevice = \"cuda\"\n");
     assert!(p.status().iter().all(|s| s.is_fresh()));
     let out = p.cli(&["run", "p.toml", "--device", "gpu"]);

@@ -19,7 +19,7 @@ use super::schedule::Schedule;
 use crate::artifact::model::{EpochMetrics, EpochTiming};
 use crate::artifact::write_json;
 use crate::kind::NodeError;
-use crate::model::Model;
+use crate::model::{Device, Model};
 
 /// The model and the history of the epochs trained so far.
 pub(super) struct State {
@@ -114,7 +114,12 @@ fn save_model_atomic(model: &Model, path: &Path) -> Result<(), NodeError> {
 /// The latest complete checkpoint in `work` at or before epoch `total`
 /// whose snapshot checkpoints are all present: its epoch and the state it
 /// holds.
-pub(super) fn latest(work: &Path, total: usize, sched: &Schedule) -> Option<(usize, State)> {
+pub(super) fn latest(
+    work: &Path,
+    total: usize,
+    sched: &Schedule,
+    device: Device,
+) -> Option<(usize, State)> {
     let mut epochs: Vec<usize> = fs::read_dir(work)
         .ok()?
         .filter_map(|e| e.ok())
@@ -144,7 +149,7 @@ pub(super) fn latest(work: &Path, total: usize, sched: &Schedule) -> Option<(usi
         if !snaps_ok {
             continue;
         }
-        if let Ok(model) = Model::load(&ckpt_model(work, e)) {
+        if let Ok(model) = Model::load_on(&ckpt_model(work, e), device) {
             let records = info.records();
             let mut timings = info.timings;
             timings.truncate(e);
