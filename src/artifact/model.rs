@@ -288,7 +288,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("\"final_valid_loss\": 1.0,\n  \"snapshots\": 0,\n  \"device\": \"cpu\"\n}\n"),
+            text.contains(
+                "\"final_valid_loss\": 1.0,\n  \"snapshots\": 0,\n  \"device\": \"cpu\"\n}\n"
+            ),
             "{text}"
         );
         assert!(!text.contains("length_head"));

@@ -860,18 +860,20 @@ impl<'a> Setup<'a> {
         let (h, w) = (self.cfg.height as u32, self.cfg.width as u32);
         let mut data = Vec::with_capacity(valid.len() * heads * CLASSES);
         let mut length_hits = model.has_length_head().then_some(0usize);
-        for chunk in valid.chunks(EVAL_CHUNK) {
-            let x = imaging::batch(
-                &self.set,
-                chunk,
-                &Augment::none(),
-                0,
-                0,
-                0,
-                h,
-                w,
-                &self.norm,
-            );
+        // On a GPU: chunks of the training batch (at least EVAL_CHUNK),
+        // prepared ahead; on the CPU: EVAL_CHUNK, one after the other.
+        let gpu = self.device != Device::Cpu;
+        let size = if gpu {
+            self.batch.max(EVAL_CHUNK)
+        } else {
+            EVAL_CHUNK
+        };
+        let chunks: Vec<&[usize]> = valid.chunks(size).collect();
+        let none = Augment::none();
+        let make =
+            |b: usize| imaging::batch(&self.set, chunks[b], &none, 0, 0, 0, h, w, &self.norm);
+        super::pipelined(gpu, chunks.len(), make, |b, x| {
+            let chunk = chunks[b];
             let (probs, length) = model
                 .forward_all(&x, chunk.len())
                 .map_err(|e| self.model_err(e))?;
@@ -882,7 +884,8 @@ impl<'a> Setup<'a> {
                     *hits += (decode::argmax(row) as usize == truth) as usize;
                 }
             }
-        }
+            Ok::<(), NodeError>(())
+        })?;
         let probs = Probs::new(valid.len(), heads, data)?;
         let mut loss = 0.0f64;
         for (i, &item) in valid.iter().enumerate() {
