@@ -4,6 +4,7 @@ architectures, layer for layer, timed the same way.
 
     python benches/torch_models.py [--models svhn-small,resnet-mini]
         [--batches 32,64] [--threads 2] [--heads 5] [--steps 3] [--seconds 2]
+        [--device cpu|cuda|cuda:N]
 
 Mirrors src/model/svhn_small.rs, src/model/resnet_mini.rs and
 src/model/layers.rs: the same layer shapes, strides, paddings, biases,
@@ -21,16 +22,27 @@ Per configuration (model x batch), in its own child process:
 - peak RSS: the child's maximum resident set, read by the parent with
   wait4 (as the Rust bench reads its own children).
 
+--device cuda (or cuda:N): the model, its optimizer state and the batch live
+on the GPU; fp32, eager (no torch.compile, no autocast, TF32 off for
+matrix products and convolutions), torch.backends.cudnn.benchmark left at
+its default, False (cuDNN's heuristics choose each convolution's
+algorithm, no autotuning); torch.cuda.synchronize() before every reading of
+the clock, so a timed call includes all of its GPU work. The child also
+reports "peak_gpu_mib" (torch.cuda.max_memory_allocated over the whole
+child, the training steps' peak) and "gpu" (the device's name).
+
 Prints one JSON object per configuration on stdout:
-{"model", "batch", "threads", "train_ips", "infer_ips", "train_ips_mean",
- "infer_ips_mean", "train_steps", "infer_passes", "peak_rss_kib", "torch"}.
-torch.set_num_threads(threads); OMP_NUM_THREADS and MKL_NUM_THREADS are set
-for the child too.
+{"model", "batch", "threads", "device", "train_ips", "infer_ips",
+ "train_ips_mean", "infer_ips_mean", "train_steps", "infer_passes",
+ "peak_rss_kib", "torch"}, plus on a GPU "gpu", "peak_gpu_mib" and
+"cudnn_benchmark". torch.set_num_threads(threads); OMP_NUM_THREADS and
+MKL_NUM_THREADS are set for the child too.
 """
 
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -122,7 +134,7 @@ def build(arch, heads, p):
     raise SystemExit(f"unknown model {arch!r}")
 
 
-def child(arch, batch, threads, heads, min_steps, min_seconds):
+def child(arch, batch, threads, heads, min_steps, min_seconds, device):
     import statistics
     import time
 
@@ -130,11 +142,28 @@ def child(arch, batch, threads, heads, min_steps, min_seconds):
     import torch.nn.functional as F
 
     torch.set_num_threads(threads)
+    gpu = device != "cpu"
+    if gpu:
+        if not torch.cuda.is_available():
+            raise SystemExit(f"--device {device}: PyTorch sees no CUDA GPU")
+        # fp32 throughout: no TF32 in matrix products or convolutions
+        # (PyTorch 2.9 and later: fp32_precision; before: allow_tf32).
+        if hasattr(torch.backends, "fp32_precision"):
+            torch.backends.cuda.matmul.fp32_precision = "ieee"
+            torch.backends.cudnn.conv.fp32_precision = "ieee"
+        else:
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+    dev = torch.device(device)
     torch.manual_seed(0)
-    model = build(arch, heads, 0.25)
+    model = build(arch, heads, 0.25).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.rand(batch, 3, HEIGHT, WIDTH) * 2 - 1
-    y = torch.randint(0, CLASSES, (batch, heads))
+    x = (torch.rand(batch, 3, HEIGHT, WIDTH) * 2 - 1).to(dev)
+    y = torch.randint(0, CLASSES, (batch, heads)).to(dev)
+
+    def sync():
+        if gpu:
+            torch.cuda.synchronize(dev)
 
     def train_step():
         logits = model(x)
@@ -153,11 +182,13 @@ def child(arch, batch, threads, heads, min_steps, min_seconds):
 
     def timed(f):
         f()  # warm-up
+        sync()
         times = []
         start = time.perf_counter()
         while True:
             t = time.perf_counter()
             f()
+            sync()
             times.append(time.perf_counter() - t)
             if len(times) >= min_steps and time.perf_counter() - start >= min_seconds:
                 return times
@@ -168,20 +199,22 @@ def child(arch, batch, threads, heads, min_steps, min_seconds):
     infer_times = timed(infer)
     median = statistics.median
     mean = statistics.fmean
-    print(
-        json.dumps(
-            {
-                "train_ips": batch / median(train_times),
-                "infer_ips": batch / median(infer_times),
-                "train_ips_mean": batch / mean(train_times),
-                "infer_ips_mean": batch / mean(infer_times),
-                "train_steps": len(train_times),
-                "infer_passes": len(infer_times),
-                "torch": torch.__version__,
-            }
-        ),
-        flush=True,
-    )
+    r = {
+        "train_ips": batch / median(train_times),
+        "infer_ips": batch / median(infer_times),
+        "train_ips_mean": batch / mean(train_times),
+        "infer_ips_mean": batch / mean(infer_times),
+        "train_steps": len(train_times),
+        "infer_passes": len(infer_times),
+        "torch": torch.__version__,
+    }
+    if gpu:
+        r.update(
+            gpu=torch.cuda.get_device_name(dev),
+            peak_gpu_mib=torch.cuda.max_memory_allocated(dev) / 2**20,
+            cudnn_benchmark=torch.backends.cudnn.benchmark,
+        )
+    print(json.dumps(r), flush=True)
 
 
 def main():
@@ -192,10 +225,13 @@ def main():
     ap.add_argument("--heads", type=int, default=5)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     ap.add_argument("--child", nargs=2, metavar=("MODEL", "BATCH"), help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", a.device):
+        ap.error(f"--device {a.device!r}: expected cpu, cuda or cuda:N")
     if a.child:
-        child(a.child[0], int(a.child[1]), a.threads, a.heads, a.steps, a.seconds)
+        child(a.child[0], int(a.child[1]), a.threads, a.heads, a.steps, a.seconds, a.device)
         return
     env = dict(os.environ)
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -207,6 +243,7 @@ def main():
                 "--child", arch, str(batch),
                 "--threads", str(a.threads), "--heads", str(a.heads),
                 "--steps", str(a.steps), "--seconds", str(a.seconds),
+                "--device", a.device,
             ]
             p = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True)
             out = p.stdout.read()
@@ -217,7 +254,10 @@ def main():
             if p.returncode != 0:
                 raise SystemExit(f"{arch} batch {batch}: child exited with {p.returncode}")
             r = json.loads(out.strip().splitlines()[-1])
-            r.update(model=arch, batch=batch, threads=a.threads, peak_rss_kib=usage.ru_maxrss)
+            r.update(
+                model=arch, batch=batch, threads=a.threads, device=a.device,
+                peak_rss_kib=usage.ru_maxrss,
+            )
             print(json.dumps(r), flush=True)
 
 
