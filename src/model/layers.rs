@@ -185,14 +185,19 @@ impl Conv {
         Ok(Conv { w, b, stride, pad })
     }
 
-    /// The convolution ([`super::conv`], the project's own kernel, or the
-    /// portable one when `ctx` says so).
-    pub fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
-        let y = if ctx.portable {
-            portable::conv2d(x, self.w.as_tensor(), self.stride, self.pad)?
+    /// The convolution without its bias: [`super::conv`], the project's
+    /// own kernel, or the portable one when `ctx` says so.
+    fn conv(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+        if ctx.portable {
+            portable::conv2d(x, self.w.as_tensor(), self.stride, self.pad)
         } else {
-            conv2d(x, self.w.as_tensor(), self.stride, self.pad)?
-        };
+            conv2d(x, self.w.as_tensor(), self.stride, self.pad)
+        }
+    }
+
+    /// The convolution, plus its bias when it has one.
+    pub fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+        let y = self.conv(x, ctx)?;
         match &self.b {
             Some(b) => y.broadcast_add(&b.as_tensor().reshape((1, (), 1, 1))?),
             None => Ok(y),
@@ -259,11 +264,7 @@ impl Conv {
         let Some(b) = &self.b else {
             candle_core::bail!("conv: forward_relu_dropout needs a bias");
         };
-        let y = if ctx.portable {
-            portable::conv2d(x, self.w.as_tensor(), self.stride, self.pad)?
-        } else {
-            conv2d(x, self.w.as_tensor(), self.stride, self.pad)?
-        };
+        let y = self.conv(x, ctx)?;
         let mask = (ctx.train && p > 0.0).then(|| dropout_mask(y.elem_count(), p, ctx));
         if ctx.portable {
             portable::bias_relu_dropout(&y, b.as_tensor(), mask)
@@ -375,53 +376,23 @@ impl BatchNorm {
     /// The normalisation ([`super::fused`]), followed by a ReLU when
     /// `relu`. In training it records the batch statistics in `ctx`.
     pub fn forward(&self, x: &Tensor, ctx: &mut Ctx, relu: bool) -> Result<Tensor> {
+        let (gamma, beta) = (self.gamma.as_tensor(), self.beta.as_tensor());
+        if ctx.train {
+            let (y, m, v) = if ctx.portable {
+                portable::batch_norm_train(x, gamma, beta, BN_EPS, relu)?
+            } else {
+                batch_norm_train(x, gamma, beta, BN_EPS, relu)?
+            };
+            ctx.bn_stats.push((self.index, m, v));
+            return Ok(y);
+        }
+        let (gamma, beta) = (gamma.to_vec1::<f32>()?, beta.to_vec1::<f32>()?);
+        let (mean, var) = (&self.running_mean, &self.running_var);
         if ctx.portable {
-            return self.forward_portable(x, ctx, relu);
-        }
-        if ctx.train {
-            let (y, m, v) = batch_norm_train(
-                x,
-                self.gamma.as_tensor(),
-                self.beta.as_tensor(),
-                BN_EPS,
-                relu,
-            )?;
-            ctx.bn_stats.push((self.index, m, v));
-            Ok(y)
-        } else {
-            batch_norm_eval(
-                x,
-                &self.gamma.as_tensor().to_vec1::<f32>()?,
-                &self.beta.as_tensor().to_vec1::<f32>()?,
-                &self.running_mean,
-                &self.running_var,
-                BN_EPS,
-                relu,
-            )
-        }
-    }
-
-    /// [`BatchNorm::forward`] on the portable op path.
-    fn forward_portable(&self, x: &Tensor, ctx: &mut Ctx, relu: bool) -> Result<Tensor> {
-        if ctx.train {
-            let (y, m, v) = portable::batch_norm_train(
-                x,
-                self.gamma.as_tensor(),
-                self.beta.as_tensor(),
-                BN_EPS,
-                relu,
-            )?;
-            ctx.bn_stats.push((self.index, m, v));
-            Ok(y)
-        } else {
-            let (scale, shift) = bn_eval_affine(
-                &self.gamma.as_tensor().to_vec1::<f32>()?,
-                &self.beta.as_tensor().to_vec1::<f32>()?,
-                &self.running_mean,
-                &self.running_var,
-                BN_EPS,
-            );
+            let (scale, shift) = bn_eval_affine(&gamma, &beta, mean, var, BN_EPS);
             portable::affine(x, &scale, &shift, relu)
+        } else {
+            batch_norm_eval(x, &gamma, &beta, mean, var, BN_EPS, relu)
         }
     }
 
