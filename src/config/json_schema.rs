@@ -35,6 +35,16 @@ const NODE_NAME_PATTERN: &str = r"^[A-Za-z0-9_.\[\]-]+$";
 pub fn json_schema(kinds: &[&'static dyn Kind]) -> J {
     let mut definitions = Map::new();
     definitions.insert("node".into(), node_schema(kinds));
+    definitions.insert(
+        "axis".into(),
+        json!({
+            "description": "A grid axis: a non-empty list of values (each checked as the parameter), or a table of axes below a table parameter (`optimizer = { lr = [0.001, 0.003] }`).",
+            "anyOf": [
+                { "type": "array", "minItems": 1 },
+                { "type": "object", "minProperties": 1, "additionalProperties": { "$ref": "#/definitions/axis" } },
+            ],
+        }),
+    );
     for k in kinds {
         definitions.insert(k.name().into(), kind_schema(*k));
     }
@@ -168,6 +178,12 @@ fn node_key(key: &str, kinds: &[&'static dyn Kind]) -> J {
             "type": "integer",
             "minimum": 0,
         }),
+        "matrix" => json!({
+            "description": "A grid: one instance per combination of these values, e.g. `{ seed = [1, 2], \"optimizer.lr\" = [0.001, 0.003] }`. Each key is `seed` or a dotted parameter path (not a reference); each value a non-empty list of values of that parameter. At most 256 instances per node (grid points × folds).",
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": { "$ref": "#/definitions/axis" },
+        }),
         "resources" => resources_schema(
             "What this node's Slurm job asks for, over `[executor] resources`. Never part of the key.",
         ),
@@ -217,6 +233,7 @@ fn kind_schema(kind: &'static dyn Kind) -> J {
         json!({ "const": kind.name(), "description": kind.doc() }),
     );
     props.insert("seed".into(), node_key("seed", &[]));
+    props.insert("matrix".into(), node_key("matrix", &[]));
     schema["title"] = J::from(format!(
         "`{}` node (version {})",
         kind.name(),
