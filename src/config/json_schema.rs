@@ -35,16 +35,6 @@ const NODE_NAME_PATTERN: &str = r"^[A-Za-z0-9_.\[\]-]+$";
 pub fn json_schema(kinds: &[&'static dyn Kind]) -> J {
     let mut definitions = Map::new();
     definitions.insert("node".into(), node_schema(kinds));
-    definitions.insert(
-        "axis".into(),
-        json!({
-            "description": "A grid axis: a non-empty list of values (each checked as the parameter), or a table of axes below a table parameter (`optimizer = { lr = [0.001, 0.003] }`).",
-            "anyOf": [
-                { "type": "array", "minItems": 1 },
-                { "type": "object", "minProperties": 1, "additionalProperties": { "$ref": "#/definitions/axis" } },
-            ],
-        }),
-    );
     for k in kinds {
         definitions.insert(k.name().into(), kind_schema(*k));
     }
@@ -182,13 +172,29 @@ fn node_key(key: &str, kinds: &[&'static dyn Kind]) -> J {
             "description": "A grid: one instance per combination of these values, e.g. `{ seed = [1, 2], \"optimizer.lr\" = [0.001, 0.003] }`. Each key is `seed` or a dotted parameter path (not a reference); each value a non-empty list of values of that parameter. At most 256 instances per node (grid points × folds).",
             "type": "object",
             "minProperties": 1,
-            "additionalProperties": { "$ref": "#/definitions/axis" },
+            "additionalProperties": axis_schema(2),
         }),
         "resources" => resources_schema(
             "What this node's Slurm job asks for, over `[executor] resources`. Never part of the key.",
         ),
         other => unreachable!("node key `{other}` has no schema"),
     }
+}
+
+/// A grid axis: a non-empty list of values, or (`depth` levels deep) a
+/// table of axes below a table parameter.
+fn axis_schema(depth: usize) -> J {
+    let list = json!({ "type": "array", "minItems": 1 });
+    if depth == 0 {
+        return list;
+    }
+    json!({
+        "description": "A grid axis: a non-empty list of values (each checked as the parameter), or a table of axes below a table parameter (`optimizer = { lr = [0.001, 0.003] }`).",
+        "anyOf": [
+            list,
+            { "type": "object", "minProperties": 1, "additionalProperties": axis_schema(depth - 1) },
+        ],
+    })
 }
 
 /// Any node: `kind` is required and selects one kind's schema.
