@@ -37,8 +37,11 @@ pub(crate) struct RawNode {
     pub grid: Option<super::grid::RawGrid>,
     /// Per grid point (in the grid's order): its canonical parameters and
     /// seed (`None`: the node's); empty without a grid.
-    pub points: Vec<(J, Option<u64>)>,
+    pub points: Vec<PointParams>,
 }
+
+/// A grid point's canonical parameters and seed (`None`: the node's).
+pub(crate) type PointParams = (J, Option<u64>);
 
 /// The parsed file.
 pub(crate) struct RawPipeline {
@@ -434,7 +437,7 @@ fn node_params(
     view: &View<'_>,
     kind: &'static dyn Kind,
     grid: Option<&super::grid::RawGrid>,
-) -> (Option<J>, Vec<RefSite>, Vec<(J, Option<u64>)>) {
+) -> (Option<J>, Vec<RefSite>, Vec<PointParams>) {
     let refs_before = ck.refs.len();
     let problems_before = ck.problems.len();
     let owner = Owner {
@@ -449,7 +452,7 @@ fn node_params(
     };
     // Each grid point: the axis values substituted before `canonical`, as
     // if written in place.
-    let points: Vec<(J, Option<u64>)> = match grid {
+    let points: Vec<PointParams> = match grid {
         None => vec![(kind.canonical(params), None)],
         Some(g) => (0..g.len())
             .map(|k| {

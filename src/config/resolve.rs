@@ -35,6 +35,9 @@ struct Link {
     ok: bool,
 }
 
+/// Each instance's grid points, as (origin node, point).
+type Coords = Vec<Vec<(usize, usize)>>;
+
 /// A grid a node runs over: the grid of node `origin`, the points kept
 /// (all of them, or those a selection kept), in grid order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -511,14 +514,10 @@ fn fan_mismatch(
 /// The instances of the declared nodes in `order` (one per grid point and
 /// fold), without their inputs, the index of each node's first one, and
 /// each instance's grid points as (origin, point).
-fn expand(
-    nodes: &[RawNode],
-    order: &[usize],
-    f: &Fanout,
-) -> (Vec<Instance>, Vec<usize>, Vec<Vec<(usize, usize)>>) {
+fn expand(nodes: &[RawNode], order: &[usize], f: &Fanout) -> (Vec<Instance>, Vec<usize>, Coords) {
     let mut first = vec![0usize; nodes.len()];
     let mut instances: Vec<Instance> = Vec::new();
-    let mut coords: Vec<Vec<(usize, usize)>> = Vec::new();
+    let mut coords: Coords = Vec::new();
     for &n in order {
         first[n] = instances.len();
         let dims = &f.dims[n];
@@ -617,10 +616,9 @@ fn edges(
             // Every instance of the target at the grid points kept.
             let kept = &f.seen[n][li];
             let count: usize = f.dims[t].iter().map(|d| d.points.len()).product::<usize>() * per;
-            for i in first[t]..first[t] + count {
+            for (i, c) in coords.iter().enumerate().skip(first[t]).take(count) {
                 let inside = kept.iter().all(|d| {
-                    coords[i]
-                        .iter()
+                    c.iter()
                         .any(|&(o, p)| o == d.origin && d.points.contains(&p))
                 });
                 if inside {
