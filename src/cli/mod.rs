@@ -619,7 +619,7 @@ fn slurm_executor(
         .iter()
         .map(|inst| {
             let decl = p.decl(inst);
-            let default_cpus = match decl.kind.appetite(&decl.params) {
+            let default_cpus = match decl.kind.appetite(p.params(inst)) {
                 crate::kind::Appetite::One => 1,
                 crate::kind::Appetite::Fixed(n) => n.max(1) as u32,
                 crate::kind::Appetite::Scales => 2,

@@ -334,8 +334,9 @@ impl Watched {
     /// Takes the external inputs of `p`'s nodes.
     fn set_inputs(&mut self, p: &Pipeline) {
         let mut inputs = Vec::new();
-        for n in &p.nodes {
-            for (_, path) in n.kind.external_inputs(&n.params, &p.base_dir) {
+        for inst in &p.instances {
+            let kind = p.decl(inst).kind;
+            for (_, path) in kind.external_inputs(p.params(inst), &p.base_dir) {
                 inputs.push(std::path::absolute(&path).unwrap_or(path));
             }
         }

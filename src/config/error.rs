@@ -103,6 +103,10 @@ pub enum Code {
     Path,
     /// `[cache] remote` is not a URL foldwise can open.
     Remote,
+    /// A node's `matrix` or a grid selection that cannot be expanded: an
+    /// empty axis, a reference parameter as an axis, too many instances,
+    /// a selection matching no grid point.
+    Grid,
 }
 
 impl Code {
@@ -129,6 +133,7 @@ impl Code {
         Code::Empty,
         Code::Path,
         Code::Remote,
+        Code::Grid,
     ];
 
     /// The rendered code, e.g. `pipeline::unknown_kind`.
@@ -155,6 +160,7 @@ impl Code {
             Code::Empty => "pipeline::empty",
             Code::Path => "pipeline::path",
             Code::Remote => "pipeline::remote",
+            Code::Grid => "pipeline::grid",
         }
     }
 }

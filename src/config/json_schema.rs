@@ -168,11 +168,33 @@ fn node_key(key: &str, kinds: &[&'static dyn Kind]) -> J {
             "type": "integer",
             "minimum": 0,
         }),
+        "matrix" => json!({
+            "description": "A grid: one instance per combination of these values, e.g. `{ seed = [1, 2], \"optimizer.lr\" = [0.001, 0.003] }`. Each key is `seed` or a dotted parameter path (not a reference); each value a non-empty list of values of that parameter. At most 256 instances per node (grid points × folds).",
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": axis_schema(2),
+        }),
         "resources" => resources_schema(
             "What this node's Slurm job asks for, over `[executor] resources`. Never part of the key.",
         ),
         other => unreachable!("node key `{other}` has no schema"),
     }
+}
+
+/// A grid axis: a non-empty list of values, or (`depth` levels deep) a
+/// table of axes below a table parameter.
+fn axis_schema(depth: usize) -> J {
+    let list = json!({ "type": "array", "minItems": 1 });
+    if depth == 0 {
+        return list;
+    }
+    json!({
+        "description": "A grid axis: a non-empty list of values (each checked as the parameter), or a table of axes below a table parameter (`optimizer = { lr = [0.001, 0.003] }`).",
+        "anyOf": [
+            list,
+            { "type": "object", "minProperties": 1, "additionalProperties": axis_schema(depth - 1) },
+        ],
+    })
 }
 
 /// Any node: `kind` is required and selects one kind's schema.
@@ -217,6 +239,7 @@ fn kind_schema(kind: &'static dyn Kind) -> J {
         json!({ "const": kind.name(), "description": kind.doc() }),
     );
     props.insert("seed".into(), node_key("seed", &[]));
+    props.insert("matrix".into(), node_key("matrix", &[]));
     schema["title"] = J::from(format!(
         "`{}` node (version {})",
         kind.name(),

@@ -17,6 +17,7 @@
 
 mod error;
 mod executor;
+mod grid;
 mod json_schema;
 mod params;
 mod parse;
@@ -39,6 +40,7 @@ use crate::kind::Kind;
 
 pub use error::{render_diagnostic, Code, ConfigError, Problem};
 pub use executor::{ExecutorKind, ExecutorSettings, Resources};
+pub use grid::{value_text, MAX_INSTANCES};
 pub use json_schema::json_schema;
 pub use parse::remote_url_problem;
 
@@ -89,17 +91,35 @@ pub struct NodeDecl {
     pub parts: Option<usize>,
     /// Its own `resources` for Slurm jobs (over `[executor] resources`).
     pub resources: Option<Resources>,
+    /// Its grid points (`matrix`), in the grid's order; empty without a
+    /// grid. `params` and `seed` above are then the first point's.
+    pub grid: Vec<GridPoint>,
 }
 
-/// One instance of a node: the node itself, or one fold of an expanded node.
+/// One point of a node's grid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GridPoint {
+    /// Canonical parameters, the point's axis values substituted.
+    pub params: Value,
+    pub seed: u64,
+}
+
+/// One instance of a node: the node itself, or one fold, grid point, or
+/// grid point and fold of an expanded node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
-    /// `name` or `name[i]`.
+    /// `name`, `name[i]`, `name[seed=2,lr=0.003]` or
+    /// `name[seed=2,lr=0.003][i]`.
     pub name: String,
     /// Index into `Pipeline::nodes`.
     pub node: usize,
     /// The fold this instance follows.
     pub fold: Option<usize>,
+    /// The point of its node's own grid (index into `NodeDecl::grid`).
+    pub point: Option<usize>,
+    /// The grid values it runs with or follows, as (label, value) in the
+    /// order its name shows them; empty outside any grid.
+    pub grid: Vec<(String, Value)>,
     /// Inputs in parameter order (a gathered reference gives several edges
     /// with the same `param`).
     pub inputs: Vec<Edge>,
@@ -134,6 +154,23 @@ impl Pipeline {
     pub fn decl(&self, inst: &Instance) -> &NodeDecl {
         &self.nodes[inst.node]
     }
+    /// The canonical parameters `inst` runs with: its grid point's, else
+    /// its node's.
+    pub fn params(&self, inst: &Instance) -> &Value {
+        let decl = self.decl(inst);
+        match inst.point {
+            Some(k) => &decl.grid[k].params,
+            None => &decl.params,
+        }
+    }
+    /// The seed `inst` runs with: its grid point's, else its node's.
+    pub fn seed(&self, inst: &Instance) -> u64 {
+        let decl = self.decl(inst);
+        match inst.point {
+            Some(k) => decl.grid[k].seed,
+            None => decl.seed,
+        }
+    }
     pub fn instance(&self, name: &str) -> Option<usize> {
         self.instances.iter().position(|i| i.name == name)
     }
@@ -152,6 +189,7 @@ impl std::fmt::Debug for NodeDecl {
             .field("seed", &self.seed)
             .field("fan", &self.fan)
             .field("parts", &self.parts)
+            .field("grid", &self.grid)
             .finish()
     }
 }

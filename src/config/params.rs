@@ -47,6 +47,9 @@ pub(crate) struct Checker<'s> {
     /// When set, the folder relative paths start at, and the paths each
     /// node needs are checked on disk (`foldwise check`).
     pub paths: Option<&'s std::path::Path>,
+    /// Parameter paths a node's grid gives (`matrix`): absent from the
+    /// table, they are not missing.
+    pub grid_paths: Vec<String>,
 }
 
 /// Where a table being checked sits, for messages.
@@ -63,6 +66,7 @@ impl<'s> Checker<'s> {
     pub fn new(src: &'s Source, text: &'s str) -> Self {
         Checker {
             paths: None,
+            grid_paths: Vec::new(),
             src,
             text,
             problems: Vec::new(),
@@ -127,6 +131,7 @@ impl<'s> Checker<'s> {
                     None => ok = false,
                 },
                 None => match &p.default {
+                    Dflt::Required if self.grid_paths.contains(&path) => {}
                     Dflt::Required => {
                         ok = false;
                         if suggested.contains(&p.name) {
@@ -159,7 +164,7 @@ impl<'s> Checker<'s> {
 
     /// Checks one value. `path` is the dotted parameter path used for
     /// references; `shown` names the value in messages (`height[1]`).
-    fn value(
+    pub(crate) fn value(
         &mut self,
         view: &View<'_>,
         ty: &Ty,

@@ -33,7 +33,15 @@ pub(crate) struct RawNode {
     /// The node's own `resources` (for Slurm jobs).
     pub resources: Option<super::Resources>,
     pub refs: Vec<RefSite>,
+    /// The node's grid (`matrix`), when it has one that checked out.
+    pub grid: Option<super::grid::RawGrid>,
+    /// Per grid point (in the grid's order): its canonical parameters and
+    /// seed (`None`: the node's); empty without a grid.
+    pub points: Vec<PointParams>,
 }
+
+/// A grid point's canonical parameters and seed (`None`: the node's).
+pub(crate) type PointParams = (J, Option<u64>);
 
 /// The parsed file.
 pub(crate) struct RawPipeline {
@@ -48,7 +56,7 @@ pub(crate) struct RawPipeline {
 const TOP: &[&str] = &["pipeline", "cache", "executor", "nodes"];
 pub(crate) const PIPELINE_KEYS: &[&str] = &["name", "seed", "device"];
 pub(crate) const CACHE_KEYS: &[&str] = &["remote", "push"];
-pub(crate) const NODE_KEYS: &[&str] = &["kind", "seed", "resources"];
+pub(crate) const NODE_KEYS: &[&str] = &["kind", "seed", "resources", "matrix"];
 
 /// Parses and checks the file; problems are appended to `problems`.
 /// With `paths` (the pipeline file's folder), the paths each node needs
@@ -271,7 +279,7 @@ pub(super) fn type_problem(ck: &mut Checker<'_>, key: &str, expected: &str, view
     );
 }
 
-fn seed(ck: &mut Checker<'_>, view: &View<'_>) -> Option<u64> {
+pub(super) fn seed(ck: &mut Checker<'_>, view: &View<'_>) -> Option<u64> {
     let Some(i) = view.as_int() else {
         type_problem(ck, "seed", "an integer >= 0", view);
         return None;
@@ -326,6 +334,8 @@ fn node(
         seed: None,
         resources: None,
         refs: Vec::new(),
+        grid: None,
+        points: Vec::new(),
     };
     match entries.iter().find(|x| x.key == "kind") {
         None => ck.report(missing_kind(ck.src, &name, &e.value.span, kinds)),
@@ -347,9 +357,21 @@ fn node(
             &r.value,
         ));
     }
-    if let Some(kind) = raw.kind {
-        (raw.params, raw.refs) = node_params(ck, &name, &e.value, kind);
+    let mut grid_bad = false;
+    if let (Some(kind), Some(m)) = (raw.kind, entries.iter().find(|x| x.key == "matrix")) {
+        let (paths, grid) = super::grid::matrix(ck, &m.value, &e.value, kind);
+        grid_bad = grid.is_none();
+        ck.grid_paths = paths;
+        raw.grid = grid;
     }
+    if let Some(kind) = raw.kind {
+        (raw.params, raw.refs, raw.points) =
+            node_params(ck, &name, &e.value, kind, raw.grid.as_ref());
+        if grid_bad {
+            raw.params = None;
+        }
+    }
+    ck.grid_paths.clear();
     Some(raw)
 }
 
@@ -406,14 +428,16 @@ fn find_kind(
 }
 
 /// The canonical parameters of node `name` (table `view`) of `kind`, when
-/// they check out against its schema and its own `check`, and the
-/// references found in them.
+/// they check out against its schema and its own `check`, the references
+/// found in them, and with a `grid`, each point's canonical parameters and
+/// seed (the node's parameters are then its first point's).
 fn node_params(
     ck: &mut Checker<'_>,
     name: &str,
     view: &View<'_>,
     kind: &'static dyn Kind,
-) -> (Option<J>, Vec<RefSite>) {
+    grid: Option<&super::grid::RawGrid>,
+) -> (Option<J>, Vec<RefSite>, Vec<PointParams>) {
     let refs_before = ck.refs.len();
     let problems_before = ck.problems.len();
     let owner = Owner {
@@ -424,45 +448,88 @@ fn node_params(
     let params = ck.table(view, kind.params(), &owner);
     let refs = ck.refs.split_off(refs_before);
     let Some(params) = params else {
-        return (None, refs);
+        return (None, refs, Vec::new());
     };
-    let params = kind.canonical(params);
-    let issues = kind.check(&params);
-    for issue in &issues {
-        let span = lookup(view, &issue.path).unwrap_or_else(|| view.span.clone());
-        ck.report(
-            Problem::new(
-                ck.src,
-                Code::Check,
-                format!("node `{name}`: {}", issue.message),
-            )
-            .label(span, format!("`{}`", issue.path))
-            .help_opt(issue.help.clone()),
-        );
+    // Each grid point: the axis values substituted before `canonical`, as
+    // if written in place.
+    let points: Vec<PointParams> = match grid {
+        None => vec![(kind.canonical(params), None)],
+        Some(g) => (0..g.len())
+            .map(|k| {
+                let mut p = params.clone();
+                let mut seed = None;
+                for (a, axis) in g.axes.iter().enumerate() {
+                    let v = g.value(k, a).clone();
+                    if axis.path == "seed" {
+                        seed = v.as_u64();
+                    } else {
+                        super::grid::substitute(&mut p, &axis.path, v);
+                    }
+                }
+                (kind.canonical(p), seed)
+            })
+            .collect(),
+    };
+    // Where a problem at `path` points: the grid axis that sets it, else
+    // the value written in place, else the node.
+    let span_of = |path: &str| {
+        grid.and_then(|g| g.axes.iter().find(|a| a.path == path))
+            .map(|a| a.key_span.clone())
+            .or_else(|| lookup(view, path))
+            .unwrap_or_else(|| view.span.clone())
+    };
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let mut clean = true;
+    for (params, _) in &points {
+        for issue in kind.check(params) {
+            clean = false;
+            let id = (issue.path.clone(), issue.message.clone());
+            if seen.contains(&id) {
+                continue;
+            }
+            seen.push(id);
+            ck.report(
+                Problem::new(
+                    ck.src,
+                    Code::Check,
+                    format!("node `{name}`: {}", issue.message),
+                )
+                .label(span_of(&issue.path), format!("`{}`", issue.path))
+                .help_opt(issue.help.clone()),
+            );
+        }
     }
-    let clean = issues.is_empty() && ck.problems.len() == problems_before;
+    let clean = clean && ck.problems.len() == problems_before;
     if let (true, Some(base)) = (clean, ck.paths) {
-        for need in kind.required_paths(&params, base) {
-            if let Some((message, help)) = path_problem(&need) {
-                let span = lookup(view, &need.param).unwrap_or_else(|| view.span.clone());
-                ck.report(
-                    Problem::new(
-                        ck.src,
-                        Code::Path,
-                        format!("node `{name}`: `{}`: {message}", need.param),
-                    )
-                    .label(span, format!("`{}`", need.param))
-                    .help(help.unwrap_or_else(|| {
-                        format!(
-                            "paths are relative to the pipeline file's folder, `{}`",
-                            base.display()
-                        )
-                    })),
-                );
+        let mut seen: Vec<String> = Vec::new();
+        for (params, _) in &points {
+            for need in kind.required_paths(params, base) {
+                if let Some((message, help)) = path_problem(&need) {
+                    let text = format!("node `{name}`: `{}`: {message}", need.param);
+                    if seen.contains(&text) {
+                        continue;
+                    }
+                    seen.push(text.clone());
+                    ck.report(
+                        Problem::new(ck.src, Code::Path, text)
+                            .label(span_of(&need.param), format!("`{}`", need.param))
+                            .help(help.unwrap_or_else(|| {
+                                format!(
+                                    "paths are relative to the pipeline file's folder, `{}`",
+                                    base.display()
+                                )
+                            })),
+                    );
+                }
             }
         }
     }
-    (clean.then_some(params), refs)
+    if !clean {
+        return (None, refs, Vec::new());
+    }
+    let first = points[0].0.clone();
+    let points = if grid.is_some() { points } else { Vec::new() };
+    (Some(first), refs, points)
 }
 
 /// What is wrong with a path a node needs, and help when the default
@@ -498,7 +565,7 @@ fn path_problem(need: &RequiredPath) -> Option<(String, Option<String>)> {
 
 /// The span of the value at a dotted path (`model.heads`, `height.1` or
 /// `height[1]`).
-fn lookup(view: &View<'_>, path: &str) -> Option<Span> {
+pub(super) fn lookup(view: &View<'_>, path: &str) -> Option<Span> {
     let normalized = path.replace('[', ".").replace(']', "");
     let mut at = view.clone();
     for seg in normalized.split('.').filter(|s| !s.is_empty()) {

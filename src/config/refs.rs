@@ -1,8 +1,10 @@
 //! Node names and reference strings.
 //!
 //! Guarantee: a node name is non-empty and made of `[A-Za-z0-9_.-[]]`; a
-//! reference is `name`, `name[*]` or `name[i]`, parsed without ambiguity
-//! (an exact node name wins over the bracket forms, see `resolve`).
+//! reference is `name`, `name[*]` or `name[i]`, each optionally with a
+//! grid selection before the bracket (`name[seed=2,lr=0.003]`,
+//! `name[seed=2][*]`), parsed without ambiguity (an exact node name wins
+//! over the bracket forms, see `resolve`).
 
 use super::RefMode;
 
@@ -20,19 +22,24 @@ fn name_char(c: char) -> bool {
 pub(crate) struct RefSpec {
     pub target: String,
     pub mode: RefMode,
+    /// Grid selection: (axis label, value as written), in written order;
+    /// empty when none.
+    pub select: Vec<(String, String)>,
 }
 
-/// Parses `x`, `x[*]` or `x[i]`; `None` when malformed.
+/// Parses `x`, `x[*]` or `x[i]`, each optionally with a selection
+/// `[label=value,…]` after `x`; `None` when malformed.
 pub(crate) fn parse_ref(text: &str) -> Option<RefSpec> {
-    let (target, mode) = match text.strip_suffix(']').and_then(|t| t.rsplit_once('[')) {
-        Some((target, "*")) => (target, RefMode::Gather),
-        Some((target, index)) => {
-            if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            (target, RefMode::Pick(index.parse().ok()?))
+    let (rest, mode) = match text.strip_suffix(']').and_then(|t| t.rsplit_once('[')) {
+        Some((rest, "*")) => (rest, RefMode::Gather),
+        Some((rest, index)) if !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()) => {
+            (rest, RefMode::Pick(index.parse().ok()?))
         }
-        None => (text, RefMode::Follow),
+        _ => (text, RefMode::Follow),
+    };
+    let (target, select) = match rest.strip_suffix(']').and_then(|t| t.split_once('[')) {
+        Some((target, sel)) => (target, parse_selection(sel)?),
+        None => (rest, Vec::new()),
     };
     if !valid_name(target) || target.contains('[') || target.contains(']') {
         return None;
@@ -40,7 +47,42 @@ pub(crate) fn parse_ref(text: &str) -> Option<RefSpec> {
     Some(RefSpec {
         target: target.to_string(),
         mode,
+        select,
     })
+}
+
+/// `label=value,label=value` (commas inside quotes or brackets belong to
+/// the value); `None` when any part is not `label=value`.
+fn parse_selection(sel: &str) -> Option<Vec<(String, String)>> {
+    let mut parts = Vec::new();
+    let (mut depth, mut quote, mut start) = (0i32, None::<char>, 0usize);
+    for (i, c) in sel.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '[' | '{') => depth += 1,
+            (None, ']' | '}') => depth -= 1,
+            (None, ',') if depth == 0 => {
+                parts.push(&sel[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&sel[start..]);
+    parts
+        .into_iter()
+        .map(|p| {
+            let (label, value) = p.split_once('=')?;
+            let (label, value) = (label.trim(), value.trim());
+            let label_ok = !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+            (label_ok && !value.is_empty()).then(|| (label.to_string(), value.to_string()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -51,7 +93,31 @@ mod tests {
         Some(RefSpec {
             target: target.into(),
             mode,
+            select: Vec::new(),
         })
+    }
+
+    #[test]
+    fn selections_parse() {
+        let sel = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        let r = parse_ref("m[seed=2,lr=0.003]").unwrap();
+        assert_eq!((r.target.as_str(), r.mode), ("m", RefMode::Follow));
+        assert_eq!(r.select, sel(&[("seed", "2"), ("lr", "0.003")]));
+        let r = parse_ref("m[seed=2][*]").unwrap();
+        assert_eq!((r.mode, r.select), (RefMode::Gather, sel(&[("seed", "2")])));
+        let r = parse_ref("m[arch=\"a,b\"][1]").unwrap();
+        assert_eq!(
+            (r.mode, r.select),
+            (RefMode::Pick(1), sel(&[("arch", "\"a,b\"")]))
+        );
+        for bad in ["m[seed=]", "m[=2]", "m[seed=2,]", "m[seed]", "m[a b=1]"] {
+            assert_eq!(parse_ref(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -4,8 +4,15 @@
 //! Guarantee: when no problem is reported, every edge points to an earlier
 //! instance (instances are in a topological order that keeps file order
 //! among independent nodes), every `Follow` of a fanned node or of a parts
-//! node gives a per-fold instance with the matching fold, instance names
-//! are unique, and the declared graph is acyclic.
+//! node gives a per-fold instance with the matching fold, every `Follow`
+//! or `Pick` of a grid node gives one instance per (selected) grid point
+//! reading that point, instance names are unique, no node has more than
+//! [`MAX_INSTANCES`] instances, and the declared graph is acyclic.
+//!
+//! Grids are dimensions named by the node whose `matrix` made them (their
+//! origin): a node runs over its own grid and over every grid it follows,
+//! each once (a node following two nodes of the same grid runs once per
+//! point, not per pair), then per fold.
 
 use std::collections::HashMap;
 
@@ -13,9 +20,10 @@ use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use super::error::{Code, Problem, Source};
+use super::grid::{selects, too_many, value_text, MAX_INSTANCES};
 use super::parse::{RawNode, RawPipeline};
 use super::suggest::{did_you_mean, list};
-use super::{Edge, Instance, NodeDecl, RefMode};
+use super::{Edge, GridPoint, Instance, NodeDecl, RefMode};
 
 /// A reference that names an existing node.
 struct Link {
@@ -27,6 +35,17 @@ struct Link {
     ok: bool,
 }
 
+/// Each instance's grid points, as (origin node, point).
+type Coords = Vec<Vec<(usize, usize)>>;
+
+/// A grid a node runs over: the grid of node `origin`, the points kept
+/// (all of them, or those a selection kept), in grid order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Dim {
+    origin: usize,
+    points: Vec<usize>,
+}
+
 /// How many instances or parts each declared node has, and which links
 /// can become edges.
 struct Fanout {
@@ -36,6 +55,14 @@ struct Fanout {
     parts: Vec<Option<usize>>,
     /// Per node, per link: false when the link was reported as a problem.
     usable: Vec<Vec<bool>>,
+    /// The grids each node runs over, followed ones first (in reference
+    /// order), its own last.
+    dims: Vec<Vec<Dim>>,
+    /// Per node, per link: the target's grids as the link's selection
+    /// leaves them (the target's own when it selects nothing).
+    seen: Vec<Vec<Vec<Dim>>>,
+    /// A node would have more than `MAX_INSTANCES` instances.
+    too_many: bool,
 }
 
 impl Fanout {
@@ -65,13 +92,16 @@ pub(crate) fn resolve(
     }
     let order = topo_order(nodes.len(), &links);
     let fanout = fan_out(src, nodes, &links, &order, problems);
-    let (mut instances, first) = expand(nodes, &order, &fanout.fan);
+    if fanout.too_many {
+        return None;
+    }
+    let (mut instances, first, coords) = expand(nodes, &order, &fanout);
     duplicates(src, nodes, &instances, problems);
     if !problems.is_empty() {
         return None;
     }
-    for inst in instances.iter_mut() {
-        inst.inputs = edges(inst, nodes, &links, &fanout, &first);
+    for (i, inst) in instances.iter_mut().enumerate() {
+        inst.inputs = edges(inst, &coords[i], &coords, nodes, &links, &fanout, &first);
     }
     let decls = nodes
         .iter()
@@ -84,6 +114,14 @@ pub(crate) fn resolve(
             fan: fanout.fan[i],
             parts: fanout.parts[i],
             resources: n.resources.clone(),
+            grid: n
+                .points
+                .iter()
+                .map(|(params, seed)| GridPoint {
+                    params: params.clone(),
+                    seed: seed.unwrap_or(n.seed.unwrap_or(raw.seed)),
+                })
+                .collect(),
         })
         .collect();
     Some((decls, instances))
@@ -151,6 +189,9 @@ fn fan_out(
             .iter()
             .map(|l| l.iter().map(|x| x.ok).collect())
             .collect(),
+        dims: vec![Vec::new(); nodes.len()],
+        seen: links.iter().map(|l| vec![Vec::new(); l.len()]).collect(),
+        too_many: false,
     };
     // Nodes whose instance count cannot be known (problems of their own, or
     // following such a node): references to them are not checked further,
@@ -162,6 +203,7 @@ fn fan_out(
             f.parts[n] = kind.parts(params);
         }
         let mut follows: Vec<(usize, usize)> = Vec::new(); // (count, link)
+        let mut dims: Vec<(Dim, usize)> = Vec::new(); // (grid, link)
         for (li, l) in links[n].iter().enumerate() {
             if !l.ok || unknown[l.target] {
                 if l.mode == RefMode::Follow {
@@ -169,13 +211,27 @@ fn fan_out(
                 }
                 continue;
             }
+            let Some(seen) = select(nodes, node, l, &f.dims[l.target]) else {
+                f.usable[n][li] = false;
+                unknown[n] = true;
+                problems.push(selection_problem(src, nodes, node, l, &f.dims[l.target]));
+                continue;
+            };
             let count = f.fan[l.target].or(f.parts[l.target]);
+            let gridded = !f.dims[l.target].is_empty();
             if l.mode == RefMode::Follow {
                 follows.extend(count.map(|c| (c, li)));
-            } else if let Some(p) = count_problem(src, nodes, node, l, count, f.unit(l.target)) {
+            } else if let Some(p) =
+                count_problem(src, nodes, node, l, count, gridded, f.unit(l.target))
+            {
                 f.usable[n][li] = false;
                 problems.push(p);
+                continue;
             }
+            if l.mode != RefMode::Gather {
+                dims.extend(seen.iter().map(|d| (d.clone(), li)));
+            }
+            f.seen[n][li] = seen;
         }
         let mut counts: Vec<usize> = follows.iter().map(|f| f.0).collect();
         counts.dedup();
@@ -186,8 +242,174 @@ fn fan_out(
             [c] => f.fan[n] = Some(*c),
             _ => problems.push(fan_mismatch(src, nodes, n, &links[n], &follows, &f)),
         }
+        let mut mine: Vec<Dim> = Vec::new();
+        for (d, li) in &dims {
+            match mine.iter().find(|m| m.origin == d.origin) {
+                None => mine.push(d.clone()),
+                Some(m) if m == d => {}
+                Some(_) => {
+                    let r = &node.refs[links[n][*li].site];
+                    problems.push(
+                        Problem::new(
+                            src,
+                            Code::Grid,
+                            format!(
+                                "`{}` follows the grid of `{}` through references that keep different grid points",
+                                node.name, nodes[d.origin].name
+                            ),
+                        )
+                        .label(r.span.clone(), "other grid points than an earlier reference")
+                        .help("select the same grid points in every reference that follows this grid, or gather with \"name[*]\""),
+                    );
+                }
+            }
+        }
+        if let Some(g) = &node.grid {
+            if node.params.is_some() {
+                mine.push(Dim {
+                    origin: n,
+                    points: (0..g.len()).collect(),
+                });
+            }
+        }
+        let total = mine
+            .iter()
+            .map(|d| d.points.len())
+            .chain(f.fan[n])
+            .try_fold(1usize, |a, b| a.checked_mul(b))
+            .unwrap_or(usize::MAX);
+        if total > MAX_INSTANCES {
+            f.too_many = true;
+            let span = node
+                .grid
+                .as_ref()
+                .map_or(node.name_span.clone(), |g| g.span.clone());
+            let mut parts: Vec<String> = mine
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{} points of `{}`'s grid",
+                        d.points.len(),
+                        nodes[d.origin].name
+                    )
+                })
+                .collect();
+            parts.extend(f.fan[n].map(|k| format!("{k} folds")));
+            problems.push(too_many(src, span, &parts.join(" × "), total));
+        }
+        f.dims[n] = mine;
     }
     f
+}
+
+/// The grid axes of `dims` as (dim, axis, label): each axis's own label,
+/// prefixed with its node's name where two grids share it.
+fn dim_labels(nodes: &[RawNode], dims: &[Dim]) -> Vec<(usize, usize, String)> {
+    let axes = |d: &Dim| {
+        nodes[d.origin]
+            .grid
+            .as_ref()
+            .map_or(&[][..], |g| &g.axes[..])
+    };
+    let mut out = Vec::new();
+    for (di, d) in dims.iter().enumerate() {
+        for (ai, a) in axes(d).iter().enumerate() {
+            let shared = dims
+                .iter()
+                .enumerate()
+                .any(|(dj, e)| dj != di && axes(e).iter().any(|b| b.label == a.label));
+            let label = if shared {
+                format!("{}.{}", nodes[d.origin].name, a.label)
+            } else {
+                a.label.clone()
+            };
+            out.push((di, ai, label));
+        }
+    }
+    out
+}
+
+/// The target's grids `dims` as link `l`'s selection leaves them; `None`
+/// when the selection is wrong (see [`selection_problem`]).
+fn select(nodes: &[RawNode], node: &RawNode, l: &Link, dims: &[Dim]) -> Option<Vec<Dim>> {
+    let r = &node.refs[l.site];
+    let Some(spec) = &r.spec else {
+        return Some(dims.to_vec());
+    };
+    let labels = dim_labels(nodes, dims);
+    let mut out = dims.to_vec();
+    for (label, text) in &spec.select {
+        let &(di, ai, _) = labels.iter().find(|(_, _, x)| x == label)?;
+        let g = nodes[dims[di].origin].grid.as_ref()?;
+        out[di].points.retain(|&p| selects(text, g.value(p, ai)));
+        if out[di].points.is_empty() {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// Why link `l`'s grid selection over the target's grids `dims` keeps
+/// nothing: no grid, an unknown axis, or a value of no grid point.
+fn selection_problem(
+    src: &Source,
+    nodes: &[RawNode],
+    node: &RawNode,
+    l: &Link,
+    dims: &[Dim],
+) -> Problem {
+    let r = &node.refs[l.site];
+    let t = &nodes[l.target];
+    let base = |message: String, label: &str| {
+        Problem::new(src, Code::Grid, message).label(r.span.clone(), label.to_string())
+    };
+    if dims.is_empty() {
+        return base(
+            format!("\"{}\" selects grid points of `{}`, but `{}` has no grid", r.text, t.name, t.name),
+            "no grid",
+        )
+        .help(format!("write \"{}\"; a selection `[axis=value]` is for nodes with a `matrix` and the nodes that follow them", t.name));
+    }
+    let labels = dim_labels(nodes, dims);
+    let names: Vec<&str> = labels.iter().map(|(_, _, x)| x.as_str()).collect();
+    let spec = r.spec.as_ref().expect("only a parsed reference selects");
+    let mut kept = dims.to_vec();
+    for (label, text) in &spec.select {
+        let Some(&(di, ai, _)) = labels.iter().find(|(_, _, x)| x == label) else {
+            let help = match did_you_mean(label, names.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("`{}`'s grid axes: {}", t.name, list(&names)),
+            };
+            return base(
+                format!("`{}` has no grid axis `{label}`", t.name),
+                "unknown axis",
+            )
+            .help(help);
+        };
+        let g = nodes[dims[di].origin]
+            .grid
+            .as_ref()
+            .expect("a dim has a grid");
+        let before = kept[di].points.clone();
+        kept[di].points.retain(|&p| selects(text, g.value(p, ai)));
+        if kept[di].points.is_empty() {
+            let mut values: Vec<String> =
+                before.iter().map(|&p| value_text(g.value(p, ai))).collect();
+            values.dedup();
+            return base(
+                format!(
+                    "\"{}\" selects no grid point of `{}`: no `{label}` = {text}",
+                    r.text, t.name
+                ),
+                "no such grid point",
+            )
+            .help(format!("`{label}` takes {}", values.join(", ")));
+        }
+    }
+    base(
+        format!("\"{}\" selects no grid point of `{}`", r.text, t.name),
+        "no such grid point",
+    )
 }
 
 /// The problem of a gathering or picking link `l` of `node` into a target
@@ -198,10 +420,27 @@ fn count_problem(
     node: &RawNode,
     l: &Link,
     count: Option<usize>,
+    gridded: bool,
     unit: &str,
 ) -> Option<Problem> {
     let (t, r) = (&nodes[l.target], &node.refs[l.site]);
     match (l.mode, count) {
+        (RefMode::Gather, None) if gridded => None,
+        (RefMode::Pick(i), None) if gridded => Some(
+            Problem::new(
+                src,
+                Code::SingleInstance,
+                format!(
+                    "\"{}\" picks fold {i} of `{}`, but `{}` does not run per fold",
+                    r.text, t.name, t.name
+                ),
+            )
+            .label(r.span.clone(), "no folds")
+            .help(format!(
+                "`[i]` picks a fold; select grid points by value, e.g. \"{}[seed=1]\", or gather them with \"{}[*]\"",
+                t.name, t.name
+            )),
+        ),
         (RefMode::Gather | RefMode::Pick(_), None) => {
             let what = match l.mode {
                 RefMode::Gather => "gathers every instance of",
@@ -272,39 +511,87 @@ fn fan_mismatch(
     p
 }
 
-/// The instances of the declared nodes in `order` (one per fold of a fanned
-/// node), without their inputs, and the index of each node's first one.
-fn expand(
-    nodes: &[RawNode],
-    order: &[usize],
-    fan: &[Option<usize>],
-) -> (Vec<Instance>, Vec<usize>) {
+/// The instances of the declared nodes in `order` (one per grid point and
+/// fold), without their inputs, the index of each node's first one, and
+/// each instance's grid points as (origin, point).
+fn expand(nodes: &[RawNode], order: &[usize], f: &Fanout) -> (Vec<Instance>, Vec<usize>, Coords) {
     let mut first = vec![0usize; nodes.len()];
     let mut instances: Vec<Instance> = Vec::new();
+    let mut coords: Coords = Vec::new();
     for &n in order {
         first[n] = instances.len();
-        match fan[n] {
-            Some(k) => instances.extend((0..k).map(|i| Instance {
-                name: format!("{}[{i}]", nodes[n].name),
-                node: n,
-                fold: Some(i),
-                inputs: Vec::new(),
-            })),
-            None => instances.push(Instance {
-                name: nodes[n].name.clone(),
-                node: n,
-                fold: None,
-                inputs: Vec::new(),
-            }),
+        let dims = &f.dims[n];
+        let labels = dim_labels(nodes, dims);
+        let combos: usize = dims.iter().map(|d| d.points.len()).product();
+        for c in 0..combos {
+            // Row-major over the grids, the first slowest.
+            let mut at = Vec::with_capacity(dims.len());
+            let mut rest = c;
+            for d in dims.iter().rev() {
+                at.push((d.origin, d.points[rest % d.points.len()]));
+                rest /= d.points.len();
+            }
+            at.reverse();
+            let grid: Vec<(String, serde_json::Value)> = labels
+                .iter()
+                .map(|(di, ai, label)| {
+                    let g = nodes[dims[*di].origin]
+                        .grid
+                        .as_ref()
+                        .expect("a dim has a grid");
+                    (label.clone(), g.value(at[*di].1, *ai).clone())
+                })
+                .collect();
+            let mut name = nodes[n].name.clone();
+            if !grid.is_empty() {
+                let shown: Vec<String> = grid
+                    .iter()
+                    .map(|(l, v)| format!("{l}={}", value_text(v)))
+                    .collect();
+                name = format!("{name}[{}]", shown.join(","));
+            }
+            let point = at.iter().find(|(o, _)| *o == n).map(|&(_, p)| p);
+            let folds: Vec<Option<usize>> = match f.fan[n] {
+                Some(k) => (0..k).map(Some).collect(),
+                None => vec![None],
+            };
+            for fold in folds {
+                instances.push(Instance {
+                    name: match fold {
+                        Some(i) => format!("{name}[{i}]"),
+                        None => name.clone(),
+                    },
+                    node: n,
+                    fold,
+                    point,
+                    grid: grid.clone(),
+                    inputs: Vec::new(),
+                });
+                coords.push(at.clone());
+            }
         }
     }
-    (instances, first)
+    (instances, first, coords)
 }
 
-/// The input edges of `inst`, in reference order: which instance (and part)
-/// each usable link reaches from this instance's fold.
+/// The position of the grid points `at` among the combinations of `dims`
+/// (`None` when `at` lacks one of them).
+fn combo(dims: &[Dim], at: &[(usize, usize)]) -> Option<usize> {
+    let mut c = 0;
+    for d in dims {
+        let p = at.iter().find(|x| x.0 == d.origin)?.1;
+        c = c * d.points.len() + d.points.iter().position(|&q| q == p)?;
+    }
+    Some(c)
+}
+
+/// The input edges of `inst` (at grid points `at`), in reference order:
+/// which instance (and part) each usable link reaches from this
+/// instance's grid points and fold.
 fn edges(
     inst: &Instance,
+    at: &[(usize, usize)],
+    coords: &[Vec<(usize, usize)>],
     nodes: &[RawNode],
     links: &[Vec<Link>],
     f: &Fanout,
@@ -324,16 +611,33 @@ fn edges(
             part,
             mode: l.mode,
         };
-        match (l.mode, f.fan[t], f.parts[t]) {
-            (RefMode::Follow, Some(_), _) => {
-                out.push(edge(first[t] + inst.fold.unwrap_or(0), None))
+        let per = f.fan[t].unwrap_or(1);
+        if l.mode == RefMode::Gather {
+            // Every instance of the target at the grid points kept.
+            let kept = &f.seen[n][li];
+            let count: usize = f.dims[t].iter().map(|d| d.points.len()).product::<usize>() * per;
+            for (i, c) in coords.iter().enumerate().skip(first[t]).take(count) {
+                let inside = kept.iter().all(|d| {
+                    c.iter()
+                        .any(|&(o, p)| o == d.origin && d.points.contains(&p))
+                });
+                if inside {
+                    out.push(edge(i, None));
+                }
             }
-            (RefMode::Follow, None, Some(_)) => out.push(edge(first[t], inst.fold)),
-            (RefMode::Follow, None, None) => out.push(edge(first[t], None)),
-            (RefMode::Gather, Some(k), _) => out.extend((0..k).map(|i| edge(first[t] + i, None))),
-            (RefMode::Gather, None, _) => out.push(edge(first[t], None)),
-            (RefMode::Pick(i), Some(_), _) => out.push(edge(first[t] + i, None)),
-            (RefMode::Pick(i), None, _) => out.push(edge(first[t], Some(i))),
+            continue;
+        }
+        let Some(c) = combo(&f.dims[t], at) else {
+            continue;
+        };
+        let base = first[t] + c * per;
+        match (l.mode, f.fan[t], f.parts[t]) {
+            (RefMode::Follow, Some(_), _) => out.push(edge(base + inst.fold.unwrap_or(0), None)),
+            (RefMode::Follow, None, Some(_)) => out.push(edge(base, inst.fold)),
+            (RefMode::Follow, None, None) => out.push(edge(base, None)),
+            (RefMode::Pick(i), Some(_), _) => out.push(edge(base + i, None)),
+            (RefMode::Pick(i), None, _) => out.push(edge(base, Some(i))),
+            (RefMode::Gather, _, _) => unreachable!("gathered above"),
         }
     }
     out
@@ -349,7 +653,8 @@ fn bad_ref(src: &Source, n: &RawNode, site: usize) -> Problem {
     .label(r.span.clone(), "not a node reference")
     .help(
         "write \"name\" (the node, or the same fold of a per-fold node), \
-         \"name[*]\" (every instance) or \"name[2]\" (one instance or part)",
+         \"name[*]\" (every instance), \"name[2]\" (one instance or part) \
+         or \"name[seed=2]\" (grid points by value)",
     )
 }
 

@@ -257,8 +257,8 @@ impl Progression {
         let appetites: Vec<_> = order
             .iter()
             .map(|&i| {
-                let decl = p.decl(&p.instances[i]);
-                decl.kind.appetite(&decl.params)
+                let inst = &p.instances[i];
+                p.decl(inst).kind.appetite(p.params(inst))
             })
             .collect();
         let starts: Vec<(usize, usize)> = budget::allocate(free, budget, &appetites)
@@ -500,8 +500,8 @@ impl Engine<'_> {
         let ctx = RunCtx {
             instance: &inst.name,
             fold: inst.fold,
-            params: &decl.params,
-            seed: decl.seed,
+            params: p.params(inst),
+            seed: p.seed(inst),
             base_dir: &p.base_dir,
             inputs: &grouped,
             out: &out_dir,

@@ -191,7 +191,7 @@ pub fn instance_preimage<E>(
         });
     }
     let mut externals = Vec::new();
-    for (param, path) in decl.kind.external_inputs(&decl.params, &p.base_dir) {
+    for (param, path) in decl.kind.external_inputs(p.params(inst), &p.base_dir) {
         let digest = match external_digest(&path, memo) {
             Ok(d) => d,
             Err(e) => unreadable(&param, &path, e)?,
@@ -202,7 +202,7 @@ pub fn instance_preimage<E>(
             digest,
         });
     }
-    let mut params = decl.params.clone();
+    let mut params = p.params(inst).clone();
     for path in decl.kind.unkeyed() {
         remove_path(&mut params, path);
     }
@@ -211,7 +211,7 @@ pub fn instance_preimage<E>(
         decl.kind.version(),
         decl.kind.params(),
         &params,
-        decl.seed,
+        p.seed(inst),
         inst.fold,
         inputs,
         externals,

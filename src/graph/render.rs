@@ -61,14 +61,20 @@ fn text(p: &Pipeline) -> String {
         let _ = write!(out, "{} ({})", inst.name, p.decl(inst).kind.name());
         let mut marks: Vec<String> = Vec::new();
         let mut last: Option<(&str, usize, RefMode)> = None;
-        for e in &inst.inputs {
-            // A gathered node gives one edge per instance: show it once.
+        for (k, e) in inst.inputs.iter().enumerate() {
+            // A gathered node gives one edge per instance: show it once
+            // when it gathers all of them, else name each.
             let key = (e.param.as_str(), p.instances[e.from].node, e.mode);
-            if e.mode == RefMode::Gather && last == Some(key) {
+            if e.mode == RefMode::Gather && last == Some(key) && gathers_all(p, inst, k) {
                 continue;
             }
             last = Some(key);
-            marks.push(format!("{}: {}", e.param, mark(p, e)));
+            let shown = if e.mode == RefMode::Gather && !gathers_all(p, inst, k) {
+                format!("{} (gathered)", p.instances[e.from].name)
+            } else {
+                mark(p, e)
+            };
+            marks.push(format!("{}: {shown}", e.param));
         }
         if !marks.is_empty() {
             let _ = write!(out, " <- {}", marks.join(", "));
@@ -76,6 +82,17 @@ fn text(p: &Pipeline) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Whether the gathered edge `k` of `inst` belongs to a run of edges that
+/// reaches every instance of its node (not a selection of grid points).
+fn gathers_all(p: &Pipeline, inst: &crate::config::Instance, k: usize) -> bool {
+    let e = &inst.inputs[k];
+    let node = p.instances[e.from].node;
+    let same =
+        |x: &Edge| x.param == e.param && x.mode == e.mode && p.instances[x.from].node == node;
+    let reached = inst.inputs.iter().filter(|x| same(x)).count();
+    reached == p.instances.iter().filter(|i| i.node == node).count()
 }
 
 fn edge_label(e: &Edge) -> String {
@@ -130,7 +147,7 @@ const DOT: Syntax = Syntax {
 const MERMAID: Syntax = Syntax {
     cluster: |node, name| format!("  subgraph d{node} [\"{name}\"]\n"),
     end_cluster: "  end\n",
-    instance: |i, name, kind| format!("i{i}[\"{name}<br/>{kind}\"]"),
+    instance: |i, name, kind| format!("i{i}[\"{}<br/>{kind}\"]", name.replace('"', "#quot;")),
     edge: |from, to, label, gathered| {
         let arrow = if gathered { "-.->" } else { "-->" };
         format!("i{from} {arrow}|\"{label}\"| i{to}")
@@ -141,7 +158,7 @@ const MERMAID: Syntax = Syntax {
 fn drawing(p: &Pipeline, syntax: &Syntax, out: &mut String) {
     for (node, range) in groups(p) {
         let decl = &p.nodes[node];
-        let clustered = decl.fan.is_some();
+        let clustered = decl.fan.is_some() || range.len() > 1;
         if clustered {
             out.push_str(&(syntax.cluster)(node, &decl.name));
         }

@@ -432,13 +432,14 @@ fn experiments(s: &mut String, p: &Pipeline, store: &Store, proj: &[Projected]) 
     }
     section(s, "experiments", "Experiments");
     s.push_str("<table><tr>");
-    for c in crate::report::table::COLUMNS {
+    let columns = crate::report::table::columns(&rows);
+    for c in &columns {
         let _ = write!(s, "<th>{}</th>", esc(c));
     }
     s.push_str("</tr>");
     for r in &rows {
         s.push_str("<tr>");
-        for cell in r.cells() {
+        for cell in r.cells(&columns) {
             let _ = write!(s, "<td>{}</td>", esc(&cell));
         }
         s.push_str("</tr>");

@@ -12,7 +12,11 @@
 //!   `postprocess`'s out-of-fold accuracy after its last step;
 //! - `seq_acc`, `char_acc`: the scores of the `evaluate` node that scores
 //!   this instance (the first in pipeline order), else a `postprocess`'s
-//!   final accuracy against its `truth`.
+//!   final accuracy against its `truth`;
+//! - then one column per grid axis label of the rows (`seed`, `lr`, …, in
+//!   the order the instances name them; `grid.<label>` where a label is
+//!   one of the columns above): the grid value the instance runs with or
+//!   follows, empty for an instance outside that grid ([`columns`]).
 //!
 //! Guarantees: rows come in pipeline order unless sorted; a sort is
 //! stable, puts unknown values last whatever the direction, and compares
@@ -29,7 +33,7 @@ use crate::artifact::scores::{read_fit, read_postprocess};
 use crate::config::Pipeline;
 use crate::store::Store;
 
-/// The table's columns, in order.
+/// The table's fixed columns, in order; [`columns`] adds the grid's.
 pub const COLUMNS: &[&str] = &[
     "instance",
     "kind",
@@ -55,6 +59,24 @@ pub struct Row {
     pub oof_seq_acc: Option<f64>,
     pub seq_acc: Option<f64>,
     pub char_acc: Option<f64>,
+    /// The grid values of the instance, by axis label (empty outside any
+    /// grid), in the order the instance's name shows them; in JSON an
+    /// object.
+    #[serde(serialize_with = "as_map")]
+    pub grid: Vec<(String, serde_json::Value)>,
+}
+
+fn as_map<S: serde::Serializer>(
+    grid: &[(String, serde_json::Value)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(grid.iter().map(|(k, v)| (k, v)))
+}
+
+/// A cell as sorting compares it.
+enum SortKey {
+    Num(f64),
+    Text(String),
 }
 
 impl Row {
@@ -79,21 +101,69 @@ impl Row {
         }
     }
 
-    /// Every column as text for people (percentages, seconds), `-` when
-    /// unknown.
-    pub fn cells(&self) -> Vec<String> {
-        let pct = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{:.2}%", 100.0 * x));
-        vec![
-            self.instance.clone(),
-            self.kind.clone(),
-            self.state.to_string(),
-            self.seconds.map_or("-".to_string(), |s| format!("{s:.2}")),
-            pct(self.valid_seq_acc),
-            pct(self.oof_seq_acc),
-            pct(self.seq_acc),
-            pct(self.char_acc),
-        ]
+    /// The grid value of grid column `column` (`seed` or `grid.seed`).
+    fn grid_value(&self, column: &str) -> Option<&serde_json::Value> {
+        if COLUMNS.contains(&column) {
+            return None;
+        }
+        let get = |l: &str| self.grid.iter().find(|(k, _)| k == l).map(|(_, v)| v);
+        get(column).or_else(|| get(column.strip_prefix("grid.")?))
     }
+
+    /// What a sort compares in `column`; `None` when unknown.
+    fn sort_key(&self, column: &str) -> Option<SortKey> {
+        if let Some(t) = self.text(column) {
+            return Some(SortKey::Text(t.to_string()));
+        }
+        if let Some(v) = self.grid_value(column) {
+            return Some(match v.as_f64() {
+                Some(x) => SortKey::Num(x),
+                None => SortKey::Text(crate::config::value_text(v)),
+            });
+        }
+        self.number(column).map(SortKey::Num)
+    }
+
+    /// Every column of `columns` as text for people (percentages,
+    /// seconds), `-` when unknown, a grid value as the instance name
+    /// shows it (empty outside the grid).
+    pub fn cells(&self, columns: &[String]) -> Vec<String> {
+        let pct = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{:.2}%", 100.0 * x));
+        columns
+            .iter()
+            .map(|c| match c.as_str() {
+                "instance" => self.instance.clone(),
+                "kind" => self.kind.clone(),
+                "state" => self.state.to_string(),
+                "seconds" => self.seconds.map_or("-".to_string(), |s| format!("{s:.2}")),
+                "valid_seq_acc" | "oof_seq_acc" | "seq_acc" | "char_acc" => pct(self.number(c)),
+                _ => self
+                    .grid_value(c)
+                    .map(crate::config::value_text)
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
+/// The columns of a table of `rows`: [`COLUMNS`], then one per grid axis
+/// label in the order the rows first show them (`grid.<label>` where a
+/// label is a fixed column's name).
+pub fn columns(rows: &[Row]) -> Vec<String> {
+    let mut out: Vec<String> = COLUMNS.iter().map(|c| c.to_string()).collect();
+    for r in rows {
+        for (label, _) in &r.grid {
+            let c = if COLUMNS.contains(&label.as_str()) {
+                format!("grid.{label}")
+            } else {
+                label.clone()
+            };
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+    }
+    out
 }
 
 /// The rows of `p`, in pipeline order.
@@ -140,6 +210,7 @@ pub fn rows_of(p: &Pipeline, store: &Store, proj: &[Projected]) -> Vec<Row> {
             oof_seq_acc: None,
             seq_acc: None,
             char_acc: None,
+            grid: p.instances[i].grid.clone(),
         };
         if let Some(d) = d {
             fill(&mut row, d);
@@ -175,27 +246,27 @@ fn fill(row: &mut Row, dir: &Path) {
     }
 }
 
-/// Sorts `rows` by `column` (one of [`COLUMNS`]), descending with `desc`;
+/// Sorts `rows` by `column` (one of [`columns`]), descending with `desc`;
 /// unknown values last. Errors name the columns on an unknown one.
 pub fn sort(rows: &mut [Row], column: &str, desc: bool) -> Result<(), String> {
-    if !COLUMNS.contains(&column) {
+    let all = columns(rows);
+    if !all.iter().any(|c| c == column) {
         return Err(format!(
             "no column `{column}`: the columns are {}",
-            COLUMNS.join(", ")
+            all.join(", ")
         ));
     }
     rows.sort_by(|a, b| {
         use std::cmp::Ordering;
-        let ord = match (a.text(column), b.text(column)) {
-            (Some(x), Some(y)) => Some(x.cmp(y)),
-            _ => match (a.number(column), b.number(column)) {
-                (Some(x), Some(y)) => Some(x.total_cmp(&y)),
-                (Some(_), None) => return Ordering::Less,
-                (None, Some(_)) => return Ordering::Greater,
-                (None, None) => None,
-            },
+        let ord = match (a.sort_key(column), b.sort_key(column)) {
+            (Some(SortKey::Text(x)), Some(SortKey::Text(y))) => x.cmp(&y),
+            (Some(SortKey::Num(x)), Some(SortKey::Num(y))) => x.total_cmp(&y),
+            (Some(SortKey::Num(_)), Some(SortKey::Text(_))) => Ordering::Less,
+            (Some(SortKey::Text(_)), Some(SortKey::Num(_))) => Ordering::Greater,
+            (Some(_), None) => return Ordering::Less,
+            (None, Some(_)) => return Ordering::Greater,
+            (None, None) => Ordering::Equal,
         };
-        let ord = ord.unwrap_or(Ordering::Equal);
         if desc {
             ord.reverse()
         } else {
@@ -207,13 +278,14 @@ pub fn sort(rows: &mut [Row], column: &str, desc: bool) -> Result<(), String> {
 
 /// The table for a terminal: a header and aligned columns.
 pub fn text(rows: &[Row]) -> String {
-    let cells: Vec<Vec<String>> = rows.iter().map(Row::cells).collect();
-    let widths: Vec<usize> = (0..COLUMNS.len())
+    let columns = columns(rows);
+    let cells: Vec<Vec<String>> = rows.iter().map(|r| r.cells(&columns)).collect();
+    let widths: Vec<usize> = (0..columns.len())
         .map(|c| {
             cells
                 .iter()
                 .map(|r| r[c].chars().count())
-                .chain([COLUMNS[c].len()])
+                .chain([columns[c].len()])
                 .max()
                 .unwrap_or(0)
         })
@@ -224,8 +296,8 @@ pub fn text(rows: &[Row]) -> String {
             if c > 0 {
                 s.push_str("  ");
             }
-            // Text left, numbers right.
-            if c < 3 {
+            // Text left (grid values too), numbers right.
+            if c < 3 || c >= COLUMNS.len() {
                 s.push_str(&format!("{v:<w$}", w = widths[c]));
             } else {
                 s.push_str(&format!("{v:>w$}", w = widths[c]));
@@ -233,7 +305,7 @@ pub fn text(rows: &[Row]) -> String {
         }
         s.trim_end().to_string() + "\n"
     };
-    let mut s = line(COLUMNS.to_vec());
+    let mut s = line(columns.iter().map(String::as_str).collect());
     for r in &cells {
         s.push_str(&line(r.iter().map(String::as_str).collect()));
     }
@@ -243,7 +315,8 @@ pub fn text(rows: &[Row]) -> String {
 /// The table as CSV: a header, then one line per row; numbers in full
 /// (fractions, not percentages), unknowns empty.
 pub fn csv(rows: &[Row]) -> String {
-    let mut s = COLUMNS.join(",") + "\n";
+    let columns = columns(rows);
+    let mut s = columns.join(",") + "\n";
     let num = |v: Option<f64>| v.map_or(String::new(), |x| x.to_string());
     let quote = |t: &str| {
         if t.contains([',', '"', '\n']) {
@@ -253,7 +326,7 @@ pub fn csv(rows: &[Row]) -> String {
         }
     };
     for r in rows {
-        let fields = [
+        let mut fields = vec![
             quote(&r.instance),
             quote(&r.kind),
             r.state.to_string(),
@@ -263,6 +336,10 @@ pub fn csv(rows: &[Row]) -> String {
             num(r.seq_acc),
             num(r.char_acc),
         ];
+        for c in &columns[COLUMNS.len()..] {
+            let v = r.grid_value(c);
+            fields.push(v.map_or(String::new(), |v| quote(&crate::config::value_text(v))));
+        }
         s.push_str(&fields.join(","));
         s.push('\n');
     }
@@ -283,7 +360,42 @@ mod tests {
             oof_seq_acc: None,
             seq_acc: None,
             char_acc: None,
+            grid: Default::default(),
         }
+    }
+
+    #[test]
+    fn grid_values_make_columns_sortable_and_empty_outside_the_grid() {
+        let mut a = row("m[seed=2,lr=0.003]", Some(1.0), None);
+        a.grid.push(("seed".into(), serde_json::json!(2)));
+        a.grid.push(("lr".into(), serde_json::json!(0.003)));
+        let mut b = row("m[seed=10,lr=0.001]", Some(2.0), None);
+        b.grid.push(("seed".into(), serde_json::json!(10)));
+        b.grid.push(("lr".into(), serde_json::json!(0.001)));
+        let mut k = row("x[kind=\"sgd\"]", None, None);
+        k.grid.push(("kind".into(), serde_json::json!("sgd")));
+        let mut rows = vec![row("plain", None, None), b, a, k];
+        let cols = columns(&rows);
+        assert_eq!(&cols[COLUMNS.len()..], ["seed", "lr", "grid.kind"]);
+        sort(&mut rows, "seed", false).unwrap();
+        let order: Vec<&str> = rows.iter().map(|r| r.instance.as_str()).collect();
+        assert_eq!(order[..2], ["m[seed=2,lr=0.003]", "m[seed=10,lr=0.001]"]);
+        sort(&mut rows, "lr", true).unwrap();
+        assert_eq!(rows[0].instance, "m[seed=2,lr=0.003]");
+        sort(&mut rows, "grid.kind", false).unwrap();
+        assert_eq!(rows[0].instance, "x[kind=\"sgd\"]");
+        let text = text(&rows);
+        assert!(
+            text.lines()
+                .next()
+                .unwrap()
+                .ends_with("grid.kind  seed  lr"),
+            "{text}"
+        );
+        let csv = csv(&rows);
+        assert!(csv.starts_with("instance,kind,state,seconds,valid_seq_acc,oof_seq_acc,seq_acc,char_acc,grid.kind,seed,lr\n"), "{csv}");
+        assert!(csv.contains("\nplain,train,computed,,,,,,,,\n"), "{csv}");
+        assert!(csv.contains(",,2,0.003\n"), "{csv}");
     }
 
     #[test]

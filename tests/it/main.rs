@@ -8,6 +8,7 @@ mod docs;
 mod engine;
 mod fitted;
 mod folds;
+mod grid;
 mod history;
 mod keys;
 mod layers;

@@ -37,6 +37,11 @@ const EXPRESSIBLE: &[(&str, &str)] = &[
     ("device", r#""gpu:0" does not match"#),
     ("empty", r#""nodes" is a required property"#),
     ("eof_syntax", "invalid TOML"),
+    (
+        "grid_empty_axis",
+        "[] is not valid under any of the schemas",
+    ),
+    ("grid_not_a_list", "3 is not valid under any of the schemas"),
     ("invalid_name", "does not match"),
     ("k_too_small", "less than the minimum of 2"),
     ("list_element", r#""gothic" is not one of"#),
@@ -90,6 +95,26 @@ const NOT_EXPRESSIBLE: &[(&str, &str)] = &[
         "the graph: gathering a node that runs once",
     ),
     ("missing_node", "a reference to a node the file lacks"),
+    (
+        "grid_reference_axis",
+        "a grid axis is a dotted path checked against the kind's parameters",
+    ),
+    (
+        "grid_selection",
+        "selections name other nodes' grid values; setting a parameter and varying it needs both places",
+    ),
+    (
+        "grid_too_many",
+        "the product of the axes' lengths and the folds of the split",
+    ),
+    (
+        "grid_unknown_axis",
+        "a grid axis is a dotted path checked against the kind's parameters",
+    ),
+    (
+        "grid_value",
+        "a grid value is checked against the parameter its axis names",
+    ),
     (
         "pick_out_of_range",
         "the graph: the picked node's instance count",
@@ -257,7 +282,8 @@ fn flatten(kind: &str, prefix: &str, table: &Value, out: &mut BTreeMap<(String, 
         .map(|r| r.iter().map(|v| v.as_str().unwrap()).collect())
         .unwrap_or_default();
     for (name, p) in table["properties"].as_object().unwrap() {
-        if prefix.is_empty() && name == "kind" {
+        // `kind` and `matrix` are the node's own keys, not parameters.
+        if prefix.is_empty() && (name == "kind" || name == "matrix") {
             continue;
         }
         let key = format!("{prefix}{name}");
