@@ -46,11 +46,9 @@ pub fn record(store: &Store, path: &Path, p: &Pipeline, r: &RunReport) -> std::i
                     });
                 }
             }
-            let device = match (&n.key, outcome, n.kind.as_str()) {
-                (Some(key), "executed", "train") => {
-                    crate::artifact::model::read_summary(&store.artifact_dir(key))
-                        .ok()
-                        .and_then(|s| s.device)
+            let device = match (&n.key, outcome) {
+                (Some(key), "executed") => {
+                    crate::nodes::kind(&n.kind).and_then(|k| k.device(&store.artifact_dir(key)))
                 }
                 _ => None,
             };

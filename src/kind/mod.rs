@@ -103,6 +103,11 @@ pub trait Kind: Sync {
     fn scores(&self, _dir: &Path) -> Option<Vec<(String, f64)>> {
         None
     }
+    /// Where the artifact in `dir` was computed (`cpu`, `cuda:0`), for a
+    /// kind that records it (the run history keeps it); `None` otherwise.
+    fn device(&self, _dir: &Path) -> Option<String> {
+        None
+    }
     /// For a kind that scores ([`Kind::scores`]): the name of its headline
     /// score, shown (as not run) where neither side of a comparison has
     /// run. `None` for a kind that scores nothing.

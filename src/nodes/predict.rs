@@ -471,8 +471,7 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
     let index = DataIndex::load(&data.dir)?;
     let (model_inputs, indices) = models_and_items(ctx, data, &index)?;
     let files = model_files(&model_inputs, &sel)?;
-    let mut job = Job::new(ctx, data, &index, indices, &p, &files[0].1);
-    job.device = device;
+    let mut job = Job::new(ctx, (data, &index), indices, &p, &files[0].1, device);
     let digests = files
         .iter()
         .map(|(f, _)| model_digest(f))
@@ -636,11 +635,11 @@ type MemberProbs = (Probs, Option<Probs>);
 impl<'a> Job<'a> {
     fn new(
         ctx: &'a RunCtx<'a>,
-        data: &'a InputArtifact,
-        index: &'a DataIndex,
+        (data, index): (&'a InputArtifact, &'a DataIndex),
         indices: Vec<usize>,
         p: &'a PredictParams,
         shape: &TrainSummary,
+        device: Device,
     ) -> Job<'a> {
         let batch = p.batch.unwrap_or(64).max(1);
         Job {
@@ -657,7 +656,7 @@ impl<'a> Job<'a> {
             dw: shape.decoded_width,
             norm: shape.norm.unwrap_or_default(),
             set: None,
-            device: Device::Cpu,
+            device,
         }
     }
 

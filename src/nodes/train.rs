@@ -93,6 +93,9 @@ impl Kind for Train {
     fn report_role(&self) -> ReportRole {
         ReportRole::Training
     }
+    fn device(&self, dir: &std::path::Path) -> Option<String> {
+        model_artifact::read_summary(dir).ok()?.device
+    }
     fn version(&self) -> u32 {
         1
     }
