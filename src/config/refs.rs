@@ -3,8 +3,9 @@
 //! Guarantee: a node name is non-empty and made of `[A-Za-z0-9_.-[]]`; a
 //! reference is `name`, `name[*]` or `name[i]`, each optionally with a
 //! grid selection before the bracket (`name[seed=2,lr=0.003]`,
-//! `name[seed=2][*]`), parsed without ambiguity (an exact node name wins
-//! over the bracket forms, see `resolve`).
+//! `name[seed=2][*]`) or with `[each]` (`name[each][*]`: every grid point
+//! followed, each gathered), parsed without ambiguity (an exact node name
+//! wins over the bracket forms, see `resolve`).
 
 use super::RefMode;
 
@@ -25,10 +26,13 @@ pub(crate) struct RefSpec {
     /// Grid selection: (axis label, value as written), in written order;
     /// empty when none.
     pub select: Vec<(String, String)>,
+    /// Written `[each]` in place of a selection: every grid point of the
+    /// target, followed (`resolve` accepts it only before `[*]`).
+    pub each: bool,
 }
 
 /// Parses `x`, `x[*]` or `x[i]`, each optionally with a selection
-/// `[label=value,…]` after `x`; `None` when malformed.
+/// `[label=value,…]` or `[each]` after `x`; `None` when malformed.
 pub(crate) fn parse_ref(text: &str) -> Option<RefSpec> {
     let (rest, mode) = match text.strip_suffix(']').and_then(|t| t.rsplit_once('[')) {
         Some((rest, "*")) => (rest, RefMode::Gather),
@@ -37,9 +41,10 @@ pub(crate) fn parse_ref(text: &str) -> Option<RefSpec> {
         }
         _ => (text, RefMode::Follow),
     };
-    let (target, select) = match rest.strip_suffix(']').and_then(|t| t.split_once('[')) {
-        Some((target, sel)) => (target, parse_selection(sel)?),
-        None => (rest, Vec::new()),
+    let (target, select, each) = match rest.strip_suffix(']').and_then(|t| t.split_once('[')) {
+        Some((target, "each")) => (target, Vec::new(), true),
+        Some((target, sel)) => (target, parse_selection(sel)?, false),
+        None => (rest, Vec::new(), false),
     };
     if !valid_name(target) || target.contains('[') || target.contains(']') {
         return None;
@@ -48,6 +53,7 @@ pub(crate) fn parse_ref(text: &str) -> Option<RefSpec> {
         target: target.to_string(),
         mode,
         select,
+        each,
     })
 }
 
@@ -94,6 +100,7 @@ mod tests {
             target: target.into(),
             mode,
             select: Vec::new(),
+            each: false,
         })
     }
 
@@ -115,7 +122,26 @@ mod tests {
             (r.mode, r.select),
             (RefMode::Pick(1), sel(&[("arch", "\"a,b\"")]))
         );
-        for bad in ["m[seed=]", "m[=2]", "m[seed=2,]", "m[seed]", "m[a b=1]"] {
+        let r = parse_ref("m[each][*]").unwrap();
+        assert_eq!(
+            (r.mode, r.each, r.select),
+            (RefMode::Gather, true, sel(&[]))
+        );
+        let r = parse_ref("m[each]").unwrap();
+        assert_eq!(
+            (r.target.as_str(), r.mode, r.each),
+            ("m", RefMode::Follow, true)
+        );
+        assert!(!parse_ref("m[seed=2][*]").unwrap().each);
+        for bad in [
+            "m[seed=]",
+            "m[=2]",
+            "m[seed=2,]",
+            "m[seed]",
+            "m[a b=1]",
+            "m[each,seed=2][*]",
+            "m[seed=2,each][*]",
+        ] {
             assert_eq!(parse_ref(bad), None, "{bad:?}");
         }
     }

@@ -6,7 +6,9 @@
 //! among independent nodes), every `Follow` of a fanned node or of a parts
 //! node gives a per-fold instance with the matching fold, every `Follow`
 //! or `Pick` of a grid node gives one instance per (selected) grid point
-//! reading that point, instance names are unique, no node has more than
+//! reading that point, every `name[each][*]` gives one instance per grid
+//! point of `name` reading every instance (fold) of that point, instance
+//! names are unique, no node has more than
 //! [`MAX_INSTANCES`] instances, and the declared graph is acyclic.
 //!
 //! Grids are dimensions named by the node whose `matrix` made them (their
@@ -31,6 +33,9 @@ struct Link {
     site: usize,
     target: usize,
     mode: RefMode,
+    /// Written `name[each][*]`: follows the target's grid points, each
+    /// instance gathering every instance (fold) of its point.
+    each: bool,
     /// False when the target is of a kind the parameter does not accept.
     ok: bool,
 }
@@ -141,17 +146,23 @@ fn find_links(src: &Source, nodes: &[RawNode], problems: &mut Vec<Problem>) -> V
         for (site, r) in n.refs.iter().enumerate() {
             // An exact node name wins over the bracket forms.
             let found = match (index.get(r.text.as_str()), &r.spec) {
-                (Some(&t), _) => Some((t, RefMode::Follow)),
-                (None, Some(spec)) => index.get(spec.target.as_str()).map(|&t| (t, spec.mode)),
+                (Some(&t), _) => Some((t, RefMode::Follow, false)),
+                (None, Some(spec)) => index
+                    .get(spec.target.as_str())
+                    .map(|&t| (t, spec.mode, spec.each)),
                 (None, None) => {
                     problems.push(bad_ref(src, n, site));
                     continue;
                 }
             };
-            let Some((target, mode)) = found else {
+            let Some((target, mode, each)) = found else {
                 problems.push(missing_node(src, n, site, &names));
                 continue;
             };
+            if each && mode != RefMode::Gather {
+                problems.push(each_without_gather(src, n, site, &nodes[target].name));
+                continue;
+            }
             let mut ok = true;
             if let Some(kind) = nodes[target].kind {
                 if !r.kinds.is_empty() && !r.kinds.contains(&kind.name()) {
@@ -163,6 +174,7 @@ fn find_links(src: &Source, nodes: &[RawNode], problems: &mut Vec<Problem>) -> V
                 site,
                 target,
                 mode,
+                each,
                 ok,
             });
         }
@@ -206,18 +218,25 @@ fn fan_out(
         let mut dims: Vec<(Dim, usize)> = Vec::new(); // (grid, link)
         for (li, l) in links[n].iter().enumerate() {
             if !l.ok || unknown[l.target] {
-                if l.mode == RefMode::Follow {
+                if l.mode == RefMode::Follow || l.each {
                     unknown[n] = true;
                 }
                 continue;
             }
+            let count = f.fan[l.target].or(f.parts[l.target]);
             let Some(seen) = select(nodes, node, l, &f.dims[l.target]) else {
                 f.usable[n][li] = false;
                 unknown[n] = true;
-                problems.push(selection_problem(src, nodes, node, l, &f.dims[l.target]));
+                problems.push(selection_problem(
+                    src,
+                    nodes,
+                    node,
+                    l,
+                    &f.dims[l.target],
+                    count,
+                ));
                 continue;
             };
-            let count = f.fan[l.target].or(f.parts[l.target]);
             let gridded = !f.dims[l.target].is_empty();
             if l.mode == RefMode::Follow {
                 follows.extend(count.map(|c| (c, li)));
@@ -228,7 +247,8 @@ fn fan_out(
                 problems.push(p);
                 continue;
             }
-            if l.mode != RefMode::Gather {
+            // `[each][*]` follows the grid points it gathers from.
+            if l.mode != RefMode::Gather || l.each {
                 dims.extend(seen.iter().map(|d| (d.clone(), li)));
             }
             f.seen[n][li] = seen;
@@ -332,6 +352,9 @@ fn dim_labels(nodes: &[RawNode], dims: &[Dim]) -> Vec<(usize, usize, String)> {
 /// The target's grids `dims` as link `l`'s selection leaves them; `None`
 /// when the selection is wrong (see [`selection_problem`]).
 fn select(nodes: &[RawNode], node: &RawNode, l: &Link, dims: &[Dim]) -> Option<Vec<Dim>> {
+    if l.each && dims.is_empty() {
+        return None;
+    }
     let r = &node.refs[l.site];
     let Some(spec) = &r.spec else {
         return Some(dims.to_vec());
@@ -350,19 +373,40 @@ fn select(nodes: &[RawNode], node: &RawNode, l: &Link, dims: &[Dim]) -> Option<V
 }
 
 /// Why link `l`'s grid selection over the target's grids `dims` keeps
-/// nothing: no grid, an unknown axis, or a value of no grid point.
+/// nothing: no grid (also for `[each]`, whose help depends on the
+/// target's fold `count`), an unknown axis, or a value of no grid point.
 fn selection_problem(
     src: &Source,
     nodes: &[RawNode],
     node: &RawNode,
     l: &Link,
     dims: &[Dim],
+    count: Option<usize>,
 ) -> Problem {
     let r = &node.refs[l.site];
     let t = &nodes[l.target];
     let base = |message: String, label: &str| {
         Problem::new(src, Code::Grid, message).label(r.span.clone(), label.to_string())
     };
+    if dims.is_empty() && l.each {
+        let instead = match count {
+            Some(_) => format!(
+                "write \"{}[*]\" to gather every fold of `{}`",
+                t.name, t.name
+            ),
+            None => format!("write \"{}\"", t.name),
+        };
+        return base(
+            format!(
+                "\"{}\" gathers each grid point of `{}`, but `{}` has no grid",
+                r.text, t.name, t.name
+            ),
+            "no grid",
+        )
+        .help(format!(
+            "{instead}; `[each]` is for nodes with a `matrix` and the nodes that follow them"
+        ));
+    }
     if dims.is_empty() {
         return base(
             format!("\"{}\" selects grid points of `{}`, but `{}` has no grid", r.text, t.name, t.name),
@@ -425,6 +469,21 @@ fn count_problem(
 ) -> Option<Problem> {
     let (t, r) = (&nodes[l.target], &node.refs[l.site]);
     match (l.mode, count) {
+        (RefMode::Gather, None) if l.each => Some(
+            Problem::new(
+                src,
+                Code::SingleInstance,
+                format!(
+                    "\"{}\" gathers the folds of each grid point of `{}`, but `{}` does not run per fold",
+                    r.text, t.name, t.name
+                ),
+            )
+            .label(r.span.clone(), "one instance per grid point")
+            .help(format!(
+                "write \"{}\" to follow each grid point, or \"{}[*]\" to gather every grid point",
+                t.name, t.name
+            )),
+        ),
         (RefMode::Gather, None) if gridded => None,
         (RefMode::Pick(i), None) if gridded => Some(
             Problem::new(
@@ -612,6 +671,16 @@ fn edges(
             mode: l.mode,
         };
         let per = f.fan[t].unwrap_or(1);
+        if l.each {
+            // Every instance (fold) of the target at this instance's grid
+            // points, whatever this instance's own fold.
+            let Some(c) = combo(&f.dims[t], at) else {
+                continue;
+            };
+            let base = first[t] + c * per;
+            out.extend((base..base + per).map(|i| edge(i, None)));
+            continue;
+        }
         if l.mode == RefMode::Gather {
             // Every instance of the target at the grid points kept.
             let kept = &f.seen[n][li];
@@ -656,6 +725,26 @@ fn bad_ref(src: &Source, n: &RawNode, site: usize) -> Problem {
          \"name[*]\" (every instance), \"name[2]\" (one instance or part) \
          or \"name[seed=2]\" (grid points by value)",
     )
+}
+
+/// `name[each]` or `name[each][i]`: `[each]` only comes before `[*]`.
+fn each_without_gather(src: &Source, n: &RawNode, site: usize, target: &str) -> Problem {
+    let r = &n.refs[site];
+    let instead = match r.spec.as_ref().map(|s| s.mode) {
+        Some(RefMode::Pick(i)) => {
+            format!("write \"{target}[{i}]\" to pick fold {i} of every grid point of `{target}`")
+        }
+        _ => format!("write \"{target}\" to follow every grid point of `{target}` (and its folds)"),
+    };
+    Problem::new(
+        src,
+        Code::Grid,
+        format!("\"{}\": `[each]` is only written before `[*]`", r.text),
+    )
+    .label(r.span.clone(), "`[each]` without `[*]`")
+    .help(format!(
+        "{instead}, or \"{target}[each][*]\" to gather the folds of each grid point"
+    ))
 }
 
 fn missing_node(src: &Source, n: &RawNode, site: usize, names: &[&str]) -> Problem {

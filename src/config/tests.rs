@@ -298,6 +298,67 @@ fn references_problems() {
     assert!(load(&with("members = [\"s[2]\", \"s[*]\", \"p\"]")).is_ok());
 }
 
+/// `t[each][*]`: one instance per grid point of `t`, each gathering that
+/// point's folds, also when the gathering node runs per fold itself.
+#[test]
+fn grid_each_follows_the_points_and_gathers_their_folds() {
+    let src = format!(
+        "{TRAIN}matrix = {{ seed = [1, 2] }}\n\
+         [nodes.e]\nkind = \"ensemble\"\nmembers = [\"t[each][*]\"]\n\
+         [nodes.f]\nkind = \"ensemble\"\ninputs = {{ m = \"t[each][*]\", s = \"s\" }}\n"
+    );
+    let p = load(&src).unwrap_or_else(|e| panic!("{}", render_diagnostic(&e, false, 100)));
+    assert_eq!(
+        names(&p),
+        [
+            "p",
+            "s",
+            "t[seed=1][0]",
+            "t[seed=1][1]",
+            "t[seed=2][0]",
+            "t[seed=2][1]",
+            "e[seed=1]",
+            "e[seed=2]",
+            "f[seed=1][0]",
+            "f[seed=1][1]",
+            "f[seed=2][0]",
+            "f[seed=2][1]",
+        ]
+    );
+    let reads = |name: &str, param: &str| -> Vec<(&str, RefMode)> {
+        let i = p.instance(name).unwrap();
+        p.instances[i]
+            .inputs
+            .iter()
+            .filter(|e| e.param == param)
+            .map(|e| (p.instances[e.from].name.as_str(), e.mode))
+            .collect()
+    };
+    let g = RefMode::Gather;
+    assert_eq!(
+        reads("e[seed=2]", "members"),
+        [("t[seed=2][0]", g), ("t[seed=2][1]", g)]
+    );
+    // A per-fold gatherer reads every fold of its point, not its own.
+    assert_eq!(
+        reads("f[seed=1][1]", "inputs.m"),
+        [("t[seed=1][0]", g), ("t[seed=1][1]", g)]
+    );
+    let i = p.instance("e[seed=1]").unwrap();
+    assert_eq!(p.instances[i].grid, [("seed".to_string(), json!(1))]);
+    assert_eq!(p.instances[i].point, None);
+
+    // `[each]` before anything but `[*]`, or on a node without a grid.
+    let with = |r: &str| {
+        format!("{TRAIN}matrix = {{ seed = [1, 2] }}\n[nodes.e]\nkind = \"ensemble\"\nmembers = [\"{r}\"]\n")
+    };
+    assert_eq!(codes(&with("t[each]")), [Code::Grid]);
+    assert_eq!(codes(&with("t[each][0]")), [Code::Grid]);
+    assert_eq!(codes(&with("s[each][*]")), [Code::Grid]);
+    let one = format!("{FOLDS}[nodes.g]\nkind = \"synthetic\"\ncount = 5\nmatrix = {{ seed = [1, 2] }}\n[nodes.e]\nkind = \"ensemble\"\nmembers = [\"g[each][*]\"]\n");
+    assert_eq!(codes(&one), [Code::SingleInstance]);
+}
+
 #[test]
 fn an_exact_node_name_wins_over_the_bracket_forms() {
     let p = load("[nodes.\"x[1]\"]\nkind = \"synthetic\"\ncount = 1\n[nodes.e]\nkind = \"ensemble\"\nmembers = [\"x[1]\"]\n").unwrap();
