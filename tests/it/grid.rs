@@ -278,3 +278,103 @@ seed = 3
         assert_eq!(keys, want);
     }
 }
+
+/// 40 plates, a 2-fold split, a k-fold training per seed of `seeds`, and a
+/// prediction per seed that gathers that seed's folds (`model[each][*]`).
+fn each_pipeline(seeds: &str) -> String {
+    format!(
+        r#"
+[pipeline]
+name = "each"
+seed = 7
+
+[nodes.plates]
+kind = "synthetic"
+count = 40
+max_digits = 5
+
+[nodes.folds]
+kind = "split"
+data = "plates"
+k = 2
+
+[nodes.model]
+kind = "train"
+data = "plates"
+split = "folds"
+model = {{ arch = "svhn-small", height = 32, width = 64 }}
+epochs = 1
+batch = 8
+matrix = {{ seed = [{seeds}] }}
+
+[nodes.pred]
+kind = "predict"
+models = "model[each][*]"
+data = "plates"
+batch = 8
+"#
+    )
+}
+
+/// `model[each][*]`: one instance per grid point, each reading every fold
+/// of its point; a second run computes nothing, a new seed only its own
+/// folds and its prediction.
+#[test]
+fn each_grid_point_gathers_its_own_folds() {
+    let p = Project::new(&each_pipeline("1, 2"));
+    let pl = foldwise::config::load(&p.pipeline(), foldwise::nodes::KINDS).unwrap();
+    let all: Vec<&str> = pl.instances.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(
+        all,
+        [
+            "plates",
+            "folds",
+            "model[seed=1][0]",
+            "model[seed=1][1]",
+            "model[seed=2][0]",
+            "model[seed=2][1]",
+            "pred[seed=1]",
+            "pred[seed=2]",
+        ]
+    );
+    let models = |name: &str| -> Vec<String> {
+        let i = pl.instance(name).unwrap();
+        pl.instances[i]
+            .inputs
+            .iter()
+            .filter(|e| e.param == "models")
+            .map(|e| pl.instances[e.from].name.clone())
+            .collect()
+    };
+    assert_eq!(
+        models("pred[seed=1]"),
+        ["model[seed=1][0]", "model[seed=1][1]"]
+    );
+    assert_eq!(
+        models("pred[seed=2]"),
+        ["model[seed=2][0]", "model[seed=2][1]"]
+    );
+    let dag = stdout(&p.cli(&["dag", "p.toml"]));
+    assert!(
+        dag.contains(
+            "pred[seed=2] (predict) <- models: model[seed=2][0] (gathered), \
+             models: model[seed=2][1] (gathered), data: plates"
+        ),
+        "{dag}"
+    );
+
+    let first = p.run();
+    assert!(first.failed().is_empty(), "{:?}", first.failed());
+    assert_eq!(first.executed(), names(&all));
+    let second = p.run();
+    assert!(second.executed().is_empty(), "{:?}", second.executed());
+
+    p.write(&each_pipeline("1, 2, 3"));
+    let third = p.run();
+    assert!(third.failed().is_empty(), "{:?}", third.failed());
+    assert_eq!(
+        third.executed(),
+        names(&["model[seed=3][0]", "model[seed=3][1]", "pred[seed=3]"])
+    );
+    assert_eq!(third.reused().len(), all.len(), "{:?}", third.reused());
+}

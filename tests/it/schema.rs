@@ -96,6 +96,10 @@ const NOT_EXPRESSIBLE: &[(&str, &str)] = &[
     ),
     ("missing_node", "a reference to a node the file lacks"),
     (
+        "grid_each",
+        "the graph: whether the node `[each][*]` names has a grid and runs per fold",
+    ),
+    (
         "grid_reference_axis",
         "a grid axis is a dotted path checked against the kind's parameters",
     ),
