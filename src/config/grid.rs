@@ -213,10 +213,11 @@ fn axis(
     key_span: Span,
     value: &View<'_>,
 ) -> Option<Axis> {
-    let ty = if path == "seed" {
-        None
+    let (ty, param) = if path == "seed" {
+        (None, None)
     } else {
-        Some(param_at(ck, kind, path, &key_span)?)
+        let (ty, param) = param_at(ck, kind, path, &key_span)?;
+        (Some(ty), param)
     };
     if let Some(ty) = ty {
         if holds_ref(ty) {
@@ -268,7 +269,8 @@ fn axis(
     for e in &elements {
         let v = match ty {
             None => super::parse::seed(ck, e).map(J::from),
-            Some(ty) => ck.value(e, ty, path, path, None),
+            // With the parameter's doc as help, as when written in place.
+            Some(ty) => ck.value(e, ty, path, path, param),
         };
         match v {
             Some(v) => values.push(v),
@@ -283,25 +285,30 @@ fn axis(
     })
 }
 
-/// The type of the parameter at dotted `path` of `kind`; an unknown one is
-/// a problem at the axis key.
+/// The type of the parameter at dotted `path` of `kind`, and the parameter
+/// itself unless `path` ends at an entry of a map (`params.NAME`), which
+/// has no doc of its own; an unknown one is a problem at the axis key.
 fn param_at(
     ck: &mut Checker<'_>,
     kind: &'static dyn Kind,
     path: &str,
     key_span: &Span,
-) -> Option<&'static Ty> {
+) -> Option<(&'static Ty, Option<&'static Param>)> {
     let mut params: &'static [Param] = kind.params();
     let mut ty: Option<&'static Ty> = None;
+    let mut param: Option<&'static Param> = None;
     let mut done = String::new();
     for seg in path.split('.') {
         let next = match ty {
-            None => params.iter().find(|p| p.name == seg).map(|p| &p.ty),
+            None => params
+                .iter()
+                .find(|p| p.name == seg)
+                .map(|p| (&p.ty, Some(p))),
             Some(Ty::Table(ps)) => {
                 params = ps;
-                ps.iter().find(|p| p.name == seg).map(|p| &p.ty)
+                ps.iter().find(|p| p.name == seg).map(|p| (&p.ty, Some(p)))
             }
-            Some(Ty::Map(elem)) if !seg.is_empty() => Some(*elem),
+            Some(Ty::Map(elem)) if !seg.is_empty() => Some((*elem, None)),
             Some(_) => {
                 ck.report(
                     Problem::new(
@@ -316,7 +323,7 @@ fn param_at(
             }
         };
         match next {
-            Some(t) => ty = Some(t),
+            Some((t, p)) => (ty, param) = (Some(t), p),
             None => {
                 let mut names: Vec<String> = params
                     .iter()
@@ -358,7 +365,7 @@ fn param_at(
         }
         done.push_str(seg);
     }
-    ty
+    ty.map(|t| (t, param))
 }
 
 /// Whether a value of type `ty` holds a node reference.

@@ -359,6 +359,41 @@ fn grid_each_follows_the_points_and_gathers_their_folds() {
     assert_eq!(codes(&one), [Code::SingleInstance]);
 }
 
+/// A bad grid value reads as the same value written in place: the same
+/// code, message and help (the parameter's doc), at the value.
+#[test]
+fn a_bad_grid_value_reads_as_written_in_place() {
+    let cases = [
+        ("lr = -0.5", "matrix = { lr = [0.1, -0.5] }"),
+        ("epochs = \"2\"", "matrix = { epochs = [1, \"2\"] }"),
+        (
+            "model = { arch = \"small\", heads = 9 }",
+            "matrix = { \"model.heads\" = [9] }",
+        ),
+        (
+            "model = { arch = \"small\", heads = 9 }",
+            "matrix = { model = { heads = [9] } }",
+        ),
+        (
+            "model = { arch = \"huge\" }",
+            "matrix = { \"model.arch\" = [\"huge\"] }",
+        ),
+        (
+            "model = { arch = \"smal\" }",
+            "matrix = { \"model.arch\" = [\"smal\"] }",
+        ),
+    ];
+    for (in_place, grid) in cases {
+        let (code, message, at, help) = train_problem(&format!("{in_place}\n"));
+        assert!(help.is_some(), "{in_place}");
+        assert_eq!(
+            train_problem(&format!("{grid}\n")),
+            (code, message, at, help),
+            "{grid}"
+        );
+    }
+}
+
 #[test]
 fn an_exact_node_name_wins_over_the_bracket_forms() {
     let p = load("[nodes.\"x[1]\"]\nkind = \"synthetic\"\ncount = 1\n[nodes.e]\nkind = \"ensemble\"\nmembers = [\"x[1]\"]\n").unwrap();
