@@ -368,8 +368,9 @@ fn param_at(
     ty.map(|t| (t, param))
 }
 
-/// Whether a value of type `ty` holds a node reference.
-fn holds_ref(ty: &Ty) -> bool {
+/// Whether a value of type `ty` holds a node reference (so it cannot be
+/// a grid axis).
+pub(crate) fn holds_ref(ty: &Ty) -> bool {
     match ty {
         Ty::Ref(_) => true,
         Ty::List(t) | Ty::Map(t) => holds_ref(t),

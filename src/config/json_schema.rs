@@ -16,10 +16,16 @@
 //! kind (so an error names the offending key, not "matches no
 //! alternative"); an `anyOf` of every kind's parameters, closed by `true`
 //! so that it never rejects, is there for completion, since Taplo's
-//! completion follows `anyOf` but not `if`/`then`.
+//! completion follows `anyOf` but not `if`/`then`. A required parameter
+//! of a kind is required unless the node's `matrix` has it as an axis
+//! (one `if`/`else` each, so that its absence still reads "is a required
+//! property"); one that names nodes, which cannot be an axis, is simply
+//! required, and so is one inside a nested table (no kind has one)
+//! wherever that table is written.
 
 use serde_json::{json, Map, Value as J};
 
+use super::grid::holds_ref;
 use super::params::default_value;
 use super::parse::{CACHE_KEYS, NODE_KEYS, PIPELINE_KEYS};
 use crate::kind::schema::{Dflt, Param, Ty};
@@ -228,9 +234,36 @@ fn node_schema(kinds: &[&'static dyn Kind]) -> J {
     })
 }
 
-/// The closed table of one kind: `kind`, `seed` and its parameters.
+/// The closed table of one kind: `kind`, `seed` and its parameters, each
+/// required one given in the table or, unless it names nodes, by the
+/// `matrix`.
 fn kind_schema(kind: &'static dyn Kind) -> J {
     let mut schema = table_schema(kind.params());
+    let (grid, table): (Vec<&Param>, Vec<&Param>) = kind
+        .params()
+        .iter()
+        .filter(|p| matches!(p.default, Dflt::Required))
+        .partition(|p| !holds_ref(&p.ty));
+    let obj = schema.as_object_mut().expect("a table schema is an object");
+    obj.remove("required");
+    if !table.is_empty() {
+        obj.insert(
+            "required".into(),
+            json!(table.iter().map(|p| p.name).collect::<Vec<_>>()),
+        );
+    }
+    if !grid.is_empty() {
+        let unless_grid = grid
+            .iter()
+            .map(|p| {
+                json!({
+                    "if": { "required": ["matrix"], "properties": { "matrix": { "required": [p.name] } } },
+                    "else": { "required": [p.name] },
+                })
+            })
+            .collect();
+        obj.insert("allOf".into(), J::Array(unless_grid));
+    }
     let props = schema["properties"]
         .as_object_mut()
         .expect("a table schema has properties");
@@ -344,6 +377,25 @@ mod tests {
             assert_eq!(d["properties"]["kind"]["const"], k.name());
             assert!(d["properties"]["seed"].is_object());
         }
+    }
+
+    #[test]
+    fn a_required_parameter_may_be_given_by_the_grid() {
+        let s = json_schema(KINDS);
+        let synthetic = &s["definitions"]["synthetic"];
+        assert_eq!(synthetic.get("required"), None);
+        assert_eq!(
+            synthetic["allOf"],
+            json!([{
+                "if": { "required": ["matrix"], "properties": { "matrix": { "required": ["count"] } } },
+                "else": { "required": ["count"] },
+            }])
+        );
+        // A reference cannot be an axis; nested tables keep theirs.
+        let train = &s["definitions"]["train"];
+        assert_eq!(train["required"], json!(["split"]));
+        assert_eq!(train.get("allOf"), None);
+        assert_eq!(train["properties"]["model"]["required"], json!(["arch"]));
     }
 
     #[test]

@@ -227,6 +227,28 @@ fn taplo_rejects_every_bad_fixture_a_schema_can_express() {
     }
 }
 
+/// A required parameter may be given by the grid alone, as `load` accepts
+/// it; a grid without it leaves it required.
+#[test]
+#[cfg_attr(not(full_suite), ignore = "needs taplo (npm install -g @taplo/cli)")]
+fn taplo_accepts_a_required_parameter_given_by_the_grid() {
+    let taplo = taplo();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("grid.toml");
+    let check = |matrix: &str| {
+        let text = format!("[nodes.plates]\nkind = \"synthetic\"\nmatrix = {matrix}\n");
+        std::fs::write(&file, &text).unwrap();
+        let loaded =
+            foldwise::config::load_str("grid.toml", &text, dir.path(), foldwise::nodes::KINDS);
+        (taplo_check(taplo, &file), loaded.is_ok())
+    };
+    let ((ok, text), loaded) = check("{ count = [20, 40] }");
+    assert!(ok && loaded, "{text}");
+    let ((ok, text), loaded) = check("{ seed = [1, 2] }");
+    assert!(!ok && !loaded, "{text}");
+    assert!(text.contains(r#""count" is a required property"#), "{text}");
+}
+
 /// The repository's `.taplo.toml` gives the example pipelines the schema:
 /// a copy of the rule and the schema in a scratch tree, with a bad file
 /// where the examples live, is rejected by a plain `taplo check`.
@@ -280,11 +302,20 @@ fn params_in_schema() -> BTreeMap<(String, String), String> {
     out
 }
 
-fn flatten(kind: &str, prefix: &str, table: &Value, out: &mut BTreeMap<(String, String), String>) {
-    let required: Vec<&str> = table["required"]
-        .as_array()
+/// The names listed at `r` (a `required` array).
+fn names(r: &Value) -> Vec<&str> {
+    r.as_array()
         .map(|r| r.iter().map(|v| v.as_str().unwrap()).collect())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn flatten(kind: &str, prefix: &str, table: &Value, out: &mut BTreeMap<(String, String), String>) {
+    // Required in the table (references, nested keys), or unless the grid gives it
+    // (a kind's own: `if` the matrix has it, `else` required).
+    let mut required = names(&table["required"]);
+    for unless_grid in table["allOf"].as_array().into_iter().flatten() {
+        required.extend(names(&unless_grid["else"]["required"]));
+    }
     for (name, p) in table["properties"].as_object().unwrap() {
         // `kind` and `matrix` are the node's own keys, not parameters.
         if prefix.is_empty() && (name == "kind" || name == "matrix") {
