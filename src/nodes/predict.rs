@@ -6,8 +6,9 @@
 //! gathers every fold), `data`, `snapshots` (`"final"`, `"all"`,
 //! `"last:M"`, `"best:M"` or a list of cycle indices), `oof` (a split: each
 //! instance predicts only its fold's `valid` part, with that fold's models),
-//! `tta` (`rounds`; round 0 is the clean centre crop, round r > 0 a random
-//! augmentation), `batch` (images per forward pass; no effect on results).
+//! `tta` (`rounds`; round 0 is the clean view, round r > 0 a random
+//! augmentation; `clean = false` augments round 0 too; `view = "resize"`
+//! makes the clean view a plain resize to the input size), `batch` (images per forward pass; no effect on results).
 //!
 //! `batch` stays in the key: the engine hands `run` only the canonical
 //! parameters, so a parameter dropped by [`Kind::canonical`] could not reach
@@ -45,7 +46,9 @@
 //! `<blake3>.decset` there too (`imaging::shared_set`, the same file the
 //! train kind uses), at the size the models were trained on (`train.json`'s
 //! `decoded_height` x `decoded_width`); round 0 is its centre crop — exactly
-//! the view validation saw.
+//! the view validation saw — unless `view = "resize"` decodes it at the
+//! input size instead. An augmented round depends on the settings and its
+//! index only, so `clean = false` shares rounds 1.. with the clean variant.
 //!
 //! Guarantees: deterministic (round r of image i uses
 //! `Rng::derive(seed, STREAM, r * 1_000_003 + i)` with a seed drawn from
@@ -113,9 +116,18 @@ impl Kind for Predict {
     fn canonical(&self, mut params: Value) -> Value {
         if let Some(obj) = params.as_object_mut() {
             if let Some(tta) = obj.get_mut("tta").and_then(Value::as_object_mut) {
-                // With one round only the clean image is predicted.
-                if tta.get("rounds").and_then(Value::as_u64) == Some(1) {
-                    tta.retain(|k, _| k == "rounds");
+                // The defaults of the optional settings leave the key as
+                // it was before they existed.
+                if tta.get("clean") == Some(&Value::Bool(true)) {
+                    tta.remove("clean");
+                }
+                let clean = tta.get("clean") != Some(&Value::Bool(false));
+                if !clean || tta.get("view").and_then(Value::as_str) == Some("crop") {
+                    tta.remove("view");
+                }
+                // With one clean round only the clean image is predicted.
+                if clean && tta.get("rounds").and_then(Value::as_u64) == Some(1) {
+                    tta.retain(|k, _| k == "rounds" || k == "view");
                 }
             }
         }
@@ -134,7 +146,19 @@ static TTA: &[Param] = &[
         name: "rounds",
         ty: int_min(1),
         default: Dflt::Value("1"),
-        doc: "Predictions per image and model; round 0 is the clean centre crop, the others are augmented.",
+        doc: "Predictions per image and model; round 0 is the clean view (see `clean`, `view`), the others are augmented.",
+    },
+    Param {
+        name: "clean",
+        ty: Ty::Bool,
+        default: Dflt::Optional,
+        doc: "Whether round 0 is the clean image (unset: true); false augments every round, as recipes without a clean round do.",
+    },
+    Param {
+        name: "view",
+        ty: Ty::Choice(&["crop", "resize"]),
+        default: Dflt::Optional,
+        doc: "The clean round's view: `crop` (unset), the centre crop of the image decoded with the training margin, exactly what validation saw; `resize`, the whole image resized to the input size (no margin), as recipes that validate on a plain resize do.",
     },
     Param {
         name: "crop",
@@ -225,6 +249,10 @@ struct PredictParams {
 struct TtaParams {
     rounds: u64,
     #[serde(default = "yes")]
+    clean: bool,
+    #[serde(default)]
+    view: View,
+    #[serde(default = "yes")]
     crop: bool,
     #[serde(default)]
     scale: f32,
@@ -240,6 +268,17 @@ struct TtaParams {
 
 fn yes() -> bool {
     true
+}
+
+/// The clean round's view (`tta.view`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum View {
+    /// The centre crop of the image decoded with the training margin.
+    #[default]
+    Crop,
+    /// The whole image resized to the input size.
+    Resize,
 }
 
 impl TtaParams {
@@ -478,7 +517,10 @@ fn run(ctx: &RunCtx<'_>) -> Result<(), NodeError> {
         .collect::<Result<Vec<_>, _>>()?;
     let todo = job.uncached(&files, &digests);
     if todo > 0 {
-        job.decode()?;
+        // Every view the rounds read: the clean one and the augmented one.
+        for r in 0..job.rounds.min(2) {
+            job.decode(r)?;
+        }
     }
     ctx.progress
         .stage("predicting", todo * job.indices.len() as u64);
@@ -624,6 +666,8 @@ struct Job<'a> {
     dw: u32,
     norm: Norm,
     set: Option<DecodedSet>,
+    /// The data set resized to the input size (`tta.view = "resize"`).
+    plain: Option<DecodedSet>,
     /// Where the models compute ([`super::model_device`]).
     device: Device,
 }
@@ -656,6 +700,7 @@ impl<'a> Job<'a> {
             dw: shape.decoded_width,
             norm: shape.norm.unwrap_or_default(),
             set: None,
+            plain: None,
             device,
         }
     }
@@ -724,21 +769,37 @@ impl<'a> Job<'a> {
         todo
     }
 
-    /// Opens the data set decoded at the models' size, decoding it (a
-    /// progress stage of its own) when no node has yet.
-    fn decode(&mut self) -> Result<&DecodedSet, NodeError> {
-        if self.set.is_none() {
-            self.set = Some(imaging::shared_set(
+    /// Whether round `r` is the clean view (else an augmented one).
+    fn is_clean(&self, r: u64) -> bool {
+        r == 0 && self.tta.clean
+    }
+
+    /// Opens the data set round `r` reads, decoding it (a progress stage of
+    /// its own) when no node has yet: decoded at the models' decoded size,
+    /// or at their input size for a clean round of `view = "resize"`.
+    fn decode(&mut self, r: u64) -> Result<(), NodeError> {
+        let (slot, h, w) = if self.is_plain(r) {
+            (&mut self.plain, self.h, self.w)
+        } else {
+            (&mut self.set, self.dh, self.dw)
+        };
+        if slot.is_none() {
+            *slot = Some(imaging::shared_set(
                 self.ctx.derived,
                 &self.data.dir,
                 &self.data.digest,
                 self.index,
-                self.dh,
-                self.dw,
+                h,
+                w,
                 self.ctx.progress,
             )?);
         }
-        Ok(self.set.as_ref().expect("decoded"))
+        Ok(())
+    }
+
+    /// Whether round `r` reads the data set resized to the input size.
+    fn is_plain(&self, r: u64) -> bool {
+        self.is_clean(r) && self.tta.view == View::Resize
     }
 
     /// The seed of a model's augmentation draws: from the model and data
@@ -765,7 +826,11 @@ impl<'a> Job<'a> {
             "data": self.data.digest,
             "indices": self.indices,
             "round": r,
-            "tta": if r == 0 { Value::Null } else { self.tta.settings() },
+            "tta": match (self.is_clean(r), self.tta.view) {
+                (true, View::Crop) => Value::Null,
+                (true, View::Resize) => json!({"view": "resize"}),
+                (false, _) => self.tta.settings(),
+            },
             "height": self.h,
             "width": self.w,
             "decoded": [self.dh, self.dw],
@@ -798,8 +863,13 @@ impl<'a> Job<'a> {
         seed: u64,
         r: u64,
     ) -> Result<MemberProbs, NodeError> {
-        self.decode()?;
-        let s = self.set.as_ref().expect("decoded");
+        self.decode(r)?;
+        let s = if self.is_plain(r) {
+            self.plain.as_ref()
+        } else {
+            self.set.as_ref()
+        }
+        .expect("decoded");
         self.ctx.progress.message(&format!(
             "{} {} round {}/{}",
             f.node,
@@ -807,7 +877,7 @@ impl<'a> Job<'a> {
             r + 1,
             self.rounds
         ));
-        let aug = if r == 0 {
+        let aug = if self.is_clean(r) {
             Augment::none()
         } else {
             self.tta.augment()
@@ -1221,6 +1291,68 @@ mod tests {
         )
         .unwrap();
         assert_eq!(fx.derived_probs().len(), 4);
+    }
+
+    #[test]
+    fn clean_false_augments_round_0_and_view_resize_changes_the_clean_round_only() {
+        let fx = Fixture::new();
+        let m = || vec![fx.model(0)];
+        let r = |d: &Path, i: u32| {
+            fs::read(d.join(format!("members/cnn.0-final-r{i}.fwprobs"))).unwrap()
+        };
+        let with = fx
+            .predict(json!({"tta": {"rounds": 3}}), m(), "with")
+            .unwrap();
+        assert_eq!(fx.derived_probs().len(), 3);
+        // Without a clean round only round 0 is new: rounds 1.. are shared.
+        let without = fx
+            .predict(
+                json!({"tta": {"rounds": 3, "clean": false}}),
+                m(),
+                "without",
+            )
+            .unwrap();
+        assert_eq!(fx.derived_probs().len(), 4);
+        assert_ne!(r(&with, 0), r(&without, 0));
+        assert_eq!(r(&with, 1), r(&without, 1));
+        assert_eq!(r(&with, 2), r(&without, 2));
+        // A plain resize is another clean view; the augmented rounds stay.
+        let plain = fx
+            .predict(
+                json!({"tta": {"rounds": 2, "view": "resize"}}),
+                m(),
+                "plain",
+            )
+            .unwrap();
+        assert_eq!(fx.derived_probs().len(), 5);
+        assert_ne!(r(&plain, 0), r(&with, 0));
+        assert_ne!(r(&plain, 0), r(&without, 0));
+        assert_eq!(r(&plain, 1), r(&with, 1));
+        // Written out, the defaults keep the key they had before they existed.
+        let canon = |tta: Value| {
+            Predict.canonical(with_defaults(
+                Predict.params(),
+                json!({"models": "m", "data": "d", "tta": tta}),
+            ))["tta"]
+                .clone()
+        };
+        assert_eq!(
+            canon(json!({"rounds": 3, "clean": true, "view": "crop"})),
+            canon(json!({"rounds": 3}))
+        );
+        assert_eq!(
+            canon(json!({"rounds": 1, "clean": true})),
+            json!({"rounds": 1})
+        );
+        assert_eq!(
+            canon(json!({"rounds": 1, "view": "resize", "rotation": 2.0})),
+            json!({"rounds": 1, "view": "resize"})
+        );
+        // Without a clean round the view does not matter, the settings do.
+        let c = canon(json!({"rounds": 1, "clean": false, "view": "resize"}));
+        assert_eq!(c["clean"], false);
+        assert!(c.get("view").is_none());
+        assert!(c.get("rotation").is_some());
     }
 
     #[test]
