@@ -327,8 +327,12 @@ pub struct Member {
     /// `final` or `c<cycle>`.
     pub snapshot: String,
     pub cycle: Option<u64>,
-    /// TTA round; 0 is the clean image.
+    /// TTA round; 0 is the clean image unless `view` says otherwise.
     pub round: u64,
+    /// Round 0's view when it is not the centre crop: `resize`
+    /// (`tta.view`), or `augmented` (`tta.clean = false`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<String>,
     /// The snapshot's validation accuracy, `null` when unknown.
     pub valid_seq_acc: Option<f64>,
     /// The member's length probabilities, when every model has a length

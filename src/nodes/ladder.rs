@@ -145,6 +145,17 @@ pub fn compute(
             "lists no members",
         ));
     }
+    if entries
+        .iter()
+        .any(|e| e.view.as_deref() == Some("augmented"))
+    {
+        return Err(NodeError::file(
+            pred_dir.join(MEMBERS_FILE),
+            format!(
+                "round 0 of `{pred_node}` is augmented (`tta.clean = false`), but the ladder starts from the clean image: give the prediction a clean round"
+            ),
+        ));
+    }
     let shape = (out.probs.n, out.probs.heads);
     let mut members = Vec::with_capacity(entries.len());
     for e in entries {
@@ -174,7 +185,7 @@ mod tests {
     use crate::nodes::predict::Predict;
     use crate::nodes::KINDS;
     use crate::predictions::ladder::report;
-    use serde_json::json;
+    use serde_json::{json, Value};
     use std::collections::BTreeMap;
     use std::fs;
     use std::path::PathBuf;
@@ -182,6 +193,11 @@ mod tests {
     /// Plates, two fake train artifacts with two snapshots each, and a
     /// prediction over both with two TTA rounds.
     fn predicted(root: &Path) -> PathBuf {
+        predicted_with(root, json!({"rounds": 2}))
+    }
+
+    /// [`predicted`] with these TTA settings.
+    fn predicted_with(root: &Path, tta: Value) -> PathBuf {
         dataset(&root.join("data"), 6, 3);
         train_artifact(&root.join("cnn0"), 4, 1, &[0.3, 0.6]);
         train_artifact(&root.join("cnn1"), 4, 2, &[0.5, 0.4]);
@@ -197,8 +213,7 @@ mod tests {
             "data".to_string(),
             vec![input("plates", &root.join("data"), "d")],
         );
-        let p =
-            json!({"models": "cnn[*]", "data": "plates", "snapshots": "all", "tta": {"rounds": 2}});
+        let p = json!({"models": "cnn[*]", "data": "plates", "snapshots": "all", "tta": tta});
         run_kind(&Predict, p, inputs, root, "pred", None).unwrap()
     }
 
@@ -234,6 +249,41 @@ mod tests {
             report(&l)
         );
         assert!(KINDS.iter().any(|k| k.name() == "ladder"));
+    }
+
+    #[test]
+    fn round_0_must_be_clean_and_may_be_a_plain_resize() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let pred = predicted_with(r, json!({"rounds": 2, "clean": false}));
+        let e = run_ladder(r, &pred).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: round 0 of `pred` is augmented (`tta.clean = false`), but the ladder starts from the clean image: give the prediction a clean round",
+                pred.join(MEMBERS_FILE).display()
+            )
+        );
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let pred = predicted_with(r, json!({"rounds": 2, "view": "resize"}));
+        let members: Value =
+            serde_json::from_slice(&fs::read(pred.join(MEMBERS_FILE)).unwrap()).unwrap();
+        let views: Vec<&Value> = members
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| &m["view"])
+            .collect();
+        assert_eq!(
+            views.iter().filter(|v| **v == "resize").count(),
+            4,
+            "{views:?}"
+        );
+        assert_eq!(views.iter().filter(|v| v.is_null()).count(), 4, "{views:?}");
+        let out = run_ladder(r, &pred).unwrap();
+        let l: Scores = serde_json::from_slice(&fs::read(out.join(LADDER_FILE)).unwrap()).unwrap();
+        assert_eq!(l.singles.len(), 4);
     }
 
     #[test]

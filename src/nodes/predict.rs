@@ -734,7 +734,7 @@ impl<'a> Job<'a> {
             let member = link_member(
                 &self.ctx.out.join(MEMBERS_DIR),
                 f,
-                r,
+                (r, self.view_name(r)),
                 (&path, &probs),
                 length.as_ref().filter(|_| all_length).map(|l| (&*lpath, l)),
             )?;
@@ -795,6 +795,16 @@ impl<'a> Job<'a> {
             )?);
         }
         Ok(())
+    }
+
+    /// Round `r`'s view as `members.json` lists it: only for round 0, and
+    /// only when it is not the centre crop.
+    fn view_name(&self, r: u64) -> Option<&'static str> {
+        match (r, self.is_clean(r), self.tta.view) {
+            (0, false, _) => Some("augmented"),
+            (0, true, View::Resize) => Some("resize"),
+            _ => None,
+        }
     }
 
     /// Whether round `r` reads the data set resized to the input size.
@@ -953,13 +963,14 @@ fn store_member(
     write_probs(path, q)
 }
 
-/// Puts round `r` of model file `f` into the artifact's members folder (a
-/// hard link to the derived file, or a copy), with its length file when
-/// given, and says what `members.json` lists for it.
+/// Puts round `r` (with its `view`, see [`Member::view`]) of model file
+/// `f` into the artifact's members folder (a hard link to the derived
+/// file, or a copy), with its length file when given, and says what
+/// `members.json` lists for it.
 fn link_member(
     members_dir: &Path,
     f: &ModelFile,
-    r: u64,
+    (r, view): (u64, Option<&str>),
     digits: (&Path, &Probs),
     length: Option<(&Path, &Probs)>,
 ) -> Result<Member, NodeError> {
@@ -980,6 +991,7 @@ fn link_member(
         snapshot: f.snapshot.clone(),
         cycle: f.cycle,
         round: r,
+        view: view.map(str::to_string),
         valid_seq_acc: f.valid_seq_acc,
         length_file,
     })
