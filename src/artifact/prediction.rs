@@ -316,6 +316,18 @@ pub fn write_output(
     Ok(())
 }
 
+/// What round 0 of a member shows when it is not the centre crop, as
+/// `members.json` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoundView {
+    /// The whole image resized to the input size (`tta.view = "resize"`).
+    Resize,
+    /// An augmented view: the prediction has no clean round
+    /// (`tta.clean = false`).
+    Augmented,
+}
+
 /// One member of a `predict` artifact as `members.json` lists it, in
 /// member-file order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -329,10 +341,9 @@ pub struct Member {
     pub cycle: Option<u64>,
     /// TTA round; 0 is the clean image unless `view` says otherwise.
     pub round: u64,
-    /// Round 0's view when it is not the centre crop: `resize`
-    /// (`tta.view`), or `augmented` (`tta.clean = false`); absent otherwise.
+    /// Round 0's view when it is not the centre crop; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub view: Option<String>,
+    pub view: Option<RoundView>,
     /// The snapshot's validation accuracy, `null` when unknown.
     pub valid_seq_acc: Option<f64>,
     /// The member's length probabilities, when every model has a length

@@ -25,7 +25,7 @@
 use std::path::Path;
 
 use crate::artifact::prediction::{
-    labelled_items, read_member_probs, read_output, read_predict_members, MEMBERS_FILE,
+    labelled_items, read_member_probs, read_output, read_predict_members, RoundView, MEMBERS_FILE,
 };
 use crate::artifact::scores::{ladder_scores, read_ladder, write_ladder, REPORT_FILE};
 use crate::kind::schema::{Dflt, Param, Ty};
@@ -145,10 +145,7 @@ pub fn compute(
             "lists no members",
         ));
     }
-    if entries
-        .iter()
-        .any(|e| e.view.as_deref() == Some("augmented"))
-    {
+    if entries.iter().any(|e| e.view == Some(RoundView::Augmented)) {
         return Err(NodeError::file(
             pred_dir.join(MEMBERS_FILE),
             format!(

@@ -65,7 +65,7 @@ use serde_json::{json, Value};
 use crate::artifact::dataset::DataIndex;
 use crate::artifact::model::{self, Summary as TrainSummary};
 use crate::artifact::prediction::{
-    items_of, write_length, write_output, write_probs, Member, MEMBERS_DIR, MEMBERS_FILE,
+    items_of, write_length, write_output, write_probs, Member, RoundView, MEMBERS_DIR, MEMBERS_FILE,
 };
 use crate::artifact::split::load_fold;
 use crate::artifact::{probs, write_json};
@@ -799,10 +799,10 @@ impl<'a> Job<'a> {
 
     /// Round `r`'s view as `members.json` lists it: only for round 0, and
     /// only when it is not the centre crop.
-    fn view_name(&self, r: u64) -> Option<&'static str> {
+    fn view_name(&self, r: u64) -> Option<RoundView> {
         match (r, self.is_clean(r), self.tta.view) {
-            (0, false, _) => Some("augmented"),
-            (0, true, View::Resize) => Some("resize"),
+            (0, false, _) => Some(RoundView::Augmented),
+            (0, true, View::Resize) => Some(RoundView::Resize),
             _ => None,
         }
     }
@@ -970,7 +970,7 @@ fn store_member(
 fn link_member(
     members_dir: &Path,
     f: &ModelFile,
-    (r, view): (u64, Option<&str>),
+    (r, view): (u64, Option<RoundView>),
     digits: (&Path, &Probs),
     length: Option<(&Path, &Probs)>,
 ) -> Result<Member, NodeError> {
@@ -991,7 +991,7 @@ fn link_member(
         snapshot: f.snapshot.clone(),
         cycle: f.cycle,
         round: r,
-        view: view.map(str::to_string),
+        view,
         valid_seq_acc: f.valid_seq_acc,
         length_file,
     })
